@@ -1,0 +1,71 @@
+//! Postgres log sequence numbers, printed and parsed in Postgres's `X/Y` form.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A position in Postgres's WAL (`pg_lsn`). Ordered; `Lsn::ZERO` means "nothing yet".
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Lsn(pub u64);
+
+impl Lsn {
+    /// The zero position, before any WAL.
+    pub const ZERO: Lsn = Lsn(0);
+}
+
+impl fmt::Display for Lsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xFFFF_FFFF)
+    }
+}
+
+/// Why a string is not an LSN.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid LSN {0:?}: expected the Postgres form like 0/16B3748")]
+pub struct LsnParseError(pub String);
+
+impl FromStr for Lsn {
+    type Err = LsnParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || LsnParseError(s.to_string());
+        let (hi, lo) = s.trim().split_once('/').ok_or_else(err)?;
+        let hi = u32::from_str_radix(hi, 16).map_err(|_| err())?;
+        let lo = u32::from_str_radix(lo, 16).map_err(|_| err())?;
+        Ok(Lsn((u64::from(hi) << 32) | u64::from(lo)))
+    }
+}
+
+impl Serialize for Lsn {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Lsn {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_and_parse_round_trip() {
+        for (text, v) in [
+            ("0/0", 0u64),
+            ("0/16B3748", 0x16B3748),
+            ("1/0", 1 << 32),
+            ("FFFFFFFF/FFFFFFFF", u64::MAX),
+        ] {
+            assert_eq!(Lsn(v).to_string(), text);
+            assert_eq!(text.parse::<Lsn>().unwrap(), Lsn(v));
+        }
+        assert!("16B3748".parse::<Lsn>().is_err());
+        assert!("0/xyz".parse::<Lsn>().is_err());
+        assert!("100000000/0".parse::<Lsn>().is_err());
+    }
+}

@@ -1,0 +1,5 @@
+//! The `pgroar` binary.
+
+fn main() -> anyhow::Result<()> {
+    Ok(())
+}
