@@ -18,4 +18,4 @@ pub mod schema;
 pub mod sink;
 pub mod wal;
 
-pub use lsn::Lsn;
+pub use lsn::{Lsn, WalKey};

@@ -20,6 +20,32 @@ impl fmt::Display for Lsn {
     }
 }
 
+/// The cursor of one op record: the transaction's commit LSN and the record's sequence number in
+/// that transaction. Keys order records across the whole stream; a record whose key is at or
+/// below the durable cursor is never applied twice.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct WalKey {
+    /// Commit LSN of the record's transaction.
+    pub lsn: Lsn,
+    /// Position of the record within its transaction, from 0.
+    pub seq: u32,
+}
+
+impl WalKey {
+    /// The key before every record.
+    pub const ZERO: WalKey = WalKey { lsn: Lsn::ZERO, seq: 0 };
+
+    /// A key.
+    pub fn new(lsn: Lsn, seq: u32) -> Self {
+        WalKey { lsn, seq }
+    }
+
+    /// The key after every record of the transaction committed at `lsn`.
+    pub fn end_of(lsn: Lsn) -> Self {
+        WalKey { lsn, seq: u32::MAX }
+    }
+}
+
 /// Why a string is not an LSN.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("invalid LSN {0:?}: expected the Postgres form like 0/16B3748")]

@@ -1,0 +1,3 @@
+//! The integration suite: one binary, so one throwaway Postgres cluster serves every test.
+
+mod it;
