@@ -1,1 +1,686 @@
-//! (in progress)
+//! Per-batch dedup: collapse a batch of entity ops into fewer ops with the same effect.
+//!
+//! The law this module keeps (checked by a property test over random batches): applying the
+//! deduped batch to an index gives exactly the index that applying the raw batch gives.
+//! Rules, per entity, within a run of entries that contain no `queryOpSet`:
+//!
+//! * entries of one entity are grouped (first-appearance order, so the output is deterministic);
+//! * a `delete` absorbs everything before it; ops after it (a re-insert) survive, and
+//!   `creates_slot` is the OR over the entry holding the last delete and those after it;
+//! * single-value, bool and sort fields keep the **first** `remove` and the **last** `set`
+//!   (plus a trailing `remove` of that value when one came after it); removes with no set keep
+//!   each distinct value;
+//! * multi-value `add`/`remove` follow set semantics: the last op per value wins;
+//! * fields the schema does not know pass through untouched, in order.
+//!
+//! `queryOpSet` depends on other entities' state, so entries holding one act as barriers: the
+//! direct entries before and after are deduped separately, and within a run of `queryOpSet`
+//! entries the nested ops of one (entity, query) are merged per field — unless a later entry
+//! of the run writes the same fields or the fields the query reads, in which case order wins
+//! and a new group starts. A `queryOpSet` whose query is null is a no-op and is dropped.
+//! An entity left with no ops and no `creates_slot` is dropped; one that only creates its slot
+//! is kept.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::ops::{EntityOps, Op, Value};
+use crate::schema::{FilterKind, Schema};
+
+/// How dedup collapses a field's ops.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Class {
+    /// Single-value, bool or sort: one current value per slot.
+    Scalar,
+    /// Multi-value: a set of values per slot.
+    Multi,
+    /// Unknown to the schema, or ambiguous (multi and sort): kept verbatim.
+    Verbatim,
+}
+
+/// Collapses batches of entity ops for one schema. Build once; reuse for every batch.
+#[derive(Clone, Debug)]
+pub struct Deduper {
+    classes: HashMap<Arc<str>, Class>,
+}
+
+impl Deduper {
+    /// A deduper for the fields of `schema`.
+    pub fn new(schema: &Schema) -> Self {
+        let mut classes = HashMap::new();
+        for f in &schema.filters {
+            let class = match f.kind {
+                FilterKind::Single | FilterKind::Bool => Class::Scalar,
+                FilterKind::Multi => Class::Multi,
+            };
+            classes.insert(f.name.clone(), class);
+        }
+        for s in &schema.sorts {
+            let class = match classes.get(&s.name) {
+                None | Some(Class::Scalar) => Class::Scalar,
+                Some(_) => Class::Verbatim,
+            };
+            classes.insert(s.name.clone(), class);
+        }
+        Deduper { classes }
+    }
+
+    fn class(&self, field: &str) -> Class {
+        self.classes.get(field).copied().unwrap_or(Class::Verbatim)
+    }
+
+    /// Collapses `batch`; see the module docs for the rules. Output order is deterministic.
+    pub fn dedup(&self, batch: Vec<EntityOps>) -> Vec<EntityOps> {
+        let mut out = Vec::with_capacity(batch.len());
+        let mut direct = DirectRun::default();
+        let mut fanout = FanoutRun::default();
+        for e in batch {
+            let has_query = e.ops.iter().any(|op| matches!(op, Op::QueryOpSet { .. }));
+            if !has_query {
+                fanout.flush(self, &mut out);
+                direct.push(self, e);
+                continue;
+            }
+            direct.flush(self, &mut out);
+            let pure = e.ops.iter().all(|op| matches!(op, Op::QueryOpSet { .. }));
+            if pure && !e.creates_slot {
+                fanout.push(self, e);
+            } else {
+                fanout.flush(self, &mut out);
+                out.push(e);
+            }
+        }
+        direct.flush(self, &mut out);
+        fanout.flush(self, &mut out);
+        out
+    }
+}
+
+/// Collapsed ops of one field.
+#[derive(Debug)]
+enum FieldOps {
+    Scalar {
+        field: Arc<str>,
+        /// Distinct removes seen before the first set, in order.
+        removes: Vec<Value>,
+        last_set: Option<Value>,
+        /// A remove of `last_set`'s value came after it (the field ends empty).
+        cleared: bool,
+    },
+    Multi {
+        field: Arc<str>,
+        /// Per value, whether the last op was an add.
+        values: Vec<(Value, bool)>,
+    },
+    Verbatim {
+        ops: Vec<Op>,
+    },
+}
+
+impl FieldOps {
+    fn emit(self, out: &mut Vec<Op>) {
+        match self {
+            FieldOps::Scalar {
+                field,
+                removes,
+                last_set,
+                cleared,
+            } => match last_set {
+                None => out.extend(removes.into_iter().map(|value| Op::Remove {
+                    field: field.clone(),
+                    value,
+                })),
+                Some(value) => {
+                    if let Some(first) = removes.into_iter().next() {
+                        out.push(Op::Remove {
+                            field: field.clone(),
+                            value: first,
+                        });
+                    }
+                    if cleared {
+                        out.push(Op::Set {
+                            field: field.clone(),
+                            value: value.clone(),
+                        });
+                        out.push(Op::Remove { field, value });
+                    } else {
+                        out.push(Op::Set { field, value });
+                    }
+                }
+            },
+            FieldOps::Multi { field, values } => {
+                out.extend(values.into_iter().map(|(value, add)| {
+                    if add {
+                        Op::Add {
+                            field: field.clone(),
+                            value,
+                        }
+                    } else {
+                        Op::Remove {
+                            field: field.clone(),
+                            value,
+                        }
+                    }
+                }))
+            }
+            FieldOps::Verbatim { ops } => out.extend(ops),
+        }
+    }
+}
+
+/// The collapsed state of one entity (or of one queryOpSet's nested ops).
+#[derive(Debug, Default)]
+struct Collapsed {
+    deleted: bool,
+    /// Nested ops that cannot be collapsed (a delete or queryOpSet inside a queryOpSet).
+    verbatim_tail: Vec<Op>,
+    fields: Vec<(Arc<str>, FieldOps)>,
+}
+
+impl Collapsed {
+    fn field(&mut self, d: &Deduper, name: &Arc<str>) -> &mut FieldOps {
+        let pos = match self
+            .fields
+            .iter()
+            .position(|(f, _)| Arc::ptr_eq(f, name) || f == name)
+        {
+            Some(pos) => pos,
+            None => {
+                let ops = match d.class(name) {
+                    Class::Scalar => FieldOps::Scalar {
+                        field: name.clone(),
+                        removes: Vec::new(),
+                        last_set: None,
+                        cleared: false,
+                    },
+                    Class::Multi => FieldOps::Multi {
+                        field: name.clone(),
+                        values: Vec::new(),
+                    },
+                    Class::Verbatim => FieldOps::Verbatim { ops: Vec::new() },
+                };
+                self.fields.push((name.clone(), ops));
+                self.fields.len() - 1
+            }
+        };
+        &mut self.fields[pos].1
+    }
+
+    /// Folds one op into the state. A nested `delete`/`queryOpSet` (inside a queryOpSet) cannot
+    /// be collapsed: it and every op after it are kept verbatim, after the collapsed fields.
+    fn push(&mut self, d: &Deduper, op: Op) {
+        if !self.verbatim_tail.is_empty() || matches!(op, Op::Delete | Op::QueryOpSet { .. }) {
+            self.verbatim_tail.push(op);
+            return;
+        }
+        match op {
+            Op::Set { field, value } => self.set(d, field, value, false),
+            Op::Add { field, value } => self.set(d, field, value, true),
+            Op::Remove { field, value } => match self.field(d, &field) {
+                FieldOps::Scalar {
+                    removes,
+                    last_set,
+                    cleared,
+                    ..
+                } => match last_set {
+                    None => {
+                        if !removes.contains(&value) {
+                            removes.push(value);
+                        }
+                    }
+                    Some(set) if *set == value => *cleared = true,
+                    Some(_) => {}
+                },
+                FieldOps::Multi { values, .. } => upsert(values, value, false),
+                FieldOps::Verbatim { ops } => ops.push(Op::Remove { field, value }),
+            },
+            Op::Delete | Op::QueryOpSet { .. } => unreachable!("handled above"),
+        }
+    }
+
+    fn set(&mut self, d: &Deduper, field: Arc<str>, value: Value, was_add: bool) {
+        match self.field(d, &field) {
+            FieldOps::Scalar {
+                last_set, cleared, ..
+            } => {
+                *last_set = Some(value);
+                *cleared = false;
+            }
+            FieldOps::Multi { values, .. } => upsert(values, value, true),
+            FieldOps::Verbatim { ops } => ops.push(if was_add {
+                Op::Add { field, value }
+            } else {
+                Op::Set { field, value }
+            }),
+        }
+    }
+
+    fn emit(self) -> Vec<Op> {
+        let mut out = Vec::with_capacity(self.fields.len() + 1);
+        if self.deleted {
+            out.push(Op::Delete);
+        }
+        for (_, f) in self.fields {
+            f.emit(&mut out);
+        }
+        out.extend(self.verbatim_tail);
+        out
+    }
+
+    fn written_fields(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.fields
+            .iter()
+            .map(|(f, _)| f)
+            .chain(self.verbatim_tail.iter().filter_map(Op::field))
+    }
+}
+
+fn upsert(values: &mut Vec<(Value, bool)>, value: Value, add: bool) {
+    match values.iter_mut().find(|(v, _)| *v == value) {
+        Some(slot) => slot.1 = add,
+        None => values.push((value, add)),
+    }
+}
+
+/// One entity within a run of direct entries.
+#[derive(Debug)]
+struct Group {
+    entity_id: i64,
+    creates_slot: bool,
+    ops: Collapsed,
+}
+
+/// A run of entries without `queryOpSet`, grouped by entity.
+#[derive(Debug, Default)]
+struct DirectRun {
+    groups: Vec<Group>,
+    by_entity: HashMap<i64, usize>,
+}
+
+impl DirectRun {
+    fn push(&mut self, d: &Deduper, e: EntityOps) {
+        let idx = *self.by_entity.entry(e.entity_id).or_insert_with(|| {
+            self.groups.push(Group {
+                entity_id: e.entity_id,
+                creates_slot: false,
+                ops: Collapsed::default(),
+            });
+            self.groups.len() - 1
+        });
+        let g = &mut self.groups[idx];
+        let mut ops = e.ops;
+        if let Some(last_delete) = ops.iter().rposition(|op| matches!(op, Op::Delete)) {
+            // The delete wipes the slot: nothing before it matters, and only this entry's and
+            // later entries' creates_slot can bring the slot back.
+            g.ops = Collapsed {
+                deleted: true,
+                ..Collapsed::default()
+            };
+            g.creates_slot = false;
+            ops.drain(..=last_delete);
+        }
+        g.creates_slot |= e.creates_slot;
+        for op in ops {
+            g.ops.push(d, op);
+        }
+    }
+
+    fn flush(&mut self, _d: &Deduper, out: &mut Vec<EntityOps>) {
+        self.by_entity.clear();
+        for g in self.groups.drain(..) {
+            let ops = g.ops.emit();
+            if !ops.is_empty() || g.creates_slot {
+                out.push(EntityOps {
+                    entity_id: g.entity_id,
+                    ops,
+                    creates_slot: g.creates_slot,
+                });
+            }
+        }
+    }
+}
+
+/// One (entity, query) within a run of `queryOpSet` entries.
+#[derive(Debug)]
+struct FanoutGroup {
+    entity_id: i64,
+    query: Arc<str>,
+    /// Field names the query reads (its words, conservatively).
+    reads: HashSet<String>,
+    /// Nothing may merge into or across this group: its ops delete slots or change what its
+    /// own query matches, so applying them twice differs from applying them merged.
+    sealed: bool,
+    ops: Collapsed,
+}
+
+impl FanoutGroup {
+    fn writes_any(&self, fields: &HashSet<Arc<str>>) -> bool {
+        self.ops.written_fields().any(|f| fields.contains(f))
+    }
+}
+
+/// A run of entries that hold only `queryOpSet` ops.
+#[derive(Debug, Default)]
+struct FanoutRun {
+    groups: Vec<FanoutGroup>,
+    /// The newest group for each (entity, query).
+    latest: HashMap<(i64, Arc<str>), usize>,
+}
+
+impl FanoutRun {
+    fn push(&mut self, d: &Deduper, e: EntityOps) {
+        for op in e.ops {
+            let Op::QueryOpSet {
+                query: Some(query),
+                ops,
+            } = op
+            else {
+                continue;
+            };
+            let writes: HashSet<Arc<str>> = ops.iter().filter_map(Op::field).cloned().collect();
+            let reads = query_words(&query);
+            let sealed = ops
+                .iter()
+                .any(|op| matches!(op, Op::Delete | Op::QueryOpSet { .. }))
+                || writes.iter().any(|w| reads.contains(&**w));
+            let key = (e.entity_id, query.clone());
+            let mergeable = self.latest.get(&key).copied().filter(|&i| {
+                let reads = &self.groups[i].reads;
+                !sealed
+                    && !self.groups[i].sealed
+                    && self.groups[i + 1..].iter().all(|later| {
+                        !later.sealed
+                            && !later.writes_any(&writes)
+                            && !writes.iter().any(|w| later.reads.contains(&**w))
+                            && !later.ops.written_fields().any(|w| reads.contains(&**w))
+                    })
+            });
+            let idx = match mergeable {
+                Some(i) => i,
+                None => {
+                    self.groups.push(FanoutGroup {
+                        entity_id: e.entity_id,
+                        reads,
+                        sealed,
+                        query,
+                        ops: Collapsed::default(),
+                    });
+                    self.latest.insert(key, self.groups.len() - 1);
+                    self.groups.len() - 1
+                }
+            };
+            for op in ops {
+                self.groups[idx].ops.push(d, op);
+            }
+        }
+    }
+
+    fn flush(&mut self, _d: &Deduper, out: &mut Vec<EntityOps>) {
+        self.latest.clear();
+        for g in self.groups.drain(..) {
+            let ops = g.ops.emit();
+            out.push(EntityOps::new(
+                g.entity_id,
+                vec![Op::QueryOpSet {
+                    query: Some(g.query),
+                    ops,
+                }],
+            ));
+        }
+    }
+}
+
+/// The identifier-like words of a query: a superset of the fields it reads.
+fn query_words(query: &str) -> HashSet<String> {
+    query
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::FilterKind::*;
+
+    fn deduper() -> Deduper {
+        let schema = Schema::from_pairs(
+            &[
+                ("nsfwLevel", Single),
+                ("tagIds", Multi),
+                ("hasMeta", Bool),
+                ("postId", Single),
+            ],
+            &[("publishedAt", 32), ("existedAt", 32)],
+        )
+        .unwrap();
+        Deduper::new(&schema)
+    }
+
+    fn q(query: &str, ops: Vec<Op>) -> Op {
+        Op::QueryOpSet {
+            query: Some(Arc::from(query)),
+            ops,
+        }
+    }
+
+    #[test]
+    fn repeated_sets_keep_the_last() {
+        let out = deduper().dedup(vec![
+            EntityOps::new(1, vec![Op::set("nsfwLevel", 8)]),
+            EntityOps::new(1, vec![Op::set("nsfwLevel", 16)]),
+        ]);
+        assert_eq!(out, vec![EntityOps::new(1, vec![Op::set("nsfwLevel", 16)])]);
+    }
+
+    #[test]
+    fn scalar_updates_keep_the_first_remove_and_the_last_set() {
+        // The seed keeps `remove 16`, leaving the slot's stale bit in value 8.
+        let out = deduper().dedup(vec![
+            EntityOps::new(
+                1,
+                vec![Op::remove("nsfwLevel", 8), Op::set("nsfwLevel", 16)],
+            ),
+            EntityOps::new(
+                1,
+                vec![Op::remove("nsfwLevel", 16), Op::set("nsfwLevel", 32)],
+            ),
+        ]);
+        assert_eq!(
+            out,
+            vec![EntityOps::new(
+                1,
+                vec![Op::remove("nsfwLevel", 8), Op::set("nsfwLevel", 32)]
+            )]
+        );
+    }
+
+    #[test]
+    fn a_set_then_its_remove_clears_the_field() {
+        let out = deduper().dedup(vec![
+            EntityOps::new(1, vec![Op::set("nsfwLevel", 16)]),
+            EntityOps::new(1, vec![Op::remove("nsfwLevel", 16)]),
+        ]);
+        assert_eq!(
+            out,
+            vec![EntityOps::new(
+                1,
+                vec![Op::set("nsfwLevel", 16), Op::remove("nsfwLevel", 16)]
+            )]
+        );
+    }
+
+    #[test]
+    fn multi_values_follow_set_semantics() {
+        // The seed's net counting turns add, add, remove into `add`.
+        let out = deduper().dedup(vec![
+            EntityOps::new(1, vec![Op::add("tagIds", 42)]),
+            EntityOps::new(1, vec![Op::add("tagIds", 42)]),
+            EntityOps::new(1, vec![Op::remove("tagIds", 42)]),
+            EntityOps::new(1, vec![Op::add("tagIds", 99)]),
+        ]);
+        assert_eq!(
+            out,
+            vec![EntityOps::new(
+                1,
+                vec![Op::remove("tagIds", 42), Op::add("tagIds", 99)]
+            )]
+        );
+    }
+
+    #[test]
+    fn delete_absorbs_before_and_keeps_a_reinsert_after() {
+        // The seed collapses all of this to a bare delete and the re-created entity stays dead.
+        let out = deduper().dedup(vec![
+            EntityOps::alive(1, vec![Op::set("nsfwLevel", 16), Op::add("tagIds", 42)]),
+            EntityOps::new(1, vec![Op::Delete]),
+            EntityOps::alive(1, vec![Op::set("nsfwLevel", 4)]),
+            EntityOps::new(1, vec![Op::add("tagIds", 7)]),
+        ]);
+        assert_eq!(
+            out,
+            vec![EntityOps::alive(
+                1,
+                vec![Op::Delete, Op::set("nsfwLevel", 4), Op::add("tagIds", 7)]
+            )]
+        );
+        // creates_slot from before the delete does not survive it.
+        let out = deduper().dedup(vec![
+            EntityOps::alive(2, vec![Op::set("nsfwLevel", 16)]),
+            EntityOps::new(2, vec![Op::Delete]),
+        ]);
+        assert_eq!(out, vec![EntityOps::new(2, vec![Op::Delete])]);
+    }
+
+    #[test]
+    fn creates_slot_is_ored_and_a_bare_creation_is_kept() {
+        let out = deduper().dedup(vec![
+            EntityOps::new(1, vec![Op::set("nsfwLevel", 1)]),
+            EntityOps::alive(1, vec![]),
+            EntityOps::alive(3, vec![]),
+        ]);
+        assert_eq!(
+            out,
+            vec![
+                EntityOps::alive(1, vec![Op::set("nsfwLevel", 1)]),
+                EntityOps::alive(3, vec![])
+            ]
+        );
+    }
+
+    #[test]
+    fn cancelled_entities_are_dropped_but_order_is_first_appearance() {
+        let out = deduper().dedup(vec![
+            EntityOps::new(5, vec![Op::set("nsfwLevel", 1)]),
+            EntityOps::new(2, vec![Op::set("nsfwLevel", 2)]),
+            EntityOps::new(5, vec![Op::set("hasMeta", true)]),
+        ]);
+        assert_eq!(
+            out,
+            vec![
+                EntityOps::new(5, vec![Op::set("nsfwLevel", 1), Op::set("hasMeta", true)]),
+                EntityOps::new(2, vec![Op::set("nsfwLevel", 2)]),
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_fields_pass_through_in_order() {
+        let out = deduper().dedup(vec![EntityOps::new(
+            1,
+            vec![
+                Op::set("mystery", 1),
+                Op::remove("mystery", 1),
+                Op::set("mystery", 2),
+            ],
+        )]);
+        assert_eq!(
+            out[0].ops,
+            vec![
+                Op::set("mystery", 1),
+                Op::remove("mystery", 1),
+                Op::set("mystery", 2)
+            ]
+        );
+    }
+
+    #[test]
+    fn query_op_sets_merge_per_query_and_field() {
+        let out = deduper().dedup(vec![
+            EntityOps::new(
+                7,
+                vec![q(
+                    "postId eq 7",
+                    vec![Op::set("publishedAt", 10), Op::set("hasMeta", true)],
+                )],
+            ),
+            EntityOps::new(
+                7,
+                vec![q(
+                    "postId eq 7",
+                    vec![Op::remove("publishedAt", 10), Op::set("publishedAt", 20)],
+                )],
+            ),
+            EntityOps::new(
+                8,
+                vec![Op::QueryOpSet {
+                    query: None,
+                    ops: vec![Op::set("publishedAt", 1)],
+                }],
+            ),
+        ]);
+        // The seed's last-wins would lose hasMeta; a null query is dropped.
+        assert_eq!(
+            out,
+            vec![EntityOps::new(
+                7,
+                vec![q(
+                    "postId eq 7",
+                    vec![Op::set("publishedAt", 20), Op::set("hasMeta", true)]
+                )]
+            )]
+        );
+    }
+
+    #[test]
+    fn query_op_sets_are_barriers_for_direct_ops() {
+        let batch = vec![
+            EntityOps::new(1, vec![Op::set("publishedAt", 7)]),
+            EntityOps::new(5, vec![q("postId eq 5", vec![Op::set("publishedAt", 10)])]),
+            EntityOps::new(1, vec![Op::set("nsfwLevel", 3)]),
+        ];
+        assert_eq!(deduper().dedup(batch.clone()), batch);
+    }
+
+    #[test]
+    fn conflicting_query_op_sets_keep_their_order() {
+        let batch = vec![
+            EntityOps::new(5, vec![q("postId eq 5", vec![Op::set("publishedAt", 10)])]),
+            EntityOps::new(
+                6,
+                vec![q("nsfwLevel eq 1", vec![Op::set("publishedAt", 11)])],
+            ),
+            EntityOps::new(5, vec![q("postId eq 5", vec![Op::set("publishedAt", 12)])]),
+        ];
+        assert_eq!(deduper().dedup(batch.clone()), batch);
+        // Ops that change what their own query matches are applied once per occurrence.
+        let self_reading = vec![
+            EntityOps::new(5, vec![q("nsfwLevel eq 3", vec![Op::set("nsfwLevel", 4)])]),
+            EntityOps::new(5, vec![q("nsfwLevel eq 3", vec![Op::set("nsfwLevel", 3)])]),
+        ];
+        assert_eq!(deduper().dedup(self_reading.clone()), self_reading);
+        let disjoint = vec![
+            EntityOps::new(5, vec![q("postId eq 5", vec![Op::set("publishedAt", 10)])]),
+            EntityOps::new(6, vec![q("nsfwLevel eq 1", vec![Op::set("existedAt", 11)])]),
+            EntityOps::new(5, vec![q("postId eq 5", vec![Op::set("publishedAt", 12)])]),
+        ];
+        assert_eq!(
+            deduper().dedup(disjoint),
+            vec![
+                EntityOps::new(5, vec![q("postId eq 5", vec![Op::set("publishedAt", 12)])]),
+                EntityOps::new(6, vec![q("nsfwLevel eq 1", vec![Op::set("existedAt", 11)])]),
+            ]
+        );
+    }
+}
