@@ -1,0 +1,594 @@
+//! Recovery: validate every segment on open and cut a torn or corrupt tail back to the end of
+//! the last whole transaction (or Mark).
+//!
+//! Recovery runs in two phases. `scan` only reads: it checks each segment header and each
+//! record (CRC, payload, framing) and produces a plan. `apply` then changes the directory:
+//! segments stranded below a numbering gap are removed (an interrupted
+//! `remove_segments_below`), segments after the cut are removed newest first, the directory is
+//! fsynced, and only then is the cut segment truncated and fsynced. A crash at any step leaves a
+//! directory that the next recovery cuts the same way.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+
+use super::error::WalError;
+use super::format::{DecodeError, RecordKind, RecordRef, SEGMENT_HEADER_LEN};
+use super::payload::decode_entity_ops;
+use super::segment::{HeaderRead, Next, SegmentReader, WalPosition, list_segments};
+use super::writer::sync_dir;
+use crate::lsn::Lsn;
+
+/// What recovery may do when it finds damage.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum RecoveryMode {
+    /// Cut back to the last whole transaction before the first invalid record, whatever lies
+    /// after it. A torn tail after a crash is always cut this way.
+    #[default]
+    CutTail,
+    /// Cut a tail only if no Commit or Mark record can be seen after the damage; otherwise fail
+    /// with [`WalError::WouldCutCommitted`] and change nothing.
+    RefuseCommittedCut,
+}
+
+/// What is known about one segment.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// Segment number.
+    pub number: u64,
+    /// The last Commit/Mark LSN before this segment (from its header).
+    pub prev_lsn: Lsn,
+    /// The highest LSN of any record in the segment; `None` if it has no records.
+    pub max_lsn: Option<Lsn>,
+    /// Bytes in the segment, header included (buffered bytes included for the active segment).
+    pub len: u64,
+}
+
+/// A CRC-valid record in a place the format does not allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FramingError {
+    /// A Begin while a transaction is open.
+    #[error("Begin inside the open transaction {open}")]
+    BeginInsideTransaction {
+        /// The open transaction's LSN.
+        open: Lsn,
+    },
+    /// A Mark while a transaction is open.
+    #[error("Mark inside the open transaction {open}")]
+    MarkInsideTransaction {
+        /// The open transaction's LSN.
+        open: Lsn,
+    },
+    /// An Ops, Commit or Abort record with no open transaction.
+    #[error("{0:?} record outside a transaction")]
+    OutsideTransaction(RecordKind),
+    /// A record whose LSN is not its transaction's.
+    #[error("{kind:?} record has LSN {found}, its transaction {txn}")]
+    LsnMismatch {
+        /// The record's kind.
+        kind: RecordKind,
+        /// The open transaction's LSN.
+        txn: Lsn,
+        /// The record's LSN.
+        found: Lsn,
+    },
+    /// An Ops record out of sequence, or a Commit/Abort whose count is wrong.
+    #[error("{kind:?} record has seq {found}, expected {expected}")]
+    Seq {
+        /// The record's kind.
+        kind: RecordKind,
+        /// What the sequence requires.
+        expected: u32,
+        /// What the record says.
+        found: u32,
+    },
+    /// A Begin or Mark LSN not above the last Commit/Mark LSN.
+    #[error("LSN {lsn} is not above the previous {last}")]
+    LsnNotIncreasing {
+        /// The record's LSN.
+        lsn: Lsn,
+        /// The last Commit/Mark LSN before it.
+        last: Lsn,
+    },
+    /// A segment ends inside a transaction although a later segment exists.
+    #[error("transaction {0} runs past the end of its segment")]
+    TransactionSpansSegments(Lsn),
+    /// A segment header names another segment.
+    #[error("segment header says number {found}, file name says {expected}")]
+    SegmentNumber {
+        /// From the file name.
+        expected: u64,
+        /// From the header.
+        found: u64,
+    },
+    /// A segment's `prev_lsn` does not continue the previous segment.
+    #[error("segment header says previous LSN {found}, the previous segment ends at {expected}")]
+    PrevLsn {
+        /// The previous segment's last Commit/Mark LSN.
+        expected: Lsn,
+        /// The header's `prev_lsn`.
+        found: Lsn,
+    },
+}
+
+/// Why recovery cut the WAL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CutReason {
+    /// A segment file shorter than its header (a crash while creating it).
+    TornSegmentHeader,
+    /// A damaged segment header.
+    BadSegmentHeader(DecodeError),
+    /// A record running past the end of its file (a crash while writing it).
+    TornRecord,
+    /// A damaged record (length, CRC, kind or payload).
+    BadRecord(DecodeError),
+    /// A valid record in an invalid place.
+    Framing(FramingError),
+    /// The WAL ends inside a transaction (a crash before its Commit was written).
+    OpenTransaction,
+}
+
+/// What recovery cut.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cut {
+    /// Where the first invalid data begins.
+    pub damage: WalPosition,
+    /// What was wrong there.
+    pub reason: CutReason,
+    /// The new end of the WAL: the end of the last whole transaction or Mark. `None` if no
+    /// segment could be kept.
+    pub truncated_to: Option<WalPosition>,
+    /// Bytes removed, from the cut segment and the segments after it.
+    pub bytes_removed: u64,
+    /// Segments removed whole.
+    pub segments_removed: Vec<u64>,
+    /// A Commit or Mark record was seen after the damage: the cut dropped committed data.
+    /// (A crash never causes this; damage to written data does. The dropped data may still
+    /// never have been acknowledged, if it had not been synced.)
+    pub committed_cut: bool,
+}
+
+/// What recovery found and did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RecoveryReport {
+    /// Segments kept.
+    pub segments: usize,
+    /// Records kept.
+    pub records: u64,
+    /// Committed transactions kept.
+    pub transactions: u64,
+    /// Marks kept.
+    pub marks: u64,
+    /// Aborted transactions kept (they stay in the file; readers skip them).
+    pub aborted: u64,
+    /// The last Commit/Mark LSN kept: the WAL's durable LSN.
+    pub durable_lsn: Lsn,
+    /// Where appends continue.
+    pub end: WalPosition,
+    /// The cut, if anything was invalid.
+    pub cut: Option<Cut>,
+    /// Segments removed because they lay below a gap in the numbering (left behind by an
+    /// interrupted `remove_segments_below`).
+    pub stale_segments_removed: Vec<u64>,
+    /// A new, empty segment was created (the directory had none left).
+    pub created_segment: bool,
+}
+
+impl RecoveryReport {
+    /// A one-line summary for logs.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{} segments, {} transactions, {} marks, durable LSN {}, end {}",
+            self.segments, self.transactions, self.marks, self.durable_lsn, self.end
+        );
+        if let Some(cut) = &self.cut {
+            s.push_str(&format!(
+                "; cut {} bytes and {} whole segments at {} ({:?}){}",
+                cut.bytes_removed,
+                cut.segments_removed.len(),
+                cut.damage,
+                cut.reason,
+                if cut.committed_cut {
+                    ", committed data was cut"
+                } else {
+                    ""
+                }
+            ));
+        }
+        if !self.stale_segments_removed.is_empty() {
+            s.push_str(&format!(
+                "; removed stale segments {:?}",
+                self.stale_segments_removed
+            ));
+        }
+        s
+    }
+}
+
+/// The result of a scan: the report and what [`apply`] must do.
+pub(crate) struct Scan {
+    pub report: RecoveryReport,
+    /// Segments kept, oldest first; the last one's `len` is the cut point if it was cut.
+    pub kept: Vec<SegmentInfo>,
+    /// Number of the first segment of the scanned run (to number a replacement).
+    pub first_number: Option<u64>,
+    stale: Vec<PathBuf>,
+    doomed: Vec<PathBuf>,
+    truncate: Option<(PathBuf, u64)>,
+}
+
+/// An open transaction during validation.
+#[derive(Copy, Clone)]
+struct OpenTxn {
+    lsn: Lsn,
+    count: u32,
+    begin: WalPosition,
+}
+
+/// The framing rules, one record at a time.
+struct Validator {
+    last_lsn: Lsn,
+    open: Option<OpenTxn>,
+}
+
+/// What a valid record did to the framing.
+enum Step {
+    /// Inside a transaction.
+    Continue,
+    /// A Commit: a whole transaction.
+    Committed,
+    /// An Abort: a whole (discarded) transaction.
+    Aborted,
+    /// A Mark.
+    Marked,
+}
+
+impl Validator {
+    fn step(&mut self, rec: &RecordRef<'_>, at: WalPosition) -> Result<Step, FramingError> {
+        match (rec.kind, self.open) {
+            (RecordKind::Begin, Some(t)) => {
+                Err(FramingError::BeginInsideTransaction { open: t.lsn })
+            }
+            (RecordKind::Mark, Some(t)) => Err(FramingError::MarkInsideTransaction { open: t.lsn }),
+            (RecordKind::Begin | RecordKind::Mark, None) => {
+                if rec.lsn <= self.last_lsn {
+                    return Err(FramingError::LsnNotIncreasing {
+                        lsn: rec.lsn,
+                        last: self.last_lsn,
+                    });
+                }
+                if rec.seq != 0 {
+                    return Err(FramingError::Seq {
+                        kind: rec.kind,
+                        expected: 0,
+                        found: rec.seq,
+                    });
+                }
+                if rec.kind == RecordKind::Mark {
+                    self.last_lsn = rec.lsn;
+                    return Ok(Step::Marked);
+                }
+                self.open = Some(OpenTxn {
+                    lsn: rec.lsn,
+                    count: 0,
+                    begin: at,
+                });
+                Ok(Step::Continue)
+            }
+            (kind, None) => Err(FramingError::OutsideTransaction(kind)),
+            (kind, Some(t)) => {
+                if rec.lsn != t.lsn {
+                    return Err(FramingError::LsnMismatch {
+                        kind,
+                        txn: t.lsn,
+                        found: rec.lsn,
+                    });
+                }
+                if rec.seq != t.count {
+                    return Err(FramingError::Seq {
+                        kind,
+                        expected: t.count,
+                        found: rec.seq,
+                    });
+                }
+                match kind {
+                    RecordKind::Ops => {
+                        self.open = Some(OpenTxn {
+                            count: t.count.checked_add(1).ok_or(FramingError::Seq {
+                                kind,
+                                expected: t.count,
+                                found: rec.seq,
+                            })?,
+                            ..t
+                        });
+                        Ok(Step::Continue)
+                    }
+                    RecordKind::Commit => {
+                        self.open = None;
+                        self.last_lsn = t.lsn;
+                        Ok(Step::Committed)
+                    }
+                    _ => {
+                        self.open = None;
+                        Ok(Step::Aborted)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Where validation stopped, and where to look for committed data past it.
+struct Damage {
+    at: WalPosition,
+    reason: CutReason,
+    /// Offset in the damaged segment from which records may still be framed.
+    probe_from: Option<u64>,
+}
+
+/// Reads and validates the WAL in `dir` without changing anything.
+pub(crate) fn scan(dir: &Path) -> Result<Scan, WalError> {
+    let all = list_segments(dir).map_err(WalError::io("list", dir))?;
+    // Segments are removed oldest first, so only a run ending at the newest segment is live;
+    // anything below a gap was meant to be removed.
+    let run_start = (1..all.len())
+        .rev()
+        .find(|&i| all[i].0 != all[i - 1].0 + 1)
+        .unwrap_or(0);
+    let (stale, run) = all.split_at(run_start);
+
+    let mut v = Validator {
+        last_lsn: Lsn::ZERO,
+        open: None,
+    };
+    let mut report = RecoveryReport::default();
+    let mut kept: Vec<SegmentInfo> = Vec::new();
+    let mut damage: Option<Damage> = None;
+    let mut damage_index = run.len();
+
+    'segments: for (i, (number, path)) in run.iter().enumerate() {
+        let number = *number;
+        let mut r = SegmentReader::open(path).map_err(WalError::io("open", path))?;
+        let len = r.file_len().map_err(WalError::io("stat", path))?;
+        let bad_header = |reason| Damage {
+            at: WalPosition::new(number, 0),
+            reason,
+            probe_from: Some(SEGMENT_HEADER_LEN as u64),
+        };
+        let header = match r.read_header(len).map_err(WalError::io("read", path))? {
+            HeaderRead::Ok(h) => h,
+            HeaderRead::Torn => {
+                damage = Some(Damage {
+                    probe_from: None,
+                    ..bad_header(CutReason::TornSegmentHeader)
+                });
+                damage_index = i;
+                break;
+            }
+            HeaderRead::Bad(DecodeError::UnsupportedVersion(version)) => {
+                return Err(WalError::UnsupportedVersion {
+                    path: path.clone(),
+                    version,
+                });
+            }
+            HeaderRead::Bad(e) => {
+                damage = Some(bad_header(CutReason::BadSegmentHeader(e)));
+                damage_index = i;
+                break;
+            }
+        };
+        let framing = if header.number != number {
+            Some(FramingError::SegmentNumber {
+                expected: number,
+                found: header.number,
+            })
+        } else if i > 0 && header.prev_lsn != v.last_lsn {
+            Some(FramingError::PrevLsn {
+                expected: v.last_lsn,
+                found: header.prev_lsn,
+            })
+        } else {
+            None
+        };
+        if let Some(f) = framing {
+            damage = Some(bad_header(CutReason::Framing(f)));
+            damage_index = i;
+            break;
+        }
+        if i == 0 {
+            v.last_lsn = header.prev_lsn;
+        }
+        let mut seg = SegmentInfo {
+            number,
+            prev_lsn: header.prev_lsn,
+            max_lsn: None,
+            len: SEGMENT_HEADER_LEN as u64,
+        };
+        // Counters since the last boundary (end of a whole transaction or Mark).
+        let mut pending_records = 0u64;
+        let mut pending_max: Option<Lsn> = None;
+        loop {
+            let start = r.pos();
+            let found = match r.next_record(len).map_err(WalError::io("read", path))? {
+                Next::End => break,
+                Next::Short => Err((CutReason::TornRecord, start, None)),
+                Next::Bad {
+                    start,
+                    err,
+                    skip_to,
+                } => Err((CutReason::BadRecord(err), start, skip_to)),
+                Next::Record { start, rec } => {
+                    let end = start + 4 + (rec.payload.len() + 17) as u64;
+                    let payload = match rec.kind {
+                        RecordKind::Ops => decode_entity_ops(rec.payload).map(drop),
+                        _ => Ok(()),
+                    };
+                    match payload {
+                        Err(e) => Err((CutReason::BadRecord(e), start, Some(end))),
+                        Ok(()) => match v.step(&rec, WalPosition::new(number, start)) {
+                            Err(f) => Err((CutReason::Framing(f), start, Some(start))),
+                            Ok(step) => Ok((step, rec.lsn, end)),
+                        },
+                    }
+                }
+            };
+            match found {
+                Err((reason, start, probe_from)) => {
+                    damage = Some(Damage {
+                        at: WalPosition::new(number, start),
+                        reason,
+                        probe_from,
+                    });
+                    damage_index = i;
+                    kept.push(seg);
+                    break 'segments;
+                }
+                Ok((step, lsn, end)) => {
+                    pending_records += 1;
+                    pending_max = pending_max.max(Some(lsn));
+                    match step {
+                        Step::Continue => continue,
+                        Step::Committed => report.transactions += 1,
+                        Step::Aborted => report.aborted += 1,
+                        Step::Marked => report.marks += 1,
+                    }
+                    report.records += pending_records;
+                    pending_records = 0;
+                    seg.max_lsn = seg.max_lsn.max(pending_max);
+                    seg.len = end;
+                }
+            }
+        }
+        kept.push(seg);
+        if let Some(t) = v.open {
+            let last = i + 1 == run.len();
+            damage = Some(Damage {
+                at: if last {
+                    t.begin
+                } else {
+                    WalPosition::new(number, len)
+                },
+                reason: if last {
+                    CutReason::OpenTransaction
+                } else {
+                    CutReason::Framing(FramingError::TransactionSpansSegments(t.lsn))
+                },
+                probe_from: None,
+            });
+            damage_index = i;
+            break;
+        }
+    }
+
+    let mut scan = Scan {
+        report,
+        first_number: run.first().map(|(n, _)| *n),
+        stale: stale.iter().map(|(_, p)| p.clone()).collect(),
+        doomed: Vec::new(),
+        truncate: None,
+        kept: Vec::new(),
+    };
+    scan.report.stale_segments_removed = stale.iter().map(|(n, _)| *n).collect();
+    scan.report.durable_lsn = v.last_lsn;
+    if let Some(d) = damage {
+        let truncated_to = kept.last().map(|s| WalPosition::new(s.number, s.len));
+        let mut bytes_removed = 0;
+        let mut segments_removed = Vec::new();
+        for (number, path) in run {
+            let len = std::fs::metadata(path)
+                .map_err(WalError::io("stat", path))?
+                .len();
+            match truncated_to {
+                Some(t) if *number < t.segment => {}
+                Some(t) if *number == t.segment => {
+                    if len > t.offset {
+                        bytes_removed += len - t.offset;
+                        scan.truncate = Some((path.clone(), t.offset));
+                    }
+                }
+                _ => {
+                    bytes_removed += len;
+                    segments_removed.push(*number);
+                    scan.doomed.push(path.clone());
+                }
+            }
+        }
+        let committed_cut = probe_committed(&run[damage_index..], d.probe_from)?;
+        scan.report.cut = Some(Cut {
+            damage: d.at,
+            reason: d.reason,
+            truncated_to,
+            bytes_removed,
+            segments_removed,
+            committed_cut,
+        });
+    }
+    scan.report.segments = kept.len();
+    scan.report.end = kept
+        .last()
+        .map(|s| WalPosition::new(s.number, s.len))
+        .unwrap_or_default();
+    scan.kept = kept;
+    Ok(scan)
+}
+
+/// Looks for a CRC-valid Commit or Mark record at or after the damage: in the damaged segment
+/// from `probe_from` (where records may still be framed), then in every later segment.
+fn probe_committed(segments: &[(u64, PathBuf)], probe_from: Option<u64>) -> Result<bool, WalError> {
+    for (i, (_, path)) in segments.iter().enumerate() {
+        let from = if i == 0 {
+            match probe_from {
+                Some(p) => p,
+                None => continue,
+            }
+        } else {
+            SEGMENT_HEADER_LEN as u64
+        };
+        let mut r = SegmentReader::open(path).map_err(WalError::io("open", path))?;
+        let len = r.file_len().map_err(WalError::io("stat", path))?;
+        if len < from {
+            continue;
+        }
+        r.seek(from).map_err(WalError::io("seek", path))?;
+        loop {
+            match r.next_record(len).map_err(WalError::io("read", path))? {
+                Next::Record { rec, .. } => {
+                    if matches!(rec.kind, RecordKind::Commit | RecordKind::Mark) {
+                        return Ok(true);
+                    }
+                }
+                Next::Bad {
+                    skip_to: Some(next),
+                    ..
+                } => r.seek(next).map_err(WalError::io("seek", path))?,
+                Next::Bad { skip_to: None, .. } | Next::Short | Next::End => break,
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Carries out a scan's plan: removes stale segments, removes the segments after the cut
+/// (newest first), fsyncs the directory, then truncates and fsyncs the cut segment.
+pub(crate) fn apply(dir: &Path, scan: &Scan) -> Result<(), WalError> {
+    let mut removed = false;
+    for path in &scan.stale {
+        std::fs::remove_file(path).map_err(WalError::io("remove", path))?;
+        removed = true;
+    }
+    for path in scan.doomed.iter().rev() {
+        std::fs::remove_file(path).map_err(WalError::io("remove", path))?;
+        removed = true;
+    }
+    if removed {
+        sync_dir(dir)?;
+    }
+    if let Some((path, len)) = &scan.truncate {
+        let f = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(WalError::io("open", path))?;
+        f.set_len(*len).map_err(WalError::io("truncate", path))?;
+        f.sync_all().map_err(WalError::io("fsync", path))?;
+    }
+    Ok(())
+}
