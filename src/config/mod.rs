@@ -1,0 +1,519 @@
+//! The configuration: a TOML file, `PGROAR_<SECTION>_<KEY>` environment overrides, and
+//! validation that reports every problem at once, each naming its place.
+//!
+//! Loading goes: parse the TOML (a misspelt key or a wrong type is an error with its line),
+//! apply the environment overrides, build the typed sources (detecting each one's kind), then
+//! check everything against the index fields. Nothing is dropped silently: a `track_fields`
+//! target that is not an index field is an error, not a no-op. `docs/configuration.md` lists
+//! every key, its default and its variable.
+
+mod env;
+mod error;
+mod sources;
+mod template;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::schema::{FilterField, FilterKind, Schema, SchemaError, SortField};
+
+pub use env::{ENV_KEYS, ENV_PREFIX};
+pub use error::{ConfigError, Origin, Problem, SourceProblem};
+pub use sources::{DEFAULT_SLOT_FIELD, DEFAULT_VALUE_FIELD, Source, SourceKind};
+pub use template::{
+    PlaceholderError, QueryClause, QueryOp, QueryTemplate, QueryTemplateError, TrackField,
+    TrackFieldError, is_identifier, placeholders,
+};
+
+/// Default publication: the name `migrations/` creates, so a default setup needs no key.
+pub const DEFAULT_PUBLICATION: &str = "pgroar";
+/// Default replication slot: one pgroar per database is the common case; name it after us.
+pub const DEFAULT_SLOT: &str = "pgroar";
+/// Default data directory (WAL and checkpoints), relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "pgroar-data";
+/// Default HTTP address: loopback only, so nothing is exposed until asked for.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+/// Default WAL segment size, 64 MiB: large enough that rotation is rare, small enough that a
+/// checkpoint frees disk promptly.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+/// Default longest wait before a group commit's fsync, 10 ms: adds at most that much to the
+/// flush LSN acknowledged to Postgres while amortising fsyncs under load.
+pub const DEFAULT_GROUP_COMMIT_MAX_MS: u64 = 10;
+/// Default largest group commit, 4 MiB: bounds what one fsync covers (and what is re-sent
+/// after a crash before it).
+pub const DEFAULT_GROUP_COMMIT_MAX_BYTES: u64 = 4 << 20;
+/// Default checkpoint interval, 60 s: bounds the WAL replayed at start-up to about a minute
+/// of changes without writing the bitmaps often.
+pub const DEFAULT_CHECKPOINT_INTERVAL_SECS: u64 = 60;
+/// Default sort field width: 32 bits holds ids, counts and epoch seconds until 2106.
+pub const DEFAULT_SORT_BITS: u32 = 32;
+
+/// A loaded, validated configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// `[postgres]`: where the changes come from.
+    pub postgres: PostgresConfig,
+    /// `[storage]`: where the WAL and checkpoints live.
+    pub storage: StorageConfig,
+    /// `[http]`: the query/status/metrics server.
+    pub http: HttpConfig,
+    /// `[wal]`: the ops WAL's tuning.
+    pub wal: WalConfig,
+    /// `[index]`: the index's fields.
+    pub index: IndexConfig,
+    /// `[[sources]]`: the tables that feed the index.
+    pub sources: Vec<Source>,
+}
+
+/// `[postgres]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostgresConfig {
+    /// A libpq URI or `key=value` connection string (TLS via `sslmode`).
+    pub url: String,
+    /// The publication to subscribe to.
+    pub publication: String,
+    /// The logical replication slot to use.
+    pub slot: String,
+}
+
+/// `[storage]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The directory holding the WAL and checkpoints (relative to the working directory).
+    pub data_dir: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+        }
+    }
+}
+
+/// `[http]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// The address to listen on.
+    pub listen: SocketAddr,
+}
+
+/// `[wal]` (optional).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WalConfig {
+    /// Segment size at which the WAL rotates to a new file.
+    pub segment_bytes: u64,
+    /// Longest a transaction waits for its group commit's fsync.
+    pub group_commit_max_ms: u64,
+    /// Bytes after which a group commit is fsynced without waiting longer.
+    pub group_commit_max_bytes: u64,
+}
+
+impl Default for WalConfig {
+    fn default() -> Self {
+        WalConfig {
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            group_commit_max_ms: DEFAULT_GROUP_COMMIT_MAX_MS,
+            group_commit_max_bytes: DEFAULT_GROUP_COMMIT_MAX_BYTES,
+        }
+    }
+}
+
+impl WalConfig {
+    /// `group_commit_max_ms` as a duration.
+    pub fn group_commit_max_delay(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.group_commit_max_ms)
+    }
+}
+
+/// `[index]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexConfig {
+    /// The filter and sort fields.
+    pub schema: Arc<Schema>,
+    /// Seconds between checkpoints.
+    pub checkpoint_interval_secs: u64,
+}
+
+// ---- the file as written ----
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    postgres: PostgresFile,
+    #[serde(default)]
+    storage: StorageConfig,
+    #[serde(default)]
+    http: HttpFile,
+    #[serde(default)]
+    wal: WalConfig,
+    #[serde(default)]
+    index: IndexFile,
+    #[serde(default)]
+    sources: Vec<sources::SourceFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct PostgresFile {
+    url: Option<String>,
+    publication: String,
+    slot: String,
+}
+
+impl Default for PostgresFile {
+    fn default() -> Self {
+        PostgresFile {
+            url: None,
+            publication: DEFAULT_PUBLICATION.to_owned(),
+            slot: DEFAULT_SLOT.to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct HttpFile {
+    listen: String,
+}
+
+impl Default for HttpFile {
+    fn default() -> Self {
+        HttpFile {
+            listen: DEFAULT_LISTEN.to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct IndexFile {
+    filters: Vec<FilterFile>,
+    sorts: Vec<SortFile>,
+    checkpoint_interval_secs: u64,
+}
+
+impl Default for IndexFile {
+    fn default() -> Self {
+        IndexFile {
+            filters: Vec::new(),
+            sorts: Vec::new(),
+            checkpoint_interval_secs: DEFAULT_CHECKPOINT_INTERVAL_SECS,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilterFile {
+    name: String,
+    kind: FilterKind,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SortFile {
+    name: String,
+    #[serde(default = "default_sort_bits")]
+    bits: u32,
+}
+
+fn default_sort_bits() -> u32 {
+    DEFAULT_SORT_BITS
+}
+
+impl Config {
+    /// Reads `path` and applies the overrides from the process environment.
+    pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut env = Vec::new();
+        let mut problems = Vec::new();
+        for (name, value) in std::env::vars_os() {
+            let Some(name) = name.to_str().filter(|n| n.starts_with(ENV_PREFIX)) else {
+                continue;
+            };
+            match value.into_string() {
+                Ok(value) => env.push((name.to_owned(), value)),
+                Err(value) => problems.push(Problem::EnvValue {
+                    var: name.to_owned(),
+                    key: name.to_owned(),
+                    value: value.to_string_lossy().into_owned(),
+                    expected: "valid UTF-8",
+                }),
+            }
+        }
+        Config::build(&text, env, Origin(Some(path.to_path_buf())), problems)
+    }
+
+    /// Parses `text` with the overrides in `env` (pairs of variable name and value; pass
+    /// `std::iter::empty()` for none).
+    ///
+    /// ```
+    /// use pgroar::config::{Config, SourceKind};
+    ///
+    /// let text = r#"
+    ///     [postgres]
+    ///     url = "postgresql://pgroar@127.0.0.1/app"
+    ///     [index]
+    ///     filters = [{ name = "tagIds", kind = "multi" }]
+    ///     [[sources]]
+    ///     table = "TagsOnImage"
+    ///     slot_field = "imageId"
+    ///     field = "tagIds"
+    ///     value_field = "tagId"
+    /// "#;
+    /// let env = [("PGROAR_POSTGRES_SLOT".to_string(), "replica_b".to_string())];
+    /// let config = Config::from_toml_str(text, env).unwrap();
+    /// assert_eq!(config.postgres.slot, "replica_b");
+    /// assert!(matches!(config.sources[0].kind, SourceKind::Join { .. }));
+    ///
+    /// // Mistakes are reported together, each naming its place.
+    /// let err = Config::from_toml_str(&text.replace("multi", "single"), []).unwrap_err();
+    /// assert!(err.to_string().contains(r#"sources[0] (table "TagsOnImage"): field "tagIds""#));
+    /// ```
+    pub fn from_toml_str(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        Config::build(text, env, Origin(None), Vec::new())
+    }
+
+    fn build(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+        origin: Origin,
+        mut problems: Vec<Problem>,
+    ) -> Result<Config, ConfigError> {
+        let mut file: ConfigFile = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            origin: origin.clone(),
+            source,
+        })?;
+        problems.extend(env::apply(&mut file, env));
+
+        let url = file.postgres.url.unwrap_or_default();
+        let listen = file.http.listen.parse().unwrap_or_else(|_| {
+            problems.push(Problem::BadValue {
+                key: "http.listen",
+                value: format!("{:?}", file.http.listen),
+                rule: "not a socket address such as 127.0.0.1:7070 or [::]:7070",
+            });
+            SocketAddr::from(([127, 0, 0, 1], 7070))
+        });
+        let filters = file
+            .index
+            .filters
+            .into_iter()
+            .map(|f| FilterField {
+                name: Arc::from(f.name),
+                kind: f.kind,
+            })
+            .collect();
+        let sorts = file
+            .index
+            .sorts
+            .into_iter()
+            .map(|s| {
+                // The schema stores widths as u8; widths that do not fit are reported here
+                // (with the value as written) and clamped so later checks stay quiet.
+                let bits = u8::try_from(s.bits)
+                    .ok()
+                    .filter(|b| (1..=32).contains(b))
+                    .unwrap_or_else(|| {
+                        problems.push(Problem::Schema(SchemaError::Bits {
+                            name: s.name.clone(),
+                            bits: s.bits,
+                        }));
+                        32
+                    });
+                SortField {
+                    name: Arc::from(s.name),
+                    bits,
+                }
+            })
+            .collect();
+        let converted: Vec<sources::Converted> = file
+            .sources
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| s.into_source(i))
+            .collect();
+        let config = Config {
+            postgres: PostgresConfig {
+                url,
+                publication: file.postgres.publication,
+                slot: file.postgres.slot,
+            },
+            storage: file.storage,
+            http: HttpConfig { listen },
+            wal: file.wal,
+            index: IndexConfig {
+                schema: Arc::new(Schema { filters, sorts }),
+                checkpoint_interval_secs: file.index.checkpoint_interval_secs,
+            },
+            sources: Vec::new(),
+        };
+        let mut config = config;
+        let mut per_source = Vec::with_capacity(converted.len());
+        for c in converted {
+            per_source.push((c.track_items, c.problems));
+            config.sources.push(c.source);
+        }
+        problems.extend(config.problems(Some(per_source)));
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid { origin, problems })
+        }
+    }
+
+    /// Checks the configuration: required keys, value ranges, the index fields, and every
+    /// source against the index fields. Every problem is reported, not just the first.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let problems = self.problems(None);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid {
+                origin: Origin(None),
+                problems,
+            })
+        }
+    }
+
+    /// The index's fields.
+    pub fn schema(&self) -> Arc<Schema> {
+        Arc::clone(&self.index.schema)
+    }
+
+    /// All problems, in file order. `converted` carries, per source, the file positions of its
+    /// track fields and the problems found while building it (when loading from text).
+    fn problems(&self, converted: Option<Vec<(Vec<usize>, Vec<Problem>)>>) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let pg = &self.postgres;
+        if pg.url.trim().is_empty() {
+            problems.push(Problem::MissingUrl);
+        }
+        if pg.publication.trim().is_empty() {
+            problems.push(bad(
+                "postgres.publication",
+                &pg.publication,
+                "must not be empty",
+            ));
+        }
+        if pg.slot.is_empty()
+            || pg.slot.len() > 63
+            || !pg
+                .slot
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            problems.push(bad(
+                "postgres.slot",
+                &pg.slot,
+                "a replication slot name is 1 to 63 lower-case letters, digits and underscores",
+            ));
+        }
+        if self.storage.data_dir.as_os_str().is_empty() {
+            problems.push(bad("storage.data_dir", "", "must not be empty"));
+        }
+        for (key, value) in [
+            ("wal.segment_bytes", self.wal.segment_bytes),
+            (
+                "wal.group_commit_max_bytes",
+                self.wal.group_commit_max_bytes,
+            ),
+            (
+                "index.checkpoint_interval_secs",
+                self.index.checkpoint_interval_secs,
+            ),
+        ] {
+            if value == 0 {
+                problems.push(bad(key, "0", "must be at least 1"));
+            }
+        }
+        problems.extend(
+            schema_problems(&self.index.schema)
+                .into_iter()
+                .map(Problem::Schema),
+        );
+
+        let mut seen: HashMap<(String, &'static str, String), usize> = HashMap::new();
+        let mut converted = converted.map(Vec::into_iter);
+        for (index, source) in self.sources.iter().enumerate() {
+            let (track_items, mut found) = match converted.as_mut().and_then(Iterator::next) {
+                Some((items, built)) => (Some(items), built),
+                None => (None, Vec::new()),
+            };
+            found.extend(sources::check_source(
+                index,
+                source,
+                track_items.as_deref(),
+                &self.index.schema,
+            ));
+            let identity = sources::identity(source);
+            let what = identity.1;
+            if let Some(&first) = seen.get(&identity) {
+                found.push(Problem::Source {
+                    index,
+                    table: source.table.clone(),
+                    problem: SourceProblem::Duplicate { first, what },
+                });
+            } else {
+                seen.insert(identity, index);
+            }
+            problems.extend(found);
+        }
+        problems
+    }
+}
+
+fn bad(key: &'static str, value: &str, rule: &'static str) -> Problem {
+    Problem::BadValue {
+        key,
+        value: format!("{value:?}"),
+        rule,
+    }
+}
+
+/// Every empty name, duplicate name and bad width (where `Schema::validate` stops at the first).
+fn schema_problems(schema: &Schema) -> Vec<SchemaError> {
+    let mut out = Vec::new();
+    let mut check_names = |names: Vec<&str>| {
+        let mut seen = std::collections::HashSet::new();
+        for name in names {
+            if name.is_empty() {
+                out.push(SchemaError::EmptyName);
+            } else if !seen.insert(name) {
+                out.push(SchemaError::Duplicate(name.to_owned()));
+            }
+        }
+    };
+    check_names(schema.filters.iter().map(|f| &*f.name).collect());
+    check_names(schema.sorts.iter().map(|s| &*s.name).collect());
+    for s in &schema.sorts {
+        if !(1..=32).contains(&s.bits) {
+            out.push(SchemaError::Bits {
+                name: s.name.to_string(),
+                bits: u32::from(s.bits),
+            });
+        }
+    }
+    // Anything else `Schema::validate` knows about.
+    if out.is_empty()
+        && let Err(e) = schema.validate()
+    {
+        out.push(e);
+    }
+    out
+}

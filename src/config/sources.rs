@@ -1,0 +1,360 @@
+//! `[[sources]]`: which tables feed the index and how (direct, join, fan-out).
+//!
+//! The kind is detected from the keys present: `field` makes a multi-value **join** table,
+//! else `query` makes a **fan-out** table, else the table is **direct**. A key that does not
+//! belong to the detected kind is an error naming it, never silently ignored.
+
+use serde::Deserialize;
+
+use crate::schema::{FilterKind, Schema};
+
+use super::error::{Problem, SourceProblem};
+use super::template::{QueryTemplate, TrackField, is_identifier, placeholders};
+
+/// The default `slot_field` of a direct table: its primary key.
+pub const DEFAULT_SLOT_FIELD: &str = "id";
+/// The default `value_field` of a join table.
+pub const DEFAULT_VALUE_FIELD: &str = "id";
+
+/// One table that feeds the index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    /// The table's name as Postgres spells it (optionally `schema.table`).
+    pub table: String,
+    /// How its rows become ops.
+    pub kind: SourceKind,
+}
+
+/// How a source's row changes become ops (see `docs/configuration.md`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceKind {
+    /// A row is an entity: `set` for each tracked field, `delete` on DELETE.
+    Direct {
+        /// The column holding the slot (entity) id.
+        slot_field: String,
+        /// The fields the row sets.
+        track: Vec<TrackField>,
+        /// INSERTs create the slot (`creates_slot`).
+        sets_alive: bool,
+        /// DELETEs delete the slot.
+        on_delete: bool,
+    },
+    /// A row is one value of a multi-value field: `add` on INSERT, `remove` on DELETE.
+    Join {
+        /// The column holding the slot (entity) id.
+        slot_field: String,
+        /// The multi-value filter field.
+        field: String,
+        /// The column holding the value.
+        value_field: String,
+        /// An SQL condition over `{column}`s; rows for which it does not hold are ignored.
+        filter: Option<String>,
+    },
+    /// A row's changes apply to every slot its query selects (`queryOpSet`).
+    FanOut {
+        /// Selects the slots, filled from the row.
+        query: QueryTemplate,
+        /// The fields the row sets on those slots.
+        track: Vec<TrackField>,
+    },
+}
+
+impl SourceKind {
+    /// The tracked fields (empty for a join table).
+    pub fn track(&self) -> &[TrackField] {
+        match self {
+            SourceKind::Direct { track, .. } | SourceKind::FanOut { track, .. } => track,
+            SourceKind::Join { .. } => &[],
+        }
+    }
+
+    /// `"direct"`, `"join"` or `"fan-out"`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SourceKind::Direct { .. } => "direct",
+            SourceKind::Join { .. } => "join",
+            SourceKind::FanOut { .. } => "fan-out",
+        }
+    }
+}
+
+/// A `[[sources]]` entry as written. Every key is optional here so that all problems of an
+/// entry are reported together.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SourceFile {
+    table: Option<String>,
+    slot_field: Option<String>,
+    track_fields: Option<Vec<String>>,
+    sets_alive: Option<bool>,
+    on_delete: Option<toml::Value>,
+    field: Option<String>,
+    value_field: Option<String>,
+    filter: Option<String>,
+    query: Option<String>,
+}
+
+const DIRECT: &str = "direct table";
+const DIRECT_KEYS: &str = "table, slot_field, track_fields, sets_alive, on_delete";
+const JOIN: &str = "join table (has `field`)";
+const JOIN_KEYS: &str = "table, slot_field, field, value_field, filter";
+const FAN_OUT: &str = "fan-out table (has `query`)";
+const FAN_OUT_KEYS: &str = "table, query, track_fields";
+
+impl SourceFile {
+    /// Builds the typed source (best effort: malformed parts are left out) and lists the
+    /// problems found; `index` is the entry's position in the file.
+    pub(super) fn into_source(self, index: usize) -> Converted {
+        let table = self.table.clone().unwrap_or_default();
+        let mut problems = Vec::new();
+        let mut track_items = Vec::new();
+        let (kind_name, allowed) = if self.field.is_some() {
+            (JOIN, JOIN_KEYS)
+        } else if self.query.is_some() {
+            (FAN_OUT, FAN_OUT_KEYS)
+        } else {
+            (DIRECT, DIRECT_KEYS)
+        };
+        let present = [
+            ("slot_field", self.slot_field.is_some()),
+            ("track_fields", self.track_fields.is_some()),
+            ("sets_alive", self.sets_alive.is_some()),
+            ("on_delete", self.on_delete.is_some()),
+            ("value_field", self.value_field.is_some()),
+            ("filter", self.filter.is_some()),
+            ("query", self.query.is_some()),
+        ];
+        for (key, _) in present.into_iter().filter(|(_, is_there)| *is_there) {
+            if !allowed.split(", ").any(|k| k == key) {
+                problems.push(SourceProblem::KeyNotForKind {
+                    key,
+                    kind: kind_name,
+                    allowed,
+                });
+            }
+        }
+
+        let kind = if let Some(field) = self.field {
+            let slot_field = match self.slot_field {
+                Some(slot) => column(&mut problems, "slot_field", slot),
+                None => {
+                    problems.push(SourceProblem::JoinNeedsSlotField);
+                    String::new()
+                }
+            };
+            let value_field = self
+                .value_field
+                .unwrap_or_else(|| DEFAULT_VALUE_FIELD.to_owned());
+            let value_field = column(&mut problems, "value_field", value_field);
+            if field.trim().is_empty() {
+                problems.push(SourceProblem::EmptyField);
+            }
+            if let Some(filter) = &self.filter
+                && let Err(error) = placeholders(filter)
+            {
+                problems.push(SourceProblem::Filter {
+                    text: filter.clone(),
+                    error,
+                });
+            }
+            SourceKind::Join {
+                slot_field,
+                field,
+                value_field,
+                filter: self.filter,
+            }
+        } else if let Some(text) = self.query {
+            let track = track_fields(
+                &mut problems,
+                &mut track_items,
+                self.track_fields.unwrap_or_default(),
+            );
+            let query = QueryTemplate::parse(&text).unwrap_or_else(|error| {
+                problems.push(SourceProblem::Query {
+                    text: text.clone(),
+                    error,
+                });
+                QueryTemplate {
+                    text,
+                    clauses: Vec::new(),
+                }
+            });
+            SourceKind::FanOut { query, track }
+        } else {
+            let slot_field = self
+                .slot_field
+                .unwrap_or_else(|| DEFAULT_SLOT_FIELD.to_owned());
+            let slot_field = column(&mut problems, "slot_field", slot_field);
+            let track = track_fields(
+                &mut problems,
+                &mut track_items,
+                self.track_fields.unwrap_or_default(),
+            );
+            let on_delete = match self.on_delete {
+                None | Some(toml::Value::Boolean(false)) => false,
+                Some(toml::Value::Boolean(true)) => true,
+                Some(toml::Value::String(s)) if s == "delete_slot" || s == "true" => true,
+                Some(other) => {
+                    problems.push(SourceProblem::OnDelete {
+                        value: other.to_string(),
+                    });
+                    false
+                }
+            };
+            SourceKind::Direct {
+                slot_field,
+                track,
+                sets_alive: self.sets_alive.unwrap_or(false),
+                on_delete,
+            }
+        };
+        let problems = problems
+            .into_iter()
+            .map(|problem| Problem::Source {
+                index,
+                table: table.clone(),
+                problem,
+            })
+            .collect();
+        Converted {
+            source: Source { table, kind },
+            track_items,
+            problems,
+        }
+    }
+}
+
+/// A source built from its file entry, with what was wrong in it.
+pub(super) struct Converted {
+    /// The source, without the parts that were malformed.
+    pub source: Source,
+    /// For each of `source`'s track fields, its position in the file's `track_fields`.
+    pub track_items: Vec<usize>,
+    /// Problems found while building it.
+    pub problems: Vec<Problem>,
+}
+
+/// Checks that a column key holds a plain column name; returns the value either way.
+fn column(problems: &mut Vec<SourceProblem>, key: &'static str, value: String) -> String {
+    if !is_identifier(&value) {
+        problems.push(SourceProblem::BadColumn {
+            key,
+            value: value.clone(),
+        });
+    }
+    value
+}
+
+fn track_fields(
+    problems: &mut Vec<SourceProblem>,
+    item_of: &mut Vec<usize>,
+    items: Vec<String>,
+) -> Vec<TrackField> {
+    let mut track: Vec<TrackField> = Vec::with_capacity(items.len());
+    for (item, text) in items.into_iter().enumerate() {
+        match TrackField::parse(&text) {
+            Ok(field) => {
+                if let Some(pos) = track.iter().position(|t| t.target == field.target) {
+                    problems.push(SourceProblem::DuplicateTarget {
+                        item,
+                        text,
+                        target: field.target,
+                        first: item_of[pos],
+                    });
+                } else {
+                    track.push(field);
+                    item_of.push(item);
+                }
+            }
+            Err(error) => problems.push(SourceProblem::TrackField { item, text, error }),
+        }
+    }
+    track
+}
+
+/// Checks a source against the index fields; `index` is its position in the file and
+/// `track_items[i]` the file position of its i-th track field (when some were left out).
+pub(super) fn check_source(
+    index: usize,
+    source: &Source,
+    track_items: Option<&[usize]>,
+    schema: &Schema,
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut push = |problem| {
+        problems.push(Problem::Source {
+            index,
+            table: source.table.clone(),
+            problem,
+        })
+    };
+    if source.table.trim().is_empty() {
+        push(SourceProblem::MissingTable);
+    }
+    for (i, field) in source.kind.track().iter().enumerate() {
+        let item = track_items.and_then(|t| t.get(i).copied()).unwrap_or(i);
+        let text = if field.expr == format!("{{{}}}", field.target) {
+            field.target.clone()
+        } else {
+            format!("{} as {}", field.expr, field.target)
+        };
+        let found = schema.field(&field.target);
+        let target = field.target.clone();
+        if found.is_unknown() {
+            push(SourceProblem::UnknownTarget { item, text, target });
+        } else if found.sort.is_none()
+            && found.filter.map(|f| schema.filters[f].kind) == Some(FilterKind::Multi)
+        {
+            push(SourceProblem::MultiTarget { item, text, target });
+        }
+    }
+    match &source.kind {
+        SourceKind::Join { field, .. } => match schema.filter(field) {
+            None => push(SourceProblem::JoinFieldUnknown {
+                field: field.clone(),
+            }),
+            Some(f) => match schema.filters[f].kind {
+                FilterKind::Multi => {}
+                FilterKind::Single => push(SourceProblem::JoinFieldNotMulti {
+                    field: field.clone(),
+                    kind: "single",
+                }),
+                FilterKind::Bool => push(SourceProblem::JoinFieldNotMulti {
+                    field: field.clone(),
+                    kind: "bool",
+                }),
+            },
+        },
+        SourceKind::FanOut { query, .. } => {
+            for clause in &query.clauses {
+                if schema.filter(&clause.field).is_none() {
+                    push(SourceProblem::QueryFieldUnknown {
+                        text: query.text.clone(),
+                        field: clause.field.clone(),
+                    });
+                }
+            }
+        }
+        SourceKind::Direct { .. } => {}
+    }
+    problems
+}
+
+/// What identifies a source: a second source with the same identity is a duplicate.
+///
+/// Direct tables are identified by table (declare each once, with all its track fields); join
+/// tables by table and field (one table may feed several multi-value fields); fan-out tables by
+/// table and query (one parent may fan out to several queries).
+pub(super) fn identity(source: &Source) -> (String, &'static str, String) {
+    let (what, detail) = match &source.kind {
+        SourceKind::Direct { .. } => ("a direct source for the same table", String::new()),
+        SourceKind::Join { field, .. } => {
+            ("a join source for the same table and field", field.clone())
+        }
+        SourceKind::FanOut { query, .. } => (
+            "a fan-out source for the same table and query",
+            query.text.split_whitespace().collect::<Vec<_>>().join(" "),
+        ),
+    };
+    (source.table.clone(), what, detail)
+}
