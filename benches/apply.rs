@@ -1,1 +1,140 @@
-fn main() {}
+//! Dedup + apply rate on one thread, in ops/s, on an Image-like index of 1M live slots.
+//!
+//! The stream mimics steady state on an image feed: updates of single-value fields (each a
+//! `remove old` + `set new` pair), sort-field updates, tag adds/removes, new images with all
+//! their fields, and deletes. Batches are 10k entity-ops, deduped then applied, as the apply
+//! loop does. Throughput counts raw ops in (before dedup).
+//!
+//! Run: `cargo bench --bench apply`
+
+use std::sync::Arc;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use pgroar::WalKey;
+use pgroar::dedup::Deduper;
+use pgroar::index::Index;
+use pgroar::ops::{EntityOps, Op, Value};
+use pgroar::schema::{FilterKind, Schema};
+
+const SLOTS: u32 = 1_000_000;
+const BATCH: usize = 10_000;
+
+fn schema() -> Arc<Schema> {
+    Arc::new(
+        Schema::from_pairs(
+            &[
+                ("nsfwLevel", FilterKind::Single),
+                ("type", FilterKind::Single),
+                ("userId", FilterKind::Single),
+                ("tagIds", FilterKind::Multi),
+                ("hasMeta", FilterKind::Bool),
+            ],
+            &[("existedAt", 32), ("reactionCount", 32)],
+        )
+        .unwrap(),
+    )
+}
+
+/// A tiny deterministic PRNG (xorshift), so runs are comparable.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const NSFW: [i64; 6] = [1, 2, 4, 8, 16, 32];
+const TYPES: [&str; 3] = ["image", "video", "audio"];
+
+fn image(id: u32, rng: &mut Rng) -> EntityOps {
+    EntityOps::alive(
+        i64::from(id),
+        vec![
+            Op::set("nsfwLevel", NSFW[rng.below(6) as usize]),
+            Op::set("type", TYPES[rng.below(3) as usize]),
+            Op::set("userId", rng.below(100_000) as i64),
+            Op::set("hasMeta", rng.below(2) == 0),
+            Op::set("existedAt", 1_600_000_000 + rng.below(100_000_000) as i64),
+            Op::add("tagIds", rng.below(5_000) as i64),
+            Op::add("tagIds", rng.below(5_000) as i64),
+        ],
+    )
+}
+
+fn update(rng: &mut Rng) -> EntityOps {
+    let id = i64::from(rng.below(u64::from(SLOTS)) as u32);
+    let ops = match rng.below(10) {
+        0..=3 => vec![
+            Op::remove("nsfwLevel", NSFW[rng.below(6) as usize]),
+            Op::set("nsfwLevel", NSFW[rng.below(6) as usize]),
+        ],
+        4..=5 => vec![Op::set("reactionCount", rng.below(10_000) as i64)],
+        6 => vec![
+            Op::remove("hasMeta", Value::Bool(false)),
+            Op::set("hasMeta", true),
+        ],
+        7 => vec![Op::add("tagIds", rng.below(5_000) as i64)],
+        8 => vec![Op::remove("tagIds", rng.below(5_000) as i64)],
+        _ => vec![
+            Op::remove("existedAt", 1_600_000_000i64),
+            Op::set("existedAt", 1_600_000_000 + rng.below(100_000_000) as i64),
+        ],
+    };
+    EntityOps::new(id, ops)
+}
+
+fn stream(rng: &mut Rng, batches: usize) -> Vec<Vec<EntityOps>> {
+    (0..batches)
+        .map(|_| {
+            (0..BATCH)
+                .map(|_| match rng.below(100) {
+                    0..=4 => image(SLOTS + rng.below(100_000) as u32, rng),
+                    5 => EntityOps::new(rng.below(u64::from(SLOTS)) as i64, vec![Op::Delete]),
+                    _ => update(rng),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let schema = schema();
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut base = Index::new(schema.clone());
+    for id in 0..SLOTS {
+        base.apply(&image(id, &mut rng));
+    }
+    let deduper = Deduper::new(&schema);
+    let batches = stream(&mut rng, 10);
+    let ops: usize = batches.iter().flatten().map(|e| e.ops.len()).sum();
+
+    let mut group = c.benchmark_group("apply");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(ops as u64));
+    group.bench_function("dedup+apply 100k entity-ops", |b| {
+        b.iter_batched(
+            || (base.clone(), batches.clone()),
+            |(mut index, batches)| {
+                for (i, batch) in batches.into_iter().enumerate() {
+                    for e in &deduper.dedup(batch) {
+                        index.apply(e);
+                    }
+                    index.set_applied(WalKey::new(pgroar::Lsn(i as u64 + 1), 0));
+                }
+                index
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

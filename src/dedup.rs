@@ -24,18 +24,33 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use crate::index::{CanonicalValue, canonical_filter, canonical_sort};
 use crate::ops::{EntityOps, Op, Value};
-use crate::schema::{FilterKind, Schema};
+use crate::schema::{FilterKind, Schema, SortField};
 
 /// How dedup collapses a field's ops.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Class {
-    /// Single-value, bool or sort: one current value per slot.
-    Scalar,
+    /// Single-value or bool filter: one current key per slot.
+    ScalarFilter(FilterKind),
+    /// Sort field: one current value per slot.
+    ScalarSort(SortField),
     /// Multi-value: a set of values per slot.
     Multi,
-    /// Unknown to the schema, or ambiguous (multi and sort): kept verbatim.
+    /// Unknown to the schema, or both a filter and a sort field: kept verbatim.
     Verbatim,
+}
+
+impl Class {
+    /// The key the index files `v` under; `None` when the index rejects the value (a no-op).
+    fn canonical(&self, v: &Value) -> Option<CanonicalValue> {
+        match self {
+            Class::ScalarFilter(kind) => canonical_filter(*kind, v),
+            Class::ScalarSort(field) => canonical_sort(field, v),
+            Class::Multi => canonical_filter(FilterKind::Multi, v),
+            Class::Verbatim => None,
+        }
+    }
 }
 
 /// Collapses batches of entity ops for one schema. Build once; reuse for every batch.
@@ -50,14 +65,16 @@ impl Deduper {
         let mut classes = HashMap::new();
         for f in &schema.filters {
             let class = match f.kind {
-                FilterKind::Single | FilterKind::Bool => Class::Scalar,
+                FilterKind::Single | FilterKind::Bool => Class::ScalarFilter(f.kind),
                 FilterKind::Multi => Class::Multi,
             };
             classes.insert(f.name.clone(), class);
         }
         for s in &schema.sorts {
+            // A name that is both a filter and a sort field keys values differently in each
+            // role; keep its ops as they are rather than reason about both at once.
             let class = match classes.get(&s.name) {
-                None | Some(Class::Scalar) => Class::Scalar,
+                None => Class::ScalarSort(s.clone()),
                 Some(_) => Class::Verbatim,
             };
             classes.insert(s.name.clone(), class);
@@ -66,7 +83,7 @@ impl Deduper {
     }
 
     fn class(&self, field: &str) -> Class {
-        self.classes.get(field).copied().unwrap_or(Class::Verbatim)
+        self.classes.get(field).cloned().unwrap_or(Class::Verbatim)
     }
 
     /// Collapses `batch`; see the module docs for the rules. Output order is deterministic.
@@ -74,7 +91,13 @@ impl Deduper {
         let mut out = Vec::with_capacity(batch.len());
         let mut direct = DirectRun::default();
         let mut fanout = FanoutRun::default();
-        for e in batch {
+        for mut e in batch {
+            // A queryOpSet with a null query is a no-op: drop it before it acts as a barrier.
+            e.ops
+                .retain(|op| !matches!(op, Op::QueryOpSet { query: None, .. }));
+            if e.ops.is_empty() && !e.creates_slot {
+                continue;
+            }
             let has_query = e.ops.iter().any(|op| matches!(op, Op::QueryOpSet { .. }));
             if !has_query {
                 fanout.flush(self, &mut out);
@@ -96,21 +119,25 @@ impl Deduper {
     }
 }
 
-/// Collapsed ops of one field.
+/// Collapsed ops of one field. Values are compared by the key the index files them under.
 #[derive(Debug)]
 enum FieldOps {
     Scalar {
         field: Arc<str>,
+        class: Class,
         /// Distinct removes seen before the first set, in order.
-        removes: Vec<Value>,
-        last_set: Option<Value>,
-        /// A remove of `last_set`'s value came after it (the field ends empty).
+        removes: Vec<(CanonicalValue, Value)>,
+        last_set: Option<(CanonicalValue, Value)>,
+        /// A remove of `last_set`'s key came after it (the field ends empty).
         cleared: bool,
+        /// Ops whose value the index rejects: no-ops, kept (at the end) so they are counted.
+        rejected: Vec<Op>,
     },
     Multi {
         field: Arc<str>,
-        /// Per value, whether the last op was an add.
-        values: Vec<(Value, bool)>,
+        /// Per key, the last op's value and whether it was an add.
+        values: Vec<(CanonicalValue, Value, bool)>,
+        rejected: Vec<Op>,
     },
     Verbatim {
         ops: Vec<Op>,
@@ -118,6 +145,96 @@ enum FieldOps {
 }
 
 impl FieldOps {
+    fn new(field: &Arc<str>, class: Class) -> FieldOps {
+        let field = field.clone();
+        match class {
+            Class::ScalarFilter(_) | Class::ScalarSort(_) => FieldOps::Scalar {
+                field,
+                class,
+                removes: Vec::new(),
+                last_set: None,
+                cleared: false,
+                rejected: Vec::new(),
+            },
+            Class::Multi => FieldOps::Multi {
+                field,
+                values: Vec::new(),
+                rejected: Vec::new(),
+            },
+            Class::Verbatim => FieldOps::Verbatim { ops: Vec::new() },
+        }
+    }
+
+    /// `set` (or `add`, which is a set on a scalar field and an add on a multi field).
+    fn set(&mut self, op: Op) {
+        match self {
+            FieldOps::Scalar {
+                class,
+                last_set,
+                cleared,
+                rejected,
+                ..
+            } => {
+                let value = op_value(&op);
+                match class.canonical(value) {
+                    Some(key) => {
+                        *last_set = Some((key, value.clone()));
+                        *cleared = false;
+                    }
+                    None => rejected.push(op),
+                }
+            }
+            FieldOps::Multi {
+                values, rejected, ..
+            } => {
+                let value = op_value(&op);
+                match Class::Multi.canonical(value) {
+                    Some(key) => upsert(values, key, value.clone(), true),
+                    None => rejected.push(op),
+                }
+            }
+            FieldOps::Verbatim { ops } => ops.push(op),
+        }
+    }
+
+    fn remove(&mut self, op: Op) {
+        match self {
+            FieldOps::Scalar {
+                class,
+                removes,
+                last_set,
+                cleared,
+                rejected,
+                ..
+            } => {
+                let value = op_value(&op);
+                match (class.canonical(value), last_set) {
+                    (None, _) => rejected.push(op),
+                    (Some(key), None) => {
+                        if !removes.iter().any(|(k, _)| *k == key) {
+                            removes.push((key, value.clone()));
+                        }
+                    }
+                    (Some(key), Some((set, _))) => {
+                        if key == *set {
+                            *cleared = true;
+                        }
+                    }
+                }
+            }
+            FieldOps::Multi {
+                values, rejected, ..
+            } => {
+                let value = op_value(&op);
+                match Class::Multi.canonical(value) {
+                    Some(key) => upsert(values, key, value.clone(), false),
+                    None => rejected.push(op),
+                }
+            }
+            FieldOps::Verbatim { ops } => ops.push(op),
+        }
+    }
+
     fn emit(self, out: &mut Vec<Op>) {
         match self {
             FieldOps::Scalar {
@@ -125,31 +242,38 @@ impl FieldOps {
                 removes,
                 last_set,
                 cleared,
-            } => match last_set {
-                None => out.extend(removes.into_iter().map(|value| Op::Remove {
-                    field: field.clone(),
-                    value,
-                })),
-                Some(value) => {
-                    if let Some(first) = removes.into_iter().next() {
-                        out.push(Op::Remove {
-                            field: field.clone(),
-                            value: first,
-                        });
-                    }
-                    if cleared {
+                rejected,
+                ..
+            } => {
+                match last_set {
+                    None => out.extend(removes.into_iter().map(|(_, value)| Op::Remove {
+                        field: field.clone(),
+                        value,
+                    })),
+                    Some((_, value)) => {
+                        if let Some((_, first)) = removes.into_iter().next() {
+                            out.push(Op::Remove {
+                                field: field.clone(),
+                                value: first,
+                            });
+                        }
                         out.push(Op::Set {
                             field: field.clone(),
                             value: value.clone(),
                         });
-                        out.push(Op::Remove { field, value });
-                    } else {
-                        out.push(Op::Set { field, value });
+                        if cleared {
+                            out.push(Op::Remove { field, value });
+                        }
                     }
                 }
-            },
-            FieldOps::Multi { field, values } => {
-                out.extend(values.into_iter().map(|(value, add)| {
+                out.extend(rejected);
+            }
+            FieldOps::Multi {
+                field,
+                values,
+                rejected,
+            } => {
+                out.extend(values.into_iter().map(|(_, value, add)| {
                     if add {
                         Op::Add {
                             field: field.clone(),
@@ -161,10 +285,18 @@ impl FieldOps {
                             value,
                         }
                     }
-                }))
+                }));
+                out.extend(rejected);
             }
             FieldOps::Verbatim { ops } => out.extend(ops),
         }
+    }
+}
+
+fn op_value(op: &Op) -> &Value {
+    match op {
+        Op::Set { value, .. } | Op::Remove { value, .. } | Op::Add { value, .. } => value,
+        Op::Delete | Op::QueryOpSet { .. } => &Value::Null,
     }
 }
 
@@ -186,20 +318,8 @@ impl Collapsed {
         {
             Some(pos) => pos,
             None => {
-                let ops = match d.class(name) {
-                    Class::Scalar => FieldOps::Scalar {
-                        field: name.clone(),
-                        removes: Vec::new(),
-                        last_set: None,
-                        cleared: false,
-                    },
-                    Class::Multi => FieldOps::Multi {
-                        field: name.clone(),
-                        values: Vec::new(),
-                    },
-                    Class::Verbatim => FieldOps::Verbatim { ops: Vec::new() },
-                };
-                self.fields.push((name.clone(), ops));
+                self.fields
+                    .push((name.clone(), FieldOps::new(name, d.class(name))));
                 self.fields.len() - 1
             }
         };
@@ -213,45 +333,13 @@ impl Collapsed {
             self.verbatim_tail.push(op);
             return;
         }
+        let Some(field) = op.field().cloned() else {
+            return;
+        };
+        let f = self.field(d, &field);
         match op {
-            Op::Set { field, value } => self.set(d, field, value, false),
-            Op::Add { field, value } => self.set(d, field, value, true),
-            Op::Remove { field, value } => match self.field(d, &field) {
-                FieldOps::Scalar {
-                    removes,
-                    last_set,
-                    cleared,
-                    ..
-                } => match last_set {
-                    None => {
-                        if !removes.contains(&value) {
-                            removes.push(value);
-                        }
-                    }
-                    Some(set) if *set == value => *cleared = true,
-                    Some(_) => {}
-                },
-                FieldOps::Multi { values, .. } => upsert(values, value, false),
-                FieldOps::Verbatim { ops } => ops.push(Op::Remove { field, value }),
-            },
-            Op::Delete | Op::QueryOpSet { .. } => unreachable!("handled above"),
-        }
-    }
-
-    fn set(&mut self, d: &Deduper, field: Arc<str>, value: Value, was_add: bool) {
-        match self.field(d, &field) {
-            FieldOps::Scalar {
-                last_set, cleared, ..
-            } => {
-                *last_set = Some(value);
-                *cleared = false;
-            }
-            FieldOps::Multi { values, .. } => upsert(values, value, true),
-            FieldOps::Verbatim { ops } => ops.push(if was_add {
-                Op::Add { field, value }
-            } else {
-                Op::Set { field, value }
-            }),
+            Op::Remove { .. } => f.remove(op),
+            _ => f.set(op),
         }
     }
 
@@ -275,10 +363,18 @@ impl Collapsed {
     }
 }
 
-fn upsert(values: &mut Vec<(Value, bool)>, value: Value, add: bool) {
-    match values.iter_mut().find(|(v, _)| *v == value) {
-        Some(slot) => slot.1 = add,
-        None => values.push((value, add)),
+fn upsert(
+    values: &mut Vec<(CanonicalValue, Value, bool)>,
+    key: CanonicalValue,
+    value: Value,
+    add: bool,
+) {
+    match values.iter_mut().find(|(k, _, _)| *k == key) {
+        Some(slot) => {
+            slot.1 = value;
+            slot.2 = add;
+        }
+        None => values.push((key, value, add)),
     }
 }
 

@@ -23,7 +23,9 @@ impl fmt::Display for Lsn {
 /// The cursor of one op record: the transaction's commit LSN and the record's sequence number in
 /// that transaction. Keys order records across the whole stream; a record whose key is at or
 /// below the durable cursor is never applied twice.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct WalKey {
     /// Commit LSN of the record's transaction.
     pub lsn: Lsn,
@@ -33,7 +35,10 @@ pub struct WalKey {
 
 impl WalKey {
     /// The key before every record.
-    pub const ZERO: WalKey = WalKey { lsn: Lsn::ZERO, seq: 0 };
+    pub const ZERO: WalKey = WalKey {
+        lsn: Lsn::ZERO,
+        seq: 0,
+    };
 
     /// A key.
     pub fn new(lsn: Lsn, seq: u32) -> Self {

@@ -1,8 +1,9 @@
 //! Integration test modules.
 
+mod cli;
 mod config;
-mod pg_smoke;
-mod wal_recovery;
-mod index_model;
 mod dedup_property;
+mod index_model;
+mod pg_smoke;
 mod sinks;
+mod wal_recovery;

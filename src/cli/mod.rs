@@ -1,0 +1,39 @@
+//! Command-line interface: one subcommand per file.
+
+mod check;
+mod wal;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// A live, queryable roaring-bitmap index of PostgreSQL tables, fed by logical replication.
+#[derive(Parser, Debug)]
+#[command(name = "pgroar", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Load and validate a config file; print the index fields and sync sources it defines.
+    Check {
+        /// The TOML config file (every key can be overridden as PGROAR_<SECTION>_<KEY>).
+        #[arg(long, short, env = "PGROAR_CONFIG")]
+        config: PathBuf,
+    },
+    /// Inspect the ops WAL.
+    Wal {
+        #[command(subcommand)]
+        command: wal::WalCommand,
+    },
+}
+
+/// Runs the command line.
+pub fn run() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Check { config } => check::run(&config),
+        Command::Wal { command } => wal::run(command),
+    }
+}

@@ -1,0 +1,676 @@
+//! Applying ops to the writer's state.
+//!
+//! Per op, for each filter/sort field the op's field name denotes (a name may be both):
+//! * `set`: single/bool filter → the slot moves from its current key (or NULL) to the new one;
+//!   multi filter → like `add`; sort → only the layers where old and new values differ flip.
+//! * `remove`: single/bool filter → only when the current key equals the value (NULL included);
+//!   multi → out of the value's bitmap; sort → only when the current value equals it (then 0).
+//! * `add`: multi → into the value's bitmap; otherwise like `set`.
+//! * `delete`: wipes the slot (alive, every filter and sort bit, the columns).
+//! * `queryOpSet`: the query is evaluated on the writer's current state ∩ alive and the nested
+//!   ops applied to each match (a nested `delete` wipes, a nested `queryOpSet` is ignored).
+//!
+//! Bad data never stops the stream: unknown fields, values a field cannot hold, out-of-range
+//! sort values (clamped), ids that do not fit a slot and bad queries are counted in
+//! [`IndexStats`](super::IndexStats) and logged (warn for the first few of each kind, then debug).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use roaring::RoaringBitmap;
+
+use crate::ops::{EntityOps, Op, Value};
+use crate::schema::FilterKind;
+
+use super::Index;
+use super::bits::Bits;
+use super::columns::{NONE, NULL};
+use super::filter::Filter;
+use super::keys::{self, BadValue, Key, RawKey};
+
+/// Bad-data reports of one kind beyond this many are logged at debug level.
+const LOUD_REPORTS: u64 = 10;
+
+macro_rules! report {
+    ($count:expr, $($arg:tt)+) => {
+        if $count <= LOUD_REPORTS {
+            tracing::warn!($($arg)+);
+        } else {
+            tracing::debug!($($arg)+);
+        }
+    };
+}
+
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum Verb {
+    Set,
+    Remove,
+    Add,
+}
+
+impl Index {
+    /// Applies one entity's ops in order, then makes the slot alive if `creates_slot`.
+    ///
+    /// An `entity_id` outside `0..=u32::MAX` cannot be a slot: the entity's slot ops and
+    /// `creates_slot` are skipped and counted; its `queryOpSet`s (which address other slots) still
+    /// apply.
+    pub fn apply(&mut self, e: &EntityOps) {
+        self.settle();
+        let slot = u32::try_from(e.entity_id).ok();
+        if slot.is_none()
+            && (e.creates_slot || e.ops.iter().any(|op| !matches!(op, Op::QueryOpSet { .. })))
+        {
+            self.stats.skipped_ids += 1;
+            report!(
+                self.stats.skipped_ids,
+                entity_id = e.entity_id,
+                "entity id does not fit a slot (0..=u32::MAX); its ops are skipped"
+            );
+        }
+        for op in &e.ops {
+            match (op, slot) {
+                (Op::QueryOpSet { query, ops }, _) => {
+                    self.query_op_set(query.as_deref(), ops, e.entity_id)
+                }
+                (_, Some(slot)) => self.slot_op(slot, op),
+                (_, None) => {}
+            }
+        }
+        if let (true, Some(slot)) = (e.creates_slot, slot) {
+            self.state.alive.insert(slot);
+        }
+    }
+
+    fn slot_op(&mut self, slot: u32, op: &Op) {
+        let (verb, field, value) = match op {
+            Op::Set { field, value } => (Verb::Set, field, value),
+            Op::Remove { field, value } => (Verb::Remove, field, value),
+            Op::Add { field, value } => (Verb::Add, field, value),
+            Op::Delete => {
+                self.delete(slot);
+                self.stats.applied_ops += 1;
+                return;
+            }
+            Op::QueryOpSet { .. } => {
+                self.stats.nested_query_op_sets += 1;
+                report!(
+                    self.stats.nested_query_op_sets,
+                    slot,
+                    "a queryOpSet nested in a queryOpSet is ignored"
+                );
+                return;
+            }
+        };
+        let schema = self.state.schema.clone();
+        let at = schema.field(field);
+        if at.is_unknown() {
+            self.stats.unknown_fields += 1;
+            report!(
+                self.stats.unknown_fields,
+                field = &**field,
+                slot,
+                "op names a field the index does not have; skipped"
+            );
+            return;
+        }
+        let mut applied = false;
+        if let Some(fi) = at.filter {
+            let kind = schema.filters[fi].kind;
+            match keys::filter_key(kind, value) {
+                Err(BadValue) => self.bad_value(field, slot, value),
+                Ok(raw) => {
+                    applied = true;
+                    match (kind, verb) {
+                        (FilterKind::Multi, Verb::Remove) => self.multi_remove(fi, slot, raw),
+                        (FilterKind::Multi, _) => self.multi_insert(fi, slot, raw),
+                        (_, Verb::Remove) => self.single_remove(fi, slot, raw),
+                        (_, _) => self.single_set(fi, slot, raw),
+                    }
+                }
+            }
+        }
+        if let Some(si) = at.sort {
+            match keys::sort_value(&schema.sorts[si], value) {
+                Err(BadValue) => self.bad_value(field, slot, value),
+                Ok(v) => {
+                    applied = true;
+                    if v.clamped {
+                        self.stats.clamped_values += 1;
+                        report!(self.stats.clamped_values, field = &**field, slot, value = %value, stored = v.value, "sort value out of range; clamped");
+                    }
+                    if verb == Verb::Remove {
+                        if self.sort_cols[si].get(slot) == v.value {
+                            self.sort_write(si, slot, 0);
+                        }
+                    } else {
+                        self.sort_write(si, slot, v.value);
+                    }
+                }
+            }
+        }
+        if applied {
+            self.stats.applied_ops += 1;
+        }
+    }
+
+    fn bad_value(&mut self, field: &str, slot: u32, value: &Value) {
+        self.stats.bad_values += 1;
+        report!(self.stats.bad_values, field, slot, value = %value, "value the field cannot hold; skipped");
+    }
+
+    /// The key a raw value has in filter `fi`, adding text to the dictionary.
+    fn key_of(&mut self, fi: usize, raw: &RawKey) -> Option<Key> {
+        match raw {
+            RawKey::Null => None,
+            RawKey::Int(i) => Some(Key::Int(*i)),
+            RawKey::Str(s) => keys::intern(&mut self.state.filters[fi].dict, s).map(Key::Str),
+        }
+    }
+
+    /// The key a raw value already has in filter `fi` (no dictionary insert).
+    fn existing_key(&self, fi: usize, raw: &RawKey) -> Option<Key> {
+        match raw {
+            RawKey::Null => None,
+            RawKey::Int(i) => Some(Key::Int(*i)),
+            RawKey::Str(s) => self.state.filters[fi].dict.get(s).map(Key::Str),
+        }
+    }
+
+    fn single_set(&mut self, fi: usize, slot: u32, raw: RawKey) {
+        let key = self.key_of(fi, &raw);
+        if key.is_none() && raw != RawKey::Null {
+            return; // dictionary id space exhausted
+        }
+        let kc = self.key_cols[fi]
+            .as_mut()
+            .expect("single/bool fields have a column");
+        let new = key.map_or(NULL, |k| kc.table.intern(k));
+        let old = kc.col.get(slot);
+        let fs = &mut self.state.filters[fi];
+        if old != new {
+            match old {
+                NONE => {}
+                NULL => {
+                    fs.null.remove(slot);
+                }
+                c => {
+                    if let Some(k) = kc.table.key(c) {
+                        fs.values.remove(&k, slot);
+                    }
+                }
+            }
+        }
+        match key {
+            None => {
+                fs.null.insert(slot);
+            }
+            Some(k) => fs.values.insert(k, slot),
+        }
+        kc.col.set(slot, new);
+    }
+
+    fn single_remove(&mut self, fi: usize, slot: u32, raw: RawKey) {
+        let code = match self.existing_key(fi, &raw) {
+            None if raw == RawKey::Null => Some(NULL),
+            None => None,
+            Some(k) => self.key_cols[fi].as_ref().and_then(|kc| kc.table.code(&k)),
+        };
+        let kc = self.key_cols[fi]
+            .as_mut()
+            .expect("single/bool fields have a column");
+        let Some(code) = code.filter(|&c| c == kc.col.get(slot)) else {
+            return;
+        };
+        let fs = &mut self.state.filters[fi];
+        if code == NULL {
+            fs.null.remove(slot);
+        } else if let Some(k) = kc.table.key(code) {
+            fs.values.remove(&k, slot);
+        }
+        kc.col.set(slot, NONE);
+    }
+
+    fn multi_insert(&mut self, fi: usize, slot: u32, raw: RawKey) {
+        if self.pending.contains(slot) {
+            self.flush_pending();
+        }
+        match self.key_of(fi, &raw) {
+            Some(k) => self.state.filters[fi].values.insert(k, slot),
+            None if raw == RawKey::Null => {
+                self.state.filters[fi].null.insert(slot);
+            }
+            None => {}
+        }
+    }
+
+    fn multi_remove(&mut self, fi: usize, slot: u32, raw: RawKey) {
+        if self.pending.contains(slot) {
+            self.flush_pending();
+        }
+        match self.existing_key(fi, &raw) {
+            Some(k) => {
+                self.state.filters[fi].values.remove(&k, slot);
+            }
+            None if raw == RawKey::Null => {
+                self.state.filters[fi].null.remove(slot);
+            }
+            None => {}
+        }
+    }
+
+    /// Stores `new` as sort field `si`'s value for `slot`, flipping only the differing layers.
+    fn sort_write(&mut self, si: usize, slot: u32, new: u32) {
+        let old = self.sort_cols[si].get(slot);
+        let diff = old ^ new;
+        if diff == 0 {
+            return;
+        }
+        let layers = Arc::make_mut(&mut self.state.sorts[si]);
+        for (b, layer) in layers.iter_mut().enumerate() {
+            if diff >> b & 1 == 1 {
+                if new >> b & 1 == 1 {
+                    layer.insert(slot);
+                } else {
+                    layer.remove(slot);
+                }
+            }
+        }
+        self.sort_cols[si].set(slot, new);
+    }
+
+    /// Wipes `slot`: out of alive, every filter key, every sort layer; columns reset.
+    fn delete(&mut self, slot: u32) {
+        self.state.alive.remove(slot);
+        let mut has_multi = false;
+        for (fi, kc) in self.key_cols.iter_mut().enumerate() {
+            let Some(kc) = kc else {
+                has_multi = true;
+                continue;
+            };
+            let fs = &mut self.state.filters[fi];
+            match kc.col.get(slot) {
+                NONE => {}
+                NULL => {
+                    fs.null.remove(slot);
+                }
+                c => {
+                    if let Some(k) = kc.table.key(c) {
+                        fs.values.remove(&k, slot);
+                    }
+                }
+            }
+            kc.col.set(slot, NONE);
+        }
+        if has_multi {
+            self.pending.insert(slot);
+        }
+        for si in 0..self.sort_cols.len() {
+            self.sort_write(si, slot, 0);
+        }
+    }
+
+    fn query_op_set(&mut self, query: Option<&str>, ops: &[Op], source_id: i64) {
+        let Some(query) = query else {
+            return;
+        };
+        let nested = ops
+            .iter()
+            .filter(|op| matches!(op, Op::QueryOpSet { .. }))
+            .count() as u64;
+        if nested > 0 {
+            self.stats.nested_query_op_sets += nested;
+            report!(
+                self.stats.nested_query_op_sets,
+                source_id,
+                query,
+                "a queryOpSet nested in a queryOpSet is ignored"
+            );
+        }
+        let filter = match Filter::parse(query) {
+            Ok(f) => f,
+            Err(err) => {
+                self.stats.bad_queries += 1;
+                report!(self.stats.bad_queries, source_id, query, error = %err, "queryOpSet query does not parse; skipped");
+                return;
+            }
+        };
+        self.flush_pending();
+        let matched = match super::eval::evaluate(&self.state, &filter) {
+            Ok(m) => m,
+            Err(err) => {
+                self.stats.bad_queries += 1;
+                report!(self.stats.bad_queries, source_id, query, error = %err, "queryOpSet query cannot be evaluated; skipped");
+                return;
+            }
+        };
+        let slots: Vec<u32> = matched.iter().collect();
+        for slot in slots {
+            for op in ops {
+                if !matches!(op, Op::QueryOpSet { .. }) {
+                    self.slot_op(slot, op);
+                }
+            }
+        }
+    }
+
+    /// ORs a bulk accumulator into the index. Single/bool filter and sort fields get `set`
+    /// semantics even when the index is not empty: a slot the accumulator gives a value leaves
+    /// its previous key / sort bits first. When the accumulator holds one slot under two keys of
+    /// a single-value field, the greater key (integers before text, then by value) wins.
+    pub fn merge_bulk(&mut self, acc: crate::sink::bulk::BulkAccumulator) {
+        self.flush_pending();
+        let parts = acc.into_parts();
+        self.stats.add(&parts.stats);
+        self.state.alive.or_assign(&Bits::from_roaring(parts.alive));
+        for (fi, map) in parts.filters.into_iter().enumerate() {
+            let mut entries: Vec<(RawKey, RoaringBitmap)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            for (raw, bm) in entries {
+                let key = self.key_of(fi, &raw);
+                if key.is_none() && raw != RawKey::Null {
+                    continue;
+                }
+                if let Some(kc) = self.key_cols[fi].as_mut() {
+                    let new = key.map_or(NULL, |k| kc.table.intern(k));
+                    let mut leaving: HashMap<u32, RoaringBitmap> = HashMap::new();
+                    for slot in &bm {
+                        let old = kc.col.get(slot);
+                        if old != NONE && old != new {
+                            leaving.entry(old).or_default().insert(slot);
+                        }
+                        kc.col.set(slot, new);
+                    }
+                    let fs = &mut self.state.filters[fi];
+                    for (code, gone) in leaving {
+                        let gone = Bits::from_roaring(gone);
+                        match kc.table.key(code) {
+                            None => fs.null.andnot_assign(&gone),
+                            Some(k) => fs.values.subtract(&k, &gone),
+                        }
+                    }
+                }
+                let bits = Bits::from_roaring(bm);
+                let fs = &mut self.state.filters[fi];
+                match key {
+                    None => fs.null.or_assign(&bits),
+                    Some(k) => fs.values.or_into(k, &bits),
+                }
+            }
+        }
+        for (si, sort) in parts.sorts.into_iter().enumerate() {
+            if sort.touched.is_empty() {
+                continue;
+            }
+            let col = &mut self.sort_cols[si];
+            for slot in &sort.touched {
+                col.set(slot, 0);
+            }
+            let touched = Bits::from_roaring(sort.touched);
+            let layers = Arc::make_mut(&mut self.state.sorts[si]);
+            for (b, (layer, add)) in layers.iter_mut().zip(sort.layers).enumerate() {
+                layer.andnot_assign(&touched);
+                for slot in &add {
+                    col.set(slot, col.get(slot) | 1 << b);
+                }
+                layer.or_assign(&Bits::from_roaring(add));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::index::{Index, IndexStats};
+    use crate::ops::{EntityOps, Op, Value};
+    use crate::schema::{FilterKind, Schema};
+
+    fn index() -> Index {
+        Index::new(Arc::new(
+            Schema::from_pairs(
+                &[
+                    ("type", FilterKind::Single),
+                    ("tags", FilterKind::Multi),
+                    ("flag", FilterKind::Bool),
+                    ("postId", FilterKind::Single),
+                ],
+                &[("at", 8)],
+            )
+            .unwrap(),
+        ))
+    }
+
+    fn count(ix: &Index, f: &str) -> u64 {
+        ix.snapshot().count(Some(f)).unwrap()
+    }
+
+    #[test]
+    fn set_without_remove_moves_the_slot() {
+        let mut ix = index();
+        ix.apply(&EntityOps::alive(
+            1,
+            vec![Op::set("type", "image"), Op::set("at", 9)],
+        ));
+        ix.apply(&EntityOps::new(
+            1,
+            vec![Op::set("type", "video"), Op::set("at", 6)],
+        ));
+        assert_eq!(count(&ix, "type eq image"), 0);
+        assert_eq!(count(&ix, "type eq video"), 1);
+        assert_eq!(count(&ix, "at eq 9"), 0);
+        assert_eq!(count(&ix, "at eq 6"), 1);
+        ix.apply(&EntityOps::new(1, vec![Op::set("type", Value::Null)]));
+        assert_eq!(
+            (count(&ix, "type eq video"), count(&ix, "type eq null")),
+            (0, 1)
+        );
+    }
+
+    #[test]
+    fn remove_of_a_stale_value_is_a_no_op() {
+        let mut ix = index();
+        ix.apply(&EntityOps::alive(
+            1,
+            vec![Op::set("type", "video"), Op::set("at", 6)],
+        ));
+        ix.apply(&EntityOps::new(
+            1,
+            vec![Op::remove("type", "image"), Op::remove("at", 5)],
+        ));
+        assert_eq!((count(&ix, "type eq video"), count(&ix, "at eq 6")), (1, 1));
+        ix.apply(&EntityOps::new(
+            1,
+            vec![Op::remove("type", "video"), Op::remove("at", 6)],
+        ));
+        assert_eq!((count(&ix, "type eq video"), count(&ix, "at eq 6")), (0, 0));
+        assert_eq!(count(&ix, "NOT type eq video"), 1, "no value, still alive");
+    }
+
+    #[test]
+    fn a_recreated_slot_inherits_nothing() {
+        let mut ix = index();
+        ix.apply(&EntityOps::alive(
+            7,
+            vec![
+                Op::set("type", "image"),
+                Op::add("tags", 1),
+                Op::add("tags", Value::Null),
+                Op::set("flag", true),
+                Op::set("at", 200),
+            ],
+        ));
+        let before = ix.snapshot();
+        ix.apply(&EntityOps::new(7, vec![Op::Delete]));
+        ix.apply(&EntityOps::alive(7, vec![Op::add("tags", 2)]));
+        let st = ix.debug_state();
+        assert_eq!(st.alive, vec![7]);
+        assert!(st.filters["type"].values.is_empty());
+        assert_eq!(
+            st.filters["tags"].values.keys().collect::<Vec<_>>(),
+            vec![&crate::index::DumpKey::Int(2)]
+        );
+        assert!(st.filters["tags"].null.is_empty());
+        assert!(st.filters["flag"].values.is_empty());
+        assert!(st.sorts["at"].is_empty());
+        // The snapshot taken before is untouched.
+        assert_eq!(before.count(Some("tags eq 1 AND at eq 200")).unwrap(), 1);
+    }
+
+    #[test]
+    fn lazy_multi_cleanup_is_not_observable() {
+        let mut ix = index();
+        ix.apply(&EntityOps::alive(
+            3,
+            vec![Op::add("tags", 1), Op::add("tags", 2)],
+        ));
+        ix.apply(&EntityOps::new(3, vec![Op::Delete]));
+        // Dead but not yet cleaned: no query, snapshot or dump sees its tags.
+        ix.apply(&EntityOps::alive(3, vec![]));
+        assert_eq!(count(&ix, "tags in [1, 2]"), 0);
+        assert!(ix.debug_state().filters["tags"].values.is_empty());
+        // An op after the snapshot adopts the cleaned state; later ops see it too.
+        ix.apply(&EntityOps::new(3, vec![Op::add("tags", 2)]));
+        assert_eq!(count(&ix, "tags eq 1"), 0);
+        assert_eq!(count(&ix, "tags eq 2"), 1);
+        // A delete followed by an add in one entity: the add survives, the old values do not.
+        ix.apply(&EntityOps::alive(3, vec![Op::Delete, Op::add("tags", 5)]));
+        assert_eq!((count(&ix, "tags eq 2"), count(&ix, "tags eq 5")), (0, 1));
+    }
+
+    #[test]
+    fn ops_on_dead_slots_apply_but_stay_invisible() {
+        let mut ix = index();
+        ix.apply(&EntityOps::new(4, vec![Op::set("type", "image")]));
+        assert_eq!(count(&ix, "type eq image"), 0);
+        ix.apply(&EntityOps::alive(4, vec![]));
+        assert_eq!(count(&ix, "type eq image"), 1);
+    }
+
+    #[test]
+    fn query_op_set_applies_to_live_matches() {
+        let mut ix = index();
+        for (id, post) in [(1, 10), (2, 10), (3, 11)] {
+            ix.apply(&EntityOps::alive(
+                id,
+                vec![Op::set("postId", post), Op::set("at", 1)],
+            ));
+        }
+        ix.apply(&EntityOps::new(5, vec![Op::set("postId", 10)])); // not alive
+        let fan_out = |query: Option<&str>, ops: Vec<Op>| {
+            EntityOps::new(
+                10,
+                vec![Op::QueryOpSet {
+                    query: query.map(Arc::from),
+                    ops,
+                }],
+            )
+        };
+        ix.apply(&fan_out(
+            Some("postId eq 10"),
+            vec![Op::remove("at", 1), Op::set("at", 50)],
+        ));
+        assert_eq!(count(&ix, "at eq 50"), 2);
+        assert_eq!(
+            ix.debug_state().sorts["at"].get(&5),
+            None,
+            "dead slots are not matched"
+        );
+        ix.apply(&fan_out(None, vec![Op::set("at", 99)]));
+        ix.apply(&fan_out(Some("postId eq"), vec![Op::set("at", 99)]));
+        ix.apply(&fan_out(Some("nope eq 1"), vec![Op::set("at", 99)]));
+        assert_eq!(count(&ix, "at eq 99"), 0);
+        ix.apply(&fan_out(
+            Some("postId in [10, 11]"),
+            vec![
+                Op::QueryOpSet {
+                    query: None,
+                    ops: vec![],
+                },
+                Op::Delete,
+            ],
+        ));
+        assert_eq!(ix.alive_count(), 0);
+        // An id that does not fit a slot still runs its queryOpSet.
+        ix.apply(&EntityOps::alive(9, vec![Op::set("postId", 12)]));
+        ix.apply(&EntityOps {
+            entity_id: 1 << 40,
+            ops: vec![Op::QueryOpSet {
+                query: Some("postId eq 12".into()),
+                ops: vec![Op::set("at", 7)],
+            }],
+            creates_slot: false,
+        });
+        assert_eq!(count(&ix, "at eq 7"), 1);
+        let s = ix.stats();
+        assert_eq!(
+            (s.bad_queries, s.nested_query_op_sets, s.skipped_ids),
+            (2, 1, 0)
+        );
+    }
+
+    #[test]
+    fn bad_data_is_counted_and_skipped() {
+        let mut ix = index();
+        ix.apply(&EntityOps::alive(-1, vec![Op::set("type", "x")]));
+        ix.apply(&EntityOps::alive(i64::from(u32::MAX) + 1, vec![]));
+        ix.apply(&EntityOps::alive(
+            1,
+            vec![
+                Op::set("nope", 1),
+                Op::set("flag", "maybe"),
+                Op::set("flag", 1),
+                Op::set("at", 1000),
+                Op::set("at", -5),
+                Op::set("at", "abc"),
+                Op::set("at", "12"),
+                Op::set("type", Value::Float(2.5)),
+                Op::set("postId", Value::Float(3.0)),
+            ],
+        ));
+        assert_eq!(ix.alive_count(), 1);
+        assert_eq!(
+            ix.stats(),
+            IndexStats {
+                applied_ops: 6,
+                skipped_ids: 2,
+                clamped_values: 2,
+                bad_values: 2,
+                unknown_fields: 1,
+                bad_queries: 0,
+                nested_query_op_sets: 0,
+            }
+        );
+        assert_eq!(count(&ix, "flag eq true AND at eq 12"), 1);
+        assert_eq!(
+            count(&ix, "type eq 2.5 AND type eq '2.5' AND postId eq 3"),
+            1
+        );
+        assert_eq!(count(&ix, "postId eq 3.0"), 1);
+    }
+
+    #[test]
+    fn literals_match_ints_and_text_alike() {
+        let mut ix = index();
+        ix.apply(&EntityOps::alive(1, vec![Op::set("type", 7)]));
+        ix.apply(&EntityOps::alive(2, vec![Op::set("type", "7")]));
+        ix.apply(&EntityOps::alive(3, vec![Op::set("type", "Image")]));
+        ix.apply(&EntityOps::alive(4, vec![Op::set("flag", "t")]));
+        assert_eq!(count(&ix, "type eq 7"), 2);
+        assert_eq!(count(&ix, "type eq '7'"), 2);
+        assert_eq!(
+            count(&ix, "type eq image"),
+            0,
+            "dictionaries are case-sensitive"
+        );
+        assert_eq!(count(&ix, "type eq Image"), 1);
+        assert_eq!(
+            count(&ix, "type gte 7"),
+            1,
+            "ranges cover integer keys only"
+        );
+        assert_eq!(count(&ix, "flag eq 't'"), 1);
+        assert_eq!(count(&ix, "flag eq 1"), 1);
+        assert_eq!(count(&ix, "NOT flag eq true"), 3);
+    }
+}

@@ -1,0 +1,659 @@
+//! Checkpoints: the whole index (bitmaps, dictionaries, applied cursor) in one file.
+//!
+//! Layout of `index.ckpt`, version 1 (integers little-endian):
+//!
+//! | part | encoding |
+//! |---|---|
+//! | magic | 8 bytes `PGROARCK` |
+//! | version | u32 = 1 |
+//! | applied | u64 commit LSN, u32 seq |
+//! | schema | u32 n, n × (str name, u8 kind: 0 single, 1 multi, 2 bool); u32 m, m × (str name, u8 bits) |
+//! | alive | bits |
+//! | per filter field, schema order | u32 d, d × str (dictionary, id order); bits (NULL); u64 k, k × (u8 tag 0 int / 1 text, i64 or u32 dictionary id, bits) |
+//! | per sort field, schema order | `bits` × bits (layer 0 first) |
+//! | crc | u32 CRC32 of every byte before it |
+//!
+//! `str` = u32 length + UTF-8 bytes; `bits` = u32 chunk count, then per chunk u32 chunk id
+//! (slot >> 20), u32 byte length, and the chunk's bitmap in roaring's portable serialization.
+//!
+//! Crash safety: the file is written to a temporary file in the same directory, fsynced, renamed
+//! over `index.ckpt`, and the directory fsynced. A crash leaves the old checkpoint or the new one,
+//! never a mix; a leftover temporary file is removed at the next load. Loading checks the CRC
+//! first, then parses, checking every length and count against the bytes left before allocating.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use roaring::RoaringBitmap;
+
+use crate::schema::{FilterKind, Schema};
+use crate::{Lsn, WalKey};
+
+use super::bits::Bits;
+use super::columns::{NONE, NULL};
+use super::keys::{Dict, Key, KeyMap};
+use super::{FilterState, Index, Snapshot, State};
+
+/// The checkpoint's file name inside the checkpoint directory.
+pub const CHECKPOINT_FILE: &str = "index.ckpt";
+const TMP_PREFIX: &str = "index.ckpt.tmp";
+const MAGIC: &[u8; 8] = b"PGROARCK";
+const VERSION: u32 = 1;
+
+/// Why a checkpoint could not be written or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// Reading or writing failed.
+    #[error("checkpoint I/O on {path}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The file's CRC does not match its contents.
+    #[error(
+        "checkpoint {path} is corrupt (CRC {stored:#010x} stored, {computed:#010x} computed); the index must be re-bootstrapped"
+    )]
+    Crc {
+        /// The file.
+        path: PathBuf,
+        /// CRC in the file.
+        stored: u32,
+        /// CRC of the contents.
+        computed: u32,
+    },
+    /// Not a checkpoint, or structurally invalid although its CRC matches.
+    #[error("checkpoint {path} is invalid ({detail}); the index must be re-bootstrapped")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A format version this build does not read.
+    #[error(
+        "checkpoint {path} has format version {found}, this build reads {VERSION}; the index must be re-bootstrapped"
+    )]
+    Version {
+        /// The file.
+        path: PathBuf,
+        /// Its version.
+        found: u32,
+    },
+    /// The checkpoint was written for other index fields.
+    #[error(
+        "checkpoint {path} was written for a different index schema ({detail}); the index must be re-bootstrapped"
+    )]
+    SchemaMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The first difference.
+        detail: String,
+    },
+}
+
+fn kind_code(k: FilterKind) -> u8 {
+    match k {
+        FilterKind::Single => 0,
+        FilterKind::Multi => 1,
+        FilterKind::Bool => 2,
+    }
+}
+
+struct CrcWriter<W: Write> {
+    inner: W,
+    crc: crc32fast::Hasher,
+}
+
+impl<W: Write> CrcWriter<W> {
+    fn put(&mut self, b: &[u8]) -> io::Result<()> {
+        self.crc.update(b);
+        self.inner.write_all(b)
+    }
+
+    fn str(&mut self, s: &str) -> io::Result<()> {
+        self.put(&len32(s.len())?.to_le_bytes())?;
+        self.put(s.as_bytes())
+    }
+
+    fn bits(&mut self, b: &Bits) -> io::Result<()> {
+        let chunks: Vec<(u32, &RoaringBitmap)> = b.chunks().collect();
+        self.put(&len32(chunks.len())?.to_le_bytes())?;
+        let mut buf = Vec::new();
+        for (id, bm) in chunks {
+            buf.clear();
+            bm.serialize_into(&mut buf)?;
+            self.put(&id.to_le_bytes())?;
+            self.put(&len32(buf.len())?.to_le_bytes())?;
+            self.put(&buf)?;
+        }
+        Ok(())
+    }
+}
+
+fn len32(n: usize) -> io::Result<u32> {
+    u32::try_from(n).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "length above u32"))
+}
+
+impl Snapshot {
+    /// Writes this snapshot as the checkpoint in `dir`, atomically replacing the previous one.
+    pub fn write_checkpoint(&self, dir: &Path) -> Result<(), CheckpointError> {
+        let io_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| CheckpointError::Io { path, source }
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(TMP_PREFIX)
+            .tempfile_in(dir)
+            .map_err(io_err(dir))?;
+        let tmp_path = tmp.path().to_path_buf();
+        {
+            let mut w = CrcWriter {
+                inner: BufWriter::with_capacity(1 << 20, tmp.as_file()),
+                crc: crc32fast::Hasher::new(),
+            };
+            self.encode(&mut w).map_err(io_err(&tmp_path))?;
+            let crc = w.crc.clone().finalize();
+            w.inner
+                .write_all(&crc.to_le_bytes())
+                .map_err(io_err(&tmp_path))?;
+            w.inner.flush().map_err(io_err(&tmp_path))?;
+        }
+        tmp.as_file().sync_all().map_err(io_err(&tmp_path))?;
+        let path = dir.join(CHECKPOINT_FILE);
+        tmp.persist(&path).map_err(|e| CheckpointError::Io {
+            path: path.clone(),
+            source: e.error,
+        })?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(dir))
+    }
+
+    fn encode<W: Write>(&self, w: &mut CrcWriter<W>) -> io::Result<()> {
+        let s = &*self.state;
+        w.put(MAGIC)?;
+        w.put(&VERSION.to_le_bytes())?;
+        w.put(&s.applied.lsn.0.to_le_bytes())?;
+        w.put(&s.applied.seq.to_le_bytes())?;
+        w.put(&len32(s.schema.filters.len())?.to_le_bytes())?;
+        for f in &s.schema.filters {
+            w.str(&f.name)?;
+            w.put(&[kind_code(f.kind)])?;
+        }
+        w.put(&len32(s.schema.sorts.len())?.to_le_bytes())?;
+        for f in &s.schema.sorts {
+            w.str(&f.name)?;
+            w.put(&[f.bits])?;
+        }
+        w.bits(&s.alive)?;
+        for fs in &s.filters {
+            w.put(&len32(fs.dict.len())?.to_le_bytes())?;
+            for t in fs.dict.texts() {
+                w.str(t)?;
+            }
+            w.bits(&fs.null)?;
+            let mut entries: Vec<(&Key, &Bits)> =
+                fs.values.iter().filter(|(_, b)| !b.is_empty()).collect();
+            entries.sort_by_key(|(k, _)| **k);
+            w.put(&(entries.len() as u64).to_le_bytes())?;
+            for (k, b) in entries {
+                match *k {
+                    Key::Int(i) => {
+                        w.put(&[0])?;
+                        w.put(&i.to_le_bytes())?;
+                    }
+                    Key::Str(id) => {
+                        w.put(&[1])?;
+                        w.put(&id.to_le_bytes())?;
+                    }
+                }
+                w.bits(b)?;
+            }
+        }
+        for layers in &s.sorts {
+            for layer in layers.iter() {
+                w.bits(layer)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads the body, never past the bytes left before the trailing CRC.
+struct Reader<'p> {
+    inner: BufReader<File>,
+    left: u64,
+    path: &'p Path,
+}
+
+impl Reader<'_> {
+    fn corrupt(&self, detail: impl Into<String>) -> CheckpointError {
+        CheckpointError::Corrupt {
+            path: self.path.to_path_buf(),
+            detail: detail.into(),
+        }
+    }
+
+    fn bytes(&mut self, n: u64, what: &str) -> Result<Vec<u8>, CheckpointError> {
+        if n > self.left {
+            return Err(self.corrupt(format!("{what}: {n} bytes claimed, {} left", self.left)));
+        }
+        let mut buf = vec![0u8; n as usize];
+        self.inner
+            .read_exact(&mut buf)
+            .map_err(|source| CheckpointError::Io {
+                path: self.path.to_path_buf(),
+                source,
+            })?;
+        self.left -= n;
+        Ok(buf)
+    }
+
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], CheckpointError> {
+        let b = self.bytes(N as u64, what)?;
+        Ok(b.try_into().expect("read exactly N bytes"))
+    }
+
+    fn u8(&mut self, what: &str) -> Result<u8, CheckpointError> {
+        Ok(self.array::<1>(what)?[0])
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32, CheckpointError> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64, CheckpointError> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+
+    fn str(&mut self, what: &str) -> Result<String, CheckpointError> {
+        let n = self.u32(what)?;
+        let b = self.bytes(u64::from(n), what)?;
+        String::from_utf8(b).map_err(|_| self.corrupt(format!("{what}: not UTF-8")))
+    }
+
+    fn bits(&mut self, what: &str) -> Result<Bits, CheckpointError> {
+        let n = self.u32(what)?;
+        let mut chunks = Vec::new();
+        for _ in 0..n {
+            let id = self.u32(what)?;
+            let len = self.u32(what)?;
+            let buf = self.bytes(u64::from(len), what)?;
+            let mut slice = &buf[..];
+            let bm = RoaringBitmap::deserialize_from(&mut slice)
+                .map_err(|e| self.corrupt(format!("{what}: bitmap does not decode: {e}")))?;
+            if !slice.is_empty() {
+                return Err(self.corrupt(format!("{what}: bytes left after a bitmap")));
+            }
+            chunks.push((id, bm));
+        }
+        Bits::from_chunks(chunks)
+            .ok_or_else(|| self.corrupt(format!("{what}: chunks out of order or out of range")))
+    }
+}
+
+fn io_at(path: &Path) -> impl Fn(io::Error) -> CheckpointError + '_ {
+    move |source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Checks the trailing CRC of the whole file in one streaming pass.
+fn check_crc(path: &Path, file: &File, len: u64) -> Result<(), CheckpointError> {
+    if len < 4 {
+        return Err(CheckpointError::Corrupt {
+            path: path.to_path_buf(),
+            detail: "shorter than a CRC".into(),
+        });
+    }
+    let mut r = BufReader::with_capacity(1 << 20, file);
+    let mut left = len - 4;
+    let mut h = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        r.read_exact(&mut buf[..n]).map_err(io_at(path))?;
+        h.update(&buf[..n]);
+        left -= n as u64;
+    }
+    let mut crc = [0u8; 4];
+    r.read_exact(&mut crc).map_err(io_at(path))?;
+    let (stored, computed) = (u32::from_le_bytes(crc), h.finalize());
+    if stored != computed {
+        return Err(CheckpointError::Crc {
+            path: path.to_path_buf(),
+            stored,
+            computed,
+        });
+    }
+    Ok(())
+}
+
+impl Index {
+    /// Loads the checkpoint in `dir` for `schema`; `None` when there is none. The writer's
+    /// columns are rebuilt from the bitmaps.
+    pub fn load_checkpoint(
+        dir: &Path,
+        schema: Arc<Schema>,
+    ) -> Result<Option<Index>, CheckpointError> {
+        remove_leftovers(dir);
+        let path = dir.join(CHECKPOINT_FILE);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_at(&path)(e)),
+        };
+        let len = file.metadata().map_err(io_at(&path))?.len();
+        check_crc(&path, &file, len)?;
+        let mut body = file;
+        io::Seek::rewind(&mut body).map_err(io_at(&path))?;
+        let mut r = Reader {
+            inner: BufReader::with_capacity(1 << 20, body),
+            left: len - 4,
+            path: &path,
+        };
+        let state = read_state(&mut r, schema)?;
+        if r.left != 0 {
+            return Err(r.corrupt(format!("{} bytes after the last bitmap", r.left)));
+        }
+        rebuild(state, &path).map(Some)
+    }
+}
+
+fn remove_leftovers(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+fn read_state(r: &mut Reader<'_>, schema: Arc<Schema>) -> Result<State, CheckpointError> {
+    if &r.array::<8>("magic")? != MAGIC {
+        return Err(r.corrupt("not a pgroar checkpoint (bad magic)"));
+    }
+    let version = r.u32("version")?;
+    if version != VERSION {
+        return Err(CheckpointError::Version {
+            path: r.path.to_path_buf(),
+            found: version,
+        });
+    }
+    let applied = WalKey::new(Lsn(r.u64("applied LSN")?), r.u32("applied seq")?);
+    let mismatch = |r: &Reader<'_>, detail: String| CheckpointError::SchemaMismatch {
+        path: r.path.to_path_buf(),
+        detail,
+    };
+    let n = r.u32("filter count")?;
+    if n as usize != schema.filters.len() {
+        return Err(mismatch(
+            r,
+            format!(
+                "{n} filter fields in the checkpoint, {} configured",
+                schema.filters.len()
+            ),
+        ));
+    }
+    for f in &schema.filters {
+        let (name, kind) = (r.str("filter name")?, r.u8("filter kind")?);
+        if name != *f.name || kind != kind_code(f.kind) {
+            return Err(mismatch(
+                r,
+                format!(
+                    "checkpoint filter field {name:?} (kind {kind}) where {:?} ({:?}) is configured",
+                    f.name, f.kind
+                ),
+            ));
+        }
+    }
+    let m = r.u32("sort count")?;
+    if m as usize != schema.sorts.len() {
+        return Err(mismatch(
+            r,
+            format!(
+                "{m} sort fields in the checkpoint, {} configured",
+                schema.sorts.len()
+            ),
+        ));
+    }
+    for f in &schema.sorts {
+        let (name, bits) = (r.str("sort name")?, r.u8("sort bits")?);
+        if name != *f.name || bits != f.bits {
+            return Err(mismatch(
+                r,
+                format!(
+                    "checkpoint sort field {name:?} ({bits} bits) where {:?} ({} bits) is configured",
+                    f.name, f.bits
+                ),
+            ));
+        }
+    }
+    let alive = r.bits("alive")?;
+    let mut filters = Vec::with_capacity(schema.filters.len());
+    for f in &schema.filters {
+        let mut dict = Dict::default();
+        for _ in 0..r.u32("dictionary size")? {
+            let t = r.str("dictionary entry")?;
+            if dict.push(Arc::from(t)).is_none() {
+                return Err(r.corrupt(format!("field {:?}: duplicate dictionary entry", f.name)));
+            }
+        }
+        let null = r.bits("NULL bitmap")?;
+        let mut values = KeyMap::default();
+        for _ in 0..r.u64("key count")? {
+            let key = match r.u8("key tag")? {
+                0 => Key::Int(i64::from_le_bytes(r.array("int key")?)),
+                1 => {
+                    let id = r.u32("text key")?;
+                    if id as usize >= dict.len() {
+                        return Err(r.corrupt(format!(
+                            "field {:?}: dictionary id {id} out of range",
+                            f.name
+                        )));
+                    }
+                    Key::Str(id)
+                }
+                t => return Err(r.corrupt(format!("field {:?}: key tag {t}", f.name))),
+            };
+            let bits = r.bits("value bitmap")?;
+            if !bits.is_empty() && !values.put(key, bits) {
+                return Err(r.corrupt(format!("field {:?}: duplicate key", f.name)));
+            }
+        }
+        filters.push(FilterState {
+            values,
+            null,
+            dict: Arc::new(dict),
+        });
+    }
+    let mut sorts = Vec::with_capacity(schema.sorts.len());
+    for f in &schema.sorts {
+        let mut layers = Vec::with_capacity(usize::from(f.bits));
+        for _ in 0..f.bits {
+            layers.push(r.bits("sort layer")?);
+        }
+        sorts.push(Arc::new(layers));
+    }
+    Ok(State {
+        schema,
+        alive,
+        filters,
+        sorts,
+        applied,
+    })
+}
+
+/// Builds the writer around a loaded state, rebuilding the per-slot columns.
+fn rebuild(state: State, path: &Path) -> Result<Index, CheckpointError> {
+    let mut index = Index::from_state(state);
+    for (fi, kc) in index.key_cols.iter_mut().enumerate() {
+        let Some(kc) = kc else { continue };
+        let fs = &index.state.filters[fi];
+        let mut place = |slot: u32, code: u32| {
+            if kc.col.get(slot) != NONE {
+                return Err(CheckpointError::Corrupt {
+                    path: path.to_path_buf(),
+                    detail: format!(
+                        "slot {slot} has two values in single-value field {:?}",
+                        index.state.schema.filters[fi].name
+                    ),
+                });
+            }
+            kc.col.set(slot, code);
+            Ok(())
+        };
+        for slot in fs.null.iter() {
+            place(slot, NULL)?;
+        }
+        for (k, bits) in fs.values.iter() {
+            let code = kc.table.intern(*k);
+            for slot in bits.iter() {
+                place(slot, code)?;
+            }
+        }
+    }
+    for (si, col) in index.sort_cols.iter_mut().enumerate() {
+        for (b, layer) in index.state.sorts[si].iter().enumerate() {
+            for slot in layer.iter() {
+                col.set(slot, col.get(slot) | 1 << b);
+            }
+        }
+    }
+    Ok(index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::{EntityOps, Op};
+
+    fn schema() -> Arc<Schema> {
+        Arc::new(
+            Schema::from_pairs(
+                &[
+                    ("type", FilterKind::Single),
+                    ("tags", FilterKind::Multi),
+                    ("flag", FilterKind::Bool),
+                ],
+                &[("at", 32)],
+            )
+            .unwrap(),
+        )
+    }
+
+    fn sample() -> Index {
+        let mut index = Index::new(schema());
+        for i in 0..50u32 {
+            let slot = i64::from(i) * 40_503;
+            index.apply(&EntityOps::alive(
+                slot,
+                vec![
+                    Op::set("type", if i % 3 == 0 { "image" } else { "video" }),
+                    Op::add("tags", i64::from(i % 7)),
+                    Op::set("flag", i % 2 == 0),
+                    Op::set("at", 1_700_000_000 + i64::from(i)),
+                ],
+            ));
+        }
+        index.apply(&EntityOps::alive(
+            u32::MAX.into(),
+            vec![Op::set("type", crate::ops::Value::Null)],
+        ));
+        index.set_applied(WalKey::new(Lsn(0x16B3748), 3));
+        index
+    }
+
+    #[test]
+    fn round_trip_preserves_everything_and_the_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            Index::load_checkpoint(dir.path(), schema())
+                .unwrap()
+                .is_none()
+        );
+        let mut a = sample();
+        a.snapshot().write_checkpoint(dir.path()).unwrap();
+        let mut b = Index::load_checkpoint(dir.path(), schema())
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.debug_state(), b.debug_state());
+        assert_eq!(b.applied(), WalKey::new(Lsn(0x16B3748), 3));
+        // Rebuilt columns: a set moves the slot, a delete wipes it, exactly as on the original.
+        for idx in [&mut a, &mut b] {
+            idx.apply(&EntityOps::new(
+                0,
+                vec![Op::set("type", "gif"), Op::set("at", 5)],
+            ));
+            idx.apply(&EntityOps::new(40_503, vec![Op::Delete]));
+        }
+        assert_eq!(a.debug_state(), b.debug_state());
+        // Written again over the old one; no temporary file stays behind.
+        b.snapshot().write_checkpoint(dir.path()).unwrap();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from(CHECKPOINT_FILE)]);
+    }
+
+    #[test]
+    fn corruption_and_schema_changes_are_typed_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        sample().snapshot().write_checkpoint(dir.path()).unwrap();
+        let path = dir.path().join(CHECKPOINT_FILE);
+        let good = std::fs::read(&path).unwrap();
+
+        let other =
+            Arc::new(Schema::from_pairs(&[("type", FilterKind::Multi)], &[("at", 32)]).unwrap());
+        assert!(matches!(
+            Index::load_checkpoint(dir.path(), other),
+            Err(CheckpointError::SchemaMismatch { .. })
+        ));
+
+        let mut flipped = good.clone();
+        flipped[good.len() / 2] ^= 0x40;
+        std::fs::write(&path, &flipped).unwrap();
+        let err = Index::load_checkpoint(dir.path(), schema()).err().unwrap();
+        assert!(matches!(err, CheckpointError::Crc { .. }), "{err}");
+        assert!(err.to_string().contains("re-bootstrapped"));
+
+        for cut in [0, 3, 20, good.len() - 1] {
+            std::fs::write(&path, &good[..cut]).unwrap();
+            assert!(
+                Index::load_checkpoint(dir.path(), schema()).is_err(),
+                "cut at {cut}"
+            );
+        }
+
+        // A huge length behind a valid CRC is refused without allocating it.
+        let mut forged = good[..good.len() - 4].to_vec();
+        let at = 8 + 4 + 12; // filter count
+        forged[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let crc = crc32fast::hash(&forged);
+        forged.extend_from_slice(&crc.to_le_bytes());
+        std::fs::write(&path, &forged).unwrap();
+        assert!(matches!(
+            Index::load_checkpoint(dir.path(), schema()),
+            Err(CheckpointError::SchemaMismatch { .. })
+        ));
+        let mut forged = good[..good.len() - 4].to_vec();
+        let at = 8 + 4 + 12 + 4; // the first filter name's length
+        forged[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let crc = crc32fast::hash(&forged);
+        forged.extend_from_slice(&crc.to_le_bytes());
+        std::fs::write(&path, &forged).unwrap();
+        assert!(matches!(
+            Index::load_checkpoint(dir.path(), schema()),
+            Err(CheckpointError::Corrupt { .. })
+        ));
+    }
+}

@@ -1,0 +1,126 @@
+//! The writer's private per-slot columns: each single/bool filter field's current key (as a
+//! code) and each sort field's current value.
+//!
+//! They answer "what is this slot's value now" when the stream carries no old value (default
+//! replica identity) and make a delete O(fields). They are not part of snapshots; a checkpoint
+//! load rebuilds them from the bitmaps. Columns are paged (2^16 slots a page, allocated on first
+//! write of a non-zero value), so a stray slot near `u32::MAX` costs one page, not 16 GiB.
+
+use std::collections::HashMap;
+
+use super::keys::Key;
+
+const PAGE_BITS: u32 = 16;
+const PAGE: usize = 1 << PAGE_BITS;
+
+/// A sparse `u32` per slot, 0 by default.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Column {
+    pages: Vec<Option<Box<[u32]>>>,
+}
+
+impl Column {
+    /// The slot's value (0 when never written).
+    pub(crate) fn get(&self, slot: u32) -> u32 {
+        let (p, o) = ((slot >> PAGE_BITS) as usize, slot as usize & (PAGE - 1));
+        match self.pages.get(p) {
+            Some(Some(page)) => page[o],
+            _ => 0,
+        }
+    }
+
+    /// Stores the slot's value.
+    pub(crate) fn set(&mut self, slot: u32, v: u32) {
+        let (p, o) = ((slot >> PAGE_BITS) as usize, slot as usize & (PAGE - 1));
+        if p >= self.pages.len() {
+            if v == 0 {
+                return;
+            }
+            self.pages.resize_with(p + 1, || None);
+        }
+        match &mut self.pages[p] {
+            Some(page) => page[o] = v,
+            None if v == 0 => {}
+            slot @ None => {
+                let mut page = vec![0u32; PAGE].into_boxed_slice();
+                page[o] = v;
+                *slot = Some(page);
+            }
+        }
+    }
+}
+
+/// Code of "no value" in a filter column.
+pub(crate) const NONE: u32 = 0;
+/// Code of NULL in a filter column.
+pub(crate) const NULL: u32 = 1;
+
+/// The codes of a single/bool filter field's keys (append-only; codes start at 2).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CodeTable {
+    keys: Vec<Key>,
+    codes: HashMap<Key, u32>,
+}
+
+impl CodeTable {
+    /// The code of `k`, assigning one if new.
+    pub(crate) fn intern(&mut self, k: Key) -> u32 {
+        if let Some(&c) = self.codes.get(&k) {
+            return c;
+        }
+        // Codes are bounded by distinct keys, which are bounded by slots × values seen.
+        let c = u32::try_from(self.keys.len() + 2).expect("fewer than 2^32 distinct keys");
+        self.keys.push(k);
+        self.codes.insert(k, c);
+        c
+    }
+
+    /// The code of `k`, if it has one.
+    pub(crate) fn code(&self, k: &Key) -> Option<u32> {
+        self.codes.get(k).copied()
+    }
+
+    /// The key of a code ≥ 2.
+    pub(crate) fn key(&self, code: u32) -> Option<Key> {
+        code.checked_sub(2)
+            .and_then(|i| self.keys.get(i as usize))
+            .copied()
+    }
+}
+
+/// A single/bool field's column with its code table.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct KeyColumn {
+    /// Code per slot: [`NONE`], [`NULL`] or a code of `table`.
+    pub col: Column,
+    /// Key ↔ code.
+    pub table: CodeTable,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_are_sparse_and_default_to_zero() {
+        let mut c = Column::default();
+        assert_eq!(c.get(u32::MAX), 0);
+        c.set(u32::MAX, 0);
+        assert!(c.pages.is_empty(), "writing zero allocates nothing");
+        c.set(u32::MAX, 9);
+        c.set(3, 4);
+        assert_eq!((c.get(u32::MAX), c.get(3), c.get(4)), (9, 4, 0));
+        assert_eq!(c.pages.iter().filter(|p| p.is_some()).count(), 2);
+    }
+
+    #[test]
+    fn code_tables_skip_the_sentinels() {
+        let mut t = CodeTable::default();
+        let a = t.intern(Key::Int(5));
+        assert!(a >= 2);
+        assert_eq!(t.intern(Key::Int(5)), a);
+        assert_eq!(t.key(a), Some(Key::Int(5)));
+        assert_eq!(t.key(NULL), None);
+        assert_eq!(t.code(&Key::Str(0)), None);
+    }
+}

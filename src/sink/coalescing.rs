@@ -1,0 +1,191 @@
+//! The steady-state sink: a bounded channel into one writer thread that owns the index.
+//!
+//! Guarantees:
+//! * Batches are applied **in arrival order**, op by op, exactly as sent. There is no per-cycle
+//!   reordering (applying all removes before all inserts, say), which could resurrect a value
+//!   that a later batch removed.
+//! * Readers never block the writer: after each drain of the channel the writer publishes an
+//!   immutable [`Snapshot`] (a handful of `Arc` clones) tagged with the cursor of the last
+//!   record it applied; readers load the newest one without taking a lock.
+//! * Backpressure: `send` blocks while `capacity` batches are queued, so a slow writer slows the
+//!   WAL reader instead of growing memory.
+//!
+//! Crash windows: none of its own. The index here lives in memory; what survives a crash is the
+//! last checkpoint plus the WAL, and the caller checkpoints from a published snapshot.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use crossbeam_channel::{Receiver, Sender, bounded};
+use tokio::sync::watch;
+
+use crate::WalKey;
+use crate::index::{Index, Snapshot};
+use crate::ops::EntityOps;
+
+/// Tuning of the coalescing sink.
+#[derive(Clone, Debug)]
+pub struct SinkOptions {
+    /// Batches that may wait in the channel before `send` blocks.
+    pub capacity: usize,
+    /// Longest time the writer keeps applying queued batches before publishing a snapshot.
+    pub max_publish_delay: Duration,
+}
+
+impl SinkOptions {
+    /// Default channel capacity: enough to keep the writer busy across a WAL read.
+    pub const DEFAULT_CAPACITY: usize = 64;
+    /// Default publish delay: small next to a human's perception and a query's round trip.
+    pub const DEFAULT_MAX_PUBLISH_DELAY: Duration = Duration::from_millis(5);
+}
+
+impl Default for SinkOptions {
+    fn default() -> Self {
+        SinkOptions {
+            capacity: Self::DEFAULT_CAPACITY,
+            max_publish_delay: Self::DEFAULT_MAX_PUBLISH_DELAY,
+        }
+    }
+}
+
+/// Failures of the sink.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The writer thread is gone (it panicked, or the sink was shut down).
+    #[error("the index writer thread has stopped")]
+    WriterStopped,
+}
+
+enum Command {
+    Apply { batch: Vec<EntityOps>, upto: WalKey },
+    Sync(crossbeam_channel::Sender<Snapshot>),
+}
+
+/// Handle to the writer thread. Dropping it without [`CoalescingSink::shutdown`] stops the
+/// writer after it has applied what was queued.
+pub struct CoalescingSink {
+    tx: Option<Sender<Command>>,
+    published: Arc<ArcSwap<Snapshot>>,
+    applied: watch::Receiver<WalKey>,
+    thread: Option<JoinHandle<Index>>,
+}
+
+impl CoalescingSink {
+    /// Moves `index` into a new writer thread and publishes its first snapshot.
+    pub fn spawn(index: Index, options: SinkOptions) -> Self {
+        let first = index.snapshot();
+        let (applied_tx, applied) = watch::channel(first.applied());
+        let published = Arc::new(ArcSwap::from_pointee(first));
+        let (tx, rx) = bounded(options.capacity.max(1));
+        let writer = Writer {
+            index,
+            rx,
+            published: published.clone(),
+            applied: applied_tx,
+            options,
+        };
+        let thread = std::thread::Builder::new()
+            .name("pgroar-index-writer".into())
+            .spawn(move || writer.run())
+            .expect("spawning the index writer thread");
+        CoalescingSink {
+            tx: Some(tx),
+            published,
+            applied,
+            thread: Some(thread),
+        }
+    }
+
+    /// Queues `batch` (already deduped); `upto` is the cursor of its last record. Blocks while
+    /// the channel is full.
+    pub fn send(&self, batch: Vec<EntityOps>, upto: WalKey) -> Result<(), SinkError> {
+        let tx = self.tx.as_ref().ok_or(SinkError::WriterStopped)?;
+        tx.send(Command::Apply { batch, upto })
+            .map_err(|_| SinkError::WriterStopped)
+    }
+
+    /// The newest published snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.published.load_full()
+    }
+
+    /// Waits until everything sent before this call is applied and published; returns that
+    /// snapshot.
+    pub fn sync(&self) -> Result<Snapshot, SinkError> {
+        let tx = self.tx.as_ref().ok_or(SinkError::WriterStopped)?;
+        let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
+        tx.send(Command::Sync(reply_tx))
+            .map_err(|_| SinkError::WriterStopped)?;
+        reply_rx.recv().map_err(|_| SinkError::WriterStopped)
+    }
+
+    /// A receiver of the applied cursor, updated at every publish (for read-your-writes waits).
+    pub fn applied(&self) -> watch::Receiver<WalKey> {
+        self.applied.clone()
+    }
+
+    /// Applies what is queued, stops the writer and hands the index back (for a final checkpoint).
+    pub fn shutdown(mut self) -> Result<Index, SinkError> {
+        self.tx.take();
+        let thread = self.thread.take().ok_or(SinkError::WriterStopped)?;
+        thread.join().map_err(|_| SinkError::WriterStopped)
+    }
+}
+
+impl Drop for CoalescingSink {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct Writer {
+    index: Index,
+    rx: Receiver<Command>,
+    published: Arc<ArcSwap<Snapshot>>,
+    applied: watch::Sender<WalKey>,
+    options: SinkOptions,
+}
+
+impl Writer {
+    fn run(mut self) -> Index {
+        let mut waiting: Vec<crossbeam_channel::Sender<Snapshot>> = Vec::new();
+        while let Ok(first) = self.rx.recv() {
+            let started = Instant::now();
+            self.handle(first, &mut waiting);
+            // Coalesce: keep applying what is already queued, up to the publish delay.
+            while started.elapsed() < self.options.max_publish_delay {
+                match self.rx.try_recv() {
+                    Ok(cmd) => self.handle(cmd, &mut waiting),
+                    Err(_) => break,
+                }
+            }
+            let snapshot = self.index.snapshot();
+            let applied = snapshot.applied();
+            self.published.store(Arc::new(snapshot.clone()));
+            self.applied.send_replace(applied);
+            for w in waiting.drain(..) {
+                let _ = w.send(snapshot.clone());
+            }
+        }
+        self.index
+    }
+
+    fn handle(&mut self, cmd: Command, waiting: &mut Vec<crossbeam_channel::Sender<Snapshot>>) {
+        match cmd {
+            Command::Apply { batch, upto } => {
+                for e in &batch {
+                    self.index.apply(e);
+                }
+                if upto > self.index.applied() {
+                    self.index.set_applied(upto);
+                }
+            }
+            Command::Sync(reply) => waiting.push(reply),
+        }
+    }
+}
