@@ -10,6 +10,7 @@
 
 pub mod cluster;
 pub mod config;
+pub mod decode;
 pub mod dedup;
 pub mod index;
 pub mod lsn;
