@@ -121,6 +121,11 @@ impl CoalescingSink {
         reply_rx.recv().map_err(|_| SinkError::WriterStopped)
     }
 
+    /// The shared cell readers load snapshots from (for servers that outlive a borrow of the sink).
+    pub fn published(&self) -> Arc<ArcSwap<Snapshot>> {
+        self.published.clone()
+    }
+
     /// A receiver of the applied cursor, updated at every publish (for read-your-writes waits).
     pub fn applied(&self) -> watch::Receiver<WalKey> {
         self.applied.clone()
