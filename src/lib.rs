@@ -16,6 +16,7 @@ pub mod index;
 pub mod lsn;
 pub mod ops;
 pub mod schema;
+pub mod server;
 pub mod sink;
 pub mod wal;
 

@@ -1,6 +1,7 @@
 //! Command-line interface: one subcommand per file.
 
 mod check;
+mod query;
 mod wal;
 
 use std::path::PathBuf;
@@ -23,6 +24,8 @@ enum Command {
         #[arg(long, short, env = "PGROAR_CONFIG")]
         config: PathBuf,
     },
+    /// Query a running server (`pgroar run`) and print its JSON answer.
+    Query(query::QueryArgs),
     /// Inspect the ops WAL.
     Wal {
         #[command(subcommand)]
@@ -34,6 +37,7 @@ enum Command {
 pub fn run() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Check { config } => check::run(&config),
+        Command::Query(args) => query::run(args),
         Command::Wal { command } => wal::run(command),
     }
 }

@@ -8,3 +8,4 @@ mod pg_smoke;
 mod pgoutput_capture;
 mod sinks;
 mod wal_recovery;
+mod server;

@@ -1,0 +1,258 @@
+//! The HTTP surface: queries, status, Prometheus metrics, liveness and readiness.
+//!
+//! | route          | answers |
+//! |----------------|---------|
+//! | `POST /query`  | a page of ids on the newest snapshot ([`QueryRequest`] → [`QueryResponse`]); errors are [`ErrorBody`] with 400 (bad query, with the filter position for syntax errors), 504 (`min_lsn` not reached in time), 503 (index writer gone, shutting down) |
+//! | `GET /status`  | [`StatusReport`]: phase, stage LSNs, lags, rates, counters, last error |
+//! | `GET /metrics` | Prometheus text (see [`metrics`](self#metrics)) |
+//! | `GET /healthz` | 200 `ok` while the process serves |
+//! | `GET /readyz`  | 200 while the pipeline is [`Phase::Streaming`], else 503 naming the phase |
+//!
+//! Guarantees: readers never block the pipeline. Queries run on an immutable snapshot loaded
+//! from the sink's published cell, on the blocking pool, with no lock held across an await; the
+//! pipeline updates [`Status`] with atomics only. A `min_lsn` wait ends when the applied
+//! cursor covers it ([`covers`]), when its timeout passes, or at shutdown.
+//!
+//! # Metrics
+//! `pgroar_lsn{stage="received|durable|applied|checkpointed|server"}`, `pgroar_lag_bytes`
+//! (server − applied), `pgroar_lag_seconds`, `pgroar_server_lsn_age_seconds`,
+//! `pgroar_ops_applied_total`, `pgroar_transactions_total`, `pgroar_reconnects_total`,
+//! `pgroar_alive_slots`, `pgroar_phase{phase}`, `pgroar_bad_data_total{kind}`,
+//! `pgroar_queries_total{outcome="ok|bad_request|timeout|unavailable|error"}`,
+//! `pgroar_min_lsn_waits` (queries waiting for their `min_lsn` now) and the histogram
+//! `pgroar_query_duration_seconds`. Every server has its own registry: nothing process-global.
+
+mod metrics;
+mod query;
+mod status;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use crate::WalKey;
+use crate::index::Snapshot;
+use crate::sink::coalescing::CoalescingSink;
+
+pub use query::{ErrorBody, QueryRequest, QueryResponse, SortRequest, covers};
+pub use status::{
+    BadData, ErrorInfo, ErrorReport, History, Phase, RATE_WINDOW, StageLags, StageLsns, Status,
+    StatusReport,
+};
+
+use metrics::ServerMetrics;
+
+/// How often the sampler records ops and the server position (and flushes histograms).
+const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Tuning of the HTTP server.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// Page size of a query that gives no `limit`.
+    pub default_limit: usize,
+    /// Longest `min_lsn` wait of a query that gives no `timeout_ms`.
+    pub default_timeout: Duration,
+    /// Largest `timeout_ms` accepted (a larger one is refused with 400, not shortened).
+    pub max_timeout: Duration,
+    /// Queries running at once; more wait for a turn.
+    pub max_concurrent_queries: usize,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+}
+
+impl ServerOptions {
+    /// Default page size.
+    pub const DEFAULT_LIMIT: usize = 50;
+    /// Default `min_lsn` wait.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Default cap on `timeout_ms`: a minute, long enough for any sane read-your-writes wait.
+    pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+    /// Default request size cap: room for filters with very long `in [...]` lists.
+    pub const MAX_BODY_BYTES: usize = 16 << 20;
+}
+
+impl Default for ServerOptions {
+    /// Defaults: the constants above, and one running query per CPU.
+    fn default() -> Self {
+        ServerOptions {
+            default_limit: Self::DEFAULT_LIMIT,
+            default_timeout: Self::DEFAULT_TIMEOUT,
+            max_timeout: Self::MAX_TIMEOUT,
+            max_concurrent_queries: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_body_bytes: Self::MAX_BODY_BYTES,
+        }
+    }
+}
+
+/// Failures of the HTTP server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Accepting or serving connections failed.
+    #[error("the HTTP server failed")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Everything the handlers read. Cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct ServerState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    status: Arc<Status>,
+    published: Arc<ArcSwap<Snapshot>>,
+    applied: watch::Receiver<WalKey>,
+    options: ServerOptions,
+    metrics: ServerMetrics,
+    history: Mutex<History>,
+    query_slots: Arc<Semaphore>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl ServerState {
+    /// A state reading snapshots from `published` and waiting on `applied` (both from the
+    /// sink: [`CoalescingSink::published`], [`CoalescingSink::applied`]).
+    pub fn new(
+        status: Arc<Status>,
+        published: Arc<ArcSwap<Snapshot>>,
+        applied: watch::Receiver<WalKey>,
+        options: ServerOptions,
+    ) -> ServerState {
+        let slots = options.max_concurrent_queries.max(1);
+        ServerState {
+            inner: Arc::new(Inner {
+                status,
+                published,
+                applied,
+                metrics: ServerMetrics::new(),
+                history: Mutex::new(History::default()),
+                query_slots: Arc::new(Semaphore::new(slots)),
+                shutdown: watch::Sender::new(false),
+                options,
+            }),
+        }
+    }
+
+    /// A state over `sink`'s published snapshots.
+    pub fn from_sink(
+        status: Arc<Status>,
+        sink: &CoalescingSink,
+        options: ServerOptions,
+    ) -> ServerState {
+        ServerState::new(status, sink.published(), sink.applied(), options)
+    }
+
+    /// The pipeline's status.
+    pub fn status(&self) -> &Arc<Status> {
+        &self.inner.status
+    }
+
+    /// The `GET /status` report, as of now.
+    pub fn report(&self) -> StatusReport {
+        let snapshot = self.inner.published.load();
+        let history = self
+            .inner
+            .history
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        StatusReport::build(
+            &self.inner.status,
+            snapshot.applied().lsn,
+            snapshot.alive_count(),
+            &history,
+            Instant::now(),
+        )
+    }
+
+    /// Samples the counters for ops/s and lag (the server's sampler does it every second).
+    pub fn sample(&self) {
+        self.inner
+            .history
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .sample(&self.inner.status, Instant::now());
+    }
+
+    fn applied_key(&self) -> WalKey {
+        self.inner.published.load().applied()
+    }
+}
+
+/// The routes, for embedding in another server; [`serve`] is the usual entry.
+pub fn router(state: ServerState) -> Router {
+    let body_limit = state.inner.options.max_body_bytes;
+    Router::new()
+        .route("/query", post(query::handle))
+        .route("/status", get(status_handler))
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// Serves the routes on `listener` until `shutdown` completes, then lets requests in flight
+/// finish (`min_lsn` waits end at once with 503) and returns.
+pub async fn serve(
+    listener: TcpListener,
+    state: ServerState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    state.inner.shutdown.send_replace(false);
+    let sampler = tokio::spawn(sample_loop(state.clone()));
+    let down = state.inner.shutdown.clone();
+    let signal = async move {
+        shutdown.await;
+        down.send_replace(true);
+    };
+    let result = axum::serve(listener, router(state))
+        .with_graceful_shutdown(signal)
+        .await;
+    sampler.abort();
+    result.map_err(ServerError::Serve)
+}
+
+async fn sample_loop(state: ServerState) {
+    let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        state.sample();
+        state.inner.metrics.upkeep();
+    }
+}
+
+async fn status_handler(State(state): State<ServerState>) -> Json<StatusReport> {
+    Json(state.report())
+}
+
+async fn metrics_handler(State(state): State<ServerState>) -> Response {
+    let text = state.inner.metrics.render(&state.report());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn readyz(State(state): State<ServerState>) -> (StatusCode, String) {
+    match state.inner.status.phase() {
+        Phase::Streaming => (StatusCode::OK, "ready: streaming".into()),
+        phase => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {phase}"),
+        ),
+    }
+}
