@@ -15,9 +15,12 @@ pub mod dedup;
 pub mod index;
 pub mod lsn;
 pub mod ops;
+pub mod pipeline;
 pub mod schema;
 pub mod server;
 pub mod sink;
+pub mod source;
+pub mod translate;
 pub mod wal;
 
 pub use lsn::{Lsn, WalKey};

@@ -2,6 +2,7 @@
 
 mod check;
 mod query;
+mod run;
 mod wal;
 
 use std::path::PathBuf;
@@ -26,6 +27,13 @@ enum Command {
     },
     /// Query a running server (`pgroar run`) and print its JSON answer.
     Query(query::QueryArgs),
+    /// Stream changes into the index from the durable LSN and serve it over HTTP until
+    /// SIGTERM/SIGINT.
+    Run {
+        /// The TOML config file (every key can be overridden as PGROAR_<SECTION>_<KEY>).
+        #[arg(long, short, env = "PGROAR_CONFIG")]
+        config: PathBuf,
+    },
     /// Inspect the ops WAL.
     Wal {
         #[command(subcommand)]
@@ -38,6 +46,7 @@ pub fn run() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Check { config } => check::run(&config),
         Command::Query(args) => query::run(args),
+        Command::Run { config } => run::run(&config),
         Command::Wal { command } => wal::run(command),
     }
 }

@@ -3,9 +3,12 @@
 mod cli;
 mod config;
 mod dedup_property;
+mod expr_oracle;
 mod index_model;
 mod pg_smoke;
 mod pgoutput_capture;
-mod sinks;
-mod wal_recovery;
 mod server;
+mod sinks;
+mod stream;
+mod translate;
+mod wal_recovery;

@@ -1,0 +1,515 @@
+//! The streaming pipeline behind `pgroar run`: replication stream → WAL (durable before ack) →
+//! apply loop → coalescing sink, with periodic checkpoints, and restart from the durable LSN.
+//!
+//! ```text
+//!  source task (tokio)        apply thread               index writer thread     checkpointer thread
+//!  stream → translate →  ──►  WalReader up to the   ──►  CoalescingSink applies ──► snapshot → checkpoint
+//!  WAL append, group sync     durable end, dedup         and publishes snapshots     → remove WAL segments
+//!  ack durable LSN
+//! ```
+//!
+//! # Start
+//! Opens the WAL in `<data_dir>/wal` (recovery cuts a torn tail), loads the checkpoint from
+//! `<data_dir>/index` (none: an empty index at `WalKey::ZERO`, and the whole WAL is replayed),
+//! then starts the threads. The apply loop replays the WAL after the checkpoint while the source
+//! checks the slot and resumes streaming from the durable LSN.
+//!
+//! # Stop
+//! [`Pipeline::stop`] (or a fatal error anywhere) stops the source, which syncs the WAL and
+//! acknowledges the durable LSN; then the apply loop drains to the final durable end, the sink
+//! applies everything, and a final checkpoint is written. Everything after the ack is only an
+//! optimisation of the next start: the pipeline can be killed at any moment. A crash loses no
+//! acknowledged change — the WAL holds it — and the next start replays the WAL from the last
+//! checkpoint, never applying a record twice (records are keyed and the checkpoint carries the
+//! key of the last one it reflects).
+
+mod apply;
+pub mod checkpoint;
+
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::dedup::Deduper;
+use crate::index::{CheckpointError, Index, Snapshot};
+use crate::server::{self, ServerError, ServerOptions, ServerState, Status};
+use crate::sink::coalescing::{CoalescingSink, SinkError, SinkOptions};
+use crate::source::{
+    ConnInfo, PhaseTracker, Source, SourceError, SourceOptions, SslMode, Translate, error_chain,
+    lock,
+};
+use crate::translate::{IdentityError, TranslateError, Translator, check_replica_identity};
+use crate::wal::{Wal, WalError, WalOptions};
+use crate::{Lsn, WalKey};
+
+use apply::ApplyLoop;
+use checkpoint::{Checkpointer, covered_lsn};
+
+/// Why the pipeline could not start, or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// A directory could not be created.
+    #[error("cannot create {}", path.display())]
+    Io {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The WAL failed.
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    /// A checkpoint could not be loaded or written.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The checkpoint reflects part of a transaction the WAL does not hold.
+    #[error(
+        "the checkpoint in {} reflects changes up to {applied:?}, but the WAL only holds changes \
+         up to {durable}: the WAL was removed or replaced. The index must be re-bootstrapped",
+        data_dir.display()
+    )]
+    CheckpointAheadOfWal {
+        /// The checkpoint's cursor.
+        applied: WalKey,
+        /// The WAL's durable LSN.
+        durable: Lsn,
+        /// The data directory.
+        data_dir: PathBuf,
+    },
+    /// The replication source stopped with an error.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The index writer stopped.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// The sync config's expressions do not work.
+    #[error(transparent)]
+    Translate(Box<TranslateError>),
+    /// A source table's replica identity cannot support its source.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// The HTTP address cannot be bound.
+    #[error("cannot listen on {addr}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The HTTP server failed.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    /// A pipeline thread or task panicked.
+    #[error("the {0} panicked")]
+    Panicked(&'static str),
+}
+
+impl From<TranslateError> for PipelineError {
+    fn from(e: TranslateError) -> Self {
+        PipelineError::Translate(Box::new(e))
+    }
+}
+
+/// Tuning of the pipeline (the config's values plus what only tests change).
+#[derive(Clone, Debug)]
+pub struct PipelineOptions {
+    /// The replication source's timing.
+    pub source: SourceOptions,
+    /// The coalescing sink's channel and publish delay.
+    pub sink: SinkOptions,
+    /// Largest batch (entity-ops) the apply loop hands to the sink.
+    pub apply_batch: usize,
+    /// Time between checkpoints.
+    pub checkpoint_interval: Duration,
+    /// WAL segment size.
+    pub segment_bytes: u64,
+}
+
+impl PipelineOptions {
+    /// Default apply batch: large enough to amortise dedup and the channel, small enough that
+    /// the queued batches stay a few tens of MB.
+    pub const DEFAULT_APPLY_BATCH: usize = 10_000;
+    /// Default sink capacity in batches (each up to [`Self::DEFAULT_APPLY_BATCH`]).
+    pub const DEFAULT_SINK_CAPACITY: usize = 8;
+
+    /// The options `config` asks for.
+    pub fn from_config(config: &Config) -> PipelineOptions {
+        PipelineOptions {
+            source: SourceOptions::from_config(config),
+            sink: SinkOptions {
+                capacity: Self::DEFAULT_SINK_CAPACITY,
+                ..SinkOptions::default()
+            },
+            apply_batch: Self::DEFAULT_APPLY_BATCH,
+            checkpoint_interval: Duration::from_secs(config.index.checkpoint_interval_secs.max(1)),
+            segment_bytes: config.wal.segment_bytes,
+        }
+    }
+}
+
+/// Where the pipeline stood when it stopped.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct RunSummary {
+    /// The WAL's durable LSN (acknowledged to Postgres).
+    pub durable: Lsn,
+    /// The index's applied cursor.
+    pub applied: WalKey,
+    /// The newest checkpoint's cursor.
+    pub checkpointed: WalKey,
+}
+
+/// A running pipeline. Stop it with [`Pipeline::stop`] and wait with [`Pipeline::join`].
+pub struct Pipeline {
+    status: Arc<Status>,
+    published: Arc<ArcSwap<Snapshot>>,
+    applied: watch::Receiver<WalKey>,
+    stop: Arc<watch::Sender<bool>>,
+    supervisor: JoinHandle<Result<RunSummary, PipelineError>>,
+}
+
+impl Pipeline {
+    /// Opens the data directory, loads the checkpoint, and starts the source, the apply loop,
+    /// the index writer and the checkpointer. Errors here are about the data directory; the
+    /// slot and connection checks run in the source (their errors come out of [`Pipeline::join`]).
+    pub async fn start<T: Translate>(
+        config: Config,
+        translator: T,
+        options: PipelineOptions,
+    ) -> Result<Pipeline, PipelineError> {
+        let data_dir = config.storage.data_dir.clone();
+        let wal_dir = data_dir.join("wal");
+        let index_dir = data_dir.join("index");
+        std::fs::create_dir_all(&index_dir).map_err(|source| PipelineError::Io {
+            path: index_dir.clone(),
+            source,
+        })?;
+        let schema = config.schema();
+        let wal_options = WalOptions {
+            segment_bytes: options.segment_bytes,
+            ..WalOptions::default()
+        };
+        let (dir, open_dir) = (index_dir.clone(), wal_dir.clone());
+        let (mut wal, report, index) = tokio::task::spawn_blocking(move || {
+            let (wal, report) = Wal::open(&open_dir, wal_options)?;
+            let index = Index::load_checkpoint(&dir, schema)?;
+            Ok::<_, PipelineError>((wal, report, index))
+        })
+        .await
+        .map_err(|_| PipelineError::Panicked("start-up task"))??;
+        info!(wal = %report.summary(), "WAL opened");
+        let loaded = index.is_some();
+        let index = index.unwrap_or_else(|| Index::new(config.schema()));
+        let applied = index.applied();
+        if applied.lsn > wal.durable_lsn() {
+            // A checkpoint at a transaction boundary (e.g. a bootstrap's consistent point) ahead
+            // of an empty WAL: record that position so streaming resumes from it.
+            if applied.seq != u32::MAX {
+                return Err(PipelineError::CheckpointAheadOfWal {
+                    applied,
+                    durable: wal.durable_lsn(),
+                    data_dir,
+                });
+            }
+            wal.mark(applied.lsn)?;
+            wal.sync()?;
+        }
+        info!(
+            checkpoint = if loaded { "loaded" } else { "none" },
+            applied = %applied.lsn,
+            seq = applied.seq,
+            durable = %wal.durable_lsn(),
+            "index ready; replaying the WAL after it"
+        );
+
+        let status = Arc::new(Status::new(
+            config.postgres.slot.clone(),
+            config.postgres.publication.clone(),
+        ));
+        status.set_durable(wal.durable_lsn());
+        if loaded {
+            status.set_checkpointed(covered_lsn(applied));
+        }
+        let phase = Arc::new(PhaseTracker::default());
+        phase.set_replaying(&status, true);
+        let durable_watch = wal.durable_watch();
+        let wal = Arc::new(Mutex::new(wal));
+        let source = Source::new(
+            &config,
+            Arc::clone(&wal),
+            translator,
+            Arc::clone(&status),
+            Arc::clone(&phase),
+            options.source.clone(),
+        )?;
+
+        let sink = CoalescingSink::spawn(index, options.sink.clone());
+        let published = sink.published();
+        let applied_rx = sink.applied();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stop = Arc::new(stop_tx);
+        let finish = Arc::new(AtomicBool::new(false));
+
+        let apply = ApplyLoop {
+            wal_dir,
+            durable: durable_watch,
+            sink,
+            deduper: Deduper::new(&config.schema()),
+            status: Arc::clone(&status),
+            phase: Arc::clone(&phase),
+            batch_max: options.apply_batch,
+            finish: Arc::clone(&finish),
+            stop: Arc::clone(&stop),
+        };
+        let apply = std::thread::Builder::new()
+            .name("pgroar-apply".into())
+            .spawn(move || apply.run())
+            .map_err(|source| PipelineError::Io {
+                path: data_dir.clone(),
+                source,
+            })?;
+
+        let checkpointer = Checkpointer {
+            dir: index_dir,
+            wal: Arc::clone(&wal),
+            status: Arc::clone(&status),
+            last: applied,
+        };
+        let (ckpt_stop, ckpt_stop_rx) = crossbeam_channel::bounded::<()>(1);
+        let ckpt_published = Arc::clone(&published);
+        let interval = options.checkpoint_interval;
+        let checkpointer = std::thread::Builder::new()
+            .name("pgroar-checkpoint".into())
+            .spawn(move || checkpointer.run(ckpt_published, interval, ckpt_stop_rx))
+            .map_err(|source| PipelineError::Io {
+                path: data_dir.clone(),
+                source,
+            })?;
+
+        let source = tokio::spawn(source.run(stop_rx));
+        let supervisor = tokio::spawn(supervise(Supervised {
+            source,
+            apply,
+            finish,
+            checkpointer,
+            ckpt_stop,
+            stop: Arc::clone(&stop),
+            wal,
+            status: Arc::clone(&status),
+            phase,
+        }));
+        Ok(Pipeline {
+            status,
+            published,
+            applied: applied_rx,
+            stop,
+            supervisor,
+        })
+    }
+
+    /// The shared status (LSNs, counters, phase) the HTTP server reads.
+    pub fn status(&self) -> &Arc<Status> {
+        &self.status
+    }
+
+    /// The newest published snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.published.load_full()
+    }
+
+    /// The cell snapshots are published in (for the HTTP server).
+    pub fn published(&self) -> Arc<ArcSwap<Snapshot>> {
+        Arc::clone(&self.published)
+    }
+
+    /// A receiver of the applied cursor (for read-your-writes waits).
+    pub fn applied(&self) -> watch::Receiver<WalKey> {
+        self.applied.clone()
+    }
+
+    /// Asks the pipeline to stop: sync, acknowledge, drain, checkpoint.
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Waits until the pipeline has stopped (after [`Pipeline::stop`] or a fatal error).
+    pub async fn join(self) -> Result<RunSummary, PipelineError> {
+        self.supervisor
+            .await
+            .map_err(|_| PipelineError::Panicked("pipeline supervisor"))?
+    }
+
+    /// Runs until `shutdown` completes (then stops gracefully) or a fatal error stops it.
+    pub async fn run_until(
+        mut self,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<RunSummary, PipelineError> {
+        tokio::select! {
+            r = &mut self.supervisor => {
+                return r.map_err(|_| PipelineError::Panicked("pipeline supervisor"))?;
+            }
+            _ = shutdown => info!("shutting down"),
+        }
+        self.stop();
+        self.join().await
+    }
+}
+
+/// The parts the supervisor joins at the end.
+struct Supervised {
+    source: JoinHandle<Result<(), SourceError>>,
+    apply: std::thread::JoinHandle<(CoalescingSink, Result<(), PipelineError>)>,
+    finish: Arc<AtomicBool>,
+    checkpointer: std::thread::JoinHandle<Checkpointer>,
+    ckpt_stop: crossbeam_channel::Sender<()>,
+    stop: Arc<watch::Sender<bool>>,
+    wal: Arc<Mutex<Wal>>,
+    status: Arc<Status>,
+    phase: Arc<PhaseTracker>,
+}
+
+/// Waits for the source to end, then drains and checkpoints; the first error wins.
+async fn supervise(s: Supervised) -> Result<RunSummary, PipelineError> {
+    let source = match s.source.await {
+        Ok(r) => r.map_err(PipelineError::from),
+        Err(_) => Err(PipelineError::Panicked("replication source")),
+    };
+    s.stop.send_replace(true);
+    s.phase.set_stopping(&s.status);
+    if let Err(e) = &source {
+        let message = error_chain(e);
+        error!(error = %message, "the replication source stopped");
+        s.status.set_error(&message);
+    }
+    s.finish.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (apply, checkpointer) = (s.apply, s.checkpointer);
+    let _ = s.ckpt_stop.try_send(());
+    drop(s.ckpt_stop);
+    let (wal, status) = (s.wal, s.status);
+    let last = tokio::task::spawn_blocking(move || {
+        let (sink, applied) = apply
+            .join()
+            .map_err(|_| PipelineError::Panicked("apply loop"))?;
+        let mut checkpointer = checkpointer
+            .join()
+            .map_err(|_| PipelineError::Panicked("checkpointer"))?;
+        // The index writer applies what is queued and hands the index back.
+        let index = sink.shutdown()?;
+        status.set_index_stats(&index.stats());
+        let snapshot = index.snapshot();
+        let checkpointed = checkpointer
+            .checkpoint(&snapshot)
+            .map(|_| checkpointer.last);
+        let durable = lock(&wal).sync();
+        let summary = RunSummary {
+            durable: durable?,
+            applied: snapshot.applied(),
+            checkpointed: checkpointed?,
+        };
+        applied.map(|()| summary)
+    })
+    .await
+    .map_err(|_| PipelineError::Panicked("shutdown task"))?;
+    source?;
+    let summary = last?;
+    info!(
+        durable = %summary.durable,
+        applied = %summary.applied.lsn,
+        checkpointed = %summary.checkpointed.lsn,
+        "pipeline stopped"
+    );
+    Ok(summary)
+}
+
+/// `pgroar run`: checks the config's expressions and the tables' replica identities, serves
+/// HTTP on `[http].listen`, and streams until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunSummary, PipelineError> {
+    let translator = Translator::new(&config)?;
+    check_identities(&config).await?;
+    let listener = TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|source| PipelineError::Listen {
+            addr: config.http.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().unwrap_or(config.http.listen);
+    let options = PipelineOptions::from_config(&config);
+    let pipeline = Pipeline::start(config, translator, options).await?;
+    let state = ServerState::new(
+        Arc::clone(pipeline.status()),
+        pipeline.published(),
+        pipeline.applied(),
+        ServerOptions::default(),
+    );
+    let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(server::serve(listener, state, async move {
+        let _ = server_stopped.await;
+    }));
+    info!(%addr, "serving HTTP");
+    let result = pipeline.run_until(shutdown).await;
+    let _ = server_stop.send(());
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(error = %error_chain(&e), "the HTTP server failed"),
+        Err(_) => warn!("the HTTP server panicked"),
+    }
+    result
+}
+
+/// The start-up replica identity check, on an ordinary connection. Refuses to start when a
+/// source table's identity cannot support it; a connection problem only warns (the stream
+/// retries on its own).
+async fn check_identities(config: &Config) -> Result<(), PipelineError> {
+    let conn = ConnInfo::parse(&config.postgres.url).map_err(SourceError::from)?;
+    if matches!(
+        conn.sslmode,
+        SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull
+    ) {
+        warn!("replica identity check skipped: it needs a TLS connector for ordinary sessions");
+        return Ok(());
+    }
+    let client = match conn.sql_config().connect(tokio_postgres::NoTls).await {
+        Ok((client, connection)) => {
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            client
+        }
+        Err(e) => {
+            warn!(error = %error_chain(&e), "replica identity check skipped: cannot connect");
+            return Ok(());
+        }
+    };
+    match check_replica_identity(&client, config).await {
+        Ok(reports) => {
+            for r in reports {
+                info!(
+                    table = %r.table,
+                    identity = r.identity,
+                    notes = %r.notes.join(" "),
+                    "replica identity"
+                );
+            }
+            Ok(())
+        }
+        Err(IdentityError::Sql(e)) => {
+            warn!(error = %error_chain(&e), "replica identity check failed to run");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,639 @@
+//! Connection strings: a libpq URI (`postgresql://user:pw@host:5432/db?sslmode=require`) or a
+//! `key=value` string (`host=db user=pgroar sslmode=verify-full`), with the libpq environment
+//! variables (`PGHOST`, `PGPASSWORD`, …) as fallbacks, turned into the replication client's
+//! configuration and an ordinary client's.
+//!
+//! An unknown keyword is an error (libpq rejects it too), so a misspelt `sslmode` never silently
+//! means "no TLS". Every session pgroar opens pins the settings the text forms of values depend
+//! on ([`PINNED_OPTIONS`]), after any `options` the user gave, so the pins win.
+
+use std::path::{Path, PathBuf};
+
+use pgwire_replication::{ReplicationConfig, SslMode as WireSslMode, TlsConfig};
+
+/// Session settings pinned on every connection: the value parser and the expression evaluator
+/// assume these text forms (UTC timestamps, ISO dates, shortest-exact floats).
+pub const PINNED_OPTIONS: &str =
+    "-c TimeZone=UTC -c DateStyle=ISO,MDY -c IntervalStyle=postgres -c extra_float_digits=3";
+
+/// Why a connection string cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnInfoError {
+    /// The string is not a URI or `key=value` list.
+    #[error("connection string: {0}")]
+    Syntax(String),
+    /// A keyword libpq does not know (or pgroar does not support).
+    #[error("connection string: unknown keyword {0:?}")]
+    UnknownKeyword(String),
+    /// A keyword's value is not valid.
+    #[error("connection string: invalid {key} {value:?}: {rule}")]
+    BadValue {
+        /// The keyword.
+        key: &'static str,
+        /// The value given.
+        value: String,
+        /// What is expected.
+        rule: &'static str,
+    },
+    /// Several hosts were given (libpq's failover list); pgroar connects to one server.
+    #[error("connection string: several hosts ({0}); give exactly one")]
+    MultipleHosts(String),
+}
+
+/// TLS mode, as libpq's `sslmode`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub enum SslMode {
+    /// `disable`: plain TCP.
+    Disable,
+    /// `allow`: treated as `prefer` (try TLS, fall back to plain).
+    Allow,
+    /// `prefer` (libpq's default): try TLS, fall back to plain.
+    #[default]
+    Prefer,
+    /// `require`: TLS without certificate checks.
+    Require,
+    /// `verify-ca`: TLS, certificate chain checked.
+    VerifyCa,
+    /// `verify-full`: TLS, chain and host name checked.
+    VerifyFull,
+}
+
+impl SslMode {
+    fn parse(s: &str) -> Result<SslMode, ConnInfoError> {
+        Ok(match s {
+            "disable" => SslMode::Disable,
+            "allow" => SslMode::Allow,
+            "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            _ => {
+                return Err(ConnInfoError::BadValue {
+                    key: "sslmode",
+                    value: s.to_owned(),
+                    rule: "one of disable, allow, prefer, require, verify-ca, verify-full",
+                });
+            }
+        })
+    }
+}
+
+/// A parsed connection string, defaults and environment applied.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// Host name, IP address, or a Unix socket directory (starts with `/`).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Role.
+    pub user: String,
+    /// Password (empty: none).
+    pub password: String,
+    /// Database.
+    pub dbname: String,
+    /// TLS mode.
+    pub sslmode: SslMode,
+    /// CA certificates (PEM) for `verify-ca` / `verify-full`.
+    pub sslrootcert: Option<PathBuf>,
+    /// Client certificate (PEM).
+    pub sslcert: Option<PathBuf>,
+    /// Client key (PEM).
+    pub sslkey: Option<PathBuf>,
+    /// The user's `options` (command-line options for the server session).
+    pub options: Option<String>,
+    /// `application_name`.
+    pub application_name: Option<String>,
+}
+
+impl std::fmt::Debug for ConnInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnInfo")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field(
+                "password",
+                &if self.password.is_empty() { "" } else { "***" },
+            )
+            .field("dbname", &self.dbname)
+            .field("sslmode", &self.sslmode)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Keywords accepted and ignored: they tune libpq behaviour pgroar does not have.
+const IGNORED: &[&str] = &[
+    "connect_timeout",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+    "target_session_attrs",
+    "gssencmode",
+    "channel_binding",
+    "client_encoding",
+    "sslcompression",
+    "sslsni",
+    "fallback_application_name",
+];
+
+impl ConnInfo {
+    /// Parses `s` (URI or `key=value`), falling back to the process's `PG*` variables.
+    pub fn parse(s: &str) -> Result<ConnInfo, ConnInfoError> {
+        ConnInfo::parse_with_env(s, |k| std::env::var(k).ok())
+    }
+
+    /// Parses `s` with `env` as the source of `PG*` fallbacks (for tests).
+    pub fn parse_with_env(
+        s: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<ConnInfo, ConnInfoError> {
+        let s = s.trim();
+        let pairs = if s.starts_with("postgresql://") || s.starts_with("postgres://") {
+            parse_uri(s)?
+        } else {
+            parse_key_values(s)?
+        };
+        let mut raw = Raw::default();
+        for (k, v) in pairs {
+            raw.set(&k, v)?;
+        }
+        for (field, var) in [
+            ("host", "PGHOST"),
+            ("port", "PGPORT"),
+            ("user", "PGUSER"),
+            ("password", "PGPASSWORD"),
+            ("dbname", "PGDATABASE"),
+            ("sslmode", "PGSSLMODE"),
+            ("sslrootcert", "PGSSLROOTCERT"),
+            ("sslcert", "PGSSLCERT"),
+            ("sslkey", "PGSSLKEY"),
+            ("options", "PGOPTIONS"),
+            ("application_name", "PGAPPNAME"),
+        ] {
+            if raw.get(field).is_none()
+                && let Some(v) = env(var).filter(|v| !v.is_empty())
+            {
+                raw.set(field, v)?;
+            }
+        }
+        raw.finish(&env)
+    }
+
+    /// The replication client's configuration for `slot` and `publication` (start position,
+    /// acknowledgement and timing are set by the caller).
+    pub fn replication_config(&self, slot: &str, publication: &str) -> ReplicationConfig {
+        let cfg = if self.is_unix_socket() {
+            ReplicationConfig::unix(
+                &self.host,
+                self.port,
+                &self.user,
+                &self.password,
+                &self.dbname,
+                slot,
+                publication,
+            )
+        } else {
+            ReplicationConfig::new(
+                &self.host,
+                &self.user,
+                &self.password,
+                &self.dbname,
+                slot,
+                publication,
+            )
+            .with_port(self.port)
+            .with_tls(self.tls_config())
+        };
+        cfg.with_options(self.session_options())
+            .with_application_name(self.application_name.as_deref().unwrap_or("pgroar"))
+    }
+
+    /// An ordinary (non-replication) client's configuration, with the same pinned settings.
+    /// `tokio_postgres` knows only `disable`, `prefer` and `require`; the stricter modes map to
+    /// `require` (the connector the caller passes decides what is verified).
+    pub fn sql_config(&self) -> tokio_postgres::Config {
+        let mut c = tokio_postgres::Config::new();
+        if self.is_unix_socket() {
+            c.host_path(&self.host);
+        } else {
+            c.host(&self.host);
+        }
+        c.port(self.port)
+            .user(&self.user)
+            .dbname(&self.dbname)
+            .options(self.session_options())
+            .application_name(self.application_name.as_deref().unwrap_or("pgroar"))
+            .ssl_mode(match self.sslmode {
+                SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+                SslMode::Allow | SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+                _ => tokio_postgres::config::SslMode::Require,
+            });
+        if !self.password.is_empty() {
+            c.password(&self.password);
+        }
+        c
+    }
+
+    /// Whether `host` is a Unix socket directory.
+    pub fn is_unix_socket(&self) -> bool {
+        self.host.starts_with('/')
+    }
+
+    /// The user's `options` followed by [`PINNED_OPTIONS`].
+    pub fn session_options(&self) -> String {
+        match self.options.as_deref().map(str::trim) {
+            Some(o) if !o.is_empty() => format!("{o} {PINNED_OPTIONS}"),
+            _ => PINNED_OPTIONS.to_owned(),
+        }
+    }
+
+    /// `user@host:port/dbname`, for logs (never the password).
+    pub fn display(&self) -> String {
+        format!("{}@{}:{}/{}", self.user, self.host, self.port, self.dbname)
+    }
+
+    fn tls_config(&self) -> TlsConfig {
+        let mode = match self.sslmode {
+            SslMode::Disable => WireSslMode::Disable,
+            SslMode::Allow | SslMode::Prefer => WireSslMode::Prefer,
+            SslMode::Require => WireSslMode::Require,
+            SslMode::VerifyCa => WireSslMode::VerifyCa,
+            SslMode::VerifyFull => WireSslMode::VerifyFull,
+        };
+        let mut tls = TlsConfig {
+            mode,
+            ca_pem_path: self.sslrootcert.clone(),
+            ..TlsConfig::default()
+        };
+        if let (Some(cert), Some(key)) = (&self.sslcert, &self.sslkey) {
+            tls = tls.with_client_cert(cert, key);
+        }
+        tls
+    }
+}
+
+/// Keyword values as given, before defaults.
+#[derive(Default)]
+struct Raw {
+    host: Option<String>,
+    hostaddr: Option<String>,
+    port: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
+    dbname: Option<String>,
+    sslmode: Option<String>,
+    sslrootcert: Option<String>,
+    sslcert: Option<String>,
+    sslkey: Option<String>,
+    options: Option<String>,
+    application_name: Option<String>,
+}
+
+impl Raw {
+    fn slot(&mut self, key: &str) -> Option<&mut Option<String>> {
+        Some(match key {
+            "host" => &mut self.host,
+            "hostaddr" => &mut self.hostaddr,
+            "port" => &mut self.port,
+            "user" => &mut self.user,
+            "password" => &mut self.password,
+            "dbname" => &mut self.dbname,
+            "sslmode" => &mut self.sslmode,
+            "sslrootcert" => &mut self.sslrootcert,
+            "sslcert" => &mut self.sslcert,
+            "sslkey" => &mut self.sslkey,
+            "options" => &mut self.options,
+            "application_name" => &mut self.application_name,
+            _ => return None,
+        })
+    }
+
+    fn get(&mut self, key: &str) -> Option<&String> {
+        self.slot(key).and_then(|s| s.as_ref())
+    }
+
+    fn set(&mut self, key: &str, value: String) -> Result<(), ConnInfoError> {
+        match self.slot(key) {
+            Some(slot) => {
+                *slot = Some(value);
+                Ok(())
+            }
+            None if IGNORED.contains(&key) => Ok(()),
+            None => Err(ConnInfoError::UnknownKeyword(key.to_owned())),
+        }
+    }
+
+    fn finish(self, env: &impl Fn(&str) -> Option<String>) -> Result<ConnInfo, ConnInfoError> {
+        let port = match self.port.as_deref().filter(|p| !p.is_empty()) {
+            None => 5432,
+            Some(p) if p.contains(',') => return Err(ConnInfoError::MultipleHosts(p.to_owned())),
+            Some(p) => {
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|&p| p > 0)
+                    .ok_or_else(|| ConnInfoError::BadValue {
+                        key: "port",
+                        value: p.to_owned(),
+                        rule: "a TCP port number",
+                    })?
+            }
+        };
+        let host = self
+            .host
+            .filter(|h| !h.is_empty())
+            .or(self.hostaddr.filter(|h| !h.is_empty()));
+        if let Some(h) = &host
+            && h.contains(',')
+        {
+            return Err(ConnInfoError::MultipleHosts(h.clone()));
+        }
+        let host = host.unwrap_or_else(|| default_host(port));
+        let user = self
+            .user
+            .filter(|u| !u.is_empty())
+            .or_else(|| env("USER").filter(|u| !u.is_empty()))
+            .unwrap_or_else(|| "postgres".to_owned());
+        let dbname = self
+            .dbname
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| user.clone());
+        let sslmode = match self.sslmode.as_deref() {
+            None | Some("") => SslMode::default(),
+            Some(m) => SslMode::parse(m)?,
+        };
+        let path = |p: Option<String>| p.filter(|p| !p.is_empty()).map(PathBuf::from);
+        Ok(ConnInfo {
+            host,
+            port,
+            user,
+            password: self.password.unwrap_or_default(),
+            dbname,
+            sslmode,
+            sslrootcert: path(self.sslrootcert),
+            sslcert: path(self.sslcert),
+            sslkey: path(self.sslkey),
+            options: self.options.filter(|o| !o.trim().is_empty()),
+            application_name: self.application_name.filter(|a| !a.is_empty()),
+        })
+    }
+}
+
+/// libpq's default: the Unix socket in the usual directories, else localhost.
+fn default_host(port: u16) -> String {
+    for dir in ["/var/run/postgresql", "/tmp"] {
+        if Path::new(dir).join(format!(".s.PGSQL.{port}")).exists() {
+            return dir.to_owned();
+        }
+    }
+    "localhost".to_owned()
+}
+
+/// `postgresql://[user[:password]@][host][:port][/dbname][?key=value&…]`.
+fn parse_uri(s: &str) -> Result<Vec<(String, String)>, ConnInfoError> {
+    let rest = s
+        .split_once("://")
+        .map(|(_, r)| r)
+        .ok_or_else(|| ConnInfoError::Syntax("missing ://".into()))?;
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, q)) => (r, Some(q)),
+        None => (rest, None),
+    };
+    let (authority, path) = match rest.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (rest, None),
+    };
+    let mut out = Vec::new();
+    let hostport = match authority.rsplit_once('@') {
+        Some((userinfo, hostport)) => {
+            let (user, password) = match userinfo.split_once(':') {
+                Some((u, p)) => (u, Some(p)),
+                None => (userinfo, None),
+            };
+            if !user.is_empty() {
+                out.push(("user".to_owned(), percent_decode(user)?));
+            }
+            if let Some(p) = password {
+                out.push(("password".to_owned(), percent_decode(p)?));
+            }
+            hostport
+        }
+        None => authority,
+    };
+    if hostport.contains(',') {
+        return Err(ConnInfoError::MultipleHosts(hostport.to_owned()));
+    }
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or_else(|| ConnInfoError::Syntax("unterminated [IPv6] host".into()))?;
+        let port = match after {
+            "" => None,
+            p => Some(
+                p.strip_prefix(':')
+                    .ok_or_else(|| ConnInfoError::Syntax(format!("unexpected {p:?} after host")))?,
+            ),
+        };
+        (h, port)
+    } else {
+        match hostport.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
+    };
+    if !host.is_empty() {
+        out.push(("host".to_owned(), percent_decode(host)?));
+    }
+    if let Some(p) = port.filter(|p| !p.is_empty()) {
+        out.push(("port".to_owned(), percent_decode(p)?));
+    }
+    if let Some(db) = path.filter(|p| !p.is_empty()) {
+        out.push(("dbname".to_owned(), percent_decode(db)?));
+    }
+    for param in query.into_iter().flat_map(|q| q.split('&')) {
+        if param.is_empty() {
+            continue;
+        }
+        let (k, v) = param
+            .split_once('=')
+            .ok_or_else(|| ConnInfoError::Syntax(format!("parameter {param:?} has no value")))?;
+        out.push((percent_decode(k)?, percent_decode(v)?));
+    }
+    Ok(out)
+}
+
+/// `%XX` escapes (and nothing else: `+` stays `+`, as in libpq).
+fn percent_decode(s: &str) -> Result<String, ConnInfoError> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| ConnInfoError::Syntax(format!("bad percent escape in {s:?}")))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out)
+        .map_err(|_| ConnInfoError::Syntax(format!("{s:?} decodes to invalid UTF-8")))
+}
+
+/// `key = value` pairs separated by whitespace; values may be single-quoted with `\'` and `\\`.
+fn parse_key_values(s: &str) -> Result<Vec<(String, String)>, ConnInfoError> {
+    let mut out = Vec::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek().is_none() {
+            return Ok(out);
+        }
+        let mut key = String::new();
+        while let Some(c) = chars.next_if(|c| *c != '=' && !c.is_whitespace()) {
+            key.push(c);
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.next() != Some('=') {
+            return Err(ConnInfoError::Syntax(format!(
+                "expected \"=\" after {key:?} (a URI starts with postgresql://)"
+            )));
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            loop {
+                match chars.next() {
+                    None => {
+                        return Err(ConnInfoError::Syntax(format!(
+                            "unterminated quoted value of {key:?}"
+                        )));
+                    }
+                    Some('\'') => break,
+                    Some('\\') => match chars.next() {
+                        Some(c) => value.push(c),
+                        None => {
+                            return Err(ConnInfoError::Syntax(format!(
+                                "unterminated quoted value of {key:?}"
+                            )));
+                        }
+                    },
+                    Some(c) => value.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                if c == '\\' {
+                    if let Some(n) = chars.next() {
+                        value.push(n);
+                    }
+                } else {
+                    value.push(c);
+                }
+            }
+        }
+        out.push((key, value));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<ConnInfo, ConnInfoError> {
+        ConnInfo::parse_with_env(s, |_| None)
+    }
+
+    #[test]
+    fn uri_with_everything() {
+        let c = parse(
+            "postgresql://pg%40roar:p%3Aw%2Fd@db.example.com:6543/app?sslmode=verify-full\
+             &sslrootcert=/etc/ca.pem&application_name=feed&options=-c%20work_mem%3D4MB",
+        )
+        .unwrap();
+        assert_eq!(c.user, "pg@roar");
+        assert_eq!(c.password, "p:w/d");
+        assert_eq!((c.host.as_str(), c.port), ("db.example.com", 6543));
+        assert_eq!(c.dbname, "app");
+        assert_eq!(c.sslmode, SslMode::VerifyFull);
+        assert_eq!(c.sslrootcert, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(
+            c.session_options(),
+            format!("-c work_mem=4MB {PINNED_OPTIONS}")
+        );
+        let r = c.replication_config("s", "p");
+        assert_eq!(r.tls.mode, WireSslMode::VerifyFull);
+        assert_eq!(r.application_name.as_deref(), Some("feed"));
+        assert!(!format!("{c:?}").contains("p:w/d"));
+    }
+
+    #[test]
+    fn key_values_with_quotes_and_defaults() {
+        let c = parse(r"host=/run/pg port = 5433 user=roar password='it\'s secret' dbname=app")
+            .unwrap();
+        assert_eq!(c.host, "/run/pg");
+        assert!(c.is_unix_socket());
+        assert_eq!(c.port, 5433);
+        assert_eq!(c.password, "it's secret");
+        assert_eq!(c.sslmode, SslMode::Prefer);
+        let c = parse("host=h user=u").unwrap();
+        assert_eq!((c.port, c.dbname.as_str()), (5432, "u"));
+        assert_eq!(c.session_options(), PINNED_OPTIONS);
+    }
+
+    #[test]
+    fn ipv6_hosts_and_environment_fallbacks() {
+        let c = parse("postgres://[::1]:7000/x").unwrap();
+        assert_eq!((c.host.as_str(), c.port), ("::1", 7000));
+        let env = |k: &str| match k {
+            "PGPASSWORD" => Some("from-env".to_owned()),
+            "PGUSER" => Some("envuser".to_owned()),
+            "PGSSLMODE" => Some("require".to_owned()),
+            _ => None,
+        };
+        let c = ConnInfo::parse_with_env("postgresql://h/db", env).unwrap();
+        assert_eq!(c.password, "from-env");
+        assert_eq!(c.user, "envuser");
+        assert_eq!(c.sslmode, SslMode::Require);
+        // What the string says wins over the environment.
+        let c = ConnInfo::parse_with_env("postgresql://u:pw@h/db?sslmode=disable", env).unwrap();
+        assert_eq!((c.password.as_str(), c.sslmode), ("pw", SslMode::Disable));
+    }
+
+    #[test]
+    fn mistakes_are_errors() {
+        assert_eq!(
+            parse("host=h sslmod=require"),
+            Err(ConnInfoError::UnknownKeyword("sslmod".into()))
+        );
+        assert!(matches!(
+            parse("postgresql://h/db?sslmode=verify"),
+            Err(ConnInfoError::BadValue { key: "sslmode", .. })
+        ));
+        assert!(matches!(
+            parse("postgresql://a,b/db"),
+            Err(ConnInfoError::MultipleHosts(_))
+        ));
+        assert!(matches!(
+            parse("host=h port=99999"),
+            Err(ConnInfoError::BadValue { key: "port", .. })
+        ));
+        assert!(matches!(parse("host"), Err(ConnInfoError::Syntax(_))));
+        assert!(matches!(
+            parse("password='open"),
+            Err(ConnInfoError::Syntax(_))
+        ));
+        assert!(matches!(
+            parse("postgresql://u:%zz@h/db"),
+            Err(ConnInfoError::Syntax(_))
+        ));
+        // Ignored libpq keywords are accepted.
+        assert!(parse("host=h connect_timeout=10 target_session_attrs=any").is_ok());
+    }
+}

@@ -1,0 +1,491 @@
+//! The replication source: the connection to Postgres and the stream loop that writes every
+//! committed row change, translated into ops, to our WAL.
+//!
+//! # Guarantees
+//!
+//! * **Acknowledged only when durable.** Postgres is told "flushed up to L" (via
+//!   `update_applied_lsn`) only with the LSN [`Wal::sync`] returned, so every record at or below
+//!   L is fsynced first. Each session starts with `ack_lsn` = our durable LSN, never the start
+//!   position of some earlier, undurable attempt.
+//! * **No gap, no duplicate.** Streaming starts at our durable LSN; a transaction whose commit
+//!   LSN is at or below the last Commit/Mark already in the WAL is skipped whole (Postgres
+//!   re-sends the transaction committed exactly at the start position). The WAL refuses
+//!   non-increasing LSNs, so a duplicate cannot slip through.
+//! * **Group commit.** Commits fill the WAL's buffer; one `sync` covers all of them when
+//!   `group_commit_max_bytes` are pending, when `group_commit_max_ms` has passed since the first
+//!   unsynced commit, or as soon as no further event is immediately available.
+//! * **Read-your-writes.** At an idle group commit, a Mark just below the last transaction's
+//!   end LSN goes into the same fsync: every transaction committed before that end has been
+//!   received, so a query waiting for `pg_current_wal_lsn()` read after a commit is answered
+//!   without waiting for a keepalive.
+//! * **Idle slots advance.** A keepalive's `wal_end` received while no transaction is open is
+//!   written as a Mark (at most once per `keepalive_mark_interval`), synced and acknowledged, so an
+//!   idle or filtered publication never pins the server's WAL.
+//! * **Big transactions stream.** Each row's ops go to the WAL as they arrive; nothing holds a
+//!   transaction in memory.
+//! * **Faults.** A broken connection, a server restart or `wal_sender_timeout` aborts the open
+//!   transaction in the WAL (Postgres re-sends it whole), syncs what was committed, and
+//!   reconnects with capped exponential backoff, logging each attempt. What a reconnect cannot
+//!   cure (a lost or overtaken slot, an undecodable message, a tracked column dropped, a WAL
+//!   failure) stops the source with an error saying so.
+//!
+//! # Crash windows
+//!
+//! Killed at any moment, the source leaves at worst an unsynced WAL tail that recovery cuts
+//! back to the last whole transaction; Postgres was never told about it and re-sends it. A crash
+//! between creating the slot and syncing its consistent point as a Mark is covered by the
+//! slot-creation intent file (see [`slot`]): the next start adopts the slot.
+
+pub mod conninfo;
+mod error;
+pub mod slot;
+mod stream;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use pgwire_replication::ReplicationClient;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::Lsn;
+use crate::config::Config;
+use crate::decode::{Message, RelationCache, RelationChange};
+use crate::ops::EntityOps;
+use crate::server::{Phase, Status};
+use crate::translate::{TranslateError, Translator};
+use crate::wal::Wal;
+
+pub use conninfo::{ConnInfo, ConnInfoError, PINNED_OPTIONS, SslMode};
+pub use error::SourceError;
+pub use slot::SlotCheck;
+
+/// Turns row changes into ops: the two calls the stream loop makes. [`Translator`] is the real
+/// one; tests can put a fault-injecting one in its place.
+pub trait Translate: Send + 'static {
+    /// What the translator refuses (configuration and schema problems, never bad data).
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// A Relation message arrived (a new or changed table).
+    fn relation(&mut self, change: &RelationChange) -> Result<(), Self::Error>;
+
+    /// Insert/Update/Delete/Truncate → ops appended to `out` (other messages: nothing).
+    fn change(
+        &mut self,
+        msg: &Message,
+        relations: &RelationCache,
+        out: &mut Vec<EntityOps>,
+    ) -> Result<(), Self::Error>;
+}
+
+impl Translate for Translator {
+    type Error = TranslateError;
+
+    fn relation(&mut self, change: &RelationChange) -> Result<(), TranslateError> {
+        Translator::relation(self, change)
+    }
+
+    fn change(
+        &mut self,
+        msg: &Message,
+        relations: &RelationCache,
+        out: &mut Vec<EntityOps>,
+    ) -> Result<(), TranslateError> {
+        Translator::change(self, msg, relations, out)
+    }
+}
+
+/// Timing of the source.
+#[derive(Clone, Debug)]
+pub struct SourceOptions {
+    /// Longest a commit waits for its group commit's fsync.
+    pub group_commit_max_delay: Duration,
+    /// Pending bytes after which a group commit is fsynced at once.
+    pub group_commit_max_bytes: u64,
+    /// How often the replication client sends standby status (our acknowledgements).
+    pub status_interval: Duration,
+    /// Least time between two keepalive Marks (each costs an fsync).
+    pub keepalive_mark_interval: Duration,
+    /// First reconnect delay.
+    pub backoff_initial: Duration,
+    /// Longest reconnect delay.
+    pub backoff_max: Duration,
+    /// A session that streamed this long resets the backoff.
+    pub stable_after: Duration,
+}
+
+impl SourceOptions {
+    /// Default status interval: one acknowledgement a second keeps the slot close behind.
+    pub const DEFAULT_STATUS_INTERVAL: Duration = Duration::from_secs(1);
+    /// Default first reconnect delay.
+    pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_millis(200);
+    /// Default reconnect delay cap.
+    pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+    /// The defaults, with the group commit bounds of `config`'s `[wal]`.
+    pub fn from_config(config: &Config) -> SourceOptions {
+        SourceOptions {
+            group_commit_max_delay: config.wal.group_commit_max_delay(),
+            group_commit_max_bytes: config.wal.group_commit_max_bytes,
+            ..SourceOptions::default()
+        }
+    }
+}
+
+impl Default for SourceOptions {
+    fn default() -> Self {
+        SourceOptions {
+            group_commit_max_delay: Duration::from_millis(
+                crate::config::DEFAULT_GROUP_COMMIT_MAX_MS,
+            ),
+            group_commit_max_bytes: crate::config::DEFAULT_GROUP_COMMIT_MAX_BYTES,
+            status_interval: Self::DEFAULT_STATUS_INTERVAL,
+            keepalive_mark_interval: Self::DEFAULT_STATUS_INTERVAL,
+            backoff_initial: Self::DEFAULT_BACKOFF_INITIAL,
+            backoff_max: Self::DEFAULT_BACKOFF_MAX,
+            stable_after: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Decides the published [`Phase`] from whether the stream is up and whether the apply loop is
+/// still replaying the WAL tail: ready ("streaming") needs both.
+#[derive(Debug, Default)]
+pub struct PhaseTracker {
+    connected: AtomicBool,
+    replaying: AtomicBool,
+    stopping: AtomicBool,
+}
+
+impl PhaseTracker {
+    /// The stream is up (`true`) or down.
+    pub fn set_connected(&self, status: &Status, connected: bool) {
+        self.connected.store(connected, Ordering::SeqCst);
+        self.publish(status, !connected);
+    }
+
+    /// The apply loop is replaying the WAL tail (`true`) or has caught up.
+    pub fn set_replaying(&self, status: &Status, replaying: bool) {
+        self.replaying.store(replaying, Ordering::SeqCst);
+        self.publish(status, false);
+    }
+
+    /// Shutdown has begun; the phase stays `stopping`.
+    pub fn set_stopping(&self, status: &Status) {
+        self.stopping.store(true, Ordering::SeqCst);
+        status.set_phase(Phase::Stopping);
+    }
+
+    fn publish(&self, status: &Status, lost: bool) {
+        let phase = if self.stopping.load(Ordering::SeqCst) {
+            Phase::Stopping
+        } else if self.replaying.load(Ordering::SeqCst) {
+            Phase::Replaying
+        } else if self.connected.load(Ordering::SeqCst) {
+            Phase::Streaming
+        } else if lost {
+            Phase::Reconnecting
+        } else {
+            return;
+        };
+        status.set_phase(phase);
+    }
+}
+
+/// The transaction being received.
+#[derive(Copy, Clone, Debug)]
+struct OpenTxn {
+    lsn: Lsn,
+    /// Already in the WAL: its changes are dropped.
+    skip: bool,
+}
+
+/// The replication source: connects, checks, streams into the WAL, reconnects.
+pub struct Source<T: Translate> {
+    conn: ConnInfo,
+    slot: String,
+    publication: String,
+    data_dir: PathBuf,
+    wal: Arc<Mutex<Wal>>,
+    translator: T,
+    relations: RelationCache,
+    status: Arc<Status>,
+    phase: Arc<PhaseTracker>,
+    options: SourceOptions,
+    /// The slot may be created: the data directory has never streamed.
+    may_create: bool,
+    /// A slot ahead of the empty WAL may be adopted: this data directory created it and crashed.
+    may_adopt: bool,
+    sessions: u64,
+    txn: Option<OpenTxn>,
+    /// When the oldest Commit/Mark not yet fsynced was appended.
+    unsynced_since: Option<Instant>,
+    /// A keepalive position waiting for the mark interval.
+    pending_mark: Option<Lsn>,
+    /// When the last keepalive Mark was written (the rate limit's start at first).
+    last_mark: Instant,
+    /// The end LSN of the last transaction received, not yet marked.
+    last_commit_end: Option<Lsn>,
+    scratch: Vec<EntityOps>,
+}
+
+/// Locks the WAL; a panic elsewhere while holding it leaves a WAL whose own state is still
+/// consistent (every method either completes or marks it failed).
+pub(crate) fn lock(wal: &Mutex<Wal>) -> MutexGuard<'_, Wal> {
+    wal.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(crate) fn to_wire(lsn: Lsn) -> pgwire_replication::Lsn {
+    pgwire_replication::Lsn(lsn.0)
+}
+
+pub(crate) fn from_wire(lsn: pgwire_replication::Lsn) -> Lsn {
+    Lsn(lsn.0)
+}
+
+/// `error: cause: cause…`, for logs and the status's last error.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+enum Connected {
+    Streaming(ReplicationClient),
+    SlotCreated,
+}
+
+impl<T: Translate> Source<T> {
+    /// A source for `config`'s `[postgres]`, writing to `wal` (shared with the checkpointer,
+    /// which removes segments). The slot may be created only if the WAL has never been written.
+    pub fn new(
+        config: &Config,
+        wal: Arc<Mutex<Wal>>,
+        translator: T,
+        status: Arc<Status>,
+        phase: Arc<PhaseTracker>,
+        options: SourceOptions,
+    ) -> Result<Source<T>, SourceError> {
+        let conn = ConnInfo::parse(&config.postgres.url)?;
+        let may_create = lock(&wal).durable_lsn() == Lsn::ZERO;
+        let data_dir = config.storage.data_dir.clone();
+        let may_adopt = may_create && slot::intent_names(&data_dir, &config.postgres.slot);
+        Ok(Source {
+            conn,
+            slot: config.postgres.slot.clone(),
+            publication: config.postgres.publication.clone(),
+            data_dir,
+            wal,
+            translator,
+            relations: RelationCache::new(),
+            status,
+            phase,
+            options,
+            may_create,
+            may_adopt,
+            sessions: 0,
+            txn: None,
+            unsynced_since: None,
+            pending_mark: None,
+            // The rate limit starts now: the first keepalive Mark comes at most one interval
+            // after start.
+            last_mark: Instant::now(),
+            last_commit_end: None,
+            scratch: Vec::new(),
+        })
+    }
+
+    /// Streams until `stop` turns true (then syncs, acknowledges and returns `Ok`) or a fault a
+    /// reconnect cannot cure happens (returned). Transient faults reconnect with backoff.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<(), SourceError> {
+        let mut failures = 0u32;
+        loop {
+            if *stop.borrow() {
+                return Ok(());
+            }
+            let err = match self.connect().await {
+                Ok(Connected::SlotCreated) => continue,
+                Ok(Connected::Streaming(client)) => {
+                    let started = Instant::now();
+                    match self.stream(client, &mut stop).await? {
+                        None => return Ok(()),
+                        Some(e) => {
+                            if started.elapsed() >= self.options.stable_after {
+                                failures = 0;
+                            }
+                            e
+                        }
+                    }
+                }
+                Err(e) if e.is_transient() => e,
+                Err(e) => return Err(e),
+            };
+            failures = failures.saturating_add(1);
+            let delay = backoff(&self.options, failures);
+            let message = error_chain(&err);
+            warn!(
+                attempt = failures,
+                retry_in_ms = delay.as_millis() as u64,
+                error = %message,
+                "replication stream interrupted; reconnecting"
+            );
+            self.status.set_error(&message);
+            self.phase.set_connected(&self.status, false);
+            tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    /// Opens a gated session, runs the checks and starts replication at our durable LSN.
+    async fn connect(&mut self) -> Result<Connected, SourceError> {
+        let durable = lock(&self.wal).durable_lsn();
+        let cfg = self
+            .conn
+            .replication_config(&self.slot, &self.publication)
+            .with_start_lsn(to_wire(durable))
+            .with_ack_lsn(to_wire(durable))
+            .with_status_interval(self.options.status_interval)
+            .with_wakeup_interval(self.options.status_interval.max(Duration::from_secs(1)));
+        let target = self.conn.display();
+        let connect_err = |source| SourceError::Connect {
+            target: target.clone(),
+            source,
+        };
+        let mut client = ReplicationClient::connect_gated(cfg)
+            .await
+            .map_err(connect_err)?;
+        let input = slot::CheckInput {
+            slot: &self.slot,
+            publication: &self.publication,
+            durable,
+            may_create: self.may_create,
+            may_adopt: self.may_adopt,
+            data_dir: &self.data_dir,
+        };
+        match slot::check(&mut client, &input).await? {
+            SlotCheck::Missing => {
+                // Intent first: a crash after the slot exists but before its consistent point
+                // is durable must not look like a slot ahead of the WAL.
+                slot::write_intent(&self.data_dir, &self.slot)?;
+                let created = slot::create(&mut client, &self.slot).await;
+                drop(client);
+                let consistent_point = match created {
+                    Ok(lsn) => lsn,
+                    Err(e) => {
+                        slot::remove_intent(&self.data_dir)?;
+                        return Err(e);
+                    }
+                };
+                info!(slot = %self.slot, %consistent_point, "created the replication slot");
+                self.adopt(consistent_point).await?;
+                Ok(Connected::SlotCreated)
+            }
+            SlotCheck::Orphaned { confirmed } => {
+                drop(client);
+                info!(
+                    slot = %self.slot,
+                    consistent_point = %confirmed,
+                    "adopting the replication slot created just before a crash"
+                );
+                self.adopt(confirmed).await?;
+                Ok(Connected::SlotCreated)
+            }
+            SlotCheck::Ready { confirmed } => {
+                client.start().await.map_err(connect_err)?;
+                client.wait_started().await.map_err(connect_err)?;
+                info!(
+                    slot = %self.slot,
+                    publication = %self.publication,
+                    from = %durable,
+                    slot_confirmed = %confirmed,
+                    "streaming"
+                );
+                Ok(Connected::Streaming(client))
+            }
+        }
+    }
+
+    /// Makes `consistent_point` the durable start of a fresh WAL, then forgets the intent.
+    async fn adopt(&mut self, consistent_point: Lsn) -> Result<(), SourceError> {
+        self.mark_and_sync(consistent_point).await?;
+        self.may_create = false;
+        self.may_adopt = false;
+        slot::remove_intent(&self.data_dir)?;
+        Ok(())
+    }
+
+    /// Writes `lsn` as a Mark (if above the WAL's last LSN) and syncs.
+    async fn mark_and_sync(&mut self, lsn: Lsn) -> Result<Lsn, SourceError> {
+        {
+            let mut wal = lock(&self.wal);
+            if lsn > wal.written_lsn() {
+                wal.mark(lsn)?;
+            }
+        }
+        self.status.set_received(lsn);
+        self.sync_wal().await
+    }
+
+    /// Fsyncs the WAL on the blocking pool; returns the durable LSN.
+    async fn sync_wal(&mut self) -> Result<Lsn, SourceError> {
+        let wal = Arc::clone(&self.wal);
+        let durable = tokio::task::spawn_blocking(move || lock(&wal).sync())
+            .await
+            .map_err(|e| SourceError::Task(e.to_string()))??;
+        self.unsynced_since = None;
+        self.status.set_durable(durable);
+        Ok(durable)
+    }
+}
+
+/// `initial · 2^(n-1)`, capped.
+fn backoff(options: &SourceOptions, failures: u32) -> Duration {
+    let factor = 1u32 << failures.saturating_sub(1).min(16);
+    options
+        .backoff_initial
+        .saturating_mul(factor)
+        .min(options.backoff_max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let o = SourceOptions {
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(1),
+            ..SourceOptions::default()
+        };
+        let d: Vec<u64> = (1..=6).map(|n| backoff(&o, n).as_millis() as u64).collect();
+        assert_eq!(d, [100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(backoff(&o, u32::MAX), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn phases_follow_the_stream_and_the_replay() {
+        let status = Status::new("s", "p");
+        let t = PhaseTracker::default();
+        t.set_replaying(&status, true);
+        t.set_connected(&status, true);
+        assert_eq!(status.phase(), Phase::Replaying);
+        t.set_replaying(&status, false);
+        assert_eq!(status.phase(), Phase::Streaming);
+        t.set_connected(&status, false);
+        assert_eq!(status.phase(), Phase::Reconnecting);
+        t.set_stopping(&status);
+        t.set_connected(&status, true);
+        assert_eq!(status.phase(), Phase::Stopping);
+    }
+}

@@ -1,0 +1,315 @@
+//! One replication session: events → translator → WAL, group commit, acknowledgements, and the
+//! clean-up when the session ends.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use pgwire_replication::{PgWireError, ReplicationClient, ReplicationEvent};
+use tokio::sync::watch;
+use tracing::{debug, info};
+
+use super::{OpenTxn, Source, SourceError, Translate, from_wire, lock, to_wire};
+use crate::Lsn;
+use crate::decode::{Message, decode_message};
+
+/// How a session ended without a fatal error.
+pub(super) enum SessionEnd {
+    /// `stop` turned true.
+    Stopped,
+    /// The connection or the server ended it; reconnect.
+    Lost(SourceError),
+}
+
+type Received = Result<Option<ReplicationEvent>, PgWireError>;
+
+impl<T: Translate> Source<T> {
+    /// Runs a started session to its end. `Ok(None)`: stopped on request (everything synced and
+    /// acknowledged); `Ok(Some(e))`: the session was lost (reconnect); `Err`: fatal.
+    pub(super) async fn stream(
+        &mut self,
+        mut client: ReplicationClient,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<Option<SourceError>, SourceError> {
+        if self.sessions > 0 {
+            self.status.add_reconnect();
+        }
+        self.sessions += 1;
+        self.phase.set_connected(&self.status, true);
+        let end = self.session(&mut client, stop).await;
+        // Whatever ended the session: the open transaction is dropped (Postgres re-sends it
+        // whole) and what was committed is made durable.
+        let cleaned = self.end_transaction();
+        let synced = match &cleaned {
+            Ok(()) => self.sync_wal().await.map(Some),
+            Err(_) => Ok(None),
+        };
+        self.pending_mark = None;
+        self.last_commit_end = None;
+        match end {
+            Err(fatal) => {
+                // What is durable is still consistent: acknowledge it before giving up.
+                match synced {
+                    Ok(Some(durable)) => self.finish(client, durable).await,
+                    _ => client.abort(),
+                }
+                Err(fatal)
+            }
+            Ok(SessionEnd::Stopped) => {
+                cleaned?;
+                if let Some(durable) = synced? {
+                    self.finish(client, durable).await;
+                }
+                Ok(None)
+            }
+            Ok(SessionEnd::Lost(e)) => {
+                cleaned?;
+                synced?;
+                self.phase.set_connected(&self.status, false);
+                Ok(Some(e))
+            }
+        }
+    }
+
+    async fn session(
+        &mut self,
+        client: &mut ReplicationClient,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<SessionEnd, SourceError> {
+        loop {
+            let received = if self.unsynced_since.is_some() {
+                match try_recv(client).await {
+                    Some(r) => r,
+                    None => {
+                        // Nothing more right now: this is the group commit point.
+                        self.mark_commit_end()?;
+                        self.sync_and_ack(client).await?;
+                        continue;
+                    }
+                }
+            } else {
+                let mark_due = self.last_mark + self.options.keepalive_mark_interval;
+                let may_mark = self.pending_mark.is_some() && self.txn.is_none();
+                tokio::select! {
+                    biased;
+                    _ = stop.wait_for(|s| *s) => return Ok(SessionEnd::Stopped),
+                    _ = tokio::time::sleep_until(mark_due.into()), if may_mark => {
+                        if let Some(lsn) = self.pending_mark {
+                            self.mark(lsn)?;
+                        }
+                        continue;
+                    }
+                    r = client.recv() => r,
+                }
+            };
+            match received {
+                Err(e) => return Ok(SessionEnd::Lost(SourceError::Stream(e))),
+                Ok(None) => return Ok(SessionEnd::Lost(SourceError::StreamEnded)),
+                Ok(Some(event)) => self.handle(event)?,
+            }
+            if let Some(since) = self.unsynced_since {
+                let pending = lock(&self.wal).pending_bytes();
+                if pending >= self.options.group_commit_max_bytes
+                    || since.elapsed() >= self.options.group_commit_max_delay
+                {
+                    self.sync_and_ack(client).await?;
+                }
+            }
+        }
+    }
+
+    async fn sync_and_ack(&mut self, client: &ReplicationClient) -> Result<(), SourceError> {
+        let durable = self.sync_wal().await?;
+        client.update_applied_lsn(to_wire(durable));
+        Ok(())
+    }
+
+    fn handle(&mut self, event: ReplicationEvent) -> Result<(), SourceError> {
+        match event {
+            ReplicationEvent::Begin { final_lsn, .. } => self.begin(from_wire(final_lsn)),
+            ReplicationEvent::XLogData {
+                wal_start, data, ..
+            } => self.data(from_wire(wal_start), &data),
+            ReplicationEvent::Commit { lsn, end_lsn, .. } => {
+                self.commit(from_wire(lsn), from_wire(end_lsn))
+            }
+            ReplicationEvent::KeepAlive { wal_end, .. } => self.keepalive(from_wire(wal_end)),
+            ReplicationEvent::Message { .. } | ReplicationEvent::StoppedAt { .. } => Ok(()),
+        }
+    }
+
+    fn begin(&mut self, lsn: Lsn) -> Result<(), SourceError> {
+        if let Some(open) = self.txn {
+            return Err(SourceError::Protocol {
+                lsn,
+                detail: format!("BEGIN inside the transaction committing at {}", open.lsn),
+            });
+        }
+        let mut wal = lock(&self.wal);
+        // Already in the WAL (the transaction at the start position is always re-sent).
+        let skip = lsn <= wal.written_lsn();
+        if skip {
+            debug!(%lsn, "skipping a transaction the WAL already holds");
+        } else {
+            wal.begin(lsn)?;
+        }
+        self.txn = Some(OpenTxn { lsn, skip });
+        Ok(())
+    }
+
+    fn data(&mut self, at: Lsn, bytes: &Bytes) -> Result<(), SourceError> {
+        let msg =
+            decode_message(bytes).map_err(|source| SourceError::Decode { lsn: at, source })?;
+        let translate = |e: T::Error| SourceError::Translate {
+            lsn: at,
+            source: Box::new(e),
+        };
+        match msg {
+            // Relations are described once per session, possibly inside a transaction we skip:
+            // always keep them.
+            Message::Relation(r) => {
+                let change = self.relations.insert(r);
+                self.translator.relation(&change).map_err(translate)
+            }
+            Message::Insert(_) | Message::Update(_) | Message::Delete(_) | Message::Truncate(_) => {
+                let Some(txn) = self.txn else {
+                    return Err(SourceError::Protocol {
+                        lsn: at,
+                        detail: format!("{} outside a transaction", msg.kind()),
+                    });
+                };
+                if txn.skip {
+                    return Ok(());
+                }
+                self.translator
+                    .change(&msg, &self.relations, &mut self.scratch)
+                    .map_err(translate)?;
+                if !self.scratch.is_empty() {
+                    let mut wal = lock(&self.wal);
+                    for ops in self.scratch.drain(..) {
+                        wal.append(&ops)?;
+                    }
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn commit(&mut self, lsn: Lsn, end: Lsn) -> Result<(), SourceError> {
+        let Some(txn) = self.txn.take() else {
+            return Err(SourceError::Protocol {
+                lsn,
+                detail: "COMMIT outside a transaction".into(),
+            });
+        };
+        if txn.lsn != lsn {
+            return Err(SourceError::Protocol {
+                lsn,
+                detail: format!("COMMIT of {lsn} ends the transaction begun for {}", txn.lsn),
+            });
+        }
+        if !txn.skip {
+            lock(&self.wal).commit()?;
+            self.unsynced_since.get_or_insert_with(Instant::now);
+        }
+        self.last_commit_end = Some(end);
+        self.status.set_received(end);
+        Ok(())
+    }
+
+    /// At an idle group commit: marks the position just before the last commit's end LSN.
+    /// Commits arrive in LSN order and a commit record ends at `end`, so every transaction that
+    /// committed before `end` has been received; the Mark lets a read-your-writes wait for
+    /// `pg_current_wal_lsn()` (read after the commit) finish without waiting for a keepalive.
+    /// It rides on the fsync that happens anyway.
+    fn mark_commit_end(&mut self) -> Result<(), SourceError> {
+        if self.txn.is_some() {
+            return Ok(());
+        }
+        if let Some(end) = self.last_commit_end.take() {
+            let lsn = Lsn(end.0.saturating_sub(1));
+            let mut wal = lock(&self.wal);
+            if lsn > wal.written_lsn() {
+                wal.mark(lsn)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn keepalive(&mut self, wal_end: Lsn) -> Result<(), SourceError> {
+        if wal_end == Lsn::ZERO {
+            return Ok(());
+        }
+        self.status.set_server_lsn(wal_end);
+        if self.txn.is_some() || wal_end <= lock(&self.wal).written_lsn() {
+            return Ok(());
+        }
+        // The keepalive's position is the last one the server sent: nothing committed at or
+        // below it can still arrive, so it may be acknowledged once marked durable.
+        self.status.set_received(wal_end);
+        if self.last_mark.elapsed() >= self.options.keepalive_mark_interval {
+            self.mark(wal_end)
+        } else {
+            self.pending_mark = Some(self.pending_mark.map_or(wal_end, |p| p.max(wal_end)));
+            Ok(())
+        }
+    }
+
+    /// Appends a Mark at `lsn` while idle (it becomes durable at the next sync).
+    fn mark(&mut self, lsn: Lsn) -> Result<(), SourceError> {
+        self.pending_mark = None;
+        if self.txn.is_some() {
+            return Ok(());
+        }
+        let mut wal = lock(&self.wal);
+        if lsn > wal.written_lsn() {
+            wal.mark(lsn)?;
+            self.unsynced_since.get_or_insert_with(Instant::now);
+            self.last_mark = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Aborts the open transaction in the WAL, if any.
+    fn end_transaction(&mut self) -> Result<(), SourceError> {
+        if let Some(txn) = self.txn.take()
+            && !txn.skip
+        {
+            lock(&self.wal).abort()?;
+        }
+        Ok(())
+    }
+
+    /// After a requested stop: make sure the last acknowledgement reached the server, then end
+    /// the session cleanly.
+    async fn finish(&mut self, mut client: ReplicationClient, durable: Lsn) {
+        client.update_applied_lsn(to_wire(durable));
+        let deadline = Instant::now() + self.options.status_interval + Duration::from_secs(1);
+        let metrics = client.metrics();
+        while from_wire(metrics.last_applied_lsn()) < durable && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let acked = from_wire(metrics.last_applied_lsn());
+        match tokio::time::timeout(Duration::from_secs(5), client.shutdown()).await {
+            Ok(Ok(())) => info!(%durable, %acked, "replication stream stopped"),
+            Ok(Err(e)) => {
+                debug!(error = %e, "replication stream ended with an error while stopping")
+            }
+            Err(_) => {
+                client.abort();
+                debug!("replication stream did not stop in time; aborted");
+            }
+        }
+    }
+}
+
+/// The next event if one is available right now (after letting the client's worker run once).
+async fn try_recv(client: &mut ReplicationClient) -> Option<Received> {
+    if let Ok(r) = tokio::time::timeout(Duration::ZERO, client.recv()).await {
+        return Some(r);
+    }
+    tokio::task::yield_now().await;
+    tokio::time::timeout(Duration::ZERO, client.recv())
+        .await
+        .ok()
+}

@@ -1,0 +1,153 @@
+//! The start-up check of what each source table's replica identity lets the stream carry.
+//!
+//! A DELETE (and an UPDATE that changes the key) carries only the replica identity's columns.
+//! A direct table whose DELETE would not carry its `slot_field`, or a join table whose DELETE
+//! would not carry `slot_field` and `value_field`, cannot be kept in sync: that is an error whose
+//! message gives the `ALTER TABLE … REPLICA IDENTITY …` fix. Everything else is reported as what
+//! the identity allows (e.g. an UPDATE without old values becomes `set(new)`, and the index
+//! moves the slot out of its old value itself).
+
+use crate::config::{Config, SourceKind};
+
+/// What one source table's replica identity allows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityReport {
+    /// The table, as the config names it.
+    pub table: String,
+    /// `default`, `full`, `index` or `nothing`.
+    pub identity: &'static str,
+    /// The columns an old row carries (all of them under `full`).
+    pub columns: Vec<String>,
+    /// What that means for this source, one sentence each.
+    pub notes: Vec<String>,
+}
+
+/// Why the start-up check fails.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// The catalog query failed.
+    #[error("reading replica identities: {0}")]
+    Sql(#[from] tokio_postgres::Error),
+    /// Tables whose identity cannot support their source, one line each with the fix.
+    #[error("replica identity problems:\n{}", .0.join("\n"))]
+    Problems(Vec<String>),
+}
+
+const QUERY: &str = r#"
+SELECT c.relreplident::text, n.nspname::text,
+       ARRAY(SELECT a.attname::text FROM pg_attribute a
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
+       ARRAY(SELECT a.attname::text FROM pg_index i
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+             WHERE i.indrelid = c.oid
+               AND ((c.relreplident = 'd' AND i.indisprimary) OR (c.relreplident = 'i' AND i.indisreplident)))
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relname = $1 AND ($2::text IS NULL OR n.nspname = $2) AND c.relkind IN ('r', 'p')
+ORDER BY n.nspname = 'public' DESC
+LIMIT 1"#;
+
+fn quote(table: &str) -> String {
+    match table.split_once('.') {
+        Some((ns, name)) => format!("\"{ns}\".\"{name}\""),
+        None => format!("\"{table}\""),
+    }
+}
+
+/// Checks every source table's replica identity; `Err` lists every table that cannot work.
+pub async fn check_replica_identity(
+    client: &tokio_postgres::Client,
+    config: &Config,
+) -> Result<Vec<IdentityReport>, IdentityError> {
+    let mut reports = Vec::new();
+    let mut problems = Vec::new();
+    for source in &config.sources {
+        let (ns, name) = match source.table.split_once('.') {
+            Some((ns, name)) => (Some(ns), name),
+            None => (None, source.table.as_str()),
+        };
+        let Some(row) = client.query_opt(QUERY, &[&name, &ns]).await? else {
+            problems.push(format!("table {:?} does not exist", source.table));
+            continue;
+        };
+        let mode: String = row.get(0);
+        let all: Vec<String> = row.get(2);
+        let key: Vec<String> = row.get(3);
+        let (identity, columns) = match mode.as_str() {
+            "f" => ("full", all),
+            "i" => ("index", key),
+            "n" => ("nothing", Vec::new()),
+            _ => ("default", key),
+        };
+        let carries = |c: &str| columns.iter().any(|k| k == c);
+        let fix = format!(
+            "fix: ALTER TABLE {t} REPLICA IDENTITY FULL; (or a unique index on the columns and ALTER TABLE {t} REPLICA IDENTITY USING INDEX …)",
+            t = quote(&source.table)
+        );
+        let mut notes = Vec::new();
+        if identity == "full" {
+            notes.push(
+                "UPDATEs carry old values: ops are remove(old) + set(new) for changed fields"
+                    .to_string(),
+            );
+        } else {
+            notes.push(
+                "UPDATEs carry no old values: ops are set(new); the index moves the slot out of its old value"
+                    .to_string(),
+            );
+        }
+        match &source.kind {
+            SourceKind::Direct {
+                slot_field,
+                on_delete,
+                ..
+            } => {
+                if *on_delete && !carries(slot_field) {
+                    problems.push(format!(
+                        "table {:?} (direct, on_delete): a DELETE would not carry slot_field {slot_field:?} (replica identity {identity}); {fix}",
+                        source.table
+                    ));
+                }
+            }
+            SourceKind::Join {
+                slot_field,
+                value_field,
+                filter,
+                ..
+            } => {
+                let missing: Vec<&str> = [slot_field, value_field]
+                    .into_iter()
+                    .filter(|c| !carries(c))
+                    .map(String::as_str)
+                    .collect();
+                if !missing.is_empty() {
+                    problems.push(format!(
+                        "table {:?} (join): a DELETE would not carry {} (replica identity {identity}); {fix}",
+                        source.table,
+                        missing.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(" and ")
+                    ));
+                }
+                if let Some(f) = filter
+                    && identity != "full"
+                {
+                    notes.push(format!(
+                        "a DELETE cannot evaluate the filter {f:?}: the value is removed regardless (a no-op when it was filtered out)"
+                    ));
+                }
+            }
+            SourceKind::FanOut { .. } => {
+                notes.push("DELETEs produce no ops (fan-out tables never do)".into())
+            }
+        }
+        reports.push(IdentityReport {
+            table: source.table.clone(),
+            identity,
+            columns,
+            notes,
+        });
+    }
+    if problems.is_empty() {
+        Ok(reports)
+    } else {
+        Err(IdentityError::Problems(problems))
+    }
+}

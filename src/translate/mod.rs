@@ -1,0 +1,13 @@
+//! Translation of replicated rows: typed column values ([`value`]) and the SQL expressions
+//! of the sync configuration, evaluated locally with Postgres semantics ([`expr`]).
+
+pub mod expr;
+pub mod value;
+
+pub use expr::{BoundExpr, ColumnSlot, EvalError, Expr, ExprError, ExprErrorKind, SqlType};
+pub use value::{SqlValue, ValueError, parse_text, to_op_value};
+
+mod rows;
+pub use rows::{TranslateError, TranslateStats, Translator};
+mod identity;
+pub use identity::{IdentityError, IdentityReport, check_replica_identity};

@@ -1,0 +1,946 @@
+//! Row changes → ops, for the three source kinds, exactly as the generated triggers would emit
+//! them (DESIGN §2) — except that join-table UPDATEs are handled (old row out, new row in).
+//!
+//! Expressions are parsed once when the [`Translator`] is built and bound to a table's columns
+//! when its Relation message arrives (again after every schema change). Values are parsed from
+//! pgoutput's text form only for the columns some expression, slot or value reads.
+//!
+//! Old values: with `REPLICA IDENTITY FULL` an UPDATE carries the old row and a field produces
+//! `remove(old)` + `set(new)` only when the two are distinct. Without it, an UPDATE produces
+//! `set(new)` for every tracked field it can compute — the index knows the slot's current value
+//! and moves it. A column that arrives as "unchanged TOAST" (`u`) makes every field that reads
+//! it produce nothing: never a null.
+//!
+//! Bad data never stops the stream: a slot id that is NULL or not an integer, an expression that
+//! fails (integer overflow, division by zero), a value that does not parse — each is counted in
+//! [`TranslateStats`], logged with table, id and field, and skipped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tracing::warn;
+
+use crate::config::{Config, QueryOp, QueryTemplate, SourceKind, TrackField};
+use crate::decode::{
+    Datum, Message, Oid, OldTuple, Relation, RelationCache, RelationChange, TupleData,
+};
+use crate::ops::{EntityOps, Op, Value};
+use crate::translate::expr::{BoundExpr, ColumnSlot, Expr, ExprError};
+use crate::translate::value::{SqlValue, parse_text, to_op_value};
+
+/// Why translation cannot go on (configuration or schema problems, never bad row data).
+#[derive(Debug, thiserror::Error)]
+pub enum TranslateError {
+    /// An expression in the config does not parse.
+    #[error("sources[{source_index}] (table {table:?}): {what} {expr:?} does not parse: {error}")]
+    Parse {
+        /// Position of the source in the config.
+        source_index: usize,
+        /// The source's table.
+        table: String,
+        /// "track field" or "filter".
+        what: &'static str,
+        /// The expression text.
+        expr: String,
+        /// Where and why.
+        #[source]
+        error: ExprError,
+    },
+    /// An expression does not fit the table's columns (unknown column, type mismatch).
+    #[error("table {table:?}: {what} {expr:?}: {error}")]
+    Bind {
+        /// The table (qualified).
+        table: String,
+        /// What the expression is for.
+        what: String,
+        /// The expression text.
+        expr: String,
+        /// Why.
+        #[source]
+        error: ExprError,
+    },
+    /// A column the config reads is missing from the table.
+    #[error("table {table:?} has no column {column:?} (needed as {role})")]
+    MissingColumn {
+        /// The table (qualified).
+        table: String,
+        /// The column.
+        column: String,
+        /// `slot_field`, `value_field` or a query template.
+        role: &'static str,
+    },
+    /// A tracked column was dropped or changed type while streaming.
+    #[error(
+        "{0}; the index can no longer be kept in sync: fix the config or the table, then re-bootstrap"
+    )]
+    TrackedColumnChanged(#[from] crate::decode::TrackedColumnChanged),
+    /// A row change arrived for a relation the stream never described.
+    #[error(transparent)]
+    Relation(#[from] crate::decode::RelationError),
+}
+
+/// Counters of bad data skipped while translating.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TranslateStats {
+    /// Row changes translated.
+    pub rows: u64,
+    /// Rows skipped because their slot id was NULL, unknown or not an integer.
+    pub bad_slot_ids: u64,
+    /// Fields skipped because an expression failed on the row.
+    pub eval_errors: u64,
+    /// Column values that did not parse as their type.
+    pub bad_values: u64,
+    /// TRUNCATEs of source tables.
+    pub truncates: u64,
+}
+
+struct Track {
+    expr: Expr,
+    target: Arc<str>,
+}
+
+enum Kind {
+    Direct {
+        slot: String,
+        track: Vec<Track>,
+        sets_alive: bool,
+        on_delete: bool,
+    },
+    Join {
+        slot: String,
+        field: Arc<str>,
+        value: String,
+        filter: Option<Expr>,
+    },
+    FanOut {
+        query: QueryTemplate,
+        track: Vec<Track>,
+    },
+}
+
+struct Source {
+    table: String,
+    kind: Kind,
+}
+
+impl Source {
+    fn matches(&self, rel: &Relation) -> bool {
+        match self.table.split_once('.') {
+            Some((ns, name)) => *rel.namespace == *ns && *rel.name == *name,
+            None => *rel.name == *self.table,
+        }
+    }
+}
+
+struct BoundTrack {
+    expr: BoundExpr,
+    target: Arc<str>,
+}
+
+enum BoundKind {
+    Direct {
+        slot: usize,
+        track: Vec<BoundTrack>,
+        sets_alive: bool,
+        on_delete: bool,
+    },
+    Join {
+        slot: usize,
+        field: Arc<str>,
+        value: usize,
+        filter: Option<BoundExpr>,
+    },
+    FanOut {
+        clauses: Vec<(Arc<str>, QueryOp, Vec<usize>)>,
+        id: Option<usize>,
+        track: Vec<BoundTrack>,
+    },
+}
+
+/// The sources of one relation, bound to its columns.
+struct Bound {
+    table: String,
+    type_oids: Vec<Oid>,
+    /// Which columns are part of the replica identity (all of them under `FULL`).
+    key: Vec<bool>,
+    /// Columns any source reads; only these are parsed from a row.
+    needed: Vec<usize>,
+    sources: Vec<BoundKind>,
+}
+
+/// Turns row changes into ops according to the config's sources.
+pub struct Translator {
+    sources: Vec<Source>,
+    bound: HashMap<Oid, Bound>,
+    stats: TranslateStats,
+}
+
+/// A row's values: parsed where needed, `None` where unknown (unchanged TOAST or absent).
+struct Row {
+    values: Vec<Option<SqlValue>>,
+}
+
+impl Row {
+    fn known(&self, cols: &[usize]) -> bool {
+        cols.iter()
+            .all(|&c| self.values.get(c).is_some_and(Option::is_some))
+    }
+
+    fn get(&self, c: usize) -> Option<&SqlValue> {
+        self.values.get(c).and_then(Option::as_ref)
+    }
+
+    /// The row as a slice for evaluation (unknown columns as NULL; callers check `known` first).
+    fn slice(&self) -> Vec<SqlValue> {
+        self.values
+            .iter()
+            .map(|v| v.clone().unwrap_or(SqlValue::Null))
+            .collect()
+    }
+}
+
+impl Translator {
+    /// Parses every expression of the config's sources; errors name the source and position.
+    pub fn new(config: &Config) -> Result<Translator, TranslateError> {
+        let mut sources = Vec::with_capacity(config.sources.len());
+        for (i, s) in config.sources.iter().enumerate() {
+            let parse = |what: &'static str, text: &str| {
+                Expr::parse(text).map_err(|error| TranslateError::Parse {
+                    source_index: i,
+                    table: s.table.clone(),
+                    what,
+                    expr: text.to_string(),
+                    error,
+                })
+            };
+            let track = |fields: &[TrackField]| -> Result<Vec<Track>, TranslateError> {
+                fields
+                    .iter()
+                    .map(|t| {
+                        Ok(Track {
+                            expr: parse("track field", &t.expr)?,
+                            target: Arc::from(t.target.as_str()),
+                        })
+                    })
+                    .collect()
+            };
+            let kind = match &s.kind {
+                SourceKind::Direct {
+                    slot_field,
+                    track: t,
+                    sets_alive,
+                    on_delete,
+                } => Kind::Direct {
+                    slot: slot_field.clone(),
+                    track: track(t)?,
+                    sets_alive: *sets_alive,
+                    on_delete: *on_delete,
+                },
+                SourceKind::Join {
+                    slot_field,
+                    field,
+                    value_field,
+                    filter,
+                } => Kind::Join {
+                    slot: slot_field.clone(),
+                    field: Arc::from(field.as_str()),
+                    value: value_field.clone(),
+                    filter: filter.as_deref().map(|f| parse("filter", f)).transpose()?,
+                },
+                SourceKind::FanOut { query, track: t } => Kind::FanOut {
+                    query: query.clone(),
+                    track: track(t)?,
+                },
+            };
+            sources.push(Source {
+                table: s.table.clone(),
+                kind,
+            });
+        }
+        Ok(Translator {
+            sources,
+            bound: HashMap::new(),
+            stats: TranslateStats::default(),
+        })
+    }
+
+    /// Counters of skipped bad data.
+    pub fn stats(&self) -> TranslateStats {
+        self.stats
+    }
+
+    /// Whether some source reads table `rel`.
+    pub fn is_source(&self, rel: &Relation) -> bool {
+        self.sources.iter().any(|s| s.matches(rel))
+    }
+
+    /// A Relation message arrived: (re)binds the sources of that table. A tracked column that
+    /// was dropped or retyped is an error naming `table.column`; other column changes are fine.
+    pub fn relation(&mut self, change: &RelationChange) -> Result<(), TranslateError> {
+        let rel = &change.current;
+        if !self.is_source(rel) {
+            self.bound.remove(&rel.oid);
+            return Ok(());
+        }
+        if !change.is_new() {
+            let mut read = Vec::new();
+            for s in self.sources.iter().filter(|s| s.matches(rel)) {
+                read.extend(s.columns());
+            }
+            change.check_tracked(read.iter().map(String::as_str))?;
+        }
+        let bound = self.bind(rel)?;
+        self.bound.insert(rel.oid, bound);
+        Ok(())
+    }
+
+    fn bind(&self, rel: &Relation) -> Result<Bound, TranslateError> {
+        let table = rel.qualified_name();
+        let type_oids: Vec<Oid> = rel.columns.iter().map(|c| c.type_oid).collect();
+        let key = rel.columns.iter().map(|c| c.is_key()).collect();
+        let resolve = |name: &str| {
+            rel.column_index(name).map(|index| ColumnSlot {
+                index,
+                type_oid: rel.columns[index].type_oid,
+            })
+        };
+        let column = |name: &str, role: &'static str| {
+            rel.column_index(name)
+                .ok_or_else(|| TranslateError::MissingColumn {
+                    table: table.clone(),
+                    column: name.to_string(),
+                    role,
+                })
+        };
+        let bind_track = |track: &[Track]| -> Result<Vec<BoundTrack>, TranslateError> {
+            track
+                .iter()
+                .map(|t| {
+                    let expr = t
+                        .expr
+                        .bind(&resolve)
+                        .map_err(|error| TranslateError::Bind {
+                            table: table.clone(),
+                            what: format!("track field for {}", t.target),
+                            expr: t.expr.text().to_string(),
+                            error,
+                        })?;
+                    Ok(BoundTrack {
+                        expr,
+                        target: t.target.clone(),
+                    })
+                })
+                .collect()
+        };
+        let mut sources = Vec::new();
+        let mut needed = Vec::new();
+        for s in self.sources.iter().filter(|s| s.matches(rel)) {
+            let bound = match &s.kind {
+                Kind::Direct {
+                    slot,
+                    track,
+                    sets_alive,
+                    on_delete,
+                } => BoundKind::Direct {
+                    slot: column(slot, "slot_field")?,
+                    track: bind_track(track)?,
+                    sets_alive: *sets_alive,
+                    on_delete: *on_delete,
+                },
+                Kind::Join {
+                    slot,
+                    field,
+                    value,
+                    filter,
+                } => BoundKind::Join {
+                    slot: column(slot, "slot_field")?,
+                    field: field.clone(),
+                    value: column(value, "value_field")?,
+                    filter: filter
+                        .as_ref()
+                        .map(|f| {
+                            f.bind(&resolve).map_err(|error| TranslateError::Bind {
+                                table: table.clone(),
+                                what: "filter".into(),
+                                expr: f.text().to_string(),
+                                error,
+                            })
+                        })
+                        .transpose()?,
+                },
+                Kind::FanOut { query, track } => {
+                    let mut clauses = Vec::new();
+                    for c in &query.clauses {
+                        let cols = c
+                            .columns
+                            .iter()
+                            .map(|n| column(n, "query template"))
+                            .collect::<Result<_, _>>()?;
+                        clauses.push((Arc::from(c.field.as_str()), c.op, cols));
+                    }
+                    BoundKind::FanOut {
+                        clauses,
+                        id: rel.column_index("id"),
+                        track: bind_track(track)?,
+                    }
+                }
+            };
+            needed.extend(bound.columns());
+            sources.push(bound);
+        }
+        needed.sort_unstable();
+        needed.dedup();
+        Ok(Bound {
+            table,
+            type_oids,
+            key,
+            needed,
+            sources,
+        })
+    }
+
+    /// Translates one message; row changes of source tables append ops to `out`.
+    pub fn change(
+        &mut self,
+        msg: &Message,
+        relations: &RelationCache,
+        out: &mut Vec<EntityOps>,
+    ) -> Result<(), TranslateError> {
+        let (oid, new, old) = match msg {
+            Message::Insert(m) => (m.relation, Some(&m.new), None),
+            Message::Update(m) => (m.relation, Some(&m.new), m.old.as_ref()),
+            Message::Delete(m) => (m.relation, None, Some(&m.old)),
+            Message::Truncate(t) => {
+                for oid in &t.relations {
+                    if let Some(b) = self.bound.get(oid) {
+                        self.stats.truncates += 1;
+                        warn!(table = %b.table, "TRUNCATE of a source table is not applied to the index yet");
+                    }
+                }
+                return Ok(());
+            }
+            _ => return Ok(()),
+        };
+        relations.resolve(msg)?;
+        let Some(bound) = self.bound.get(&oid) else {
+            return Ok(());
+        };
+        self.stats.rows += 1;
+        let stats = &mut self.stats;
+        let old_row = old.map(|o| {
+            let mut row = parse_row(bound, o.tuple(), None, stats);
+            if matches!(o, OldTuple::Key(_)) {
+                // A key tuple carries the non-key columns as NULLs: they are unknown, not NULL.
+                for (v, is_key) in row.values.iter_mut().zip(&bound.key) {
+                    if !is_key {
+                        *v = None;
+                    }
+                }
+            }
+            row
+        });
+        let old_full = matches!(old, Some(OldTuple::Full(_)));
+        let new_row =
+            new.map(|n| parse_row(bound, n, old_row.as_ref().filter(|_| old_full), stats));
+        for source in &bound.sources {
+            match (new_row.as_ref(), old_row.as_ref()) {
+                (Some(n), None) if matches!(msg, Message::Insert(_)) => {
+                    insert(bound, source, n, out, stats)
+                }
+                (Some(n), o) => update(bound, source, n, o, old_full, out, stats),
+                (None, Some(o)) => delete(bound, source, o, out, stats),
+                (None, None) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Source {
+    /// Every column the source reads.
+    fn columns(&self) -> Vec<String> {
+        let track_cols = |t: &[Track]| -> Vec<String> {
+            t.iter()
+                .flat_map(|t| crate::config::placeholders(t.expr.text()).unwrap_or_default())
+                .collect()
+        };
+        match &self.kind {
+            Kind::Direct { slot, track, .. } => {
+                let mut c = track_cols(track);
+                c.push(slot.clone());
+                c
+            }
+            Kind::Join {
+                slot,
+                value,
+                filter,
+                ..
+            } => {
+                let mut c = vec![slot.clone(), value.clone()];
+                if let Some(f) = filter {
+                    c.extend(crate::config::placeholders(f.text()).unwrap_or_default());
+                }
+                c
+            }
+            Kind::FanOut { query, track } => {
+                let mut c = track_cols(track);
+                c.extend(
+                    query
+                        .clauses
+                        .iter()
+                        .flat_map(|cl| cl.columns.iter().cloned()),
+                );
+                c
+            }
+        }
+    }
+}
+
+impl BoundKind {
+    fn columns(&self) -> Vec<usize> {
+        let track = |t: &[BoundTrack]| {
+            t.iter()
+                .flat_map(|t| t.expr.columns().to_vec())
+                .collect::<Vec<_>>()
+        };
+        match self {
+            BoundKind::Direct { slot, track: t, .. } => {
+                let mut c = track(t);
+                c.push(*slot);
+                c
+            }
+            BoundKind::Join {
+                slot,
+                value,
+                filter,
+                ..
+            } => {
+                let mut c = vec![*slot, *value];
+                if let Some(f) = filter {
+                    c.extend_from_slice(f.columns());
+                }
+                c
+            }
+            BoundKind::FanOut {
+                clauses,
+                id,
+                track: t,
+            } => {
+                let mut c = track(t);
+                c.extend(clauses.iter().flat_map(|(_, _, cols)| cols.iter().copied()));
+                c.extend(id.iter().copied());
+                c
+            }
+        }
+    }
+}
+
+/// Parses the needed columns of a tuple. An unchanged-TOAST column takes the old row's value
+/// when the old row is complete (`REPLICA IDENTITY FULL`), else stays unknown.
+fn parse_row(
+    bound: &Bound,
+    tuple: &TupleData,
+    full_old: Option<&Row>,
+    stats: &mut TranslateStats,
+) -> Row {
+    let mut values = vec![None; bound.type_oids.len()];
+    for &c in &bound.needed {
+        let v = match tuple.columns.get(c) {
+            Some(Datum::Null) => Some(SqlValue::Null),
+            Some(Datum::Text(bytes)) => match std::str::from_utf8(bytes)
+                .ok()
+                .map(|t| parse_text(bound.type_oids[c], t))
+            {
+                Some(Ok(v)) => Some(v),
+                _ => {
+                    stats.bad_values += 1;
+                    warn!(table = %bound.table, column = c, "a column value does not parse as its type; skipped");
+                    None
+                }
+            },
+            Some(Datum::Unchanged) => full_old.and_then(|o| o.get(c).cloned()),
+            Some(Datum::Binary(_)) | None => None,
+        };
+        values[c] = v;
+    }
+    Row { values }
+}
+
+fn slot_of(bound: &Bound, row: &Row, col: usize, stats: &mut TranslateStats) -> Option<i64> {
+    let id = match row.get(col) {
+        Some(SqlValue::Int2(v)) => Some(i64::from(*v)),
+        Some(SqlValue::Int4(v)) => Some(i64::from(*v)),
+        Some(SqlValue::Int8(v)) => Some(*v),
+        Some(other) => match to_op_value(other) {
+            Value::Int(i) => Some(i),
+            _ => None,
+        },
+        None => None,
+    };
+    if id.is_none() {
+        stats.bad_slot_ids += 1;
+        warn!(table = %bound.table, "a row's slot id is NULL, unknown or not an integer; row skipped");
+    }
+    id
+}
+
+/// Evaluates a tracked field; `None` when a column it reads is unknown or evaluation fails.
+fn eval_sql(
+    bound: &Bound,
+    t: &BoundTrack,
+    row: &Row,
+    slice: &[SqlValue],
+    id: i64,
+    stats: &mut TranslateStats,
+) -> Option<SqlValue> {
+    if !row.known(t.expr.columns()) {
+        return None;
+    }
+    match t.expr.eval(slice) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            stats.eval_errors += 1;
+            warn!(table = %bound.table, id, field = %t.target, error = %e, "expression failed on a row; field skipped");
+            None
+        }
+    }
+}
+
+/// [`eval_sql`] as the op value a trigger's `to_jsonb` would emit.
+fn eval(
+    bound: &Bound,
+    t: &BoundTrack,
+    row: &Row,
+    slice: &[SqlValue],
+    id: i64,
+    stats: &mut TranslateStats,
+) -> Option<Value> {
+    eval_sql(bound, t, row, slice, id, stats).map(|v| to_op_value(&v))
+}
+
+/// The ops an UPDATE produces for one tracked field: with the old row, `remove(old)` + `set(new)`
+/// only when the two are `IS DISTINCT FROM` each other (as the triggers test); without it, `set(new)`.
+#[allow(clippy::too_many_arguments)]
+fn update_field(
+    bound: &Bound,
+    t: &BoundTrack,
+    new: &Row,
+    new_slice: &[SqlValue],
+    old: Option<(&Row, &[SqlValue])>,
+    id: i64,
+    ops: &mut Vec<Op>,
+    stats: &mut TranslateStats,
+) {
+    let Some(new_v) = eval_sql(bound, t, new, new_slice, id, stats) else {
+        return;
+    };
+    let old_v = old.and_then(|(o, os)| eval_sql(bound, t, o, os, id, stats));
+    match old_v {
+        Some(old_v) if !old_v.is_distinct_from(&new_v) => {}
+        Some(old_v) => {
+            ops.push(Op::Remove {
+                field: t.target.clone(),
+                value: to_op_value(&old_v),
+            });
+            ops.push(Op::Set {
+                field: t.target.clone(),
+                value: to_op_value(&new_v),
+            });
+        }
+        None => ops.push(Op::Set {
+            field: t.target.clone(),
+            value: to_op_value(&new_v),
+        }),
+    }
+}
+
+/// A filter's outcome: `Some(true/false)`, or `None` when it cannot be evaluated on this row.
+fn filter_holds(
+    bound: &Bound,
+    f: &BoundExpr,
+    row: &Row,
+    slice: &[SqlValue],
+    stats: &mut TranslateStats,
+) -> Option<bool> {
+    if !row.known(f.columns()) {
+        return None;
+    }
+    match f.eval(slice) {
+        Ok(SqlValue::Bool(b)) => Some(b),
+        Ok(_) => Some(false),
+        Err(e) => {
+            stats.eval_errors += 1;
+            warn!(table = %bound.table, error = %e, "join filter failed on a row; treated as false");
+            Some(false)
+        }
+    }
+}
+
+fn join_value(row: &Row, col: usize) -> Option<Value> {
+    row.get(col).map(to_op_value)
+}
+
+/// `add` (or `remove`) of a join row's value on its slot, without looking at the filter.
+fn join_op(
+    bound: &Bound,
+    source: &BoundKind,
+    row: &Row,
+    add: bool,
+    out: &mut Vec<EntityOps>,
+    stats: &mut TranslateStats,
+) {
+    let BoundKind::Join {
+        slot, field, value, ..
+    } = source
+    else {
+        return;
+    };
+    let (Some(id), Some(v)) = (slot_of(bound, row, *slot, stats), join_value(row, *value)) else {
+        return;
+    };
+    let op = if add {
+        Op::Add {
+            field: field.clone(),
+            value: v,
+        }
+    } else {
+        Op::Remove {
+            field: field.clone(),
+            value: v,
+        }
+    };
+    out.push(EntityOps::new(id, vec![op]));
+}
+
+/// The fan-out query filled from a row; `None` when a value is NULL or unknown (a no-op).
+fn fan_query(clauses: &[(Arc<str>, QueryOp, Vec<usize>)], row: &Row) -> Option<Arc<str>> {
+    let mut q = String::new();
+    for (i, (field, op, cols)) in clauses.iter().enumerate() {
+        if i > 0 {
+            q.push_str(" AND ");
+        }
+        let mut vals = Vec::with_capacity(cols.len());
+        for &c in cols {
+            let v = row.get(c)?;
+            if v.is_null() {
+                return None;
+            }
+            vals.push(query_literal(&to_op_value(v)));
+        }
+        match op {
+            QueryOp::Eq => q.push_str(&format!("{field} eq {}", vals.first()?)),
+            QueryOp::In => q.push_str(&format!("{field} in [{}]", vals.join(", "))),
+        }
+    }
+    Some(Arc::from(q))
+}
+
+fn query_literal(v: &Value) -> String {
+    match v {
+        Value::Int(i) => i.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Float(x) => x.to_string(),
+        Value::Null => "null".into(),
+        Value::Str(s) => format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")),
+    }
+}
+
+fn insert(
+    bound: &Bound,
+    source: &BoundKind,
+    row: &Row,
+    out: &mut Vec<EntityOps>,
+    stats: &mut TranslateStats,
+) {
+    let slice = row.slice();
+    match source {
+        BoundKind::Direct {
+            slot,
+            track,
+            sets_alive,
+            ..
+        } => {
+            let Some(id) = slot_of(bound, row, *slot, stats) else {
+                return;
+            };
+            let ops = track
+                .iter()
+                .filter_map(|t| {
+                    Some(Op::Set {
+                        field: t.target.clone(),
+                        value: eval(bound, t, row, &slice, id, stats)?,
+                    })
+                })
+                .collect();
+            out.push(EntityOps {
+                entity_id: id,
+                ops,
+                creates_slot: *sets_alive,
+            });
+        }
+        BoundKind::Join { filter, .. } => {
+            if let Some(f) = filter
+                && filter_holds(bound, f, row, &slice, stats) != Some(true)
+            {
+                return;
+            }
+            join_op(bound, source, row, true, out, stats);
+        }
+        BoundKind::FanOut { clauses, id, track } => {
+            let source_id = id.and_then(|c| row.get(c)).map(to_op_value);
+            let source_id = match source_id {
+                Some(Value::Int(i)) => i,
+                _ => 0,
+            };
+            let ops = track
+                .iter()
+                .filter_map(|t| {
+                    Some(Op::Set {
+                        field: t.target.clone(),
+                        value: eval(bound, t, row, &slice, source_id, stats)?,
+                    })
+                })
+                .collect();
+            out.push(EntityOps::new(
+                source_id,
+                vec![Op::QueryOpSet {
+                    query: fan_query(clauses, row),
+                    ops,
+                }],
+            ));
+        }
+    }
+}
+
+fn delete(
+    bound: &Bound,
+    source: &BoundKind,
+    old: &Row,
+    out: &mut Vec<EntityOps>,
+    stats: &mut TranslateStats,
+) {
+    match source {
+        BoundKind::Direct {
+            slot, on_delete, ..
+        } => {
+            if !on_delete {
+                return;
+            }
+            if let Some(id) = slot_of(bound, old, *slot, stats) {
+                out.push(EntityOps::new(id, vec![Op::Delete]));
+            }
+        }
+        BoundKind::Join { filter, .. } => {
+            let slice = old.slice();
+            // A filter the old row cannot evaluate (not in the replica identity): remove anyway;
+            // removing a value the slot does not have changes nothing.
+            if let Some(f) = filter
+                && filter_holds(bound, f, old, &slice, stats) == Some(false)
+            {
+                return;
+            }
+            join_op(bound, source, old, false, out, stats);
+        }
+        BoundKind::FanOut { .. } => {}
+    }
+}
+
+fn update(
+    bound: &Bound,
+    source: &BoundKind,
+    new: &Row,
+    old: Option<&Row>,
+    old_full: bool,
+    out: &mut Vec<EntityOps>,
+    stats: &mut TranslateStats,
+) {
+    match source {
+        BoundKind::Direct {
+            slot,
+            track,
+            on_delete,
+            ..
+        } => {
+            let Some(id) = slot_of(bound, new, *slot, stats) else {
+                return;
+            };
+            let old_id = old
+                .filter(|o| o.get(*slot).is_some())
+                .and_then(|o| slot_of(bound, o, *slot, stats));
+            if let Some(old_id) = old_id.filter(|&o| o != id) {
+                // The slot id itself changed: the old entity goes, the new one arrives whole.
+                if *on_delete {
+                    out.push(EntityOps::new(old_id, vec![Op::Delete]));
+                }
+                insert(bound, source, new, out, stats);
+                return;
+            }
+            let new_slice = new.slice();
+            let old_full_row = old.filter(|_| old_full);
+            let old_slice = old_full_row.map(Row::slice);
+            let old_pair = old_full_row.zip(old_slice.as_deref());
+            let mut ops = Vec::new();
+            for t in track {
+                update_field(bound, t, new, &new_slice, old_pair, id, &mut ops, stats);
+            }
+            if !ops.is_empty() {
+                out.push(EntityOps::new(id, ops));
+            }
+        }
+        BoundKind::Join {
+            slot,
+            value,
+            filter,
+            ..
+        } => {
+            let new_slice = new.slice();
+            let new_in = filter.as_ref().map_or(Some(true), |f| {
+                filter_holds(bound, f, new, &new_slice, stats)
+            });
+            let same_key = match old {
+                Some(o) => {
+                    o.get(*slot).is_none()
+                        || (o.get(*slot) == new.get(*slot) && o.get(*value) == new.get(*value))
+                }
+                None => true,
+            };
+            if let Some(o) = old.filter(|_| !same_key) {
+                delete(bound, source, o, out, stats);
+                if new_in == Some(true) {
+                    insert(bound, source, new, out, stats);
+                }
+                return;
+            }
+            // Same (slot, value): only the filter's outcome can have changed. Add or remove by
+            // the new outcome (both are idempotent on the index).
+            if let Some(holds) = new_in {
+                join_op(bound, source, new, holds, out, stats);
+            }
+        }
+        BoundKind::FanOut { clauses, id, track } => {
+            let source_id = match id.and_then(|c| new.get(c)).map(to_op_value) {
+                Some(Value::Int(i)) => i,
+                _ => 0,
+            };
+            let new_slice = new.slice();
+            let old_full_row = old.filter(|_| old_full);
+            let old_slice = old_full_row.map(Row::slice);
+            let old_pair = old_full_row.zip(old_slice.as_deref());
+            let mut ops = Vec::new();
+            for t in track {
+                update_field(
+                    bound, t, new, &new_slice, old_pair, source_id, &mut ops, stats,
+                );
+            }
+            if !ops.is_empty() {
+                out.push(EntityOps::new(
+                    source_id,
+                    vec![Op::QueryOpSet {
+                        query: fan_query(clauses, new),
+                        ops,
+                    }],
+                ));
+            }
+        }
+    }
+}
