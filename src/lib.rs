@@ -1,11 +1,14 @@
 //! pgroar keeps a live, queryable roaring-bitmap index of PostgreSQL tables by consuming
 //! logical replication.
 //!
-//! Pipeline stages, one module each: [`ops`] (the deltas and their JSON form), [`dedup`]
-//! (per-batch collapsing), [`wal`] (the CRC-checked, LSN-keyed ops log), [`index`] (bitmaps,
-//! queries, checkpoints) and [`sink`] (the coalescing writer and the bulk accumulator).
-//! [`config`] reads the TOML configuration and [`cluster`] starts throwaway Postgres clusters
-//! for tests and the demo.
+//! Pipeline stages, one module each: [`source`] (the replication session: slot checks, the
+//! stream into the WAL, acknowledgements), [`decode`] (pgoutput bytes → messages, no I/O),
+//! [`translate`] (row changes + config → ops, with a local SQL expression evaluator), [`ops`]
+//! (the deltas and their JSON form), [`wal`] (the CRC-checked, LSN-keyed ops log), [`dedup`]
+//! (per-batch collapsing), [`sink`] (the coalescing writer and the bulk accumulator), [`index`]
+//! (bitmaps, queries, checkpoints), [`pipeline`] (the apply loop and `pgroar run`) and
+//! [`server`] (HTTP queries, status, metrics). [`config`] reads the TOML configuration and
+//! [`cluster`] starts throwaway Postgres clusters for tests and the demo.
 #![warn(missing_docs)]
 
 pub mod cluster;
