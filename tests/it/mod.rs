@@ -2,6 +2,7 @@
 
 mod cli;
 mod config;
+mod crash;
 mod dedup_property;
 mod expr_oracle;
 mod index_model;
