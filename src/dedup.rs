@@ -21,6 +21,7 @@
 //! An entity left with no ops and no `creates_slot` is dropped; one that only creates its slot
 //! is kept.
 
+use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -56,40 +57,112 @@ impl Class {
 /// Collapses batches of entity ops for one schema. Build once; reuse for every batch.
 #[derive(Clone, Debug)]
 pub struct Deduper {
-    classes: HashMap<Arc<str>, Class>,
+    /// One entry per field name (a handful): a scan is cheaper than hashing the name.
+    classes: Vec<(Arc<str>, Class)>,
 }
 
 impl Deduper {
     /// A deduper for the fields of `schema`.
     pub fn new(schema: &Schema) -> Self {
-        let mut classes = HashMap::new();
+        let mut classes: Vec<(Arc<str>, Class)> = Vec::new();
         for f in &schema.filters {
             let class = match f.kind {
                 FilterKind::Single | FilterKind::Bool => Class::ScalarFilter(f.kind),
                 FilterKind::Multi => Class::Multi,
             };
-            classes.insert(f.name.clone(), class);
+            classes.push((f.name.clone(), class));
         }
         for s in &schema.sorts {
             // A name that is both a filter and a sort field keys values differently in each
             // role; keep its ops as they are rather than reason about both at once.
-            let class = match classes.get(&s.name) {
-                None => Class::ScalarSort(s.clone()),
-                Some(_) => Class::Verbatim,
-            };
-            classes.insert(s.name.clone(), class);
+            match classes.iter_mut().find(|(name, _)| *name == s.name) {
+                None => classes.push((s.name.clone(), Class::ScalarSort(s.clone()))),
+                Some((_, class)) => *class = Class::Verbatim,
+            }
         }
         Deduper { classes }
     }
 
-    fn class(&self, field: &str) -> Class {
-        self.classes.get(field).cloned().unwrap_or(Class::Verbatim)
+    /// The position of a field in `classes`; `None` for a name the schema does not know.
+    fn position(&self, field: &Arc<str>) -> Option<usize> {
+        let by_text = || self.classes.iter().position(|(name, _)| **name == **field);
+        self.classes
+            .iter()
+            .position(|(name, _)| Arc::ptr_eq(name, field))
+            .or_else(by_text)
+    }
+
+    fn class(&self, field: &Arc<str>) -> Class {
+        self.position(field)
+            .map_or(Class::Verbatim, |i| self.classes[i].1.clone())
+    }
+
+    /// Whether collapsing `ops`, the only entry of its entity in a direct run, would give them
+    /// back unchanged, so the entry can pass through as it is (the common case: no allocation).
+    ///
+    /// True when at most a leading `delete` precedes ops on schema fields that each form one
+    /// contiguous group which collapsing keeps as it is: on a single-value, bool or sort field a
+    /// `set`, a `remove`, or a `remove` then a `set`; on a multi-value field `add`s and `remove`s
+    /// of distinct values; any ops of a field kept verbatim. Every value must be one the index
+    /// accepts (rejected ones would be moved to the end of their field's group). Anything else
+    /// (unknown fields included) takes the general path.
+    fn unchanged(&self, ops: &[Op]) -> bool {
+        const MAX_OPS: usize = 16;
+        let ops = match ops.split_first() {
+            Some((Op::Delete, rest)) => rest,
+            _ => ops,
+        };
+        if ops.len() > MAX_OPS {
+            return false;
+        }
+        // Each op's field as a position in `classes`, resolved once.
+        let mut fields = [0usize; MAX_OPS];
+        for (op, pos) in ops.iter().zip(&mut fields) {
+            match op.field().and_then(|f| self.position(f)) {
+                Some(p) => *pos = p,
+                None => return false, // a second delete, or an unknown field
+            }
+        }
+        let fields = &fields[..ops.len()];
+        let mut start = 0;
+        while start < ops.len() {
+            let field = fields[start];
+            if fields[..start].contains(&field) {
+                return false; // the field's ops are not contiguous
+            }
+            let len = fields[start..].iter().take_while(|&&f| f == field).count();
+            let group = &ops[start..start + len];
+            let class = &self.classes[field].1;
+            let accepted = |op: &Op| class.canonical(op_value(op)).is_some();
+            let kept = match class {
+                Class::Verbatim => true,
+                Class::ScalarFilter(_) | Class::ScalarSort(_) => match group {
+                    [op @ (Op::Set { .. } | Op::Remove { .. })] => accepted(op),
+                    [rm @ Op::Remove { .. }, set @ Op::Set { .. }] => accepted(rm) && accepted(set),
+                    _ => false,
+                },
+                Class::Multi => {
+                    let mut keys: [Option<CanonicalValue>; MAX_OPS] = Default::default();
+                    group.iter().zip(&mut keys).all(|(op, key)| {
+                        matches!(op, Op::Add { .. } | Op::Remove { .. }) && {
+                            *key = class.canonical(op_value(op));
+                            key.is_some()
+                        }
+                    }) && (1..group.len()).all(|i| !keys[..i].contains(&keys[i]))
+                }
+            };
+            if !kept {
+                return false;
+            }
+            start += len;
+        }
+        true
     }
 
     /// Collapses `batch`; see the module docs for the rules. Output order is deterministic.
     pub fn dedup(&self, batch: Vec<EntityOps>) -> Vec<EntityOps> {
         let mut out = Vec::with_capacity(batch.len());
-        let mut direct = DirectRun::default();
+        let mut direct = DirectRun::with_capacity(batch.len());
         let mut fanout = FanoutRun::default();
         for mut e in batch {
             // A queryOpSet with a null query is a no-op: drop it before it acts as a barrier.
@@ -378,7 +451,7 @@ fn upsert(
     }
 }
 
-/// One entity within a run of direct entries.
+/// One entity within a run of direct entries, once it has more than one entry.
 #[derive(Debug)]
 struct Group {
     entity_id: i64,
@@ -386,51 +459,101 @@ struct Group {
     ops: Collapsed,
 }
 
-/// A run of entries without `queryOpSet`, grouped by entity.
-#[derive(Debug, Default)]
-struct DirectRun {
-    groups: Vec<Group>,
-    by_entity: HashMap<i64, usize>,
-}
+impl Group {
+    fn new(entity_id: i64) -> Group {
+        Group {
+            entity_id,
+            creates_slot: false,
+            ops: Collapsed::default(),
+        }
+    }
 
-impl DirectRun {
+    /// Folds the next entry of this entity in.
     fn push(&mut self, d: &Deduper, e: EntityOps) {
-        let idx = *self.by_entity.entry(e.entity_id).or_insert_with(|| {
-            self.groups.push(Group {
-                entity_id: e.entity_id,
-                creates_slot: false,
-                ops: Collapsed::default(),
-            });
-            self.groups.len() - 1
-        });
-        let g = &mut self.groups[idx];
         let mut ops = e.ops;
         if let Some(last_delete) = ops.iter().rposition(|op| matches!(op, Op::Delete)) {
             // The delete wipes the slot: nothing before it matters, and only this entry's and
             // later entries' creates_slot can bring the slot back.
-            g.ops = Collapsed {
+            self.ops = Collapsed {
                 deleted: true,
                 ..Collapsed::default()
             };
-            g.creates_slot = false;
+            self.creates_slot = false;
             ops.drain(..=last_delete);
         }
-        g.creates_slot |= e.creates_slot;
+        self.creates_slot |= e.creates_slot;
         for op in ops {
-            g.ops.push(d, op);
+            self.ops.push(d, op);
         }
     }
 
-    fn flush(&mut self, _d: &Deduper, out: &mut Vec<EntityOps>) {
+    fn emit(self, out: &mut Vec<EntityOps>) {
+        let ops = self.ops.emit();
+        if !ops.is_empty() || self.creates_slot {
+            out.push(EntityOps {
+                entity_id: self.entity_id,
+                ops,
+                creates_slot: self.creates_slot,
+            });
+        }
+    }
+}
+
+/// An entity of a direct run: its only entry so far, kept as it came, or its collapsed entries.
+#[derive(Debug)]
+enum Entry {
+    Single(EntityOps),
+    Merged(Group),
+}
+
+/// A run of entries without `queryOpSet`, grouped by entity.
+#[derive(Debug, Default)]
+struct DirectRun {
+    entries: Vec<Entry>,
+    by_entity: HashMap<i64, usize>,
+}
+
+impl DirectRun {
+    fn with_capacity(n: usize) -> DirectRun {
+        DirectRun {
+            entries: Vec::with_capacity(n),
+            by_entity: HashMap::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, d: &Deduper, e: EntityOps) {
+        let i = match self.by_entity.entry(e.entity_id) {
+            MapEntry::Vacant(v) => {
+                v.insert(self.entries.len());
+                self.entries.push(Entry::Single(e));
+                return;
+            }
+            MapEntry::Occupied(o) => *o.get(),
+        };
+        let entry = &mut self.entries[i];
+        if let Entry::Single(first) = entry {
+            // A second entry: fold the first one in, then this one.
+            let first = std::mem::replace(first, EntityOps::new(e.entity_id, Vec::new()));
+            let mut g = Group::new(e.entity_id);
+            g.push(d, first);
+            *entry = Entry::Merged(g);
+        }
+        if let Entry::Merged(g) = entry {
+            g.push(d, e);
+        }
+    }
+
+    fn flush(&mut self, d: &Deduper, out: &mut Vec<EntityOps>) {
         self.by_entity.clear();
-        for g in self.groups.drain(..) {
-            let ops = g.ops.emit();
-            if !ops.is_empty() || g.creates_slot {
-                out.push(EntityOps {
-                    entity_id: g.entity_id,
-                    ops,
-                    creates_slot: g.creates_slot,
-                });
+        for entry in self.entries.drain(..) {
+            match entry {
+                Entry::Single(e) if d.unchanged(&e.ops) => out.push(e),
+                Entry::Single(e) => {
+                    let mut g = Group::new(e.entity_id);
+                    g.push(d, e);
+                    g.emit(out);
+                }
+                Entry::Merged(g) => g.emit(out),
             }
         }
     }

@@ -20,13 +20,14 @@ use std::sync::Arc;
 use roaring::RoaringBitmap;
 
 use crate::ops::{EntityOps, Op, Value};
-use crate::schema::FilterKind;
+use crate::schema::{FilterKind, Schema};
 
 use super::Index;
 use super::bits::Bits;
 use super::columns::{NONE, NULL};
 use super::filter::Filter;
 use super::keys::{self, BadValue, Key, RawKey};
+use super::writes::WriteLog;
 
 /// Bad-data reports of one kind beyond this many are logged at debug level.
 const LOUD_REPORTS: u64 = 10;
@@ -39,6 +40,70 @@ macro_rules! report {
             tracing::debug!($($arg)+);
         }
     };
+}
+
+/// What one field name denotes: its filter field (position and kind) and/or sort field.
+#[derive(Copy, Clone, Debug)]
+pub(super) struct Target {
+    filter: Option<(usize, FilterKind)>,
+    sort: Option<usize>,
+}
+
+/// Resolves op field names to [`Target`]s: one entry per distinct name, matched by pointer
+/// first (ops that reuse the schema's `Arc`s) and then by text.
+#[derive(Clone, Debug, Default)]
+pub(super) struct FieldTable {
+    names: Vec<(Arc<str>, Target)>,
+}
+
+impl FieldTable {
+    /// The table of `schema`'s filter and sort field names.
+    pub(super) fn new(schema: &Schema) -> FieldTable {
+        let mut names: Vec<(Arc<str>, Target)> = Vec::new();
+        let mut entry = |name: &Arc<str>| -> usize {
+            match names.iter().position(|(n, _)| n == name) {
+                Some(i) => i,
+                None => {
+                    let empty = Target {
+                        filter: None,
+                        sort: None,
+                    };
+                    names.push((name.clone(), empty));
+                    names.len() - 1
+                }
+            }
+        };
+        let mut filters = Vec::new();
+        for (fi, f) in schema.filters.iter().enumerate() {
+            filters.push((entry(&f.name), fi, f.kind));
+        }
+        let mut sorts = Vec::new();
+        for (si, f) in schema.sorts.iter().enumerate() {
+            sorts.push((entry(&f.name), si));
+        }
+        for (i, fi, kind) in filters {
+            names[i].1.filter = Some((fi, kind));
+        }
+        for (i, si) in sorts {
+            names[i].1.sort = Some(si);
+        }
+        FieldTable { names }
+    }
+
+    fn get(&self, name: &Arc<str>) -> Option<Target> {
+        self.names
+            .iter()
+            .find(|(n, _)| Arc::ptr_eq(n, name) || **n == **name)
+            .map(|(_, t)| *t)
+    }
+}
+
+/// Calls `f` with the position of every set bit of `bits`, lowest first.
+fn for_each_bit(mut bits: u32, mut f: impl FnMut(usize)) {
+    while bits != 0 {
+        f(bits.trailing_zeros() as usize);
+        bits &= bits - 1;
+    }
 }
 
 #[derive(Copy, Clone, PartialEq, Eq)]
@@ -82,6 +147,11 @@ impl Index {
     }
 
     fn slot_op(&mut self, slot: u32, op: &Op) {
+        // One op logs a few dozen writes at most, so the log stays far below 2^31 writes (the
+        // room its packed sequence numbers have), even across a `queryOpSet`'s many slots.
+        if self.log.len() >= WriteLog::LIMIT {
+            self.flush_log();
+        }
         let (verb, field, value) = match op {
             Op::Set { field, value } => (Verb::Set, field, value),
             Op::Remove { field, value } => (Verb::Remove, field, value),
@@ -101,9 +171,7 @@ impl Index {
                 return;
             }
         };
-        let schema = self.state.schema.clone();
-        let at = schema.field(field);
-        if at.is_unknown() {
+        let Some(at) = self.fields.get(field) else {
             self.stats.unknown_fields += 1;
             report!(
                 self.stats.unknown_fields,
@@ -112,10 +180,9 @@ impl Index {
                 "op names a field the index does not have; skipped"
             );
             return;
-        }
+        };
         let mut applied = false;
-        if let Some(fi) = at.filter {
-            let kind = schema.filters[fi].kind;
+        if let Some((fi, kind)) = at.filter {
             match keys::filter_key(kind, value) {
                 Err(BadValue) => self.bad_value(field, slot, value),
                 Ok(raw) => {
@@ -130,7 +197,7 @@ impl Index {
             }
         }
         if let Some(si) = at.sort {
-            match keys::sort_value(&schema.sorts[si], value) {
+            match keys::sort_value(&self.state.schema.sorts[si], value) {
                 Err(BadValue) => self.bad_value(field, slot, value),
                 Ok(v) => {
                     applied = true;
@@ -186,76 +253,71 @@ impl Index {
             .expect("single/bool fields have a column");
         let new = key.map_or(NULL, |k| kc.table.intern(k));
         let old = kc.col.get(slot);
-        let fs = &mut self.state.filters[fi];
         if old != new {
             match old {
                 NONE => {}
-                NULL => {
-                    fs.null.remove(slot);
-                }
+                NULL => self.log.filter(fi, None, slot, false),
                 c => {
                     if let Some(k) = kc.table.key(c) {
-                        fs.values.remove(&k, slot);
+                        self.log.filter(fi, Some(k), slot, false);
                     }
                 }
             }
         }
-        match key {
-            None => {
-                fs.null.insert(slot);
-            }
-            Some(k) => fs.values.insert(k, slot),
-        }
+        self.log.filter(fi, key, slot, true);
         kc.col.set(slot, new);
     }
 
     fn single_remove(&mut self, fi: usize, slot: u32, raw: RawKey) {
-        let code = match self.existing_key(fi, &raw) {
-            None if raw == RawKey::Null => Some(NULL),
-            None => None,
-            Some(k) => self.key_cols[fi].as_ref().and_then(|kc| kc.table.code(&k)),
-        };
         let kc = self.key_cols[fi]
             .as_mut()
             .expect("single/bool fields have a column");
-        let Some(code) = code.filter(|&c| c == kc.col.get(slot)) else {
-            return;
+        // The slot leaves its key only when that key is the removed value: compare the slot's
+        // current key with the value directly (no lookups by value).
+        let key = match kc.col.get(slot) {
+            NONE => return,
+            NULL if raw == RawKey::Null => None,
+            NULL => return,
+            code => {
+                let Some(k) = kc.table.key(code) else {
+                    return;
+                };
+                let dict = &self.state.filters[fi].dict;
+                let same = match (&raw, k) {
+                    (RawKey::Int(i), Key::Int(j)) => *i == j,
+                    (RawKey::Str(s), Key::Str(id)) => dict.text(id).is_some_and(|t| t == s),
+                    _ => false,
+                };
+                if !same {
+                    return;
+                }
+                Some(k)
+            }
         };
-        let fs = &mut self.state.filters[fi];
-        if code == NULL {
-            fs.null.remove(slot);
-        } else if let Some(k) = kc.table.key(code) {
-            fs.values.remove(&k, slot);
-        }
+        self.log.filter(fi, key, slot, false);
         kc.col.set(slot, NONE);
     }
 
     fn multi_insert(&mut self, fi: usize, slot: u32, raw: RawKey) {
+        let key = match self.key_of(fi, &raw) {
+            None if raw != RawKey::Null => return, // dictionary id space exhausted
+            key => key,
+        };
         if self.pending.contains(slot) {
-            self.flush_pending();
+            self.revive(slot, fi, key, true);
         }
-        match self.key_of(fi, &raw) {
-            Some(k) => self.state.filters[fi].values.insert(k, slot),
-            None if raw == RawKey::Null => {
-                self.state.filters[fi].null.insert(slot);
-            }
-            None => {}
-        }
+        self.log.filter(fi, key, slot, true);
     }
 
     fn multi_remove(&mut self, fi: usize, slot: u32, raw: RawKey) {
+        let key = match self.existing_key(fi, &raw) {
+            None if raw != RawKey::Null => return, // text never seen: in no bitmap
+            key => key,
+        };
         if self.pending.contains(slot) {
-            self.flush_pending();
+            self.revive(slot, fi, key, false);
         }
-        match self.existing_key(fi, &raw) {
-            Some(k) => {
-                self.state.filters[fi].values.remove(&k, slot);
-            }
-            None if raw == RawKey::Null => {
-                self.state.filters[fi].null.remove(slot);
-            }
-            None => {}
-        }
+        self.log.filter(fi, key, slot, false);
     }
 
     /// Stores `new` as sort field `si`'s value for `slot`, flipping only the differing layers.
@@ -265,16 +327,8 @@ impl Index {
         if diff == 0 {
             return;
         }
-        let layers = Arc::make_mut(&mut self.state.sorts[si]);
-        for (b, layer) in layers.iter_mut().enumerate() {
-            if diff >> b & 1 == 1 {
-                if new >> b & 1 == 1 {
-                    layer.insert(slot);
-                } else {
-                    layer.remove(slot);
-                }
-            }
-        }
+        let log = &mut self.log;
+        for_each_bit(diff, |b| log.layer(si, b, slot, new >> b & 1 == 1));
         self.sort_cols[si].set(slot, new);
     }
 
@@ -287,15 +341,12 @@ impl Index {
                 has_multi = true;
                 continue;
             };
-            let fs = &mut self.state.filters[fi];
             match kc.col.get(slot) {
                 NONE => {}
-                NULL => {
-                    fs.null.remove(slot);
-                }
+                NULL => self.log.filter(fi, None, slot, false),
                 c => {
                     if let Some(k) = kc.table.key(c) {
-                        fs.values.remove(&k, slot);
+                        self.log.filter(fi, Some(k), slot, false);
                     }
                 }
             }
@@ -303,6 +354,7 @@ impl Index {
         }
         if has_multi {
             self.pending.insert(slot);
+            self.revived.remove(&slot);
         }
         for si in 0..self.sort_cols.len() {
             self.sort_write(si, slot, 0);
@@ -422,6 +474,7 @@ impl Index {
 mod tests {
     use std::sync::Arc;
 
+    use crate::index::writes::WriteLog;
     use crate::index::{Index, IndexStats};
     use crate::ops::{EntityOps, Op, Value};
     use crate::schema::{FilterKind, Schema};
@@ -515,6 +568,68 @@ mod tests {
         assert!(st.sorts["at"].is_empty());
         // The snapshot taken before is untouched.
         assert_eq!(before.count(Some("tags eq 1 AND at eq 200")).unwrap(), 1);
+    }
+
+    #[test]
+    fn logged_writes_are_applied_in_order_before_anyone_looks() {
+        let mut ix = index();
+        for v in [9, 6, 9, 200] {
+            ix.apply(&EntityOps::alive(
+                1,
+                vec![Op::set("at", v), Op::set("type", "a"), Op::add("tags", v)],
+            ));
+        }
+        ix.apply(&EntityOps::new(1, vec![Op::set("type", "b")]));
+        // A fork starts settled and independent.
+        assert!(!ix.log.is_empty());
+        let mut fork = ix.clone();
+        assert!(fork.log.is_empty());
+        assert_eq!(fork.debug_state(), ix.debug_state());
+        fork.apply(&EntityOps::new(1, vec![Op::set("at", 1), Op::Delete]));
+        assert_eq!(count(&fork, "at eq 200"), 0);
+        let snap = ix.snapshot();
+        assert_eq!(
+            (count(&ix, "at eq 200"), count(&ix, "at eq 9")),
+            (1, 0),
+            "the last write of a layer bit wins"
+        );
+        assert_eq!(count(&ix, "type eq b AND NOT type eq a"), 1);
+        // Past the log's limit the writer applies it by itself; every write still lands.
+        let n = WriteLog::LIMIT as i64 / 2;
+        let (mut now, mut logged) = ([0i64; 52], 0);
+        for i in 0..n {
+            let slot = (2 + i % 50) as usize;
+            logged += (now[slot] ^ (i % 256)).count_ones() as usize;
+            now[slot] = i % 256;
+            ix.apply(&EntityOps::alive(slot as i64, vec![Op::set("at", i % 256)]));
+            assert!(ix.log.len() < WriteLog::LIMIT + 64);
+        }
+        assert!(logged > WriteLog::LIMIT, "the log filled up at least once");
+        let st = ix.debug_state();
+        for slot in 2..52u32 {
+            let last = (0..n)
+                .rev()
+                .find(|i| 2 + i % 50 == i64::from(slot))
+                .unwrap();
+            assert_eq!(st.sorts["at"].get(&slot), Some(&((last % 256) as u32)));
+        }
+        // So it does within one queryOpSet that fans out to many slots.
+        let many = WriteLog::LIMIT as i64 / 4;
+        for id in 100..100 + many {
+            ix.apply(&EntityOps::alive(id, vec![Op::set("postId", 7)]));
+        }
+        ix.apply(&EntityOps::new(
+            7,
+            vec![Op::QueryOpSet {
+                query: Some("postId eq 7".into()),
+                ops: vec![Op::set("at", 255), Op::set("at", 0), Op::set("at", 255)],
+            }],
+        ));
+        assert!(ix.log.len() < WriteLog::LIMIT + 64);
+        assert_eq!(count(&ix, "at eq 255 AND postId eq 7"), many as u64);
+        // A snapshot taken earlier never changes.
+        assert_eq!(snap.count(Some("at eq 200")).unwrap(), 1);
+        assert_eq!(snap.alive_count(), 1);
     }
 
     #[test]

@@ -7,9 +7,10 @@
 //!
 //! Cost model (n = slots in the bitmap, c = chunks present):
 //! * `clone` (what a snapshot does): one refcount increment.
-//! * The first write after a clone copies the chunk vector (c pointers, at 10^8 slots at most
+//! * The first write after a clone copies the chunk list (c pointers, at 10^8 slots at most
 //!   96 entries) and the one touched chunk (at most 2^20 bits = 128 KiB); later writes to that
 //!   chunk before the next clone copy nothing. A write that changes nothing copies nothing.
+//!   The writer's writes to a bitmap it alone owns skip the checks that avoid those copies.
 //! * Binary operations work chunk by chunk and share untouched chunks of an input by refcount
 //!   (e.g. OR with a chunk present on one side only). The in-place variants (`or_assign`,
 //!   `and_assign`, `andnot_assign`) update chunks the bitmap alone owns without copying (a
@@ -20,15 +21,26 @@ use std::sync::Arc;
 
 use roaring::RoaringBitmap;
 
+use super::writes::{Write, sets, slot_of, winners};
+
 /// Bits of slot id that select the chunk: chunks hold 2^20 slots.
 pub(crate) const CHUNK_BITS: u32 = 20;
 
 type Chunk = (u32, Arc<RoaringBitmap>);
 
+/// Up to this many logged writes to one bitmap are applied one by one rather than merged.
+pub(crate) const FEW_WRITES: usize = 8;
+
 /// A copy-on-write chunked bitmap of slots (see the module note for the cost model).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(crate) struct Bits {
     chunks: Arc<Vec<Chunk>>,
+}
+
+impl Default for Bits {
+    fn default() -> Self {
+        Bits::build(Vec::new())
+    }
 }
 
 impl std::fmt::Debug for Bits {
@@ -53,6 +65,23 @@ impl Bits {
         Bits::default()
     }
 
+    fn build(chunks: Vec<Chunk>) -> Self {
+        Bits {
+            chunks: Arc::new(chunks),
+        }
+    }
+
+    /// Moves the chunk list out for rebuilding (copying it first if a clone shares it, so its
+    /// chunks then count as shared and are copied when changed).
+    fn take_chunks(&mut self) -> Vec<Chunk> {
+        std::mem::take(Arc::make_mut(&mut self.chunks))
+    }
+
+    /// Applies `f` to the chunk list (adding or dropping a chunk), copying it if shared.
+    fn edit(&mut self, f: impl FnOnce(&mut Vec<Chunk>)) {
+        f(Arc::make_mut(&mut self.chunks));
+    }
+
     /// Splits a plain bitmap into chunks (moves it whole when it fits in one chunk).
     pub(crate) fn from_roaring(bm: RoaringBitmap) -> Self {
         let (Some(min), Some(max)) = (bm.min(), bm.max()) else {
@@ -60,9 +89,7 @@ impl Bits {
         };
         let (first, last) = (chunk_of(min), chunk_of(max));
         if first == last {
-            return Bits {
-                chunks: Arc::new(vec![(first, Arc::new(bm))]),
-            };
+            return Bits::build(vec![(first, Arc::new(bm))]);
         }
         let mut chunks = Vec::new();
         for id in first..=last {
@@ -72,9 +99,7 @@ impl Bits {
                 chunks.push((id, Arc::new(part)));
             }
         }
-        Bits {
-            chunks: Arc::new(chunks),
-        }
+        Bits::build(chunks)
     }
 
     /// Builds from chunks; `None` when the chunk invariants (see the module note) do not hold.
@@ -92,9 +117,7 @@ impl Bits {
                 _ => return None,
             }
         }
-        Some(Bits {
-            chunks: Arc::new(out),
-        })
+        Some(Bits::build(out))
     }
 
     /// The chunks, in increasing id order.
@@ -137,21 +160,27 @@ impl Bits {
     /// Sets `slot`; copies nothing when it was already set. Returns whether it was added.
     pub(crate) fn insert(&mut self, slot: u32) -> bool {
         let id = chunk_of(slot);
-        match self.find(id) {
-            Ok(i) => {
-                if self.chunks[i].1.contains(slot) {
-                    return false;
-                }
-                let chunks = Arc::make_mut(&mut self.chunks);
-                Arc::make_mut(&mut chunks[i].1).insert(slot)
-            }
+        let i = match self.find(id) {
+            Ok(i) => i,
             Err(i) => {
-                let mut bm = RoaringBitmap::new();
-                bm.insert(slot);
-                Arc::make_mut(&mut self.chunks).insert(i, (id, Arc::new(bm)));
-                true
+                let chunk = Arc::new(RoaringBitmap::from_iter([slot]));
+                self.edit(|chunks| chunks.insert(i, (id, chunk)));
+                return true;
             }
+        };
+        if let Some(chunks) = Arc::get_mut(&mut self.chunks) {
+            // The writer's common case: the chunk list is ours, so no copy can be triggered and
+            // no pre-check is needed (roaring reports whether the slot was new).
+            return match Arc::get_mut(&mut chunks[i].1) {
+                Some(bm) => bm.insert(slot),
+                None => !chunks[i].1.contains(slot) && Arc::make_mut(&mut chunks[i].1).insert(slot),
+            };
         }
+        if self.chunks[i].1.contains(slot) {
+            return false;
+        }
+        let chunks = Arc::make_mut(&mut self.chunks);
+        Arc::make_mut(&mut chunks[i].1).insert(slot)
     }
 
     /// Clears `slot`; copies nothing when it was not set. Returns whether it was removed.
@@ -159,16 +188,71 @@ impl Bits {
         let Ok(i) = self.find(chunk_of(slot)) else {
             return false;
         };
+        if let Some(chunks) = Arc::get_mut(&mut self.chunks) {
+            // As in `insert`: an owned chunk list needs no pre-check.
+            let removed = match Arc::get_mut(&mut chunks[i].1) {
+                Some(bm) => bm.remove(slot),
+                None => chunks[i].1.contains(slot) && Arc::make_mut(&mut chunks[i].1).remove(slot),
+            };
+            if removed && chunks[i].1.is_empty() {
+                chunks.remove(i);
+            }
+            return removed;
+        }
         if !self.chunks[i].1.contains(slot) {
             return false;
         }
-        let chunks = Arc::make_mut(&mut self.chunks);
-        if chunks[i].1.len() == 1 {
-            chunks.remove(i);
+        if self.chunks[i].1.len() == 1 {
+            self.edit(|chunks| {
+                chunks.remove(i);
+            });
         } else {
-            Arc::make_mut(&mut chunks[i].1).remove(slot);
+            Arc::make_mut(&mut Arc::make_mut(&mut self.chunks)[i].1).remove(slot);
         }
         true
+    }
+
+    /// Applies logged writes (see [`writes`](super::writes)) sorted by slot and then op order:
+    /// the last write of each slot wins. A few writes go one by one; more are merged in as two
+    /// sorted sets, chunk by chunk (sequential access, roaring's container merges). A shared
+    /// bitmap is copied only where the writes change it.
+    pub(crate) fn apply_sorted(&mut self, writes: &[Write]) {
+        if writes.len() <= FEW_WRITES {
+            for w in winners(writes) {
+                if sets(w) {
+                    self.insert(slot_of(w));
+                } else {
+                    self.remove(slot_of(w));
+                }
+            }
+            return;
+        }
+        let shared = Arc::strong_count(&self.chunks) > 1
+            || self.chunks.iter().any(|(_, c)| Arc::strong_count(c) > 1);
+        let (mut add, mut rem) = (Vec::new(), Vec::new());
+        for w in winners(writes) {
+            let slot = slot_of(w);
+            // Writes that change nothing are dropped first when copying is at stake.
+            if shared && self.contains(slot) == sets(w) {
+                continue;
+            }
+            if sets(w) {
+                add.push(slot);
+            } else {
+                rem.push(slot);
+            }
+        }
+        let sorted = |slots: Vec<u32>| {
+            Bits::from_roaring(
+                RoaringBitmap::from_sorted_iter(slots).expect("slots are sorted and distinct"),
+            )
+        };
+        if !add.is_empty() {
+            self.or_assign(&sorted(add));
+        }
+        if !rem.is_empty() {
+            self.andnot_assign(&sorted(rem));
+        }
     }
 
     /// Ascending iterator over the slots.
@@ -199,9 +283,7 @@ impl Bits {
                 }
             }
         }
-        Bits {
-            chunks: Arc::new(out),
-        }
+        Bits::build(out)
     }
 
     /// `|self ∩ other|` without building the intersection.
@@ -259,9 +341,7 @@ impl Bits {
                 }
             }
         }
-        Bits {
-            chunks: Arc::new(out),
-        }
+        Bits::build(out)
     }
 
     /// `self − other`; chunks `other` lacks are shared, not copied.
@@ -288,9 +368,7 @@ impl Bits {
                 out.push((*id, bm.clone()));
             }
         }
-        Bits {
-            chunks: Arc::new(out),
-        }
+        Bits::build(out)
     }
 
     /// In place `self ∪= other`. Chunks `self` lacks are shared; chunks only `self` owns are
@@ -303,7 +381,7 @@ impl Bits {
             *self = other.clone();
             return;
         }
-        let mine = std::mem::take(Arc::make_mut(&mut self.chunks));
+        let mine = self.take_chunks();
         let b = &other.chunks;
         let mut out = Vec::with_capacity(mine.len().max(b.len()));
         let mut j = 0;
@@ -326,7 +404,7 @@ impl Bits {
 
     /// In place `self ∩= other`; chunks only `self` owns are updated without copying.
     pub(crate) fn and_assign(&mut self, other: &Bits) {
-        let mine = std::mem::take(Arc::make_mut(&mut self.chunks));
+        let mine = self.take_chunks();
         let b = &other.chunks;
         let mut out = Vec::with_capacity(mine.len().min(b.len()));
         let mut j = 0;
@@ -403,9 +481,7 @@ impl Bits {
                 out.push((*id, Arc::new(part)));
             }
         }
-        Bits {
-            chunks: Arc::new(out),
-        }
+        Bits::build(out)
     }
 }
 
@@ -477,6 +553,36 @@ mod tests {
             for r in [ba.and(&bb), ba.or(&bb), ba.andnot(&bb), c, d, e] {
                 let chunks: Vec<(u32, RoaringBitmap)> = r.chunks().map(|(i, b)| (i, b.clone())).collect();
                 prop_assert!(Bits::from_chunks(chunks).is_some());
+            }
+        }
+
+        #[test]
+        fn logged_writes_match_btreeset(
+            start in far_slots(),
+            writes in prop::collection::vec((far_slots(), any::<bool>()), 1..6),
+            keep_snapshot in any::<bool>(),
+        ) {
+            let mut b: Bits = start.iter().copied().collect();
+            let mut s: BTreeSet<u32> = start.into_iter().collect();
+            let snap = keep_snapshot.then(|| (b.clone(), s.clone()));
+            let mut log = Vec::new();
+            for (slots, set) in writes {
+                for v in slots {
+                    log.push(u64::from(v) << 32 | (log.len() as u64) << 1 | u64::from(set));
+                    if set {
+                        s.insert(v);
+                    } else {
+                        s.remove(&v);
+                    }
+                }
+            }
+            log.sort_unstable();
+            b.apply_sorted(&log);
+            prop_assert_eq!(set(&b), s);
+            let chunks: Vec<(u32, RoaringBitmap)> = b.chunks().map(|(i, c)| (i, c.clone())).collect();
+            prop_assert!(Bits::from_chunks(chunks).is_some());
+            if let Some((snap, before)) = snap {
+                prop_assert_eq!(set(&snap), before);
             }
         }
 

@@ -4,7 +4,9 @@
 //! They answer "what is this slot's value now" when the stream carries no old value (default
 //! replica identity) and make a delete O(fields). They are not part of snapshots; a checkpoint
 //! load rebuilds them from the bitmaps. Columns are paged (2^16 slots a page, allocated on first
-//! write of a non-zero value), so a stray slot near `u32::MAX` costs one page, not 16 GiB.
+//! write of a non-zero value), so a stray slot near `u32::MAX` costs one page, not 16 GiB. A page
+//! stores its values in 1, 2 or 4 bytes each, widening when a larger value arrives: most filter
+//! fields have a handful of keys, and a column 4× smaller keeps more of it in cache.
 
 use std::collections::HashMap;
 
@@ -13,10 +15,71 @@ use super::keys::Key;
 const PAGE_BITS: u32 = 16;
 const PAGE: usize = 1 << PAGE_BITS;
 
+/// One page of a column, as narrow as its largest value allows.
+#[derive(Clone, Debug)]
+enum Page {
+    U8(Box<[u8]>),
+    U16(Box<[u16]>),
+    U32(Box<[u32]>),
+}
+
+impl Page {
+    /// A zeroed page wide enough for `v`.
+    fn for_value(v: u32) -> Page {
+        if v <= u32::from(u8::MAX) {
+            Page::U8(vec![0; PAGE].into_boxed_slice())
+        } else if v <= u32::from(u16::MAX) {
+            Page::U16(vec![0; PAGE].into_boxed_slice())
+        } else {
+            Page::U32(vec![0; PAGE].into_boxed_slice())
+        }
+    }
+
+    fn get(&self, o: usize) -> u32 {
+        match self {
+            Page::U8(p) => u32::from(p[o]),
+            Page::U16(p) => u32::from(p[o]),
+            Page::U32(p) => p[o],
+        }
+    }
+
+    fn set(&mut self, o: usize, v: u32) {
+        match self {
+            Page::U8(p) => match u8::try_from(v) {
+                Ok(v) => p[o] = v,
+                Err(_) => {
+                    *self = self.widen(v);
+                    self.set(o, v);
+                }
+            },
+            Page::U16(p) => match u16::try_from(v) {
+                Ok(v) => p[o] = v,
+                Err(_) => {
+                    *self = self.widen(v);
+                    self.set(o, v);
+                }
+            },
+            Page::U32(p) => p[o] = v,
+        }
+    }
+
+    /// A copy of this page wide enough for `v`.
+    fn widen(&self, v: u32) -> Page {
+        let mut wide = Page::for_value(v);
+        for o in 0..PAGE {
+            let x = self.get(o);
+            if x != 0 {
+                wide.set(o, x);
+            }
+        }
+        wide
+    }
+}
+
 /// A sparse `u32` per slot, 0 by default.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Column {
-    pages: Vec<Option<Box<[u32]>>>,
+    pages: Vec<Option<Page>>,
 }
 
 impl Column {
@@ -24,7 +87,7 @@ impl Column {
     pub(crate) fn get(&self, slot: u32) -> u32 {
         let (p, o) = ((slot >> PAGE_BITS) as usize, slot as usize & (PAGE - 1));
         match self.pages.get(p) {
-            Some(Some(page)) => page[o],
+            Some(Some(page)) => page.get(o),
             _ => 0,
         }
     }
@@ -39,11 +102,11 @@ impl Column {
             self.pages.resize_with(p + 1, || None);
         }
         match &mut self.pages[p] {
-            Some(page) => page[o] = v,
+            Some(page) => page.set(o, v),
             None if v == 0 => {}
             slot @ None => {
-                let mut page = vec![0u32; PAGE].into_boxed_slice();
-                page[o] = v;
+                let mut page = Page::for_value(v);
+                page.set(o, v);
                 *slot = Some(page);
             }
         }
@@ -76,6 +139,7 @@ impl CodeTable {
     }
 
     /// The code of `k`, if it has one.
+    #[cfg(test)]
     pub(crate) fn code(&self, k: &Key) -> Option<u32> {
         self.codes.get(k).copied()
     }
@@ -100,6 +164,23 @@ pub(crate) struct KeyColumn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_widen_and_keep_their_values() {
+        let mut c = Column::default();
+        c.set(5, 200);
+        c.set(6, 1);
+        assert!(matches!(c.pages[0], Some(Page::U8(_))));
+        c.set(7, 70_000);
+        assert!(matches!(c.pages[0], Some(Page::U32(_))));
+        c.set(PAGE as u32, 300);
+        assert!(matches!(c.pages[1], Some(Page::U16(_))));
+        c.set(6, 0);
+        assert_eq!(
+            (c.get(5), c.get(6), c.get(7), c.get(8), c.get(PAGE as u32)),
+            (200, 0, 70_000, 0, 300)
+        );
+    }
 
     #[test]
     fn columns_are_sparse_and_default_to_zero() {

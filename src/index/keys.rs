@@ -19,7 +19,8 @@ use std::sync::Arc;
 use crate::ops::Value;
 use crate::schema::{FilterKind, SortField};
 
-use super::bits::Bits;
+use super::bits::{Bits, FEW_WRITES};
+use super::writes::{Write, sets, slot_of, winners};
 
 /// A filter key as stored in the index: an integer, or a per-field dictionary id.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -259,9 +260,18 @@ impl KeyMap {
         self.shards.iter().map(|s| s.len()).sum()
     }
 
+    /// The shard `i` when this map alone owns it (and so may change it without copying).
+    fn owned_shard(&mut self, i: usize) -> Option<&mut HashMap<Key, Bits>> {
+        Arc::get_mut(Arc::get_mut(&mut self.shards)?.get_mut(i)?)
+    }
+
     /// Adds `slot` under `k`; copies nothing when it is already there.
     pub(crate) fn insert(&mut self, k: Key, slot: u32) {
         let i = shard_of(&k);
+        if let Some(shard) = self.owned_shard(i) {
+            shard.entry(k).or_default().insert(slot);
+            return;
+        }
         if self.shards[i].get(&k).is_some_and(|b| b.contains(slot)) {
             return;
         }
@@ -272,6 +282,16 @@ impl KeyMap {
     /// Takes `slot` out of `k`, dropping the key when it empties; copies nothing if absent.
     pub(crate) fn remove(&mut self, k: &Key, slot: u32) -> bool {
         let i = shard_of(k);
+        if let Some(shard) = self.owned_shard(i) {
+            let Some(b) = shard.get_mut(k) else {
+                return false;
+            };
+            let removed = b.remove(slot);
+            if b.is_empty() {
+                shard.remove(k);
+            }
+            return removed;
+        }
         if !self.shards[i].get(k).is_some_and(|b| b.contains(slot)) {
             return false;
         }
@@ -283,6 +303,35 @@ impl KeyMap {
             }
         }
         true
+    }
+
+    /// Applies logged writes to key `k` (see [`Bits::apply_sorted`]), creating or dropping the
+    /// key as it fills or empties; copies the shard only when the writes change the key.
+    pub(crate) fn apply_sorted(&mut self, k: Key, writes: &[Write]) {
+        if writes.len() <= FEW_WRITES {
+            for w in winners(writes) {
+                if sets(w) {
+                    self.insert(k, slot_of(w));
+                } else {
+                    self.remove(&k, slot_of(w));
+                }
+            }
+            return;
+        }
+        let i = shard_of(&k);
+        if self.owned_shard(i).is_none() {
+            let current = self.shards[i].get(&k);
+            let has = |slot| current.is_some_and(|b| b.contains(slot));
+            if winners(writes).all(|w| has(slot_of(w)) == sets(w)) {
+                return;
+            }
+        }
+        let shard = Arc::make_mut(&mut Arc::make_mut(&mut self.shards)[i]);
+        let bits = shard.entry(k).or_default();
+        bits.apply_sorted(writes);
+        if bits.is_empty() {
+            shard.remove(&k);
+        }
     }
 
     /// ORs `bits` into key `k`.
@@ -394,6 +443,37 @@ mod tests {
         assert_eq!(intern(&mut d, &"SDXL".into()), Some(0));
         assert_eq!(snap.len(), 0, "a snapshot's dictionary does not change");
         assert_eq!(d.text(1).map(|t| &**t), Some("sdxl"));
+    }
+
+    #[test]
+    fn logged_writes_fill_and_drop_keys() {
+        let log = |writes: &[(u32, bool)]| -> Vec<Write> {
+            let mut w: Vec<Write> = writes
+                .iter()
+                .enumerate()
+                .map(|(i, &(s, set))| u64::from(s) << 32 | (i as u64) << 1 | u64::from(set))
+                .collect();
+            w.sort_unstable();
+            w
+        };
+        let mut m = KeyMap::default();
+        let many: Vec<(u32, bool)> = (0..20).map(|s| (s, true)).collect();
+        m.apply_sorted(Key::Int(1), &log(&many));
+        assert_eq!(m.get(&Key::Int(1)).unwrap().len(), 20);
+        let snap = m.clone();
+        // The last write of a slot wins; emptying the key drops it; the snapshot keeps its view.
+        let mut out: Vec<(u32, bool)> = (0..20).map(|s| (s, false)).collect();
+        out.push((3, true));
+        out.push((3, false));
+        m.apply_sorted(Key::Int(1), &log(&out));
+        assert!(m.get(&Key::Int(1)).is_none());
+        assert_eq!(snap.get(&Key::Int(1)).unwrap().len(), 20);
+        // Writes that change nothing copy nothing.
+        let mut m2 = snap.clone();
+        m2.apply_sorted(Key::Int(1), &log(&many));
+        assert!(Arc::ptr_eq(&m2.shards, &snap.shards));
+        m2.apply_sorted(Key::Int(2), &log(&out));
+        assert!(Arc::ptr_eq(&m2.shards, &snap.shards));
     }
 
     #[test]

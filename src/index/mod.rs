@@ -12,9 +12,14 @@
 //!   bitmap is a copy-on-write chunked `bits` bitmap, each field's value map is sharded
 //!   behind `Arc`s, so the first write after a snapshot copies only the touched chunk (≤ 128 KiB)
 //!   of the touched bitmap, the touched map shard, and a few pointer vectors; never a whole field.
+//! * The writer logs filter and sort bitmap writes and applies them in bulk, bitmap by bitmap
+//!   (see `writes`): when the applied cursor advances ([`Index::set_applied`]), before its state
+//!   is queried or merged into, when the log is full, or, on a copy, when a snapshot is taken
+//!   in between. The difference is not observable.
 //! * A deleted slot leaves multi-value bitmaps lazily: it is collected in a pending set and one
-//!   cleanup pass runs before a snapshot is taken (or the writer's state is queried, an op touches
-//!   a pending slot, or a bulk merge). The difference is not observable.
+//!   cleanup pass runs before a snapshot is taken (or the writer's state is queried, or a bulk
+//!   merge). Multi values a pending slot is given after its delete are recorded and put back
+//!   after the cleanup. The difference is not observable.
 //!
 //! Crash windows: the index lives in memory; [`Snapshot::write_checkpoint`] replaces the
 //! checkpoint file atomically (see [`checkpoint`]), so a crash leaves the old or the new one.
@@ -29,7 +34,9 @@ pub mod filter;
 pub(crate) mod keys;
 pub mod search;
 mod slices;
+mod writes;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use roaring::RoaringBitmap;
@@ -37,9 +44,15 @@ use roaring::RoaringBitmap;
 use crate::WalKey;
 use crate::schema::{FilterKind, Schema};
 
+use apply::FieldTable;
 use bits::Bits;
 use columns::{Column, KeyColumn};
-use keys::{Dict, KeyMap};
+use keys::{Dict, Key, KeyMap};
+use writes::WriteLog;
+
+/// Per pending slot, the multi values (filter field, key or `None` for NULL) it was given after
+/// its delete.
+type Revived = HashMap<u32, Vec<(usize, Option<Key>)>>;
 
 pub use checkpoint::CheckpointError;
 pub use dump::{DumpKey, FieldDump, IndexState};
@@ -116,12 +129,24 @@ impl State {
         }
     }
 
-    /// Takes `gone` out of every multi-value field.
-    fn clean_multi(&mut self, gone: &Bits) {
+    /// Takes `gone` out of every multi-value field, then puts back the values `revived` gave
+    /// some of those slots after their delete.
+    fn clean_multi(&mut self, gone: &Bits, revived: &Revived) {
         for (fs, f) in self.filters.iter_mut().zip(&self.schema.filters) {
             if f.kind == FilterKind::Multi {
                 fs.values.subtract_all(gone);
                 fs.null.andnot_assign(gone);
+            }
+        }
+        for (&slot, values) in revived {
+            for &(fi, key) in values {
+                let fs = &mut self.filters[fi];
+                match key {
+                    Some(k) => fs.values.insert(k, slot),
+                    None => {
+                        fs.null.insert(slot);
+                    }
+                }
             }
         }
     }
@@ -134,29 +159,37 @@ pub struct Index {
     key_cols: Vec<Option<KeyColumn>>,
     /// Per sort field: the slot → value column.
     sort_cols: Vec<Column>,
+    /// Op field name → filter/sort field.
+    fields: FieldTable,
+    /// Bitmap writes not yet applied (see [`writes`]).
+    log: WriteLog,
     /// Deleted slots not yet taken out of multi-value bitmaps.
     pending: RoaringBitmap,
-    /// A cleaned copy of `state` made by [`Index::snapshot`] while `pending` was not empty;
-    /// the next write adopts it instead of cleaning again.
+    /// Multi values given to pending slots since their delete, put back after the cleanup.
+    revived: Revived,
+    /// A settled copy of `state` (write log applied, pending slots cleaned) made by
+    /// [`Index::snapshot`] while there was something to settle; the next write adopts it.
     cleaned: Mutex<Option<Arc<State>>>,
     stats: IndexStats,
 }
 
 /// A clone shares every bitmap with the original (copy-on-write), so it is cheap; the writer
 /// columns are copied. Used to fork an index, e.g. to compare two ways of applying the same ops.
+/// The clone starts settled: what the original has not applied yet (logged writes, the pending
+/// cleanup) is applied to the state they share, as [`Index::snapshot`] does, and the original
+/// adopts that state on its next write.
 impl Clone for Index {
     fn clone(&self) -> Self {
-        let cleaned = self
-            .cleaned
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let settled = self.snapshot();
         Index {
-            state: self.state.clone(),
+            state: (*settled.state).clone(),
             key_cols: self.key_cols.clone(),
             sort_cols: self.sort_cols.clone(),
-            pending: self.pending.clone(),
-            cleaned: Mutex::new(cleaned),
+            fields: self.fields.clone(),
+            log: self.log.emptied(),
+            pending: RoaringBitmap::new(),
+            revived: Revived::default(),
+            cleaned: Mutex::new(None),
             stats: self.stats,
         }
     }
@@ -172,10 +205,16 @@ impl Index {
             .collect();
         let sort_cols = vec![Column::default(); schema.sorts.len()];
         Index {
+            fields: FieldTable::new(&schema),
+            log: WriteLog::new(
+                schema.filters.len(),
+                schema.sorts.iter().map(|s| usize::from(s.bits)),
+            ),
             state: State::new(schema),
             key_cols,
             sort_cols,
             pending: RoaringBitmap::new(),
+            revived: Revived::default(),
             cleaned: Mutex::new(None),
             stats: IndexStats::default(),
         }
@@ -191,9 +230,11 @@ impl Index {
         self.state.applied
     }
 
-    /// Records that everything up to `key` is applied; snapshots and checkpoints carry it.
+    /// Records that everything up to `key` is applied; snapshots and checkpoints carry it. Also
+    /// applies the writer's logged bitmap writes, so the snapshot that follows is cheap.
     pub fn set_applied(&mut self, key: WalKey) {
         self.settle();
+        self.flush_log();
         self.state.applied = key;
     }
 
@@ -207,9 +248,11 @@ impl Index {
         self.state.alive.len()
     }
 
-    /// An immutable snapshot of the current state for readers (a handful of `Arc` clones).
+    /// An immutable snapshot of the current state for readers: a handful of `Arc` clones (plus,
+    /// on a copy, the logged writes and pending cleanup when there are any; none right after
+    /// [`Index::set_applied`] unless slots were deleted).
     pub fn snapshot(&self) -> Snapshot {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.log.is_empty() {
             return Snapshot {
                 state: Arc::new(self.state.clone()),
             };
@@ -219,7 +262,12 @@ impl Index {
             return Snapshot { state: s.clone() };
         }
         let mut state = self.state.clone();
-        state.clean_multi(&Bits::from_roaring(self.pending.clone()));
+        self.log
+            .clone()
+            .apply_to(&mut state.filters, &mut state.sorts);
+        if !self.pending.is_empty() {
+            state.clean_multi(&Bits::from_roaring(self.pending.clone()), &self.revived);
+        }
         let state = Arc::new(state);
         *cleaned = Some(state.clone());
         Snapshot { state }
@@ -239,17 +287,38 @@ impl Index {
         if let Some(s) = cleaned.take() {
             self.state = (*s).clone();
             self.pending.clear();
+            self.revived.clear();
+            self.log.clear();
         }
+    }
+
+    /// Applies the logged bitmap writes now.
+    fn flush_log(&mut self) {
+        self.log
+            .apply_to(&mut self.state.filters, &mut self.state.sorts);
     }
 
     /// Runs the pending multi-value cleanup now.
     fn flush_pending(&mut self) {
         self.settle();
+        self.flush_log();
         if self.pending.is_empty() {
             return;
         }
         let gone = Bits::from_roaring(std::mem::take(&mut self.pending));
-        self.state.clean_multi(&gone);
+        let revived = std::mem::take(&mut self.revived);
+        self.state.clean_multi(&gone, &revived);
+    }
+
+    /// Records that a multi-value op on a pending slot gave it (`add`) or took away (`!add`) the
+    /// value `key` of filter `fi`, so the cleanup, which takes the slot out of every multi-value
+    /// bitmap, puts the values it has since its delete back.
+    fn revive(&mut self, slot: u32, fi: usize, key: Option<Key>, add: bool) {
+        let values = self.revived.entry(slot).or_default();
+        values.retain(|&v| v != (fi, key));
+        if add {
+            values.push((fi, key));
+        }
     }
 
     fn from_state(state: State) -> Index {
@@ -288,6 +357,7 @@ impl std::fmt::Debug for Index {
             .field("applied", &self.state.applied)
             .field("alive", &self.state.alive.len())
             .field("pending_deletes", &self.pending.len())
+            .field("logged_writes", &self.log.len())
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
