@@ -1,0 +1,108 @@
+//! Runs of `queryOpSet` entries: nested ops merge per (entity, query) and field, unless a
+//! later entry of the run could change what they match (see the parent module's rules).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::ops::{EntityOps, Op};
+
+use super::{Collapsed, Deduper};
+
+/// One (entity, query) within a run of `queryOpSet` entries.
+#[derive(Debug)]
+struct FanoutGroup {
+    entity_id: i64,
+    query: Arc<str>,
+    /// Field names the query reads (its words, conservatively).
+    reads: HashSet<String>,
+    /// Nothing may merge into or across this group: its ops delete slots or change what its
+    /// own query matches, so applying them twice differs from applying them merged.
+    sealed: bool,
+    ops: Collapsed,
+}
+
+impl FanoutGroup {
+    fn writes_any(&self, fields: &HashSet<Arc<str>>) -> bool {
+        self.ops.written_fields().any(|f| fields.contains(f))
+    }
+}
+
+/// A run of entries that hold only `queryOpSet` ops.
+#[derive(Debug, Default)]
+pub(super) struct FanoutRun {
+    groups: Vec<FanoutGroup>,
+    /// The newest group for each (entity, query).
+    latest: HashMap<(i64, Arc<str>), usize>,
+}
+
+impl FanoutRun {
+    pub(super) fn push(&mut self, d: &Deduper, e: EntityOps) {
+        for op in e.ops {
+            let Op::QueryOpSet {
+                query: Some(query),
+                ops,
+            } = op
+            else {
+                continue;
+            };
+            let writes: HashSet<Arc<str>> = ops.iter().filter_map(Op::field).cloned().collect();
+            let reads = query_words(&query);
+            let sealed = ops
+                .iter()
+                .any(|op| matches!(op, Op::Delete | Op::QueryOpSet { .. }))
+                || writes.iter().any(|w| reads.contains(&**w));
+            let key = (e.entity_id, query.clone());
+            let mergeable = self.latest.get(&key).copied().filter(|&i| {
+                let reads = &self.groups[i].reads;
+                !sealed
+                    && !self.groups[i].sealed
+                    && self.groups[i + 1..].iter().all(|later| {
+                        !later.sealed
+                            && !later.writes_any(&writes)
+                            && !writes.iter().any(|w| later.reads.contains(&**w))
+                            && !later.ops.written_fields().any(|w| reads.contains(&**w))
+                    })
+            });
+            let idx = match mergeable {
+                Some(i) => i,
+                None => {
+                    self.groups.push(FanoutGroup {
+                        entity_id: e.entity_id,
+                        reads,
+                        sealed,
+                        query,
+                        ops: Collapsed::default(),
+                    });
+                    self.latest.insert(key, self.groups.len() - 1);
+                    self.groups.len() - 1
+                }
+            };
+            for op in ops {
+                self.groups[idx].ops.push(d, op);
+            }
+        }
+    }
+
+    pub(super) fn flush(&mut self, _d: &Deduper, out: &mut Vec<EntityOps>) {
+        self.latest.clear();
+        for g in self.groups.drain(..) {
+            let ops = g.ops.emit();
+            out.push(EntityOps::new(
+                g.entity_id,
+                vec![Op::QueryOpSet {
+                    query: Some(g.query),
+                    ops,
+                }],
+            ));
+        }
+    }
+}
+
+/// The identifier-like words of a query: a superset of the fields it reads.
+fn query_words(query: &str) -> HashSet<String> {
+    query
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
+}

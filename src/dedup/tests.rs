@@ -1,0 +1,244 @@
+//! Unit tests of the dedup rules.
+
+use super::*;
+use crate::schema::FilterKind::*;
+
+fn deduper() -> Deduper {
+    let schema = Schema::from_pairs(
+        &[
+            ("nsfwLevel", Single),
+            ("tagIds", Multi),
+            ("hasMeta", Bool),
+            ("postId", Single),
+        ],
+        &[("publishedAt", 32), ("existedAt", 32)],
+    )
+    .unwrap();
+    Deduper::new(&schema)
+}
+
+fn q(query: &str, ops: Vec<Op>) -> Op {
+    Op::QueryOpSet {
+        query: Some(Arc::from(query)),
+        ops,
+    }
+}
+
+#[test]
+fn repeated_sets_keep_the_last() {
+    let out = deduper().dedup(vec![
+        EntityOps::new(1, vec![Op::set("nsfwLevel", 8)]),
+        EntityOps::new(1, vec![Op::set("nsfwLevel", 16)]),
+    ]);
+    assert_eq!(out, vec![EntityOps::new(1, vec![Op::set("nsfwLevel", 16)])]);
+}
+
+#[test]
+fn scalar_updates_keep_the_first_remove_and_the_last_set() {
+    // The seed keeps `remove 16`, leaving the slot's stale bit in value 8.
+    let out = deduper().dedup(vec![
+        EntityOps::new(
+            1,
+            vec![Op::remove("nsfwLevel", 8), Op::set("nsfwLevel", 16)],
+        ),
+        EntityOps::new(
+            1,
+            vec![Op::remove("nsfwLevel", 16), Op::set("nsfwLevel", 32)],
+        ),
+    ]);
+    assert_eq!(
+        out,
+        vec![EntityOps::new(
+            1,
+            vec![Op::remove("nsfwLevel", 8), Op::set("nsfwLevel", 32)]
+        )]
+    );
+}
+
+#[test]
+fn a_set_then_its_remove_clears_the_field() {
+    let out = deduper().dedup(vec![
+        EntityOps::new(1, vec![Op::set("nsfwLevel", 16)]),
+        EntityOps::new(1, vec![Op::remove("nsfwLevel", 16)]),
+    ]);
+    assert_eq!(
+        out,
+        vec![EntityOps::new(
+            1,
+            vec![Op::set("nsfwLevel", 16), Op::remove("nsfwLevel", 16)]
+        )]
+    );
+}
+
+#[test]
+fn multi_values_follow_set_semantics() {
+    // The seed's net counting turns add, add, remove into `add`.
+    let out = deduper().dedup(vec![
+        EntityOps::new(1, vec![Op::add("tagIds", 42)]),
+        EntityOps::new(1, vec![Op::add("tagIds", 42)]),
+        EntityOps::new(1, vec![Op::remove("tagIds", 42)]),
+        EntityOps::new(1, vec![Op::add("tagIds", 99)]),
+    ]);
+    assert_eq!(
+        out,
+        vec![EntityOps::new(
+            1,
+            vec![Op::remove("tagIds", 42), Op::add("tagIds", 99)]
+        )]
+    );
+}
+
+#[test]
+fn delete_absorbs_before_and_keeps_a_reinsert_after() {
+    // The seed collapses all of this to a bare delete and the re-created entity stays dead.
+    let out = deduper().dedup(vec![
+        EntityOps::alive(1, vec![Op::set("nsfwLevel", 16), Op::add("tagIds", 42)]),
+        EntityOps::new(1, vec![Op::Delete]),
+        EntityOps::alive(1, vec![Op::set("nsfwLevel", 4)]),
+        EntityOps::new(1, vec![Op::add("tagIds", 7)]),
+    ]);
+    assert_eq!(
+        out,
+        vec![EntityOps::alive(
+            1,
+            vec![Op::Delete, Op::set("nsfwLevel", 4), Op::add("tagIds", 7)]
+        )]
+    );
+    // creates_slot from before the delete does not survive it.
+    let out = deduper().dedup(vec![
+        EntityOps::alive(2, vec![Op::set("nsfwLevel", 16)]),
+        EntityOps::new(2, vec![Op::Delete]),
+    ]);
+    assert_eq!(out, vec![EntityOps::new(2, vec![Op::Delete])]);
+}
+
+#[test]
+fn creates_slot_is_ored_and_a_bare_creation_is_kept() {
+    let out = deduper().dedup(vec![
+        EntityOps::new(1, vec![Op::set("nsfwLevel", 1)]),
+        EntityOps::alive(1, vec![]),
+        EntityOps::alive(3, vec![]),
+    ]);
+    assert_eq!(
+        out,
+        vec![
+            EntityOps::alive(1, vec![Op::set("nsfwLevel", 1)]),
+            EntityOps::alive(3, vec![])
+        ]
+    );
+}
+
+#[test]
+fn cancelled_entities_are_dropped_but_order_is_first_appearance() {
+    let out = deduper().dedup(vec![
+        EntityOps::new(5, vec![Op::set("nsfwLevel", 1)]),
+        EntityOps::new(2, vec![Op::set("nsfwLevel", 2)]),
+        EntityOps::new(5, vec![Op::set("hasMeta", true)]),
+    ]);
+    assert_eq!(
+        out,
+        vec![
+            EntityOps::new(5, vec![Op::set("nsfwLevel", 1), Op::set("hasMeta", true)]),
+            EntityOps::new(2, vec![Op::set("nsfwLevel", 2)]),
+        ]
+    );
+}
+
+#[test]
+fn unknown_fields_pass_through_in_order() {
+    let out = deduper().dedup(vec![EntityOps::new(
+        1,
+        vec![
+            Op::set("mystery", 1),
+            Op::remove("mystery", 1),
+            Op::set("mystery", 2),
+        ],
+    )]);
+    assert_eq!(
+        out[0].ops,
+        vec![
+            Op::set("mystery", 1),
+            Op::remove("mystery", 1),
+            Op::set("mystery", 2)
+        ]
+    );
+}
+
+#[test]
+fn query_op_sets_merge_per_query_and_field() {
+    let out = deduper().dedup(vec![
+        EntityOps::new(
+            7,
+            vec![q(
+                "postId eq 7",
+                vec![Op::set("publishedAt", 10), Op::set("hasMeta", true)],
+            )],
+        ),
+        EntityOps::new(
+            7,
+            vec![q(
+                "postId eq 7",
+                vec![Op::remove("publishedAt", 10), Op::set("publishedAt", 20)],
+            )],
+        ),
+        EntityOps::new(
+            8,
+            vec![Op::QueryOpSet {
+                query: None,
+                ops: vec![Op::set("publishedAt", 1)],
+            }],
+        ),
+    ]);
+    // The seed's last-wins would lose hasMeta; a null query is dropped.
+    assert_eq!(
+        out,
+        vec![EntityOps::new(
+            7,
+            vec![q(
+                "postId eq 7",
+                vec![Op::set("publishedAt", 20), Op::set("hasMeta", true)]
+            )]
+        )]
+    );
+}
+
+#[test]
+fn query_op_sets_are_barriers_for_direct_ops() {
+    let batch = vec![
+        EntityOps::new(1, vec![Op::set("publishedAt", 7)]),
+        EntityOps::new(5, vec![q("postId eq 5", vec![Op::set("publishedAt", 10)])]),
+        EntityOps::new(1, vec![Op::set("nsfwLevel", 3)]),
+    ];
+    assert_eq!(deduper().dedup(batch.clone()), batch);
+}
+
+#[test]
+fn conflicting_query_op_sets_keep_their_order() {
+    let batch = vec![
+        EntityOps::new(5, vec![q("postId eq 5", vec![Op::set("publishedAt", 10)])]),
+        EntityOps::new(
+            6,
+            vec![q("nsfwLevel eq 1", vec![Op::set("publishedAt", 11)])],
+        ),
+        EntityOps::new(5, vec![q("postId eq 5", vec![Op::set("publishedAt", 12)])]),
+    ];
+    assert_eq!(deduper().dedup(batch.clone()), batch);
+    // Ops that change what their own query matches are applied once per occurrence.
+    let self_reading = vec![
+        EntityOps::new(5, vec![q("nsfwLevel eq 3", vec![Op::set("nsfwLevel", 4)])]),
+        EntityOps::new(5, vec![q("nsfwLevel eq 3", vec![Op::set("nsfwLevel", 3)])]),
+    ];
+    assert_eq!(deduper().dedup(self_reading.clone()), self_reading);
+    let disjoint = vec![
+        EntityOps::new(5, vec![q("postId eq 5", vec![Op::set("publishedAt", 10)])]),
+        EntityOps::new(6, vec![q("nsfwLevel eq 1", vec![Op::set("existedAt", 11)])]),
+        EntityOps::new(5, vec![q("postId eq 5", vec![Op::set("publishedAt", 12)])]),
+    ];
+    assert_eq!(
+        deduper().dedup(disjoint),
+        vec![
+            EntityOps::new(5, vec![q("postId eq 5", vec![Op::set("publishedAt", 12)])]),
+            EntityOps::new(6, vec![q("nsfwLevel eq 1", vec![Op::set("existedAt", 11)])]),
+        ]
+    );
+}
