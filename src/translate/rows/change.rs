@@ -1,0 +1,424 @@
+//! One row change → ops, per source kind (the rules are in the parent module's docs).
+
+use std::sync::Arc;
+
+use tracing::warn;
+
+use crate::config::QueryOp;
+use crate::decode::{Datum, TupleData};
+use crate::ops::{EntityOps, Op, Value};
+use crate::translate::expr::BoundExpr;
+use crate::translate::value::{SqlValue, parse_text, to_op_value};
+
+use super::{Bound, BoundKind, BoundTrack, Row, TranslateStats};
+
+/// Parses the needed columns of a tuple. An unchanged-TOAST column takes the old row's value
+/// when the old row is complete (`REPLICA IDENTITY FULL`), else stays unknown.
+pub(super) fn parse_row(
+    bound: &Bound,
+    tuple: &TupleData,
+    full_old: Option<&Row>,
+    stats: &mut TranslateStats,
+) -> Row {
+    let mut values = vec![None; bound.type_oids.len()];
+    for &c in &bound.needed {
+        let v = match tuple.columns.get(c) {
+            Some(Datum::Null) => Some(SqlValue::Null),
+            Some(Datum::Text(bytes)) => match std::str::from_utf8(bytes)
+                .ok()
+                .map(|t| parse_text(bound.type_oids[c], t))
+            {
+                Some(Ok(v)) => Some(v),
+                _ => {
+                    stats.bad_values += 1;
+                    warn!(table = %bound.table, column = c, "a column value does not parse as its type; skipped");
+                    None
+                }
+            },
+            Some(Datum::Unchanged) => full_old.and_then(|o| o.get(c).cloned()),
+            Some(Datum::Binary(_)) | None => None,
+        };
+        values[c] = v;
+    }
+    Row { values }
+}
+
+fn slot_of(bound: &Bound, row: &Row, col: usize, stats: &mut TranslateStats) -> Option<i64> {
+    let id = match row.get(col) {
+        Some(SqlValue::Int2(v)) => Some(i64::from(*v)),
+        Some(SqlValue::Int4(v)) => Some(i64::from(*v)),
+        Some(SqlValue::Int8(v)) => Some(*v),
+        Some(other) => match to_op_value(other) {
+            Value::Int(i) => Some(i),
+            _ => None,
+        },
+        None => None,
+    };
+    if id.is_none() {
+        stats.bad_slot_ids += 1;
+        warn!(table = %bound.table, "a row's slot id is NULL, unknown or not an integer; row skipped");
+    }
+    id
+}
+
+/// Evaluates a tracked field; `None` when a column it reads is unknown or evaluation fails.
+fn eval_sql(
+    bound: &Bound,
+    t: &BoundTrack,
+    row: &Row,
+    slice: &[SqlValue],
+    id: i64,
+    stats: &mut TranslateStats,
+) -> Option<SqlValue> {
+    if !row.known(t.expr.columns()) {
+        return None;
+    }
+    match t.expr.eval(slice) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            stats.eval_errors += 1;
+            warn!(table = %bound.table, id, field = %t.target, error = %e, "expression failed on a row; field skipped");
+            None
+        }
+    }
+}
+
+/// [`eval_sql`] as the op value a trigger's `to_jsonb` would emit.
+fn eval(
+    bound: &Bound,
+    t: &BoundTrack,
+    row: &Row,
+    slice: &[SqlValue],
+    id: i64,
+    stats: &mut TranslateStats,
+) -> Option<Value> {
+    eval_sql(bound, t, row, slice, id, stats).map(|v| to_op_value(&v))
+}
+
+/// The ops an UPDATE produces for one tracked field: with the old row, `remove(old)` + `set(new)`
+/// only when the two are `IS DISTINCT FROM` each other (as the triggers test); without it, `set(new)`.
+#[allow(clippy::too_many_arguments)]
+fn update_field(
+    bound: &Bound,
+    t: &BoundTrack,
+    new: &Row,
+    new_slice: &[SqlValue],
+    old: Option<(&Row, &[SqlValue])>,
+    id: i64,
+    ops: &mut Vec<Op>,
+    stats: &mut TranslateStats,
+) {
+    let Some(new_v) = eval_sql(bound, t, new, new_slice, id, stats) else {
+        return;
+    };
+    let old_v = old.and_then(|(o, os)| eval_sql(bound, t, o, os, id, stats));
+    match old_v {
+        Some(old_v) if !old_v.is_distinct_from(&new_v) => {}
+        Some(old_v) => {
+            ops.push(Op::Remove {
+                field: t.target.clone(),
+                value: to_op_value(&old_v),
+            });
+            ops.push(Op::Set {
+                field: t.target.clone(),
+                value: to_op_value(&new_v),
+            });
+        }
+        None => ops.push(Op::Set {
+            field: t.target.clone(),
+            value: to_op_value(&new_v),
+        }),
+    }
+}
+
+/// A filter's outcome: `Some(true/false)`, or `None` when it cannot be evaluated on this row.
+fn filter_holds(
+    bound: &Bound,
+    f: &BoundExpr,
+    row: &Row,
+    slice: &[SqlValue],
+    stats: &mut TranslateStats,
+) -> Option<bool> {
+    if !row.known(f.columns()) {
+        return None;
+    }
+    match f.eval(slice) {
+        Ok(SqlValue::Bool(b)) => Some(b),
+        Ok(_) => Some(false),
+        Err(e) => {
+            stats.eval_errors += 1;
+            warn!(table = %bound.table, error = %e, "join filter failed on a row; treated as false");
+            Some(false)
+        }
+    }
+}
+
+fn join_value(row: &Row, col: usize) -> Option<Value> {
+    row.get(col).map(to_op_value)
+}
+
+/// `add` (or `remove`) of a join row's value on its slot, without looking at the filter.
+fn join_op(
+    bound: &Bound,
+    source: &BoundKind,
+    row: &Row,
+    add: bool,
+    out: &mut Vec<EntityOps>,
+    stats: &mut TranslateStats,
+) {
+    let BoundKind::Join {
+        slot, field, value, ..
+    } = source
+    else {
+        return;
+    };
+    let (Some(id), Some(v)) = (slot_of(bound, row, *slot, stats), join_value(row, *value)) else {
+        return;
+    };
+    let op = if add {
+        Op::Add {
+            field: field.clone(),
+            value: v,
+        }
+    } else {
+        Op::Remove {
+            field: field.clone(),
+            value: v,
+        }
+    };
+    out.push(EntityOps::new(id, vec![op]));
+}
+
+/// The fan-out query filled from a row; `None` when a value is NULL or unknown (a no-op).
+fn fan_query(clauses: &[(Arc<str>, QueryOp, Vec<usize>)], row: &Row) -> Option<Arc<str>> {
+    let mut q = String::new();
+    for (i, (field, op, cols)) in clauses.iter().enumerate() {
+        if i > 0 {
+            q.push_str(" AND ");
+        }
+        let mut vals = Vec::with_capacity(cols.len());
+        for &c in cols {
+            let v = row.get(c)?;
+            if v.is_null() {
+                return None;
+            }
+            vals.push(query_literal(&to_op_value(v)));
+        }
+        match op {
+            QueryOp::Eq => q.push_str(&format!("{field} eq {}", vals.first()?)),
+            QueryOp::In => q.push_str(&format!("{field} in [{}]", vals.join(", "))),
+        }
+    }
+    Some(Arc::from(q))
+}
+
+fn query_literal(v: &Value) -> String {
+    match v {
+        Value::Int(i) => i.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Float(x) => x.to_string(),
+        Value::Null => "null".into(),
+        Value::Str(s) => format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")),
+    }
+}
+
+pub(super) fn insert(
+    bound: &Bound,
+    source: &BoundKind,
+    row: &Row,
+    out: &mut Vec<EntityOps>,
+    stats: &mut TranslateStats,
+) {
+    let slice = row.slice();
+    match source {
+        BoundKind::Direct {
+            slot,
+            track,
+            sets_alive,
+            ..
+        } => {
+            let Some(id) = slot_of(bound, row, *slot, stats) else {
+                return;
+            };
+            let ops = track
+                .iter()
+                .filter_map(|t| {
+                    Some(Op::Set {
+                        field: t.target.clone(),
+                        value: eval(bound, t, row, &slice, id, stats)?,
+                    })
+                })
+                .collect();
+            out.push(EntityOps {
+                entity_id: id,
+                ops,
+                creates_slot: *sets_alive,
+            });
+        }
+        BoundKind::Join { filter, .. } => {
+            if let Some(f) = filter
+                && filter_holds(bound, f, row, &slice, stats) != Some(true)
+            {
+                return;
+            }
+            join_op(bound, source, row, true, out, stats);
+        }
+        BoundKind::FanOut { clauses, id, track } => {
+            let source_id = fan_source_id(*id, row);
+            let ops = track
+                .iter()
+                .filter_map(|t| {
+                    Some(Op::Set {
+                        field: t.target.clone(),
+                        value: eval(bound, t, row, &slice, source_id, stats)?,
+                    })
+                })
+                .collect();
+            out.push(EntityOps::new(
+                source_id,
+                vec![Op::QueryOpSet {
+                    query: fan_query(clauses, row),
+                    ops,
+                }],
+            ));
+        }
+    }
+}
+
+pub(super) fn delete(
+    bound: &Bound,
+    source: &BoundKind,
+    old: &Row,
+    out: &mut Vec<EntityOps>,
+    stats: &mut TranslateStats,
+) {
+    match source {
+        BoundKind::Direct {
+            slot, on_delete, ..
+        } => {
+            if !on_delete {
+                return;
+            }
+            if let Some(id) = slot_of(bound, old, *slot, stats) {
+                out.push(EntityOps::new(id, vec![Op::Delete]));
+            }
+        }
+        BoundKind::Join { filter, .. } => {
+            let slice = old.slice();
+            // A filter the old row cannot evaluate (not in the replica identity): remove anyway;
+            // removing a value the slot does not have changes nothing.
+            if let Some(f) = filter
+                && filter_holds(bound, f, old, &slice, stats) == Some(false)
+            {
+                return;
+            }
+            join_op(bound, source, old, false, out, stats);
+        }
+        BoundKind::FanOut { .. } => {}
+    }
+}
+
+pub(super) fn update(
+    bound: &Bound,
+    source: &BoundKind,
+    new: &Row,
+    old: Option<&Row>,
+    old_full: bool,
+    out: &mut Vec<EntityOps>,
+    stats: &mut TranslateStats,
+) {
+    match source {
+        BoundKind::Direct {
+            slot,
+            track,
+            on_delete,
+            ..
+        } => {
+            let Some(id) = slot_of(bound, new, *slot, stats) else {
+                return;
+            };
+            let old_id = old
+                .filter(|o| o.get(*slot).is_some())
+                .and_then(|o| slot_of(bound, o, *slot, stats));
+            if let Some(old_id) = old_id.filter(|&o| o != id) {
+                // The slot id itself changed: the old entity goes, the new one arrives whole.
+                if *on_delete {
+                    out.push(EntityOps::new(old_id, vec![Op::Delete]));
+                }
+                insert(bound, source, new, out, stats);
+                return;
+            }
+            let new_slice = new.slice();
+            let old_full_row = old.filter(|_| old_full);
+            let old_slice = old_full_row.map(Row::slice);
+            let old_pair = old_full_row.zip(old_slice.as_deref());
+            let mut ops = Vec::new();
+            for t in track {
+                update_field(bound, t, new, &new_slice, old_pair, id, &mut ops, stats);
+            }
+            if !ops.is_empty() {
+                out.push(EntityOps::new(id, ops));
+            }
+        }
+        BoundKind::Join {
+            slot,
+            value,
+            filter,
+            ..
+        } => {
+            let new_slice = new.slice();
+            let new_in = filter.as_ref().map_or(Some(true), |f| {
+                filter_holds(bound, f, new, &new_slice, stats)
+            });
+            let same_key = match old {
+                Some(o) => {
+                    o.get(*slot).is_none()
+                        || (o.get(*slot) == new.get(*slot) && o.get(*value) == new.get(*value))
+                }
+                None => true,
+            };
+            if let Some(o) = old.filter(|_| !same_key) {
+                delete(bound, source, o, out, stats);
+                if new_in == Some(true) {
+                    insert(bound, source, new, out, stats);
+                }
+                return;
+            }
+            // Same (slot, value): only the filter's outcome can have changed. Add or remove by
+            // the new outcome (both are idempotent on the index).
+            if let Some(holds) = new_in {
+                join_op(bound, source, new, holds, out, stats);
+            }
+        }
+        BoundKind::FanOut { clauses, id, track } => {
+            let source_id = fan_source_id(*id, new);
+            let new_slice = new.slice();
+            let old_full_row = old.filter(|_| old_full);
+            let old_slice = old_full_row.map(Row::slice);
+            let old_pair = old_full_row.zip(old_slice.as_deref());
+            let mut ops = Vec::new();
+            for t in track {
+                update_field(
+                    bound, t, new, &new_slice, old_pair, source_id, &mut ops, stats,
+                );
+            }
+            if !ops.is_empty() {
+                out.push(EntityOps::new(
+                    source_id,
+                    vec![Op::QueryOpSet {
+                        query: fan_query(clauses, new),
+                        ops,
+                    }],
+                ));
+            }
+        }
+    }
+}
+
+/// The id a fan-out row's ops are grouped under: its `id` column when that is an integer, else 0.
+fn fan_source_id(id_column: Option<usize>, row: &Row) -> i64 {
+    match id_column.and_then(|c| row.get(c)).map(to_op_value) {
+        Some(Value::Int(i)) => i,
+        _ => 0,
+    }
+}
