@@ -428,16 +428,24 @@ async fn an_idle_group_commit_marks_the_last_commits_end() {
     let client = f.client().await;
     // No keepalive Marks: every Mark is a commit end.
     let p = f
-        .start_with(|o| o.source.keepalive_mark_interval = Duration::from_secs(3600))
+        .start_with(|o| {
+            o.source.keepalive_mark_interval = Duration::from_secs(3600);
+            // Only the idle trigger may sync: a time-triggered sync writes no commit-end Mark.
+            o.source.group_commit_max_delay = Duration::from_secs(3600);
+        })
         .await;
     wait_streaming(&p).await;
-    // One transaction at a time, each applied before the next: every group commit is idle.
+    // One transaction at a time, each made durable before the next: every group commit is idle.
+    // (Received is not enough: the next insert could then join the same group commit.)
     for id in 1..=5 {
-        let before = p.status().transactions();
+        let before = p.status().durable();
         client.batch_execute(&insert_sql(id, id)).await.unwrap();
         let deadline = Instant::now() + PATIENCE;
-        while p.status().transactions() == before {
-            assert!(Instant::now() < deadline, "transaction {id} not applied");
+        while p.status().durable() == before {
+            assert!(
+                Instant::now() < deadline,
+                "transaction {id} not made durable"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
