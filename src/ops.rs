@@ -4,6 +4,10 @@
 //! `{"op":"set","field":F,"value":V}`, `remove`, `add`, `{"op":"delete"}` and
 //! `{"op":"queryOpSet","query":Q,"ops":[…]}`; an entity's ops are
 //! `{"entity_id":N,"ops":[…],"creates_slot":bool}` and a batch is `{"ops":[…],"meta":{…}}`.
+//!
+//! pgroar adds one table-wide op the triggers never emit (a trigger cannot see a TRUNCATE):
+//! `{"op":"truncate","field":F}` empties field F on every slot and `{"op":"truncate"}` deletes
+//! every slot. It ignores its entity's `entity_id` (the translator uses 0).
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -216,6 +220,15 @@ pub enum Op {
         /// The ops applied to each matching slot.
         ops: Vec<Op>,
     },
+    /// Table-wide, for a TRUNCATE: with a field, every slot loses every value of that field;
+    /// without one, every slot is deleted (as by `delete`). The entity's `entity_id` is not
+    /// read. Never nested in a `queryOpSet` (the index ignores it there).
+    #[serde(rename = "truncate")]
+    Truncate {
+        /// The index field to empty; `None` deletes every slot.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        field: Option<Arc<str>>,
+    },
 }
 
 fn null() -> Value {
@@ -247,12 +260,25 @@ impl Op {
         }
     }
 
-    /// The field an op touches (none for `delete` and `queryOpSet`).
+    /// `truncate` op: empties `field` on every slot, or deletes every slot when `None`.
+    pub fn truncate(field: Option<&str>) -> Op {
+        Op::Truncate {
+            field: field.map(Arc::from),
+        }
+    }
+
+    /// The field a slot op touches (none for `delete`, `queryOpSet` and the table-wide
+    /// `truncate`).
     pub fn field(&self) -> Option<&Arc<str>> {
         match self {
             Op::Set { field, .. } | Op::Remove { field, .. } | Op::Add { field, .. } => Some(field),
-            Op::Delete | Op::QueryOpSet { .. } => None,
+            Op::Delete | Op::QueryOpSet { .. } | Op::Truncate { .. } => None,
         }
+    }
+
+    /// True for the table-wide `truncate`.
+    pub fn is_truncate(&self) -> bool {
+        matches!(self, Op::Truncate { .. })
     }
 }
 
@@ -405,6 +431,11 @@ mod tests {
                 },
                 r#"{"op":"queryOpSet","query":null,"ops":[]}"#,
             ),
+            (
+                Op::truncate(Some("tagIds")),
+                r#"{"op":"truncate","field":"tagIds"}"#,
+            ),
+            (Op::truncate(None), r#"{"op":"truncate"}"#),
         ];
         for (op, json) in cases {
             assert_eq!(&serde_json::to_string(op).unwrap(), json);
@@ -441,5 +472,24 @@ mod tests {
             serde_json::from_str(r#"{"entity_id":1,"ops":[{"op":"set","field":"f"}]}"#).unwrap();
         assert_eq!(e, EntityOps::new(1, vec![Op::set("f", Value::Null)]));
         assert!(serde_json::from_str::<Op>(r#"{"op":"bogus"}"#).is_err());
+    }
+
+    #[test]
+    fn truncate_round_trips_inside_a_batch() {
+        let json = r#"{"ops":[{"entity_id":0,"ops":[{"op":"truncate","field":"tagIds"}],"creates_slot":false},{"entity_id":0,"ops":[{"op":"truncate"}],"creates_slot":false}]}"#;
+        let batch: OpsBatch = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            batch.ops,
+            vec![
+                EntityOps::new(0, vec![Op::truncate(Some("tagIds"))]),
+                EntityOps::new(0, vec![Op::truncate(None)]),
+            ]
+        );
+        assert_eq!(serde_json::to_string(&batch).unwrap(), json);
+        // An explicit null field is the table-wide form.
+        let op: Op = serde_json::from_str(r#"{"op":"truncate","field":null}"#).unwrap();
+        assert_eq!(op, Op::truncate(None));
+        assert!(op.is_truncate() && op.field().is_none());
+        assert!(serde_json::from_str::<Op>(r#"{"op":"truncate","field":7}"#).is_err());
     }
 }

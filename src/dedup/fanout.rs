@@ -49,7 +49,7 @@ impl FanoutRun {
             let reads = query_words(&query);
             let sealed = ops
                 .iter()
-                .any(|op| matches!(op, Op::Delete | Op::QueryOpSet { .. }))
+                .any(|op| matches!(op, Op::Delete | Op::QueryOpSet { .. } | Op::Truncate { .. }))
                 || writes.iter().any(|w| reads.contains(&**w));
             let key = (e.entity_id, query.clone());
             let mergeable = self.latest.get(&key).copied().filter(|&i| {

@@ -20,6 +20,11 @@
 //! and a new group starts. A `queryOpSet` whose query is null is a no-op and is dropped.
 //! An entity left with no ops and no `creates_slot` is dropped; one that only creates its slot
 //! is kept.
+//!
+//! A `truncate` changes every slot, so an entry holding one is a barrier for the whole batch:
+//! every run before it is flushed, the entry passes through verbatim, and a new run starts
+//! after it (nothing merges across it). A `truncate` nested in a `queryOpSet` (which the index
+//! ignores) is kept verbatim like a nested `delete`.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry as MapEntry;
@@ -175,8 +180,11 @@ impl Deduper {
             if e.ops.is_empty() && !e.creates_slot {
                 continue;
             }
-            let has_query = e.ops.iter().any(|op| matches!(op, Op::QueryOpSet { .. }));
-            if !has_query {
+            let barrier = e
+                .ops
+                .iter()
+                .any(|op| matches!(op, Op::QueryOpSet { .. } | Op::Truncate { .. }));
+            if !barrier {
                 fanout.flush(self, &mut out);
                 direct.push(self, e);
                 continue;
@@ -373,7 +381,7 @@ impl FieldOps {
 fn op_value(op: &Op) -> &Value {
     match op {
         Op::Set { value, .. } | Op::Remove { value, .. } | Op::Add { value, .. } => value,
-        Op::Delete | Op::QueryOpSet { .. } => &Value::Null,
+        Op::Delete | Op::QueryOpSet { .. } | Op::Truncate { .. } => &Value::Null,
     }
 }
 
@@ -403,10 +411,13 @@ impl Collapsed {
         &mut self.fields[pos].1
     }
 
-    /// Folds one op into the state. A nested `delete`/`queryOpSet` (inside a queryOpSet) cannot
-    /// be collapsed: it and every op after it are kept verbatim, after the collapsed fields.
+    /// Folds one op into the state. A nested `delete`/`queryOpSet`/`truncate` (inside a
+    /// queryOpSet) cannot be collapsed: it and every op after it are kept verbatim, after the
+    /// collapsed fields.
     fn push(&mut self, d: &Deduper, op: Op) {
-        if !self.verbatim_tail.is_empty() || matches!(op, Op::Delete | Op::QueryOpSet { .. }) {
+        if !self.verbatim_tail.is_empty()
+            || matches!(op, Op::Delete | Op::QueryOpSet { .. } | Op::Truncate { .. })
+        {
             self.verbatim_tail.push(op);
             return;
         }

@@ -242,3 +242,56 @@ fn conflicting_query_op_sets_keep_their_order() {
         ]
     );
 }
+
+#[test]
+fn truncates_are_barriers_for_the_whole_batch() {
+    let truncate = |f: Option<&str>| EntityOps::new(0, vec![Op::truncate(f)]);
+    // Nothing merges across a truncate: not direct ops of one entity, not queryOpSets.
+    let batch = vec![
+        EntityOps::new(1, vec![Op::add("tagIds", 4)]),
+        truncate(Some("tagIds")),
+        EntityOps::new(1, vec![Op::add("tagIds", 5)]),
+        EntityOps::new(5, vec![q("postId eq 5", vec![Op::set("publishedAt", 10)])]),
+        truncate(None),
+        EntityOps::new(5, vec![q("postId eq 5", vec![Op::set("publishedAt", 12)])]),
+        EntityOps::alive(1, vec![Op::set("nsfwLevel", 1)]),
+    ];
+    assert_eq!(deduper().dedup(batch.clone()), batch);
+    // Between truncates the usual rules apply; the truncate entry itself passes verbatim, with
+    // the ops it shares an entry with.
+    let out = deduper().dedup(vec![
+        EntityOps::new(1, vec![Op::set("nsfwLevel", 1)]),
+        EntityOps::new(1, vec![Op::set("nsfwLevel", 2)]),
+        EntityOps::new(
+            3,
+            vec![
+                Op::set("nsfwLevel", 1),
+                Op::truncate(None),
+                Op::set("nsfwLevel", 1),
+            ],
+        ),
+        EntityOps::new(1, vec![Op::set("nsfwLevel", 3)]),
+        EntityOps::new(1, vec![Op::set("nsfwLevel", 4)]),
+    ]);
+    assert_eq!(
+        out,
+        vec![
+            EntityOps::new(1, vec![Op::set("nsfwLevel", 2)]),
+            EntityOps::new(
+                3,
+                vec![
+                    Op::set("nsfwLevel", 1),
+                    Op::truncate(None),
+                    Op::set("nsfwLevel", 1)
+                ],
+            ),
+            EntityOps::new(1, vec![Op::set("nsfwLevel", 4)]),
+        ]
+    );
+    // Nested in a queryOpSet (where the index ignores it) it is kept, and seals its group.
+    let nested = vec![
+        EntityOps::new(5, vec![q("postId eq 5", vec![Op::truncate(None)])]),
+        EntityOps::new(5, vec![q("postId eq 5", vec![Op::set("publishedAt", 12)])]),
+    ];
+    assert_eq!(deduper().dedup(nested.clone()), nested);
+}

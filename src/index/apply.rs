@@ -8,7 +8,10 @@
 //! * `add`: multi → into the value's bitmap; otherwise like `set`.
 //! * `delete`: wipes the slot (alive, every filter and sort bit, the columns).
 //! * `queryOpSet`: the query is evaluated on the writer's current state ∩ alive and the nested
-//!   ops applied to each match (a nested `delete` wipes, a nested `queryOpSet` is ignored).
+//!   ops applied to each match (a nested `delete` wipes, a nested `queryOpSet` or `truncate` is
+//!   ignored).
+//! * `truncate`: table-wide, whatever the entity id (see `truncate`): empties one field on every
+//!   slot, or without a field wipes every slot.
 //!
 //! Bad data never stops the stream: unknown fields, values a field cannot hold, out-of-range
 //! sort values (clamped), ids that do not fit a slot and bad queries are counted in
@@ -45,8 +48,8 @@ macro_rules! report {
 /// What one field name denotes: its filter field (position and kind) and/or sort field.
 #[derive(Copy, Clone, Debug)]
 pub(super) struct Target {
-    filter: Option<(usize, FilterKind)>,
-    sort: Option<usize>,
+    pub(super) filter: Option<(usize, FilterKind)>,
+    pub(super) sort: Option<usize>,
 }
 
 /// Resolves op field names to [`Target`]s: one entry per distinct name, matched by pointer
@@ -90,7 +93,7 @@ impl FieldTable {
         FieldTable { names }
     }
 
-    fn get(&self, name: &Arc<str>) -> Option<Target> {
+    pub(super) fn get(&self, name: &Arc<str>) -> Option<Target> {
         self.names
             .iter()
             .find(|(n, _)| Arc::ptr_eq(n, name) || **n == **name)
@@ -117,14 +120,13 @@ impl Index {
     /// Applies one entity's ops in order, then makes the slot alive if `creates_slot`.
     ///
     /// An `entity_id` outside `0..=u32::MAX` cannot be a slot: the entity's slot ops and
-    /// `creates_slot` are skipped and counted; its `queryOpSet`s (which address other slots) still
-    /// apply.
+    /// `creates_slot` are skipped and counted; its `queryOpSet`s (which address other slots) and
+    /// `truncate`s (which address every slot) still apply.
     pub fn apply(&mut self, e: &EntityOps) {
         self.settle();
         let slot = u32::try_from(e.entity_id).ok();
-        if slot.is_none()
-            && (e.creates_slot || e.ops.iter().any(|op| !matches!(op, Op::QueryOpSet { .. })))
-        {
+        let slot_op = |op: &Op| !matches!(op, Op::QueryOpSet { .. } | Op::Truncate { .. });
+        if slot.is_none() && (e.creates_slot || e.ops.iter().any(slot_op)) {
             self.stats.skipped_ids += 1;
             report!(
                 self.stats.skipped_ids,
@@ -137,6 +139,7 @@ impl Index {
                 (Op::QueryOpSet { query, ops }, _) => {
                     self.query_op_set(query.as_deref(), ops, e.entity_id)
                 }
+                (Op::Truncate { field }, _) => self.truncate(field.as_ref()),
                 (_, Some(slot)) => self.slot_op(slot, op),
                 (_, None) => {}
             }
@@ -161,12 +164,12 @@ impl Index {
                 self.stats.applied_ops += 1;
                 return;
             }
-            Op::QueryOpSet { .. } => {
+            Op::QueryOpSet { .. } | Op::Truncate { .. } => {
                 self.stats.nested_query_op_sets += 1;
                 report!(
                     self.stats.nested_query_op_sets,
                     slot,
-                    "a queryOpSet nested in a queryOpSet is ignored"
+                    "a queryOpSet or truncate nested in a queryOpSet is ignored"
                 );
                 return;
             }
@@ -365,17 +368,15 @@ impl Index {
         let Some(query) = query else {
             return;
         };
-        let nested = ops
-            .iter()
-            .filter(|op| matches!(op, Op::QueryOpSet { .. }))
-            .count() as u64;
+        let cannot_nest = |op: &&Op| matches!(op, Op::QueryOpSet { .. } | Op::Truncate { .. });
+        let nested = ops.iter().filter(cannot_nest).count() as u64;
         if nested > 0 {
             self.stats.nested_query_op_sets += nested;
             report!(
                 self.stats.nested_query_op_sets,
                 source_id,
                 query,
-                "a queryOpSet nested in a queryOpSet is ignored"
+                "a queryOpSet or truncate nested in a queryOpSet is ignored"
             );
         }
         let filter = match Filter::parse(query) {
@@ -398,7 +399,7 @@ impl Index {
         let slots: Vec<u32> = matched.iter().collect();
         for slot in slots {
             for op in ops {
-                if !matches!(op, Op::QueryOpSet { .. }) {
+                if !cannot_nest(&op) {
                     self.slot_op(slot, op);
                 }
             }

@@ -5,6 +5,8 @@
 //! * Ops of an entity apply in order, then `creates_slot` makes the slot alive. There is no alive
 //!   gating: ops on a dead slot still change its bits, but every query result is ⊆ `alive`, and a
 //!   delete wipes the slot so a re-created slot inherits nothing.
+//! * A `truncate` (whatever its entity id) deletes every slot as `delete` would, or empties one
+//!   field on every slot, live or not (see `truncate`); dictionaries stay.
 //! * A single/bool filter field holds at most one key per slot: `set` moves the slot out of its
 //!   previous key (the writer's per-slot columns know it, so old values need not be in the
 //!   stream). Sort fields hold one `u32` per slot as bit layers.
@@ -34,6 +36,7 @@ pub mod filter;
 pub(crate) mod keys;
 pub mod search;
 mod slices;
+mod truncate;
 mod writes;
 
 use std::collections::HashMap;
@@ -75,7 +78,7 @@ pub struct IndexStats {
     pub unknown_fields: u64,
     /// `queryOpSet` queries that did not parse or named an unknown field, skipped.
     pub bad_queries: u64,
-    /// `queryOpSet`s nested inside a `queryOpSet`, ignored.
+    /// `queryOpSet`s and `truncate`s nested inside a `queryOpSet`, ignored.
     pub nested_query_op_sets: u64,
 }
 

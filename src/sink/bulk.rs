@@ -3,9 +3,10 @@
 //!
 //! It has insert-only semantics: `set`/`add` insert the slot under the value (filter) or set the
 //! value's bits (sort), and `creates_slot` makes the slot alive. Text keys stay text per field
-//! (threads cannot share dictionary ids); the index assigns ids at merge. `remove`, `delete` and
-//! `queryOpSet` are not for this path: they are counted as `unsupported` and ignored. Fan-out
-//! sources are applied through `Index::apply` after the dump, when the slots they address exist.
+//! (threads cannot share dictionary ids); the index assigns ids at merge. `remove`, `delete`,
+//! `queryOpSet` and `truncate` are not for this path: they are counted as `unsupported` and
+//! ignored. Fan-out sources are applied through `Index::apply` after the dump, when the slots
+//! they address exist.
 //!
 //! A dump gives each slot at most one value per single-value and sort field (one row per slot);
 //! should an accumulator see two, the single-value key is resolved at merge (see
@@ -29,7 +30,7 @@ use crate::schema::Schema;
 pub struct BulkStats {
     /// Entities added.
     pub entities: u64,
-    /// `remove` / `delete` / `queryOpSet` ops ignored (not for the bulk path).
+    /// `remove` / `delete` / `queryOpSet` / `truncate` ops ignored (not for the bulk path).
     pub unsupported: u64,
     /// Counters shared with the index (applied ops, bad ids, clamped and bad values, unknown
     /// fields).
@@ -105,7 +106,7 @@ impl BulkAccumulator {
         for op in &e.ops {
             let (field, value) = match op {
                 Op::Set { field, value } | Op::Add { field, value } => (field, value),
-                Op::Remove { .. } | Op::Delete | Op::QueryOpSet { .. } => {
+                Op::Remove { .. } | Op::Delete | Op::QueryOpSet { .. } | Op::Truncate { .. } => {
                     self.stats.unsupported += 1;
                     continue;
                 }

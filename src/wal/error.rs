@@ -49,7 +49,7 @@ pub enum WalError {
     #[error("ops cannot be written to the WAL")]
     Encode(#[from] EncodeError),
     /// A segment of a format version this build does not read. Nothing was cut or changed.
-    #[error("segment {} has WAL format version {version}; this build reads version {}", path.display(), super::format::FORMAT_VERSION)]
+    #[error("segment {} has WAL format version {version}; this build reads versions {} to {}", path.display(), super::format::MIN_READ_VERSION, super::format::FORMAT_VERSION)]
     UnsupportedVersion {
         /// The segment file.
         path: PathBuf,

@@ -1,7 +1,9 @@
 //! The WAL's byte layout: segment headers and records. Pure functions over byte slices, no I/O,
 //! so every decoder here can be fuzzed.
 //!
-//! # Format version 1
+//! # Format version 2
+//!
+//! Version 2 added the `truncate` op (payload tag 6); version 1 segments are still read.
 //!
 //! All integers are little-endian; there is no padding anywhere.
 //!
@@ -53,7 +55,10 @@
 use crate::lsn::{Lsn, WalKey};
 
 /// The format version written into every segment header.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest format version this build reads (each version only adds to the one before).
+pub const MIN_READ_VERSION: u32 = 1;
 
 /// The first eight bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"PGROARWL";
@@ -80,7 +85,9 @@ pub enum DecodeError {
     #[error("bad segment magic")]
     BadMagic,
     /// A CRC-valid segment header of another format version.
-    #[error("unsupported WAL format version {0} (this build reads version {FORMAT_VERSION})")]
+    #[error(
+        "unsupported WAL format version {0} (this build reads versions {MIN_READ_VERSION} to {FORMAT_VERSION})"
+    )]
     UnsupportedVersion(u32),
     /// A record's length field is outside `17 ..= MAX_RECORD_LEN`.
     #[error("record length {0} is out of bounds")]
@@ -224,7 +231,7 @@ impl SegmentHeader {
             return Err(DecodeError::Checksum { stored, computed });
         }
         let version = le_u32(&b[8..12]);
-        if version != FORMAT_VERSION {
+        if !(MIN_READ_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(DecodeError::UnsupportedVersion(version));
         }
         Ok(Some(SegmentHeader {
@@ -546,13 +553,19 @@ mod tests {
         }
         // A CRC-valid header of another version is "unsupported", not corrupt.
         let mut c = b;
-        c[8..12].copy_from_slice(&2u32.to_le_bytes());
+        c[8..12].copy_from_slice(&3u32.to_le_bytes());
         let crc = crc32fast::hash(&c[..28]);
         c[28..32].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(
             SegmentHeader::decode(&c),
-            Err(DecodeError::UnsupportedVersion(2))
+            Err(DecodeError::UnsupportedVersion(3))
         );
+        // Version 1 (before the truncate op) is still read.
+        let mut c = b;
+        c[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let crc = crc32fast::hash(&c[..28]);
+        c[28..32].copy_from_slice(&crc.to_le_bytes());
+        assert!(SegmentHeader::decode(&c).is_ok());
     }
 
     proptest! {

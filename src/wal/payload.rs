@@ -1,6 +1,6 @@
 //! The binary encoding of one [`EntityOps`], the payload of an Ops record. No I/O; fuzzable.
 //!
-//! Layout (format version 1, little-endian):
+//! Layout (format version 2, little-endian; tag 6 is new in version 2):
 //!
 //! | item        | encoding                                                                    |
 //! |-------------|-----------------------------------------------------------------------------|
@@ -11,6 +11,7 @@
 //! | 3 add       | `str field`, `value`                                                         |
 //! | 4 delete    | nothing                                                                      |
 //! | 5 queryOpSet| `u8 has_query` (0 or 1), `str query` if 1, `u32 count`, `count × op` (one level deeper) |
+//! | 6 truncate  | `u8 has_field` (0 or 1), `str field` if 1                                    |
 //! | value       | `u8 tag`: 0 null, 1 false, 2 true, 3 int (`i64`), 4 float (`u64` IEEE-754 bits), 5 string (`str`) |
 //! | str         | `u32 byte length`, UTF-8 bytes                                               |
 //!
@@ -31,6 +32,7 @@ const OP_REMOVE: u8 = 2;
 const OP_ADD: u8 = 3;
 const OP_DELETE: u8 = 4;
 const OP_QUERY_OP_SET: u8 = 5;
+const OP_TRUNCATE: u8 = 6;
 
 const VAL_NULL: u8 = 0;
 const VAL_FALSE: u8 = 1;
@@ -75,6 +77,16 @@ fn encode_ops(ops: &[Op], depth: usize, out: &mut Vec<u8>) -> Result<(), EncodeE
                     }
                 }
                 encode_ops(ops, depth + 1, out)?;
+            }
+            Op::Truncate { field } => {
+                out.push(OP_TRUNCATE);
+                match field {
+                    None => out.push(0),
+                    Some(f) => {
+                        out.push(1);
+                        put_str(out, f, "field name")?;
+                    }
+                }
             }
         }
     }
@@ -227,6 +239,18 @@ impl<'a> Reader<'a> {
                     ops: self.ops(depth + 1)?,
                 }
             }
+            OP_TRUNCATE => Op::Truncate {
+                field: match self.u8("field presence")? {
+                    0 => None,
+                    1 => Some(self.str("field name")?),
+                    tag => {
+                        return Err(DecodeError::BadTag {
+                            what: "field presence",
+                            tag,
+                        });
+                    }
+                },
+            },
             tag => return Err(DecodeError::BadTag { what: "op", tag }),
         })
     }
@@ -271,6 +295,8 @@ mod tests {
                 Op::set("emoji", "ünïcødé ✓"),
                 Op::set("", ""),
                 Op::Delete,
+                Op::truncate(Some("tagIds")),
+                Op::truncate(None),
                 Op::QueryOpSet {
                     query: Some(Arc::from("postId eq 7")),
                     ops: vec![
@@ -372,6 +398,43 @@ mod tests {
         );
     }
 
+    #[test]
+    fn truncate_layout_is_as_documented() {
+        let b = encode(&EntityOps::new(
+            0,
+            vec![Op::truncate(Some("m")), Op::truncate(None)],
+        ));
+        let mut want = Vec::new();
+        want.extend_from_slice(&0i64.to_le_bytes());
+        want.push(0);
+        want.extend_from_slice(&2u32.to_le_bytes());
+        want.extend_from_slice(&[OP_TRUNCATE, 1]);
+        want.extend_from_slice(&1u32.to_le_bytes());
+        want.push(b'm');
+        want.extend_from_slice(&[OP_TRUNCATE, 0]);
+        assert_eq!(b, want);
+        // A presence byte other than 0 or 1 is refused (canonical encoding).
+        let mut bad = want.clone();
+        bad[14] = 2;
+        assert_eq!(
+            decode_entity_ops(&bad),
+            Err(DecodeError::BadTag {
+                what: "field presence",
+                tag: 2
+            })
+        );
+        // Every byte flipped: an error or a canonical re-encoding, never a panic.
+        for i in 0..want.len() {
+            for bit in 0..8 {
+                let mut flipped = want.clone();
+                flipped[i] ^= 1 << bit;
+                if let Ok(e) = decode_entity_ops(&flipped) {
+                    assert_eq!(encode(&e), flipped, "byte {i} bit {bit}");
+                }
+            }
+        }
+    }
+
     fn nested(depth: usize) -> Op {
         let mut op = Op::Delete;
         for _ in 0..depth {
@@ -431,6 +494,7 @@ mod tests {
                 value: v
             }),
             Just(Op::Delete),
+            proptest::option::of("[a-z]{0,4}").prop_map(|f| Op::truncate(f.as_deref())),
         ];
         leaf.prop_recursive(3, 16, 4, |inner| {
             (

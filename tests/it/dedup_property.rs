@@ -1,6 +1,7 @@
 //! The dedup law: for every batch, applying the deduped batch to an index gives exactly the
 //! index that applying the raw batch gives (compared on the index's full canonical state,
-//! dead slots included), starting from a random pre-existing index state.
+//! dead slots included), starting from a random pre-existing index state. Batches mix direct
+//! entries, `queryOpSet` entries and table-wide `truncate`s (alone, or among an entity's ops).
 
 use std::sync::Arc;
 
@@ -58,10 +59,23 @@ fn field_op() -> impl Strategy<Value = Op> {
     })
 }
 
+/// A `truncate` of one field (known or not) or, less often, of every slot.
+fn truncate_op() -> impl Strategy<Value = Op> {
+    prop::option::weighted(0.75, field()).prop_map(Op::truncate)
+}
+
+/// A TRUNCATE as the translator emits it: its own entity, id 0.
+fn truncate_entry() -> impl Strategy<Value = EntityOps> {
+    prop::collection::vec(truncate_op(), 1..3).prop_map(|ops| EntityOps::new(0, ops))
+}
+
 fn direct_entry() -> impl Strategy<Value = EntityOps> {
     (
         0i64..6,
-        prop::collection::vec(prop_oneof![8 => field_op(), 1 => Just(Op::Delete)], 0..5),
+        prop::collection::vec(
+            prop_oneof![16 => field_op(), 2 => Just(Op::Delete), 1 => truncate_op()],
+            0..5,
+        ),
         any::<bool>(),
     )
         .prop_map(|(id, ops, creates_slot)| EntityOps {
@@ -78,7 +92,10 @@ fn fanout_entry() -> impl Strategy<Value = EntityOps> {
         Just(Some("s eq 2 AND NOT b eq true")),
         Just(None),
     ];
-    let nested = prop::collection::vec(prop_oneof![8 => field_op(), 1 => Just(Op::Delete)], 0..4);
+    let nested = prop::collection::vec(
+        prop_oneof![16 => field_op(), 2 => Just(Op::Delete), 1 => truncate_op()],
+        0..4,
+    );
     (100i64..103, query, nested).prop_map(|(id, q, ops)| {
         EntityOps::new(
             id,
@@ -91,7 +108,10 @@ fn fanout_entry() -> impl Strategy<Value = EntityOps> {
 }
 
 fn batch() -> impl Strategy<Value = Vec<EntityOps>> {
-    prop::collection::vec(prop_oneof![6 => direct_entry(), 1 => fanout_entry()], 0..24)
+    prop::collection::vec(
+        prop_oneof![12 => direct_entry(), 2 => fanout_entry(), 1 => truncate_entry()],
+        0..24,
+    )
 }
 
 proptest! {

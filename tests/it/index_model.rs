@@ -1,6 +1,6 @@
-//! The index against a model: random op sequences applied to `Index` and to a `BTreeMap` of
-//! per-slot values; then random filters, sorted paging, the full state dump, checkpoint round
-//! trips and bulk accumulation must agree with the model.
+//! The index against a model: random op sequences (table-wide `truncate`s included) applied to
+//! `Index` and to a `BTreeMap` of per-slot values; then random filters, sorted paging, the full
+//! state dump, checkpoint round trips and bulk accumulation must agree with the model.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -51,6 +51,8 @@ enum TOp {
     Add(&'static str, Value),
     Delete,
     Qos(Option<Query_>, Vec<TOp>),
+    /// One field emptied on every slot, or (`None`) every slot deleted.
+    Truncate(Option<&'static str>),
 }
 
 impl TOp {
@@ -67,6 +69,7 @@ impl TOp {
                 }),
                 ops: ops.iter().map(TOp::op).collect(),
             },
+            TOp::Truncate(f) => Op::truncate(*f),
         }
     }
 }
@@ -151,13 +154,23 @@ fn op() -> impl Strategy<Value = TOp> {
         1 => prop::sample::select(vec!["s eq", "zz eq 1", "n gt 'x'"]).prop_map(|s| Some(Query_::Bad(s))),
     ];
     let nested = prop::collection::vec(
-        prop_oneof![4 => slot_op(), 1 => Just(TOp::Qos(None, vec![]))],
+        prop_oneof![
+            8 => slot_op(),
+            2 => Just(TOp::Qos(None, vec![])),
+            1 => truncate(),
+        ],
         0..3,
     );
     prop_oneof![
-        8 => slot_op(),
-        1 => (query, nested).prop_map(|(q, ops)| TOp::Qos(q, ops)),
+        16 => slot_op(),
+        2 => (query, nested).prop_map(|(q, ops)| TOp::Qos(q, ops)),
+        1 => truncate(),
     ]
+}
+
+/// A truncate of one field (unknown ones included) or, less often, of every slot.
+fn truncate() -> impl Strategy<Value = TOp> {
+    prop::option::weighted(0.75, field()).prop_map(TOp::Truncate)
 }
 
 fn entity() -> impl Strategy<Value = TEntity> {
@@ -321,6 +334,7 @@ impl Model {
         for op in &e.ops {
             match (op, slot) {
                 (TOp::Qos(q, ops), _) => self.qos(q, ops),
+                (TOp::Truncate(f), _) => self.truncate(*f),
                 (_, Some(s)) => self.slot_op(s, op),
                 _ => {}
             }
@@ -336,7 +350,8 @@ impl Model {
                 self.slots.insert(s, MSlot::default());
                 return;
             }
-            TOp::Qos(..) => return,
+            // Neither nests in a queryOpSet: ignored there.
+            TOp::Qos(..) | TOp::Truncate(_) => return,
             TOp::Set(f, v) => (*f, v, 's'),
             TOp::Remove(f, v) => (*f, v, 'r'),
             TOp::Add(f, v) => (*f, v, 'a'),
@@ -370,6 +385,25 @@ impl Model {
                 *cur = v;
             } else if *cur == v {
                 *cur = 0;
+            }
+        }
+    }
+
+    fn truncate(&mut self, field: Option<&'static str>) {
+        let Some(field) = field else {
+            self.slots.clear();
+            return;
+        };
+        for slot in self.slots.values_mut() {
+            match kind_of(field) {
+                Some(FilterKind::Multi) => slot.multi.clear(),
+                Some(_) => {
+                    slot.single.remove(field);
+                }
+                None => {}
+            }
+            if bits_of(field).is_some() {
+                slot.sort.remove(field);
             }
         }
     }

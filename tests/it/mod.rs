@@ -12,4 +12,5 @@ mod server;
 mod sinks;
 mod stream;
 mod translate;
+mod truncate;
 mod wal_recovery;

@@ -349,13 +349,13 @@ fn another_format_version_is_refused_not_cut() {
     write_wal(dir.path(), &script(), WalOptions::default());
     let path = seg_path(dir.path(), 1);
     let mut bytes = std::fs::read(&path).unwrap();
-    bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+    bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
     let crc = crc32fast::hash(&bytes[..28]);
     bytes[28..32].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&path, &bytes).unwrap();
     assert!(matches!(
         Wal::open(dir.path(), WalOptions::default()),
-        Err(WalError::UnsupportedVersion { version: 2, .. })
+        Err(WalError::UnsupportedVersion { version: 3, .. })
     ));
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
 }
@@ -704,6 +704,8 @@ fn seed_corpus() -> Vec<(&'static str, Vec<u8>)> {
             Op::add("s", "ü"),
             Op::set("n", Value::Null),
             Op::Delete,
+            Op::truncate(Some("m")),
+            Op::truncate(None),
             Op::QueryOpSet {
                 query: None,
                 ops: vec![Op::QueryOpSet {

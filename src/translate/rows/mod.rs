@@ -14,19 +14,32 @@
 //! Bad data never stops the stream: a slot id that is NULL or not an integer, an expression that
 //! fails (integer overflow, division by zero), a value that does not parse — each is counted in
 //! [`TranslateStats`], logged with table, id and field, and skipped.
+//!
+//! TRUNCATE is translated as "delete every row of the table", expressed without the rows, as one
+//! entity (id 0) of table-wide [`Op::Truncate`]s (the options RESTART IDENTITY and CASCADE change
+//! nothing: Postgres lists every truncated table itself):
+//! * a direct source with `on_delete` → `truncate` without a field: every slot is deleted;
+//! * a join source → `truncate` of its field: every slot loses every value of it. When another
+//!   join table that is not truncated with it also feeds that field, clearing would remove that
+//!   table's values too: nothing is emitted, the case is counted
+//!   ([`TranslateStats::truncates_not_applied`]) and logged naming both tables (the index keeps
+//!   the truncated rows' values until a re-bootstrap);
+//! * a direct source without `on_delete`, a fan-out source → nothing (their DELETE emits nothing).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::config::{Config, QueryOp, QueryTemplate, SourceKind, TrackField};
 use crate::decode::{Message, Oid, OldTuple, Relation, RelationCache, RelationChange};
-use crate::ops::EntityOps;
+use crate::ops::{EntityOps, Op};
 use crate::translate::expr::{BoundExpr, ColumnSlot, Expr, ExprError};
 use crate::translate::value::SqlValue;
 
 mod change;
+#[cfg(test)]
+mod tests;
 
 use change::{delete, insert, parse_row, update};
 
@@ -92,8 +105,11 @@ pub struct TranslateStats {
     pub eval_errors: u64,
     /// Column values that did not parse as their type.
     pub bad_values: u64,
-    /// TRUNCATEs of source tables.
+    /// Source tables truncated (each table of a TRUNCATE message counts once).
     pub truncates: u64,
+    /// Join-table TRUNCATEs not applied to the index because another table also feeds the
+    /// field (see the module docs); the index keeps those values until a re-bootstrap.
+    pub truncates_not_applied: u64,
 }
 
 struct Track {
@@ -168,6 +184,8 @@ struct Bound {
     /// Columns any source reads; only these are parsed from a row.
     needed: Vec<usize>,
     sources: Vec<BoundKind>,
+    /// Position in the config of each of `sources`.
+    source_ids: Vec<usize>,
 }
 
 /// Turns row changes into ops according to the config's sources.
@@ -335,8 +353,15 @@ impl Translator {
                 .collect()
         };
         let mut sources = Vec::new();
+        let mut source_ids = Vec::new();
         let mut needed = Vec::new();
-        for s in self.sources.iter().filter(|s| s.matches(rel)) {
+        for (i, s) in self
+            .sources
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.matches(rel))
+        {
+            source_ids.push(i);
             let bound = match &s.kind {
                 Kind::Direct {
                     slot,
@@ -398,6 +423,7 @@ impl Translator {
             key,
             needed,
             sources,
+            source_ids,
         })
     }
 
@@ -413,12 +439,7 @@ impl Translator {
             Message::Update(m) => (m.relation, Some(&m.new), m.old.as_ref()),
             Message::Delete(m) => (m.relation, None, Some(&m.old)),
             Message::Truncate(t) => {
-                for oid in &t.relations {
-                    if let Some(b) = self.bound.get(oid) {
-                        self.stats.truncates += 1;
-                        warn!(table = %b.table, "TRUNCATE of a source table is not applied to the index yet");
-                    }
-                }
+                self.truncate(&t.relations, out);
                 return Ok(());
             }
             _ => return Ok(()),
@@ -458,7 +479,93 @@ impl Translator {
     }
 }
 
+impl Translator {
+    /// A TRUNCATE of `relations` → table-wide ops (see the module docs).
+    fn truncate(&mut self, relations: &[Oid], out: &mut Vec<EntityOps>) {
+        // The config positions of the truncated tables' sources.
+        let mut truncated: Vec<usize> = Vec::new();
+        for oid in relations {
+            if let Some(b) = self.bound.get(oid) {
+                self.stats.truncates += 1;
+                truncated.extend(&b.source_ids);
+            }
+        }
+        truncated.sort_unstable();
+        truncated.dedup();
+        let deletes_slots = |s: &Source| {
+            matches!(
+                s.kind,
+                Kind::Direct {
+                    on_delete: true,
+                    ..
+                }
+            )
+        };
+        if let Some(&i) = truncated.iter().find(|&&i| deletes_slots(&self.sources[i])) {
+            // Every slot goes: what the other truncated tables own goes with it.
+            info!(table = %self.sources[i].table, "TRUNCATE of a direct source: every slot is deleted");
+            out.push(EntityOps::new(0, vec![Op::Truncate { field: None }]));
+            return;
+        }
+        let mut done: Vec<&Arc<str>> = Vec::new();
+        let mut ops = Vec::new();
+        for &i in &truncated {
+            let Kind::Join { field, .. } = &self.sources[i].kind else {
+                continue; // a DELETE of its rows emits nothing
+            };
+            if done.contains(&field) {
+                continue;
+            }
+            done.push(field);
+            // Every other feeder of the field must lose all its values too: only a truncated
+            // join source does (a DELETE of its row removes the value it added). The config lets
+            // only join sources feed a multi-value field; other kinds would block as well.
+            let mut others: Vec<&str> = self
+                .sources
+                .iter()
+                .enumerate()
+                .filter(|(j, s)| {
+                    s.feeds(field)
+                        && !(truncated.contains(j) && matches!(s.kind, Kind::Join { .. }))
+                })
+                .map(|(_, s)| s.table.as_str())
+                .collect();
+            others.sort_unstable();
+            others.dedup();
+            let table = &self.sources[i].table;
+            if others.is_empty() {
+                info!(%table, %field, "TRUNCATE of a join source: the field is cleared on every slot");
+                ops.push(Op::Truncate {
+                    field: Some(field.clone()),
+                });
+            } else {
+                self.stats.truncates_not_applied += 1;
+                let others = others.join(", ");
+                warn!(
+                    %table, %field, other_tables = %others,
+                    "TRUNCATE of {table} not applied to the index: field {field} is also fed by \
+                     {others}, whose values clearing it would remove; the index keeps the \
+                     truncated rows' values until a re-bootstrap restores exactness"
+                );
+            }
+        }
+        if !ops.is_empty() {
+            out.push(EntityOps::new(0, ops));
+        }
+    }
+}
+
 impl Source {
+    /// Whether the source writes index field `field`.
+    fn feeds(&self, field: &str) -> bool {
+        match &self.kind {
+            Kind::Direct { track, .. } | Kind::FanOut { track, .. } => {
+                track.iter().any(|t| *t.target == *field)
+            }
+            Kind::Join { field: f, .. } => **f == *field,
+        }
+    }
+
     /// Every column the source reads.
     fn columns(&self) -> Vec<String> {
         let track_cols = |t: &[Track]| -> Vec<String> {

@@ -1,0 +1,150 @@
+//! TRUNCATE → table-wide ops, per source kind (the rules are in the parent module's docs).
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::decode::{Column, Message, Oid, Relation, RelationCache, ReplicaIdentity, Truncate};
+use crate::ops::{EntityOps, Op};
+
+use super::Translator;
+
+const INT4: Oid = 23;
+
+fn config() -> Config {
+    let text = r#"
+[postgres]
+url = "postgres://localhost/db"
+[index]
+filters = [
+  { name = "a", kind = "single" }, { name = "c", kind = "single" }, { name = "p", kind = "single" },
+  { name = "tagIds", kind = "multi" }, { name = "toolIds", kind = "multi" },
+]
+[[sources]]
+table = "items"
+track_fields = ["a"]
+sets_alive = true
+on_delete = true
+[[sources]]
+table = "plain"
+track_fields = ["c"]
+[[sources]]
+table = "tags"
+slot_field = "item"
+field = "tagIds"
+value_field = "v"
+[[sources]]
+table = "tools"
+slot_field = "item"
+field = "toolIds"
+value_field = "v"
+[[sources]]
+table = "public.more_tools"
+slot_field = "item"
+field = "toolIds"
+value_field = "v"
+[[sources]]
+table = "posts"
+query = "p eq {id}"
+track_fields = ["c"]
+"#;
+    Config::from_toml_str(text, std::iter::empty()).expect("test config")
+}
+
+/// (oid, table, columns) of every table the config reads, plus one it does not.
+const TABLES: &[(Oid, &str, &[&str])] = &[
+    (1, "items", &["id", "a"]),
+    (2, "plain", &["id", "c"]),
+    (3, "tags", &["item", "v"]),
+    (4, "tools", &["item", "v"]),
+    (5, "more_tools", &["item", "v"]),
+    (6, "posts", &["id", "c"]),
+    (7, "unrelated", &["id"]),
+];
+
+fn translator() -> (Translator, RelationCache) {
+    let mut t = Translator::new(&config()).unwrap();
+    let mut cache = RelationCache::new();
+    for &(oid, name, cols) in TABLES {
+        let change = cache.insert(Relation {
+            oid,
+            namespace: Arc::from("public"),
+            name: Arc::from(name),
+            replica_identity: ReplicaIdentity::Default,
+            columns: cols
+                .iter()
+                .map(|c| Column {
+                    flags: 0,
+                    name: Arc::from(*c),
+                    type_oid: INT4,
+                    type_modifier: -1,
+                })
+                .collect(),
+        });
+        t.relation(&change).unwrap();
+    }
+    (t, cache)
+}
+
+/// The ops a TRUNCATE of `oids` (with every option set) translates to, and the stats after.
+fn truncate(oids: &[Oid]) -> (Vec<EntityOps>, super::TranslateStats) {
+    let (mut t, cache) = translator();
+    let msg = Message::Truncate(Truncate {
+        options: Truncate::CASCADE | Truncate::RESTART_IDENTITY,
+        relations: oids.to_vec(),
+    });
+    let mut out = Vec::new();
+    t.change(&msg, &cache, &mut out).unwrap();
+    (out, t.stats())
+}
+
+fn field(f: &str) -> Vec<EntityOps> {
+    vec![EntityOps::new(0, vec![Op::truncate(Some(f))])]
+}
+
+#[test]
+fn a_direct_source_with_on_delete_deletes_every_slot() {
+    let (out, stats) = truncate(&[1]);
+    assert_eq!(out, vec![EntityOps::new(0, vec![Op::truncate(None)])]);
+    assert_eq!((stats.truncates, stats.truncates_not_applied), (1, 0));
+    // With other tables in the same statement: one whole-index truncate says it all.
+    let (out, stats) = truncate(&[3, 1, 4]);
+    assert_eq!(out, vec![EntityOps::new(0, vec![Op::truncate(None)])]);
+    assert_eq!((stats.truncates, stats.truncates_not_applied), (3, 0));
+}
+
+#[test]
+fn a_join_source_clears_its_field() {
+    let (out, stats) = truncate(&[3]);
+    assert_eq!(out, field("tagIds"));
+    assert_eq!((stats.truncates, stats.truncates_not_applied), (1, 0));
+}
+
+#[test]
+fn a_field_another_table_feeds_is_not_cleared_unless_both_are_truncated() {
+    let (out, stats) = truncate(&[4]);
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!((stats.truncates, stats.truncates_not_applied), (1, 1));
+    let (out, stats) = truncate(&[5, 3]);
+    assert_eq!(out, field("tagIds"), "tagIds cleared, toolIds kept");
+    assert_eq!((stats.truncates, stats.truncates_not_applied), (2, 1));
+    // Both feeders truncated together: the field is cleared, once.
+    let (out, stats) = truncate(&[4, 5]);
+    assert_eq!(out, field("toolIds"));
+    assert_eq!((stats.truncates, stats.truncates_not_applied), (2, 0));
+    let (out, _) = truncate(&[4, 3, 5]);
+    assert_eq!(
+        out,
+        vec![EntityOps::new(
+            0,
+            vec![Op::truncate(Some("tagIds")), Op::truncate(Some("toolIds"))]
+        )]
+    );
+}
+
+#[test]
+fn sources_whose_delete_emits_nothing_emit_nothing() {
+    // A direct source without on_delete, a fan-out source, a table no source reads.
+    let (out, stats) = truncate(&[2, 6, 7]);
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!((stats.truncates, stats.truncates_not_applied), (2, 0));
+}
