@@ -8,8 +8,18 @@
 //! Besides the loop itself, the two stages are timed alone over the same batches.
 //!
 //! Run: `cargo bench --bench apply`
+//!
+//! Quick probe (no criterion; prints the best of `PROBE_REPS` runs, default 20, of the same
+//! loop with its three stages timed apart: dedup, in-line apply, and the flush of logged
+//! bitmap writes at `set_applied`):
+//!
+//! ```sh
+//! cargo bench --bench apply --no-run   # prints the binary's path
+//! PROBE=1 target/release/deps/apply-<hash> --bench
+//! ```
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use pgroar::WalKey;
@@ -106,7 +116,63 @@ fn stream(rng: &mut Rng, batches: usize) -> Vec<Vec<EntityOps>> {
         .collect()
 }
 
+/// The same loop as the criterion benchmark, timed stage by stage (see the module note).
+fn probe() {
+    let schema = schema();
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut base = Index::new(schema.clone());
+    for id in 0..SLOTS {
+        base.apply(&image(id, &mut rng));
+    }
+    let deduper = Deduper::new(&schema);
+    let batches = stream(&mut rng, 10);
+    let ops: usize = batches.iter().flatten().map(|e| e.ops.len()).sum();
+    let reps: usize = std::env::var("PROBE_REPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let secs = |t: Instant| t.elapsed().as_secs_f64();
+    // (total, dedup, apply, flush) of the fastest run.
+    let mut best = (f64::MAX, 0.0, 0.0, 0.0);
+    for _ in 0..reps {
+        let mut index = base.clone();
+        let batches = batches.clone();
+        let (mut dedup, mut apply, mut flush) = (0.0, 0.0, 0.0);
+        let start = Instant::now();
+        for (i, batch) in batches.into_iter().enumerate() {
+            let t = Instant::now();
+            let deduped = deduper.dedup(batch);
+            dedup += secs(t);
+            let t = Instant::now();
+            for e in &deduped {
+                index.apply(e);
+            }
+            apply += secs(t);
+            let t = Instant::now();
+            index.set_applied(WalKey::new(pgroar::Lsn(i as u64 + 1), 0));
+            flush += secs(t);
+        }
+        let total = secs(start);
+        if total < best.0 {
+            best = (total, dedup, apply, flush);
+        }
+    }
+    let (total, dedup, apply, flush) = best;
+    println!(
+        "best {:.1} ms = {:.2} M ops/s (dedup {:.1} ms, apply {:.1} ms, flush {:.1} ms), {ops} ops",
+        total * 1e3,
+        ops as f64 / total / 1e6,
+        dedup * 1e3,
+        apply * 1e3,
+        flush * 1e3
+    );
+}
+
 fn bench(c: &mut Criterion) {
+    if std::env::var("PROBE").is_ok() {
+        probe();
+        return;
+    }
     let schema = schema();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut base = Index::new(schema.clone());

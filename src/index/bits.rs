@@ -1,22 +1,35 @@
-//! `Bits`: a copy-on-write, chunked roaring bitmap over slot ids.
+//! `Bits`: a copy-on-write bitmap over slot ids, in one of two forms.
 //!
-//! A `Bits` is `Arc<Vec<(chunk id, Arc<RoaringBitmap>)>>`: the slot space is cut into chunks of
-//! 2^[`CHUNK_BITS`] slots, each chunk a roaring bitmap holding the full slot values that fall in
-//! it. Invariants: chunk ids strictly increase, no chunk is empty, and every value of a chunk lies
-//! in that chunk's range.
+//! * Small: a sorted slot list in one `Arc<[u32]>` allocation (`[len, slots…, spare…]`), for
+//!   bitmaps of at most [`SMALL_MAX`] slots (most keys of a high-cardinality field: a user's
+//!   images, a tag's). A read is one pointer away; a copy is one allocation.
+//! * Chunked: `Arc<Vec<(chunk id, Arc<RoaringBitmap>)>>`: the slot space is cut into chunks of
+//!   2^[`CHUNK_BITS`] slots, each chunk a roaring bitmap holding the full slot values that fall
+//!   in it. Invariants: chunk ids strictly increase, no chunk is empty, and every value of a
+//!   chunk lies in that chunk's range.
+//!
+//! A small bitmap that would pass [`SMALL_MAX`] slots turns chunked; a chunked one that applied
+//! writes shrink to [`SMALL_MIN`] slots or fewer turns small (the gap keeps a key near the
+//! threshold from flipping back and forth). The form is invisible: every operation, equality
+//! and [`Bits::chunks`] (what checkpoints store) mean the same set of slots either way.
 //!
 //! Cost model (n = slots in the bitmap, c = chunks present):
-//! * `clone` (what a snapshot does): one refcount increment.
-//! * The first write after a clone copies the chunk list (c pointers, at 10^8 slots at most
-//!   96 entries) and the one touched chunk (at most 2^20 bits = 128 KiB); later writes to that
-//!   chunk before the next clone copy nothing. A write that changes nothing copies nothing.
-//!   The writer's writes to a bitmap it alone owns skip the checks that avoid those copies.
+//! * `clone` (what a snapshot does): one refcount increment. A snapshot never changes: every
+//!   write goes to a copy when the data is shared.
+//! * The first write after a clone copies a small bitmap (≤ 16 KiB, one allocation), or the
+//!   chunk list (c pointers, at 10^8 slots at most 96 entries) and the one touched chunk (at most
+//!   2^20 bits = 128 KiB) of a chunked one; later writes before the next clone copy nothing (a
+//!   small bitmap keeps spare room to grow in place). A write that changes nothing copies
+//!   nothing. The writer's writes to a bitmap it alone owns skip the checks that avoid copies.
 //! * Binary operations work chunk by chunk and share untouched chunks of an input by refcount
-//!   (e.g. OR with a chunk present on one side only). The in-place variants (`or_assign`,
-//!   `and_assign`, `andnot_assign`) update chunks the bitmap alone owns without copying (a
-//!   query's intermediate results) and copy shared chunks only when they change.
+//!   (e.g. OR with a chunk present on one side only); a small operand is merged as a sorted
+//!   list or probed slot by slot. The in-place variants (`or_assign`, `and_assign`,
+//!   `andnot_assign`) update data the bitmap alone owns without copying (a query's intermediate
+//!   results) and copy shared data only when it changes.
 
-use std::ops::RangeInclusive;
+mod chunked;
+
+use std::ops::{BitOrAssign, Deref, RangeInclusive};
 use std::sync::Arc;
 
 use roaring::RoaringBitmap;
@@ -26,20 +39,226 @@ use super::writes::{Write, sets, slot_of, winners};
 /// Bits of slot id that select the chunk: chunks hold 2^20 slots.
 pub(crate) const CHUNK_BITS: u32 = 20;
 
+/// Most slots a small bitmap holds; one more turns it chunked.
+pub(crate) const SMALL_MAX: usize = 4096;
+
+/// A chunked bitmap that applied writes shrink to this many slots or fewer turns small.
+pub(crate) const SMALL_MIN: usize = SMALL_MAX / 2;
+
 type Chunk = (u32, Arc<RoaringBitmap>);
 
 /// Up to this many logged writes to one bitmap are applied one by one rather than merged.
 pub(crate) const FEW_WRITES: usize = 8;
 
-/// A copy-on-write chunked bitmap of slots (see the module note for the cost model).
+/// A copy-on-write bitmap of slots (see the module note for its forms and cost model).
 #[derive(Clone)]
 pub(crate) struct Bits {
-    chunks: Arc<Vec<Chunk>>,
+    repr: Repr,
+}
+
+#[derive(Clone)]
+enum Repr {
+    Small(Small),
+    Chunked(Arc<Vec<Chunk>>),
+}
+
+/// A sorted list of distinct slots in one allocation: `[len, slots…, spare…]`.
+#[derive(Clone)]
+struct Small(Arc<[u32]>);
+
+impl Small {
+    /// Room for `cap` slots, none set.
+    fn with_capacity(cap: usize) -> Small {
+        Small(std::iter::repeat_n(0, cap + 1).collect())
+    }
+
+    /// `slots` (sorted, distinct) with room for `spare` more.
+    fn from_sorted(slots: &[u32], spare: usize) -> Small {
+        let len = std::iter::once(slots.len() as u32);
+        Small(
+            len.chain(slots.iter().copied())
+                .chain(std::iter::repeat_n(0, spare))
+                .collect(),
+        )
+    }
+
+    /// A list of at most `cap` slots written by `f`, which gets the room and returns how many
+    /// ascending slots it wrote.
+    fn build(cap: usize, f: impl FnOnce(&mut [u32]) -> usize) -> Small {
+        let mut s = Small::with_capacity(cap);
+        let buf = Arc::get_mut(&mut s.0).expect("a new list is not shared");
+        let n = f(&mut buf[1..]);
+        buf[0] = n as u32;
+        s
+    }
+
+    fn len(&self) -> usize {
+        self.0[0] as usize
+    }
+
+    fn capacity(&self) -> usize {
+        self.0.len() - 1
+    }
+
+    fn slots(&self) -> &[u32] {
+        &self.0[1..=self.len()]
+    }
+}
+
+/// Starts loading every cache line of `slots` at once, so a binary search over a list that is
+/// not in cache waits for memory about once rather than once per probe (a key's first write in a
+/// flush usually finds its list cold).
+#[inline]
+fn prefetch(slots: &[u32]) {
+    if slots.len() > 16 {
+        // Independent loads, one per line: the CPU has them all in flight together.
+        let touched = slots.chunks(16).fold(0, |acc, line| acc ^ line[0]);
+        std::hint::black_box(touched);
+    }
+}
+
+/// Spare room a small list of `len` slots gets when a write copies it.
+fn spare(len: usize) -> usize {
+    (len / 4 + 4).min(SMALL_MAX.saturating_sub(len))
+}
+
+/// Which parts of two sorted lists a merge keeps.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    /// `a ∪ b`.
+    Union,
+    /// `a ∩ b`.
+    Both,
+    /// `a − b`.
+    OnlyA,
+}
+
+/// Merges sorted lists `a` and `b` into `out` (which has room for the result); returns the
+/// number of slots written.
+fn merge(a: &[u32], b: &[u32], keep: Keep, out: &mut [u32]) -> usize {
+    let (mut i, mut j, mut n) = (0, 0, 0);
+    while i < a.len() && j < b.len() {
+        let (x, y) = (a[i], b[j]);
+        let (take, v) = match x.cmp(&y) {
+            std::cmp::Ordering::Less => {
+                i += 1;
+                (keep != Keep::Both, x)
+            }
+            std::cmp::Ordering::Greater => {
+                j += 1;
+                (keep == Keep::Union, y)
+            }
+            std::cmp::Ordering::Equal => {
+                i += 1;
+                j += 1;
+                (keep != Keep::OnlyA, x)
+            }
+        };
+        if take {
+            out[n] = v;
+            n += 1;
+        }
+    }
+    let rest: &[u32] = match keep {
+        Keep::Both => &[],
+        Keep::OnlyA => &a[i..],
+        Keep::Union if i < a.len() => &a[i..],
+        Keep::Union => &b[j..],
+    };
+    out[n..n + rest.len()].copy_from_slice(rest);
+    n + rest.len()
+}
+
+/// `|a ∩ b|` of two sorted lists.
+fn merge_len(a: &[u32], b: &[u32]) -> u64 {
+    let (mut i, mut j, mut n) = (0, 0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                n += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    n
+}
+
+/// Each of `slots` (ascending) with whether `chunks` holds it, walking the chunk list once.
+fn probe<'a>(chunks: &'a [Chunk], slots: &'a [u32]) -> impl Iterator<Item = (u32, bool)> + 'a {
+    let mut c = 0;
+    slots.iter().map(move |&v| {
+        let id = chunk_of(v);
+        while c < chunks.len() && chunks[c].0 < id {
+            c += 1;
+        }
+        (
+            v,
+            c < chunks.len() && chunks[c].0 == id && chunks[c].1.contains(v),
+        )
+    })
+}
+
+/// The slots of `slots` that `chunks` holds (`inside`) or lacks (`!inside`), as a small list.
+fn filter(chunks: &[Chunk], slots: &[u32], inside: bool) -> Small {
+    Small::build(slots.len(), |out| {
+        let mut n = 0;
+        for (v, hit) in probe(chunks, slots) {
+            if hit == inside {
+                out[n] = v;
+                n += 1;
+            }
+        }
+        n
+    })
+}
+
+/// Sorted, distinct slots cut into chunks.
+fn chunks_of_sorted(slots: &[u32]) -> Vec<Chunk> {
+    slots
+        .chunk_by(|a, b| chunk_of(*a) == chunk_of(*b))
+        .map(|run| (chunk_of(run[0]), Arc::new(roaring_of_sorted(run))))
+        .collect()
+}
+
+fn roaring_of_sorted(slots: &[u32]) -> RoaringBitmap {
+    RoaringBitmap::from_sorted_iter(slots.iter().copied()).expect("slots are sorted and distinct")
+}
+
+/// One chunk as [`Bits::chunks`] yields it: borrowed from a chunked bitmap, or built from a
+/// small one.
+pub(crate) enum ChunkRef<'a> {
+    /// A chunk of a chunked bitmap.
+    Borrowed(&'a RoaringBitmap),
+    /// The slots of a small bitmap that fall in the chunk.
+    Built(RoaringBitmap),
+}
+
+impl Deref for ChunkRef<'_> {
+    type Target = RoaringBitmap;
+
+    fn deref(&self) -> &RoaringBitmap {
+        match self {
+            ChunkRef::Borrowed(b) => b,
+            ChunkRef::Built(b) => b,
+        }
+    }
+}
+
+impl BitOrAssign<ChunkRef<'_>> for RoaringBitmap {
+    fn bitor_assign(&mut self, rhs: ChunkRef<'_>) {
+        match rhs {
+            ChunkRef::Borrowed(b) => *self |= b,
+            ChunkRef::Built(b) => *self |= b,
+        }
+    }
 }
 
 impl Default for Bits {
     fn default() -> Self {
-        Bits::build(Vec::new())
+        Bits::small(Small::with_capacity(0))
     }
 }
 
@@ -65,31 +284,52 @@ impl Bits {
         Bits::default()
     }
 
-    fn build(chunks: Vec<Chunk>) -> Self {
+    fn small(s: Small) -> Self {
         Bits {
-            chunks: Arc::new(chunks),
+            repr: Repr::Small(s),
         }
     }
 
-    /// Moves the chunk list out for rebuilding (copying it first if a clone shares it, so its
-    /// chunks then count as shared and are copied when changed).
-    fn take_chunks(&mut self) -> Vec<Chunk> {
-        std::mem::take(Arc::make_mut(&mut self.chunks))
+    fn chunked(chunks: Vec<Chunk>) -> Self {
+        Bits {
+            repr: Repr::Chunked(Arc::new(chunks)),
+        }
     }
 
-    /// Applies `f` to the chunk list (adding or dropping a chunk), copying it if shared.
-    fn edit(&mut self, f: impl FnOnce(&mut Vec<Chunk>)) {
-        f(Arc::make_mut(&mut self.chunks));
+    /// A freshly built list as a bitmap: chunked when it is too long to stay small.
+    fn settle(s: Small) -> Self {
+        if s.len() <= SMALL_MAX {
+            Bits::small(s)
+        } else {
+            Bits::chunked(chunks_of_sorted(s.slots()))
+        }
     }
 
-    /// Splits a plain bitmap into chunks (moves it whole when it fits in one chunk).
+    /// The small list's slots and the chunk list (one of them empty).
+    fn parts(&self) -> (&[u32], &[Chunk]) {
+        match &self.repr {
+            Repr::Small(s) => (s.slots(), &[]),
+            Repr::Chunked(c) => (&[], c),
+        }
+    }
+
+    /// A bitmap of roaring bitmap `bm` (moved whole when it is chunked and fits in one chunk).
     pub(crate) fn from_roaring(bm: RoaringBitmap) -> Self {
+        let n = bm.len();
+        if n <= SMALL_MAX as u64 {
+            return Bits::small(Small::build(n as usize, |out| {
+                for (o, v) in out.iter_mut().zip(bm.iter()) {
+                    *o = v;
+                }
+                n as usize
+            }));
+        }
         let (Some(min), Some(max)) = (bm.min(), bm.max()) else {
             return Bits::new();
         };
         let (first, last) = (chunk_of(min), chunk_of(max));
         if first == last {
-            return Bits::build(vec![(first, Arc::new(bm))]);
+            return Bits::chunked(vec![(first, Arc::new(bm))]);
         }
         let mut chunks = Vec::new();
         for id in first..=last {
@@ -99,12 +339,14 @@ impl Bits {
                 chunks.push((id, Arc::new(part)));
             }
         }
-        Bits::build(chunks)
+        Bits::chunked(chunks)
     }
 
     /// Builds from chunks; `None` when the chunk invariants (see the module note) do not hold.
+    /// Few slots in all come back as a small bitmap.
     pub(crate) fn from_chunks(chunks: Vec<(u32, RoaringBitmap)>) -> Option<Self> {
         let mut out: Vec<Chunk> = Vec::with_capacity(chunks.len());
+        let mut n = 0u64;
         for (id, bm) in chunks {
             if out.last().is_some_and(|(prev, _)| *prev >= id) || id > chunk_of(u32::MAX) {
                 return None;
@@ -112,196 +354,221 @@ impl Bits {
             let range = chunk_range(id);
             match (bm.min(), bm.max()) {
                 (Some(lo), Some(hi)) if range.contains(&lo) && range.contains(&hi) => {
+                    n += bm.len();
                     out.push((id, Arc::new(bm)))
                 }
                 _ => return None,
             }
         }
-        Some(Bits::build(out))
+        if n <= SMALL_MAX as u64 {
+            return Some(Bits::small(Small::build(n as usize, |o| {
+                let slots = out.iter().flat_map(|(_, bm)| bm.iter());
+                for (o, v) in o.iter_mut().zip(slots) {
+                    *o = v;
+                }
+                n as usize
+            })));
+        }
+        Some(Bits::chunked(out))
     }
 
-    /// The chunks, in increasing id order.
-    pub(crate) fn chunks(&self) -> impl Iterator<Item = (u32, &RoaringBitmap)> {
-        self.chunks.iter().map(|(id, bm)| (*id, &**bm))
+    /// The chunks, in increasing id order (a small bitmap builds them on the fly).
+    pub(crate) fn chunks(&self) -> impl Iterator<Item = (u32, ChunkRef<'_>)> {
+        let (small, chunked) = self.parts();
+        small
+            .chunk_by(|a, b| chunk_of(*a) == chunk_of(*b))
+            .map(|run| (chunk_of(run[0]), ChunkRef::Built(roaring_of_sorted(run))))
+            .chain(chunked.iter().map(|(id, bm)| (*id, ChunkRef::Borrowed(bm))))
     }
 
-    /// Concatenates the chunks into one plain bitmap.
+    /// All slots as one plain bitmap.
     #[cfg(test)]
     pub(crate) fn to_roaring(&self) -> RoaringBitmap {
-        let mut out = RoaringBitmap::new();
-        for (_, bm) in self.chunks.iter() {
-            out |= &**bm;
-        }
-        out
+        self.iter().collect()
     }
 
     /// True when no slot is set.
     pub(crate) fn is_empty(&self) -> bool {
-        self.chunks.is_empty()
+        match &self.repr {
+            Repr::Small(s) => s.len() == 0,
+            Repr::Chunked(c) => c.is_empty(),
+        }
     }
 
     /// Number of slots set.
     pub(crate) fn len(&self) -> u64 {
-        self.chunks.iter().map(|(_, bm)| bm.len()).sum()
-    }
-
-    fn find(&self, id: u32) -> Result<usize, usize> {
-        self.chunks.binary_search_by_key(&id, |(c, _)| *c)
+        match &self.repr {
+            Repr::Small(s) => s.len() as u64,
+            Repr::Chunked(c) => c.iter().map(|(_, bm)| bm.len()).sum(),
+        }
     }
 
     /// Whether `slot` is set.
     pub(crate) fn contains(&self, slot: u32) -> bool {
-        match self.find(chunk_of(slot)) {
-            Ok(i) => self.chunks[i].1.contains(slot),
-            Err(_) => false,
+        match &self.repr {
+            Repr::Small(s) => {
+                prefetch(s.slots());
+                s.slots().binary_search(&slot).is_ok()
+            }
+            Repr::Chunked(c) => chunked::contains(c, slot),
         }
     }
 
     /// Sets `slot`; copies nothing when it was already set. Returns whether it was added.
     pub(crate) fn insert(&mut self, slot: u32) -> bool {
-        let id = chunk_of(slot);
-        let i = match self.find(id) {
-            Ok(i) => i,
-            Err(i) => {
-                let chunk = Arc::new(RoaringBitmap::from_iter([slot]));
-                self.edit(|chunks| chunks.insert(i, (id, chunk)));
-                return true;
-            }
+        let s = match &mut self.repr {
+            Repr::Chunked(c) => return chunked::insert(c, slot),
+            Repr::Small(s) => s,
         };
-        if let Some(chunks) = Arc::get_mut(&mut self.chunks) {
-            // The writer's common case: the chunk list is ours, so no copy can be triggered and
-            // no pre-check is needed (roaring reports whether the slot was new).
-            return match Arc::get_mut(&mut chunks[i].1) {
-                Some(bm) => bm.insert(slot),
-                None => !chunks[i].1.contains(slot) && Arc::make_mut(&mut chunks[i].1).insert(slot),
-            };
-        }
-        if self.chunks[i].1.contains(slot) {
+        prefetch(s.slots());
+        let Err(i) = s.slots().binary_search(&slot) else {
             return false;
+        };
+        let len = s.len();
+        if len < s.capacity().min(SMALL_MAX)
+            && let Some(buf) = Arc::get_mut(&mut s.0)
+        {
+            buf.copy_within(1 + i..1 + len, 2 + i);
+            buf[1 + i] = slot;
+            buf[0] += 1;
+            return true;
         }
-        let chunks = Arc::make_mut(&mut self.chunks);
-        Arc::make_mut(&mut chunks[i].1).insert(slot)
+        let old = s.slots();
+        let grown = Small::build(len + 1 + spare(len + 1), |out| {
+            out[..i].copy_from_slice(&old[..i]);
+            out[i] = slot;
+            out[i + 1..=len].copy_from_slice(&old[i..]);
+            len + 1
+        });
+        *self = Bits::settle(grown);
+        true
     }
 
     /// Clears `slot`; copies nothing when it was not set. Returns whether it was removed.
     pub(crate) fn remove(&mut self, slot: u32) -> bool {
-        let Ok(i) = self.find(chunk_of(slot)) else {
+        let s = match &mut self.repr {
+            Repr::Chunked(c) => return chunked::remove(c, slot),
+            Repr::Small(s) => s,
+        };
+        prefetch(s.slots());
+        let Ok(i) = s.slots().binary_search(&slot) else {
             return false;
         };
-        if let Some(chunks) = Arc::get_mut(&mut self.chunks) {
-            // As in `insert`: an owned chunk list needs no pre-check.
-            let removed = match Arc::get_mut(&mut chunks[i].1) {
-                Some(bm) => bm.remove(slot),
-                None => chunks[i].1.contains(slot) && Arc::make_mut(&mut chunks[i].1).remove(slot),
-            };
-            if removed && chunks[i].1.is_empty() {
-                chunks.remove(i);
-            }
-            return removed;
+        let len = s.len();
+        if let Some(buf) = Arc::get_mut(&mut s.0) {
+            buf.copy_within(2 + i..1 + len, 1 + i);
+            buf[0] -= 1;
+            return true;
         }
-        if !self.chunks[i].1.contains(slot) {
-            return false;
-        }
-        if self.chunks[i].1.len() == 1 {
-            self.edit(|chunks| {
-                chunks.remove(i);
-            });
-        } else {
-            Arc::make_mut(&mut Arc::make_mut(&mut self.chunks)[i].1).remove(slot);
-        }
+        let old = s.slots();
+        *s = Small::build(len - 1 + spare(len - 1), |out| {
+            out[..i].copy_from_slice(&old[..i]);
+            out[i..len - 1].copy_from_slice(&old[i + 1..]);
+            len - 1
+        });
         true
     }
 
     /// Applies logged writes (see [`writes`](super::writes)) sorted by slot and then op order:
-    /// the last write of each slot wins. A few writes go one by one; more are merged in as two
-    /// sorted sets, chunk by chunk (sequential access, roaring's container merges). A shared
-    /// bitmap is copied only where the writes change it.
+    /// the last write of each slot wins. A small bitmap merges them into a new list (in place
+    /// for a few writes to a list it owns); a chunked one takes a few one by one and merges more
+    /// in as two sorted sets, chunk by chunk. A shared bitmap is copied only where the writes
+    /// change it.
     pub(crate) fn apply_sorted(&mut self, writes: &[Write]) {
-        if writes.len() <= FEW_WRITES {
-            for w in winners(writes) {
-                if sets(w) {
-                    self.insert(slot_of(w));
+        match &mut self.repr {
+            Repr::Small(s) => {
+                let owned = Arc::get_mut(&mut s.0).is_some();
+                if owned && writes.len() <= FEW_WRITES {
+                    self.apply_one_by_one(writes);
+                    return;
+                }
+                let old = s.slots();
+                let has = |slot| old.binary_search(&slot).is_ok();
+                if !owned && winners(writes).all(|w| has(slot_of(w)) == sets(w)) {
+                    return;
+                }
+                let adds = winners(writes).filter(|&w| sets(w)).count();
+                let merged = Small::build(old.len() + adds + spare(old.len() + adds), |out| {
+                    let (mut j, mut n) = (0, 0);
+                    for w in winners(writes) {
+                        let slot = slot_of(w);
+                        let k = j + old[j..].partition_point(|&v| v < slot);
+                        out[n..n + k - j].copy_from_slice(&old[j..k]);
+                        n += k - j;
+                        j = k + usize::from(old.get(k) == Some(&slot));
+                        if sets(w) {
+                            out[n] = slot;
+                            n += 1;
+                        }
+                    }
+                    out[n..n + old.len() - j].copy_from_slice(&old[j..]);
+                    n + old.len() - j
+                });
+                *self = Bits::settle(merged);
+            }
+            Repr::Chunked(c) => {
+                let shrunk = if writes.len() <= FEW_WRITES {
+                    self.apply_one_by_one(writes)
                 } else {
-                    self.remove(slot_of(w));
+                    chunked::apply_sorted(c, writes)
+                };
+                if shrunk && self.len() <= SMALL_MIN as u64 {
+                    let slots: Vec<u32> = self.iter().collect();
+                    *self = Bits::small(Small::from_sorted(&slots, spare(slots.len())));
                 }
             }
-            return;
         }
-        let shared = Arc::strong_count(&self.chunks) > 1
-            || self.chunks.iter().any(|(_, c)| Arc::strong_count(c) > 1);
-        let (mut add, mut rem) = (Vec::new(), Vec::new());
+    }
+
+    /// Applies the winning writes one at a time; returns whether a slot was removed.
+    fn apply_one_by_one(&mut self, writes: &[Write]) -> bool {
+        let mut removed = false;
         for w in winners(writes) {
-            let slot = slot_of(w);
-            // Writes that change nothing are dropped first when copying is at stake.
-            if shared && self.contains(slot) == sets(w) {
-                continue;
-            }
             if sets(w) {
-                add.push(slot);
+                self.insert(slot_of(w));
             } else {
-                rem.push(slot);
+                removed |= self.remove(slot_of(w));
             }
         }
-        let sorted = |slots: Vec<u32>| {
-            Bits::from_roaring(
-                RoaringBitmap::from_sorted_iter(slots).expect("slots are sorted and distinct"),
-            )
-        };
-        if !add.is_empty() {
-            self.or_assign(&sorted(add));
-        }
-        if !rem.is_empty() {
-            self.andnot_assign(&sorted(rem));
-        }
+        removed
     }
 
     /// Ascending iterator over the slots.
     pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = u32> + '_ {
-        self.chunks.iter().flat_map(|(_, bm)| bm.iter())
+        let (small, chunked) = self.parts();
+        small
+            .iter()
+            .copied()
+            .chain(chunked.iter().flat_map(|(_, bm)| bm.iter()))
     }
 
     /// `self ∩ other`.
     pub(crate) fn and(&self, other: &Bits) -> Bits {
-        let (a, b) = (&self.chunks, &other.chunks);
-        let (mut i, mut j) = (0, 0);
-        let mut out = Vec::new();
-        while i < a.len() && j < b.len() {
-            match a[i].0.cmp(&b[j].0) {
-                std::cmp::Ordering::Less => i += 1,
-                std::cmp::Ordering::Greater => j += 1,
-                std::cmp::Ordering::Equal => {
-                    if Arc::ptr_eq(&a[i].1, &b[j].1) {
-                        out.push(a[i].clone());
-                    } else {
-                        let r = &*a[i].1 & &*b[j].1;
-                        if !r.is_empty() {
-                            out.push((a[i].0, Arc::new(r)));
-                        }
-                    }
-                    i += 1;
-                    j += 1;
+        match (&self.repr, &other.repr) {
+            (Repr::Chunked(a), Repr::Chunked(b)) => Bits::chunked(chunked::and(a, b)),
+            (Repr::Small(a), Repr::Small(b)) => {
+                if Arc::ptr_eq(&a.0, &b.0) {
+                    return self.clone();
                 }
+                Bits::small(Small::build(a.len().min(b.len()), |out| {
+                    merge(a.slots(), b.slots(), Keep::Both, out)
+                }))
+            }
+            (Repr::Small(s), Repr::Chunked(c)) | (Repr::Chunked(c), Repr::Small(s)) => {
+                Bits::small(filter(c, s.slots(), true))
             }
         }
-        Bits::build(out)
     }
 
     /// `|self ∩ other|` without building the intersection.
     pub(crate) fn and_len(&self, other: &Bits) -> u64 {
-        let (a, b) = (&self.chunks, &other.chunks);
-        let (mut i, mut j, mut n) = (0, 0, 0);
-        while i < a.len() && j < b.len() {
-            match a[i].0.cmp(&b[j].0) {
-                std::cmp::Ordering::Less => i += 1,
-                std::cmp::Ordering::Greater => j += 1,
-                std::cmp::Ordering::Equal => {
-                    n += a[i].1.intersection_len(&b[j].1);
-                    i += 1;
-                    j += 1;
-                }
+        match (&self.repr, &other.repr) {
+            (Repr::Chunked(a), Repr::Chunked(b)) => chunked::and_len(a, b),
+            (Repr::Small(a), Repr::Small(b)) => merge_len(a.slots(), b.slots()),
+            (Repr::Small(s), Repr::Chunked(c)) | (Repr::Chunked(c), Repr::Small(s)) => {
+                probe(c, s.slots()).filter(|&(_, hit)| hit).count() as u64
             }
         }
-        n
     }
 
     /// `self ∪ other`; chunks present on one side only are shared, not copied.
@@ -312,36 +579,20 @@ impl Bits {
         if other.is_empty() {
             return self.clone();
         }
-        let (a, b) = (&self.chunks, &other.chunks);
-        let (mut i, mut j) = (0, 0);
-        let mut out = Vec::with_capacity(a.len().max(b.len()));
-        while i < a.len() || j < b.len() {
-            let ord = match (a.get(i), b.get(j)) {
-                (Some(x), Some(y)) => x.0.cmp(&y.0),
-                (Some(_), None) => std::cmp::Ordering::Less,
-                _ => std::cmp::Ordering::Greater,
-            };
-            match ord {
-                std::cmp::Ordering::Less => {
-                    out.push(a[i].clone());
-                    i += 1;
+        match (&self.repr, &other.repr) {
+            (Repr::Chunked(a), Repr::Chunked(b)) => Bits::chunked(chunked::or(a, b)),
+            (Repr::Small(a), Repr::Small(b)) => {
+                if Arc::ptr_eq(&a.0, &b.0) {
+                    return self.clone();
                 }
-                std::cmp::Ordering::Greater => {
-                    out.push(b[j].clone());
-                    j += 1;
-                }
-                std::cmp::Ordering::Equal => {
-                    if Arc::ptr_eq(&a[i].1, &b[j].1) {
-                        out.push(a[i].clone());
-                    } else {
-                        out.push((a[i].0, Arc::new(&*a[i].1 | &*b[j].1)));
-                    }
-                    i += 1;
-                    j += 1;
-                }
+                Bits::settle(Small::build(a.len() + b.len(), |out| {
+                    merge(a.slots(), b.slots(), Keep::Union, out)
+                }))
+            }
+            (Repr::Small(s), Repr::Chunked(c)) | (Repr::Chunked(c), Repr::Small(s)) => {
+                Bits::chunked(chunked::or(&chunks_of_sorted(s.slots()), c))
             }
         }
-        Bits::build(out)
     }
 
     /// `self − other`; chunks `other` lacks are shared, not copied.
@@ -349,26 +600,21 @@ impl Bits {
         if other.is_empty() {
             return self.clone();
         }
-        let b = &other.chunks;
-        let mut j = 0;
-        let mut out = Vec::with_capacity(self.chunks.len());
-        for (id, bm) in self.chunks.iter() {
-            while j < b.len() && b[j].0 < *id {
-                j += 1;
+        match (&self.repr, &other.repr) {
+            (Repr::Chunked(a), Repr::Chunked(b)) => Bits::chunked(chunked::andnot(a, b)),
+            (Repr::Small(a), Repr::Small(b)) => {
+                if Arc::ptr_eq(&a.0, &b.0) {
+                    return Bits::new();
+                }
+                Bits::small(Small::build(a.len(), |out| {
+                    merge(a.slots(), b.slots(), Keep::OnlyA, out)
+                }))
             }
-            if j < b.len() && b[j].0 == *id {
-                if Arc::ptr_eq(bm, &b[j].1) {
-                    continue;
-                }
-                let r = &**bm - &*b[j].1;
-                if !r.is_empty() {
-                    out.push((*id, Arc::new(r)));
-                }
-            } else {
-                out.push((*id, bm.clone()));
+            (Repr::Small(s), Repr::Chunked(c)) => Bits::small(filter(c, s.slots(), false)),
+            (Repr::Chunked(c), Repr::Small(s)) => {
+                Bits::chunked(chunked::andnot(c, &chunks_of_sorted(s.slots())))
             }
         }
-        Bits::build(out)
     }
 
     /// In place `self ∪= other`. Chunks `self` lacks are shared; chunks only `self` owns are
@@ -381,77 +627,51 @@ impl Bits {
             *self = other.clone();
             return;
         }
-        let mine = self.take_chunks();
-        let b = &other.chunks;
-        let mut out = Vec::with_capacity(mine.len().max(b.len()));
-        let mut j = 0;
-        for (id, mut bm) in mine {
-            while j < b.len() && b[j].0 < id {
-                out.push(b[j].clone());
-                j += 1;
+        match (&mut self.repr, &other.repr) {
+            (Repr::Chunked(mine), Repr::Chunked(b)) => chunked::or_assign(mine, b),
+            (Repr::Chunked(mine), Repr::Small(s)) => {
+                chunked::or_assign(mine, &chunks_of_sorted(s.slots()))
             }
-            if j < b.len() && b[j].0 == id {
-                if !Arc::ptr_eq(&bm, &b[j].1) {
-                    *Arc::make_mut(&mut bm) |= &*b[j].1;
+            (Repr::Small(_), _) => {
+                let union = self.or(other);
+                if union.len() != self.len() {
+                    *self = union;
                 }
-                j += 1;
             }
-            out.push((id, bm));
         }
-        out.extend(b[j..].iter().cloned());
-        *Arc::make_mut(&mut self.chunks) = out;
     }
 
     /// In place `self ∩= other`; chunks only `self` owns are updated without copying.
     pub(crate) fn and_assign(&mut self, other: &Bits) {
-        let mine = self.take_chunks();
-        let b = &other.chunks;
-        let mut out = Vec::with_capacity(mine.len().min(b.len()));
-        let mut j = 0;
-        for (id, mut bm) in mine {
-            while j < b.len() && b[j].0 < id {
-                j += 1;
-            }
-            if j < b.len() && b[j].0 == id {
-                if !Arc::ptr_eq(&bm, &b[j].1) {
-                    *Arc::make_mut(&mut bm) &= &*b[j].1;
-                }
-                if !bm.is_empty() {
-                    out.push((id, bm));
+        match (&mut self.repr, &other.repr) {
+            (Repr::Chunked(mine), Repr::Chunked(b)) => chunked::and_assign(mine, b),
+            _ => {
+                let both = self.and(other);
+                if both.len() != self.len() {
+                    *self = both;
                 }
             }
         }
-        *Arc::make_mut(&mut self.chunks) = out;
     }
 
-    /// In place `self −= other`; copies only shared chunks that actually lose slots (the
+    /// In place `self −= other`; copies only shared data that actually loses slots (the
     /// writer's pending cleanup relies on this), updates chunks only `self` owns in place.
     pub(crate) fn andnot_assign(&mut self, other: &Bits) {
         if other.is_empty() || self.is_empty() {
             return;
         }
-        let b = &other.chunks;
-        let hits = |id: u32, bm: &RoaringBitmap| {
-            b.binary_search_by_key(&id, |(c, _)| *c)
-                .ok()
-                .filter(|&j| !bm.is_disjoint(&b[j].1))
-        };
-        if Arc::get_mut(&mut self.chunks).is_none()
-            && !self.chunks.iter().any(|(id, bm)| hits(*id, bm).is_some())
-        {
-            return;
-        }
-        let chunks = Arc::make_mut(&mut self.chunks);
-        for (id, bm) in chunks.iter_mut() {
-            if let Some(own) = Arc::get_mut(bm) {
-                if let Ok(j) = b.binary_search_by_key(id, |(c, _)| *c) {
-                    *own -= &*b[j].1;
+        match (&mut self.repr, &other.repr) {
+            (Repr::Chunked(mine), Repr::Chunked(b)) => chunked::andnot_assign(mine, b),
+            (Repr::Chunked(mine), Repr::Small(s)) => {
+                chunked::andnot_assign(mine, &chunks_of_sorted(s.slots()))
+            }
+            (Repr::Small(_), _) => {
+                let rest = self.andnot(other);
+                if rest.len() != self.len() {
+                    *self = rest;
                 }
-            } else if let Some(j) = hits(*id, bm) {
-                *Arc::make_mut(bm) -= &*b[j].1;
             }
         }
-        chunks.retain(|(_, bm)| !bm.is_empty());
     }
 
     /// The slots within `range`.
@@ -460,39 +680,30 @@ impl Bits {
         if lo > hi {
             return Bits::new();
         }
-        let mut out = Vec::new();
-        for (id, bm) in self.chunks.iter() {
-            let cr = chunk_range(*id);
-            if *cr.end() < lo || *cr.start() > hi {
-                continue;
+        match &self.repr {
+            Repr::Small(s) => {
+                let slots = s.slots();
+                let (a, b) = (
+                    slots.partition_point(|&v| v < lo),
+                    slots.partition_point(|&v| v <= hi),
+                );
+                if a == 0 && b == slots.len() {
+                    return self.clone();
+                }
+                Bits::small(Small::from_sorted(&slots[a..b], 0))
             }
-            if *cr.start() >= lo && *cr.end() <= hi {
-                out.push((*id, bm.clone()));
-                continue;
-            }
-            let mut part = (**bm).clone();
-            if lo > *cr.start() {
-                part.remove_range(..lo);
-            }
-            if hi < *cr.end() {
-                part.remove_range(hi + 1..);
-            }
-            if !part.is_empty() {
-                out.push((*id, Arc::new(part)));
-            }
+            Repr::Chunked(c) => Bits::chunked(chunked::restrict(c, lo, hi)),
         }
-        Bits::build(out)
     }
 }
 
 impl PartialEq for Bits {
     fn eq(&self, other: &Self) -> bool {
-        self.chunks.len() == other.chunks.len()
-            && self
-                .chunks
-                .iter()
-                .zip(other.chunks.iter())
-                .all(|(a, b)| a.0 == b.0 && (Arc::ptr_eq(&a.1, &b.1) || a.1 == b.1))
+        match (&self.repr, &other.repr) {
+            (Repr::Chunked(a), Repr::Chunked(b)) => chunked::eq(a, b),
+            (Repr::Small(a), Repr::Small(b)) => a.slots() == b.slots(),
+            _ => self.len() == other.len() && self.iter().eq(other.iter()),
+        }
     }
 }
 
@@ -503,134 +714,4 @@ impl FromIterator<u32> for Bits {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-    use std::collections::BTreeSet;
-
-    fn far_slots() -> impl Strategy<Value = Vec<u32>> {
-        // Values spread over a few chunks, including the last one.
-        prop::collection::vec(
-            prop_oneof![
-                0u32..5000,
-                (1u32 << 20)..(1u32 << 20) + 5000,
-                (5u32 << 20)..(5u32 << 20) + 100,
-                u32::MAX - 100..=u32::MAX,
-            ],
-            0..200,
-        )
-    }
-
-    fn set(b: &Bits) -> BTreeSet<u32> {
-        b.iter().collect()
-    }
-
-    proptest! {
-        #[test]
-        fn set_algebra_matches_btreeset(a in far_slots(), b in far_slots(), lo in any::<u32>(), hi in any::<u32>()) {
-            let (ba, bb): (Bits, Bits) = (a.iter().copied().collect(), b.iter().copied().collect());
-            let (sa, sb): (BTreeSet<u32>, BTreeSet<u32>) = (a.into_iter().collect(), b.into_iter().collect());
-            prop_assert_eq!(set(&ba.and(&bb)), sa.intersection(&sb).copied().collect::<BTreeSet<_>>());
-            prop_assert_eq!(ba.and_len(&bb), sa.intersection(&sb).count() as u64);
-            prop_assert_eq!(set(&ba.or(&bb)), sa.union(&sb).copied().collect::<BTreeSet<_>>());
-            prop_assert_eq!(set(&ba.andnot(&bb)), sa.difference(&sb).copied().collect::<BTreeSet<_>>());
-            let mut c = ba.clone();
-            c.andnot_assign(&bb);
-            prop_assert_eq!(set(&c), sa.difference(&sb).copied().collect::<BTreeSet<_>>());
-            let mut d = ba.clone();
-            d.or_assign(&bb);
-            prop_assert_eq!(set(&d), sa.union(&sb).copied().collect::<BTreeSet<_>>());
-            let mut e = ba.clone();
-            e.and_assign(&bb);
-            prop_assert_eq!(set(&e), sa.intersection(&sb).copied().collect::<BTreeSet<_>>());
-            // In-place ops on a clone never change the original.
-            prop_assert_eq!(set(&ba), sa.clone());
-            prop_assert_eq!(set(&ba.restrict(lo..=hi)), sa.iter().copied().filter(|v| (lo..=hi).contains(v)).collect::<BTreeSet<_>>());
-            prop_assert_eq!(ba.len(), sa.len() as u64);
-            prop_assert_eq!(ba.iter().rev().collect::<Vec<_>>(), sa.iter().rev().copied().collect::<Vec<_>>());
-            prop_assert_eq!(ba.to_roaring(), sa.iter().copied().collect::<RoaringBitmap>());
-            // The invariants hold for every result: no empty chunk, values in range.
-            for r in [ba.and(&bb), ba.or(&bb), ba.andnot(&bb), c, d, e] {
-                let chunks: Vec<(u32, RoaringBitmap)> = r.chunks().map(|(i, b)| (i, b.clone())).collect();
-                prop_assert!(Bits::from_chunks(chunks).is_some());
-            }
-        }
-
-        #[test]
-        fn logged_writes_match_btreeset(
-            start in far_slots(),
-            writes in prop::collection::vec((far_slots(), any::<bool>()), 1..6),
-            keep_snapshot in any::<bool>(),
-        ) {
-            let mut b: Bits = start.iter().copied().collect();
-            let mut s: BTreeSet<u32> = start.into_iter().collect();
-            let snap = keep_snapshot.then(|| (b.clone(), s.clone()));
-            let mut log = Vec::new();
-            for (slots, set) in writes {
-                for v in slots {
-                    log.push(u64::from(v) << 32 | (log.len() as u64) << 1 | u64::from(set));
-                    if set {
-                        s.insert(v);
-                    } else {
-                        s.remove(&v);
-                    }
-                }
-            }
-            log.sort_unstable();
-            b.apply_sorted(&log);
-            prop_assert_eq!(set(&b), s);
-            let chunks: Vec<(u32, RoaringBitmap)> = b.chunks().map(|(i, c)| (i, c.clone())).collect();
-            prop_assert!(Bits::from_chunks(chunks).is_some());
-            if let Some((snap, before)) = snap {
-                prop_assert_eq!(set(&snap), before);
-            }
-        }
-
-        #[test]
-        fn insert_remove_match_btreeset(ops in prop::collection::vec((any::<bool>(), far_slots()), 1..10)) {
-            let mut b = Bits::new();
-            let mut s = BTreeSet::new();
-            for (ins, slots) in ops {
-                for v in slots {
-                    if ins {
-                        prop_assert_eq!(b.insert(v), s.insert(v));
-                    } else {
-                        prop_assert_eq!(b.remove(v), s.remove(&v));
-                    }
-                    prop_assert_eq!(b.contains(v), s.contains(&v));
-                }
-            }
-            prop_assert_eq!(set(&b), s);
-        }
-    }
-
-    #[test]
-    fn a_write_after_a_clone_copies_only_the_touched_chunk() {
-        let mut w: Bits = [1u32, 2, (1 << 20) + 1, (3 << 20) + 7]
-            .into_iter()
-            .collect();
-        let snap = w.clone();
-        assert!(Arc::ptr_eq(&w.chunks, &snap.chunks));
-        w.insert(3);
-        assert!(!Arc::ptr_eq(&w.chunks, &snap.chunks));
-        assert!(!Arc::ptr_eq(&w.chunks[0].1, &snap.chunks[0].1));
-        assert!(Arc::ptr_eq(&w.chunks[1].1, &snap.chunks[1].1));
-        assert!(Arc::ptr_eq(&w.chunks[2].1, &snap.chunks[2].1));
-        assert!(!snap.contains(3) && w.contains(3));
-        // A no-op write copies nothing.
-        let snap2 = w.clone();
-        w.insert(3);
-        w.remove(999);
-        assert!(Arc::ptr_eq(&w.chunks, &snap2.chunks));
-    }
-
-    #[test]
-    fn from_chunks_rejects_broken_invariants() {
-        let bm = |v: &[u32]| v.iter().copied().collect::<RoaringBitmap>();
-        assert!(Bits::from_chunks(vec![(0, bm(&[1])), (1, bm(&[1 << 20]))]).is_some());
-        assert!(Bits::from_chunks(vec![(1, bm(&[1 << 20])), (0, bm(&[1]))]).is_none());
-        assert!(Bits::from_chunks(vec![(0, bm(&[1 << 20]))]).is_none());
-        assert!(Bits::from_chunks(vec![(0, bm(&[]))]).is_none());
-        assert!(Bits::from_chunks(vec![(0, bm(&[1])), (0, bm(&[2]))]).is_none());
-    }
-}
+mod tests;

@@ -121,7 +121,7 @@ impl<W: Write> CrcWriter<W> {
     }
 
     fn bits(&mut self, b: &Bits) -> io::Result<()> {
-        let chunks: Vec<(u32, &RoaringBitmap)> = b.chunks().collect();
+        let chunks: Vec<_> = b.chunks().collect();
         self.put(&len32(chunks.len())?.to_le_bytes())?;
         let mut buf = Vec::new();
         for (id, bm) in chunks {
