@@ -4,7 +4,9 @@
 //! free port of 127.0.0.1, configured for logical replication (`wal_level = logical`, 40 slots
 //! and WAL senders, 200 connections), trusting local connections as `postgres`. With
 //! [`ClusterOptions::fast`] durability is switched off (`fsync`, `full_page_writes`): fine for
-//! a cluster that is thrown away. `synchronous_commit` stays on on purpose: without `fsync` a
+//! a cluster that is thrown away. With [`ClusterOptions::tls`] the server also accepts TLS, with a
+//! certificate for `localhost` and `127.0.0.1` signed by a throwaway CA, both made by the
+//! `openssl` command ([`Cluster::tls_certificate`]); plain connections keep working. `synchronous_commit` stays on on purpose: without `fsync` a
 //! WAL flush is only a `write`, while turning it off would delay by up to `wal_writer_delay`
 //! the moment a commit becomes visible to walsenders and `pg_logical_slot_*` functions.
 //!
@@ -60,6 +62,8 @@ pub struct ClusterOptions {
     /// Extra server settings (`name`, `value`), written after the defaults so they win,
     /// e.g. `("wal_sender_timeout", "2s")`.
     pub settings: Vec<(String, String)>,
+    /// Turn on TLS (`ssl = on`) with a fresh certificate from a throwaway CA (needs `openssl`).
+    pub tls: bool,
 }
 
 impl ClusterOptions {
@@ -68,7 +72,14 @@ impl ClusterOptions {
         ClusterOptions {
             fast: true,
             settings: Vec::new(),
+            tls: false,
         }
+    }
+
+    /// Turns on TLS with a fresh certificate (see [`Cluster::tls_certificate`]).
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
+        self
     }
 
     /// Adds one server setting (applied after the defaults).
@@ -88,6 +99,8 @@ pub struct Cluster {
     socket_dir: PathBuf,
     log_file: PathBuf,
     port: u16,
+    /// The CA certificate that signed the server's, when TLS is on.
+    tls_cert: Option<PathBuf>,
     /// `Some` while the cluster has not been stopped; taking it is what stops it.
     dir: Mutex<Option<TempDir>>,
 }
@@ -125,6 +138,7 @@ impl Cluster {
             log_file: root.join("postgres.log"),
             root,
             port: 0,
+            tls_cert: None,
             dir: Mutex::new(Some(tmp)),
         };
         // From here on, returning early drops `cluster`, which stops whatever was started.
@@ -136,6 +150,9 @@ impl Cluster {
             }
         })?;
         cluster.initdb(&options)?;
+        if options.tls {
+            cluster.make_certificate()?;
+        }
         cluster.start_server(&options)?;
         cluster.wait_ready()?;
         tracing::debug!(port = cluster.port, dir = %cluster.root.display(), "throwaway cluster started");
@@ -196,6 +213,13 @@ impl Cluster {
     /// The cluster's data directory.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// The certificate (PEM) of the throwaway CA that signed the server's certificate (which is
+    /// valid for `localhost` and `127.0.0.1`), to be given as `sslrootcert`; `None` unless
+    /// started with [`ClusterOptions::tls`].
+    pub fn tls_certificate(&self) -> Option<&Path> {
+        self.tls_cert.as_deref()
     }
 
     /// The server log.
@@ -351,6 +375,61 @@ impl Cluster {
             })
     }
 
+    /// Makes a throwaway CA and a server certificate it signs (P-256, two days, for `localhost`
+    /// and `127.0.0.1`) in `<root>/tls`; the server's key is readable by the server's user only.
+    fn make_certificate(&mut self) -> Result<(), ClusterError> {
+        let dir = self.root.join("tls");
+        let path = |name: &str| dir.join(name);
+        let (ca, ca_key) = (path("ca.crt"), path("ca.key"));
+        let (cert, key) = (path("server.crt"), path("server.key"));
+        std::fs::create_dir(&dir).map_err(|source| ClusterError::Io {
+            what: "creating the TLS directory",
+            path: dir.clone(),
+            source,
+        })?;
+        let openssl = |subject: &str| {
+            let mut cmd = Command::new("openssl");
+            cmd.args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+                .arg("ec_paramgen_curve:prime256v1")
+                .args(["-nodes", "-days", "2", "-subj", subject])
+                .stdin(Stdio::null());
+            cmd
+        };
+        let mut make_ca = openssl("/CN=pgroar throwaway CA");
+        make_ca.arg("-keyout").arg(&ca_key).arg("-out").arg(&ca);
+        run(make_ca, "openssl req (CA)")?;
+        let mut make_server = openssl("/CN=localhost");
+        make_server
+            .arg("-CA")
+            .arg(&ca)
+            .arg("-CAkey")
+            .arg(&ca_key)
+            .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert);
+        run(make_server, "openssl req (server)")?;
+        let restrict = || -> io::Result<()> {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+            if let Some(user) = self.run_as {
+                chown(&dir, user)?;
+                chown(&cert, user)?;
+                chown(&key, user)?;
+            }
+            Ok(())
+        };
+        restrict().map_err(|source| ClusterError::Io {
+            what: "handing the TLS key to the server's user",
+            path: key.clone(),
+            source,
+        })?;
+        self.tls_cert = Some(ca);
+        Ok(())
+    }
+
     /// Writes `pgroar.conf` for a freshly probed port and starts the server, retrying with a
     /// new port when the probed one was taken in between.
     fn start_server(&mut self, options: &ClusterOptions) -> Result<(), ClusterError> {
@@ -403,6 +482,17 @@ impl Cluster {
         ];
         if options.fast {
             settings.extend([("fsync", "off".into()), ("full_page_writes", "off".into())]);
+        }
+        if self.tls_cert.is_some() {
+            let dir = self.root.join("tls");
+            settings.extend([
+                ("ssl", "on".into()),
+                (
+                    "ssl_cert_file",
+                    dir.join("server.crt").display().to_string(),
+                ),
+                ("ssl_key_file", dir.join("server.key").display().to_string()),
+            ]);
         }
         let mut out = String::from("# written by pgroar's throwaway cluster\n");
         let extra = options
@@ -498,7 +588,7 @@ fn chown(path: &Path, user: RunAs) -> io::Result<()> {
 /// Runs a command to completion, turning a failure into [`ClusterError::Command`].
 fn run(mut cmd: Command, label: &str) -> Result<String, ClusterError> {
     let out = cmd.output().map_err(|source| ClusterError::Io {
-        what: "running a PostgreSQL program",
+        what: "running an external program",
         path: PathBuf::from(cmd.get_program()),
         source,
     })?;

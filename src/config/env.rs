@@ -17,6 +17,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("postgres", "url"),
     ("postgres", "publication"),
     ("postgres", "slot"),
+    ("postgres", "status_interval_ms"),
     ("storage", "data_dir"),
     ("http", "listen"),
     ("wal", "segment_bytes"),
@@ -27,7 +28,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
 
 /// The sections and the keys each takes from the environment (for error messages).
 const SECTIONS: &[(&str, &str)] = &[
-    ("postgres", "url, publication, slot"),
+    ("postgres", "url, publication, slot, status_interval_ms"),
     ("storage", "data_dir"),
     ("http", "listen"),
     (
@@ -83,6 +84,10 @@ fn set(
         ("postgres", "url") => file.postgres.url = Some(value),
         ("postgres", "publication") => file.postgres.publication = value,
         ("postgres", "slot") => file.postgres.slot = value,
+        ("postgres", "status_interval_ms") => parsed(
+            &mut file.postgres.status_interval_ms,
+            "postgres.status_interval_ms",
+        )?,
         ("storage", "data_dir") => file.storage.data_dir = PathBuf::from(value),
         ("http", "listen") => file.http.listen = value,
         ("wal", "segment_bytes") => parsed(&mut file.wal.segment_bytes, "wal.segment_bytes")?,

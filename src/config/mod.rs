@@ -49,6 +49,13 @@ pub const DEFAULT_GROUP_COMMIT_MAX_BYTES: u64 = 4 << 20;
 /// Default checkpoint interval, 60 s: bounds the WAL replayed at start-up to about a minute
 /// of changes without writing the bitmaps often.
 pub const DEFAULT_CHECKPOINT_INTERVAL_SECS: u64 = 60;
+/// Default replication status interval, 1 s: how often the standby status (the flush LSN
+/// acknowledged to Postgres) is sent; keeps the slot close behind without chattering.
+pub const DEFAULT_STATUS_INTERVAL_MS: u64 = 1000;
+/// Largest `postgres.status_interval_ms`: Postgres's default `wal_sender_timeout` is 60 s.
+pub const MAX_STATUS_INTERVAL_MS: u64 = 60_000;
+/// Smallest `postgres.status_interval_ms`.
+pub const MIN_STATUS_INTERVAL_MS: u64 = 10;
 /// Default sort field width: 32 bits holds ids, counts and epoch seconds until 2106.
 pub const DEFAULT_SORT_BITS: u32 = 32;
 
@@ -78,6 +85,15 @@ pub struct PostgresConfig {
     pub publication: String,
     /// The logical replication slot to use.
     pub slot: String,
+    /// Milliseconds between two standby status updates (acknowledgements) sent to Postgres.
+    pub status_interval_ms: u64,
+}
+
+impl PostgresConfig {
+    /// `status_interval_ms` as a duration.
+    pub fn status_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.status_interval_ms)
+    }
 }
 
 /// `[storage]`.
@@ -166,6 +182,7 @@ struct PostgresFile {
     url: Option<String>,
     publication: String,
     slot: String,
+    status_interval_ms: u64,
 }
 
 impl Default for PostgresFile {
@@ -174,6 +191,7 @@ impl Default for PostgresFile {
             url: None,
             publication: DEFAULT_PUBLICATION.to_owned(),
             slot: DEFAULT_SLOT.to_owned(),
+            status_interval_ms: DEFAULT_STATUS_INTERVAL_MS,
         }
     }
 }
@@ -353,6 +371,7 @@ impl Config {
                 url,
                 publication: file.postgres.publication,
                 slot: file.postgres.slot,
+                status_interval_ms: file.postgres.status_interval_ms,
             },
             storage: file.storage,
             http: HttpConfig { listen },
@@ -422,6 +441,13 @@ impl Config {
                 "postgres.slot",
                 &pg.slot,
                 "a replication slot name is 1 to 63 lower-case letters, digits and underscores",
+            ));
+        }
+        if !(MIN_STATUS_INTERVAL_MS..=MAX_STATUS_INTERVAL_MS).contains(&pg.status_interval_ms) {
+            problems.push(bad(
+                "postgres.status_interval_ms",
+                &pg.status_interval_ms.to_string(),
+                "must be between 10 and 60000 (Postgres's wal_sender_timeout is 60 s by default)",
             ));
         }
         if self.storage.data_dir.as_os_str().is_empty() {
@@ -516,4 +542,47 @@ fn schema_problems(schema: &Schema) -> Vec<SchemaError> {
         out.push(e);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "[postgres]\nurl = \"postgresql://u@h/db\"\n";
+
+    #[test]
+    fn the_status_interval_defaults_reads_the_file_and_the_environment() {
+        let c = Config::from_toml_str(MINIMAL, []).unwrap();
+        assert_eq!(c.postgres.status_interval_ms, DEFAULT_STATUS_INTERVAL_MS);
+        let text = format!("{MINIMAL}status_interval_ms = 250\n");
+        let c = Config::from_toml_str(&text, []).unwrap();
+        assert_eq!(
+            c.postgres.status_interval(),
+            std::time::Duration::from_millis(250)
+        );
+        let env = [(
+            "PGROAR_POSTGRES_STATUS_INTERVAL_MS".to_owned(),
+            "5000".to_owned(),
+        )];
+        let c = Config::from_toml_str(&text, env).unwrap();
+        assert_eq!(c.postgres.status_interval_ms, 5000);
+    }
+
+    #[test]
+    fn a_status_interval_out_of_range_is_reported() {
+        for v in [0, 9, 60_001] {
+            let text = format!("{MINIMAL}status_interval_ms = {v}\n");
+            let err = Config::from_toml_str(&text, []).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("postgres.status_interval_ms = \"{v}\"")),
+                "{err}"
+            );
+        }
+        let env = [(
+            "PGROAR_POSTGRES_STATUS_INTERVAL_MS".to_owned(),
+            "soon".to_owned(),
+        )];
+        let err = Config::from_toml_str(MINIMAL, env).unwrap_err().to_string();
+        assert!(err.contains("PGROAR_POSTGRES_STATUS_INTERVAL_MS"), "{err}");
+    }
 }

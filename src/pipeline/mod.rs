@@ -45,8 +45,8 @@ use crate::index::{CheckpointError, Index, Snapshot};
 use crate::server::{self, ServerError, ServerOptions, ServerState, Status};
 use crate::sink::coalescing::{CoalescingSink, SinkError, SinkOptions};
 use crate::source::{
-    ConnInfo, PhaseTracker, Source, SourceError, SourceOptions, SslMode, Translate, error_chain,
-    lock,
+    ConnInfo, PhaseTracker, Source, SourceError, SourceOptions, Translate, connect_sql,
+    error_chain, lock,
 };
 use crate::translate::{IdentityError, TranslateError, Translator, check_replica_identity};
 use crate::wal::{Wal, WalError, WalOptions};
@@ -254,7 +254,11 @@ impl Pipeline {
             options.source.clone(),
         )?;
 
-        let sink = CoalescingSink::spawn(index, options.sink.clone());
+        // Bad-data counters go to the status with every snapshot: visible while running.
+        let sink_status = Arc::clone(&status);
+        let sink = CoalescingSink::spawn_observed(index, options.sink.clone(), move |stats| {
+            sink_status.set_index_stats(stats)
+        });
         let published = sink.published();
         let applied_rx = sink.applied();
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -475,20 +479,8 @@ pub async fn run(
 /// retries on its own).
 async fn check_identities(config: &Config) -> Result<(), PipelineError> {
     let conn = ConnInfo::parse(&config.postgres.url).map_err(SourceError::from)?;
-    if matches!(
-        conn.sslmode,
-        SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull
-    ) {
-        warn!("replica identity check skipped: it needs a TLS connector for ordinary sessions");
-        return Ok(());
-    }
-    let client = match conn.sql_config().connect(tokio_postgres::NoTls).await {
-        Ok((client, connection)) => {
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            client
-        }
+    let client = match connect_sql(&conn).await {
+        Ok(client) => client,
         Err(e) => {
             warn!(error = %error_chain(&e), "replica identity check skipped: cannot connect");
             return Ok(());

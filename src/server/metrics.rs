@@ -8,7 +8,7 @@
 use metrics::{Counter, Gauge, Histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use super::status::{BAD_DATA_KINDS, Phase, StatusReport};
+use super::status::{BAD_DATA_KINDS, Phase, StatusReport, TRANSLATE_BAD_DATA_KINDS};
 
 /// Buckets of the query latency histogram, in seconds.
 const LATENCY_BUCKETS: [f64; 16] = [
@@ -45,10 +45,13 @@ pub(crate) struct ServerMetrics {
     server_lsn_age: Gauge,
     ops: Counter,
     transactions: Counter,
+    rows: Counter,
+    truncates: Counter,
     reconnects: Counter,
     alive: Gauge,
     phase: [Gauge; Phase::ALL.len()],
     bad_data: [Counter; BAD_DATA_KINDS.len()],
+    translate_bad_data: [Counter; TRANSLATE_BAD_DATA_KINDS.len()],
     queries: [Counter; OUTCOMES.len()],
     duration: Histogram,
     waiting: Gauge,
@@ -97,6 +100,14 @@ impl ServerMetrics {
                 "Source transactions applied to the index"
             );
             describe_counter!(
+                "pgroar_rows_translated_total",
+                "Row changes of source tables translated into ops"
+            );
+            describe_counter!(
+                "pgroar_truncates_total",
+                "TRUNCATEs of source tables received"
+            );
+            describe_counter!(
                 "pgroar_reconnects_total",
                 "Replication connections re-established"
             );
@@ -104,7 +115,7 @@ impl ServerMetrics {
             describe_gauge!("pgroar_phase", "1 for the pipeline's current phase, else 0");
             describe_counter!(
                 "pgroar_bad_data_total",
-                "Bad data skipped or clamped by the index writer, by kind"
+                "Bad data skipped or clamped (by the translator or the index writer), by kind"
             );
             describe_counter!("pgroar_queries_total", "Queries answered, by outcome");
             describe_gauge!(
@@ -124,10 +135,14 @@ impl ServerMetrics {
                 server_lsn_age: gauge!("pgroar_server_lsn_age_seconds"),
                 ops: counter!("pgroar_ops_applied_total"),
                 transactions: counter!("pgroar_transactions_total"),
+                rows: counter!("pgroar_rows_translated_total"),
+                truncates: counter!("pgroar_truncates_total"),
                 reconnects: counter!("pgroar_reconnects_total"),
                 alive: gauge!("pgroar_alive_slots"),
                 phase: Phase::ALL.map(|p| gauge!("pgroar_phase", "phase" => p.as_str())),
                 bad_data: BAD_DATA_KINDS.map(|k| counter!("pgroar_bad_data_total", "kind" => k)),
+                translate_bad_data: TRANSLATE_BAD_DATA_KINDS
+                    .map(|k| counter!("pgroar_bad_data_total", "kind" => k)),
                 queries: OUTCOMES.map(|o| counter!("pgroar_queries_total", "outcome" => o)),
                 duration: metrics::histogram!(QUERY_DURATION),
                 waiting: gauge!("pgroar_min_lsn_waits"),
@@ -171,6 +186,8 @@ impl ServerMetrics {
             .set(report.server_lsn_age_seconds.unwrap_or(f64::NAN));
         self.ops.absolute(report.ops_applied_total);
         self.transactions.absolute(report.transactions_total);
+        self.rows.absolute(report.rows_translated_total);
+        self.truncates.absolute(report.truncates_total);
         self.reconnects.absolute(report.reconnects_total);
         self.alive.set(report.alive_slots as f64);
         for (g, p) in self.phase.iter().zip(Phase::ALL) {
@@ -185,6 +202,13 @@ impl ServerMetrics {
             b.bad_queries,
             b.nested_query_op_sets,
         ]) {
+            c.absolute(v);
+        }
+        for (c, v) in
+            self.translate_bad_data
+                .iter()
+                .zip([b.bad_slot_ids, b.eval_errors, b.unparsable_values])
+        {
             c.absolute(v);
         }
         self.handle.render()

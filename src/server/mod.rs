@@ -11,17 +11,23 @@
 //! Guarantees: readers never block the pipeline. Queries run on an immutable snapshot loaded
 //! from the sink's published cell, on the blocking pool, with no lock held across an await; the
 //! pipeline updates [`Status`] with atomics only. A `min_lsn` wait ends when the applied
-//! cursor covers it ([`covers`]), when its timeout passes, or at shutdown.
+//! cursor covers it ([`covers`]), when its timeout passes, or at shutdown; while it waits, its
+//! position is registered ([`ReadDemand`]) so that the replication source writes the Mark that
+//! proves it as soon as it knows one, instead of at its next keepalive Mark.
 //!
 //! # Metrics
 //! `pgroar_lsn{stage="received|durable|applied|checkpointed|server"}`, `pgroar_lag_bytes`
 //! (server − applied), `pgroar_lag_seconds`, `pgroar_server_lsn_age_seconds`,
-//! `pgroar_ops_applied_total`, `pgroar_transactions_total`, `pgroar_reconnects_total`,
-//! `pgroar_alive_slots`, `pgroar_phase{phase}`, `pgroar_bad_data_total{kind}`,
+//! `pgroar_ops_applied_total`, `pgroar_transactions_total`, `pgroar_rows_translated_total`,
+//! `pgroar_truncates_total`, `pgroar_reconnects_total`, `pgroar_alive_slots`,
+//! `pgroar_phase{phase}`, `pgroar_bad_data_total{kind}` (the translator's `bad_slot_id`,
+//! `eval_error`, `unparsable_value` and the index writer's `skipped_id`, `clamped_value`,
+//! `bad_value`, `unknown_field`, `bad_query`, `nested_query_op_set`, all counted live),
 //! `pgroar_queries_total{outcome="ok|bad_request|timeout|unavailable|error"}`,
 //! `pgroar_min_lsn_waits` (queries waiting for their `min_lsn` now) and the histogram
 //! `pgroar_query_duration_seconds`. Every server has its own registry: nothing process-global.
 
+mod demand;
 mod metrics;
 mod query;
 mod status;
@@ -43,6 +49,7 @@ use crate::WalKey;
 use crate::index::Snapshot;
 use crate::sink::coalescing::CoalescingSink;
 
+pub use demand::{ReadDemand, ReadWait};
 pub use query::{ErrorBody, QueryRequest, QueryResponse, SortRequest, covers};
 pub use status::{
     BadData, ErrorInfo, ErrorReport, History, Phase, RATE_WINDOW, StageLags, StageLsns, Status,

@@ -269,8 +269,13 @@ fn unavailable(state: &ServerState, error: String) -> ApiError {
 
 /// Waits until the applied cursor covers `min`, at most `timeout`.
 async fn wait_for(state: &ServerState, min: Lsn, timeout: Duration) -> Result<(), ApiError> {
-    let _waiting = state.inner.metrics.waiting();
     let mut applied = state.inner.applied.clone();
+    if covers(*applied.borrow(), min) {
+        return Ok(());
+    }
+    let _waiting = state.inner.metrics.waiting();
+    // Tells the source to write the Mark that proves `min` complete as soon as it knows one.
+    let _demand = state.inner.status.read_demand().register(min);
     let mut shutdown = state.inner.shutdown.subscribe();
     let reached = tokio::select! {
         r = tokio::time::timeout(timeout, applied.wait_for(|k| covers(*k, min))) => {

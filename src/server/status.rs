@@ -6,6 +6,10 @@
 //! a new received LSN next to an old durable one, never a torn value. LSNs only move forward
 //! (`fetch_max`), so a late or duplicated update cannot make a stage look as if it went back.
 //!
+//! Read-your-writes demand flows the other way ([`Status::read_demand`]): a query waiting for a
+//! `min_lsn` registers it, and the replication source, which alone knows which positions are
+//! complete, writes the position Mark that ends the wait as soon as it can.
+//!
 //! The applied LSN is not stored here: it is the applied cursor of the snapshot the sink last
 //! published, which the server reads from the sink itself.
 //!
@@ -21,8 +25,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwapOption;
 use serde::{Deserialize, Serialize};
 
+use super::demand::ReadDemand;
 use crate::Lsn;
 use crate::index::IndexStats;
+use crate::translate::TranslateStats;
 
 /// What the pipeline is doing.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -107,6 +113,8 @@ pub struct Status {
     transactions: AtomicU64,
     reconnects: AtomicU64,
     index: [AtomicU64; BAD_DATA_KINDS.len()],
+    translate: [AtomicU64; TRANSLATE_COUNTERS],
+    read_demand: ReadDemand,
     last_error: ArcSwapOption<ErrorInfo>,
 }
 
@@ -119,6 +127,24 @@ pub(crate) const BAD_DATA_KINDS: [&str; 6] = [
     "bad_query",
     "nested_query_op_set",
 ];
+
+/// The translator's bad-data counters of [`TranslateStats`], by metric label (the same
+/// `pgroar_bad_data_total` metric as the index writer's).
+pub(crate) const TRANSLATE_BAD_DATA_KINDS: [&str; 3] =
+    ["bad_slot_id", "eval_error", "unparsable_value"];
+
+/// Cells of [`TranslateStats`] kept: rows, the bad-data kinds, truncates.
+const TRANSLATE_COUNTERS: usize = 5;
+
+fn translate_cells(s: &TranslateStats) -> [u64; TRANSLATE_COUNTERS] {
+    [
+        s.rows,
+        s.bad_slot_ids,
+        s.eval_errors,
+        s.bad_values,
+        s.truncates,
+    ]
+}
 
 fn bad_data(s: &IndexStats) -> [u64; BAD_DATA_KINDS.len()] {
     [
@@ -148,6 +174,8 @@ impl Status {
             transactions: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             index: Default::default(),
+            translate: Default::default(),
+            read_demand: ReadDemand::default(),
             last_error: ArcSwapOption::empty(),
         }
     }
@@ -229,6 +257,20 @@ impl Status {
         }
     }
 
+    /// The translator's counters ([`crate::translate::Translator::stats`]), as totals (they
+    /// replace the ones held). The source publishes them at every group commit.
+    pub fn set_translate_stats(&self, stats: &TranslateStats) {
+        for (cell, v) in self.translate.iter().zip(translate_cells(stats)) {
+            cell.store(v, Ordering::Relaxed);
+        }
+    }
+
+    /// The `min_lsn` positions queries are waiting for (registered by the server, read by the
+    /// replication source).
+    pub fn read_demand(&self) -> &ReadDemand {
+        &self.read_demand
+    }
+
     /// Records `error` (with its causes, e.g. `format!("{e:#}")`) as the last error.
     pub fn set_error(&self, error: impl fmt::Display) {
         self.last_error.store(Some(std::sync::Arc::new(ErrorInfo {
@@ -303,6 +345,22 @@ impl Status {
             unknown_fields: v[3],
             bad_queries: v[4],
             nested_query_op_sets: v[5],
+        }
+    }
+
+    /// The translator's counters last set.
+    // `..default()` keeps this compiling if the translator gains counters.
+    #[allow(clippy::needless_update)]
+    pub fn translate_stats(&self) -> TranslateStats {
+        let [rows, bad_slot_ids, eval_errors, bad_values, truncates] =
+            self.translate.each_ref().map(|c| c.load(Ordering::Relaxed));
+        TranslateStats {
+            rows,
+            bad_slot_ids,
+            eval_errors,
+            bad_values,
+            truncates,
+            ..TranslateStats::default()
         }
     }
 
@@ -388,11 +446,15 @@ pub struct StatusReport {
     pub ops_applied_total: u64,
     /// Transactions applied since start.
     pub transactions_total: u64,
+    /// Row changes of source tables translated since start.
+    pub rows_translated_total: u64,
+    /// TRUNCATEs of source tables received since start.
+    pub truncates_total: u64,
     /// Reconnects since start.
     pub reconnects_total: u64,
     /// Live slots in the newest snapshot.
     pub alive_slots: u64,
-    /// Bad data skipped or clamped by the index writer.
+    /// Bad data skipped or clamped by the translator and the index writer, counted live.
     pub bad_data: BadData,
     /// The last error reported by the pipeline.
     pub last_error: Option<ErrorReport>,
@@ -426,10 +488,19 @@ pub struct StageLags {
     pub applied: u64,
 }
 
-/// The index writer's bad-data counters.
+/// Bad data that did not stop the stream: each case was skipped or clamped, and logged with its
+/// table, id and field. The first three come from the translator (row → ops), the others from
+/// the index writer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BadData {
-    /// Entity ids that do not fit a slot.
+    /// Rows skipped because their slot id was NULL, unknown or not an integer.
+    pub bad_slot_ids: u64,
+    /// Fields skipped because a `track_fields` expression or join filter failed on the row
+    /// (integer overflow, division by zero, …).
+    pub eval_errors: u64,
+    /// Column values that did not parse as their column's type.
+    pub unparsable_values: u64,
+    /// Entity ids that do not fit a slot (outside `0..=4294967295`).
     pub skipped_ids: u64,
     /// Sort values clamped into range.
     pub clamped_values: u64,
@@ -478,6 +549,7 @@ impl StatusReport {
             server: server_lsn,
         };
         let s = status.index_stats();
+        let t = status.translate_stats();
         let ops = status.ops_applied();
         let wall = SystemTime::now();
         StatusReport {
@@ -496,9 +568,14 @@ impl StatusReport {
             ops_per_second: history.ops_per_second(ops, now),
             ops_applied_total: ops,
             transactions_total: status.transactions(),
+            rows_translated_total: t.rows,
+            truncates_total: t.truncates,
             reconnects_total: status.reconnects(),
             alive_slots,
             bad_data: BadData {
+                bad_slot_ids: t.bad_slot_ids,
+                eval_errors: t.eval_errors,
+                unparsable_values: t.bad_values,
                 skipped_ids: s.skipped_ids,
                 clamped_values: s.clamped_values,
                 bad_values: s.bad_values,
@@ -599,6 +676,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::needless_update)] // keeps compiling if the translator gains counters
     fn errors_phase_and_bad_data_round_trip() {
         let s = Status::new("slot", "pub");
         s.set_phase(Phase::Reconnecting);
@@ -616,6 +694,27 @@ mod tests {
         assert_eq!(
             (st.skipped_ids, st.nested_query_op_sets, st.bad_values),
             (3, 1, 0)
+        );
+        s.set_translate_stats(&TranslateStats {
+            rows: 10,
+            bad_slot_ids: 2,
+            eval_errors: 4,
+            bad_values: 5,
+            truncates: 1,
+            ..TranslateStats::default()
+        });
+        let r = StatusReport::build(&s, Lsn(0), 0, &History::default(), Instant::now());
+        assert_eq!((r.rows_translated_total, r.truncates_total), (10, 1));
+        assert_eq!(
+            r.bad_data,
+            BadData {
+                bad_slot_ids: 2,
+                eval_errors: 4,
+                unparsable_values: 5,
+                skipped_ids: 3,
+                nested_query_op_sets: 1,
+                ..BadData::default()
+            }
         );
         for p in Phase::ALL {
             assert_eq!(Phase::from_u8(p as u8), p);

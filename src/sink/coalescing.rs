@@ -9,6 +9,9 @@
 //!   record it applied; readers load the newest one without taking a lock.
 //! * Backpressure: `send` blocks while `capacity` batches are queued, so a slow writer slows the
 //!   WAL reader instead of growing memory.
+//! * Live counters: with [`CoalescingSink::spawn_observed`], the index's bad-data counters are
+//!   handed to an observer *before* each snapshot is published, so whoever sees a snapshot (or
+//!   its applied cursor) also finds the counters that include its ops.
 //!
 //! Crash windows: none of its own. The index here lives in memory; what survives a crash is the
 //! last checkpoint plus the WAL, and the caller checkpoints from a published snapshot.
@@ -22,7 +25,7 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 use tokio::sync::watch;
 
 use crate::WalKey;
-use crate::index::{Index, Snapshot};
+use crate::index::{Index, IndexStats, Snapshot};
 use crate::ops::EntityOps;
 
 /// Tuning of the coalescing sink.
@@ -63,6 +66,10 @@ enum Command {
     Sync(crossbeam_channel::Sender<Snapshot>),
 }
 
+/// Receives the index's counters on the writer thread before each publish (and once at start).
+/// It runs inside the writer's loop: keep it to a few atomic stores.
+pub type PublishObserver = Box<dyn FnMut(&IndexStats) + Send>;
+
 /// Handle to the writer thread. Dropping it without [`CoalescingSink::shutdown`] stops the
 /// writer after it has applied what was queued.
 pub struct CoalescingSink {
@@ -75,6 +82,24 @@ pub struct CoalescingSink {
 impl CoalescingSink {
     /// Moves `index` into a new writer thread and publishes its first snapshot.
     pub fn spawn(index: Index, options: SinkOptions) -> Self {
+        CoalescingSink::start(index, options, None)
+    }
+
+    /// Like [`CoalescingSink::spawn`], and hands the index's counters ([`Index::stats`]) to
+    /// `observer` before every publish, e.g. to show bad data in status and metrics while the
+    /// pipeline runs.
+    pub fn spawn_observed(
+        index: Index,
+        options: SinkOptions,
+        observer: impl FnMut(&IndexStats) + Send + 'static,
+    ) -> Self {
+        CoalescingSink::start(index, options, Some(Box::new(observer)))
+    }
+
+    fn start(index: Index, options: SinkOptions, mut observer: Option<PublishObserver>) -> Self {
+        if let Some(observe) = observer.as_mut() {
+            observe(&index.stats());
+        }
         let first = index.snapshot();
         let (applied_tx, applied) = watch::channel(first.applied());
         let published = Arc::new(ArcSwap::from_pointee(first));
@@ -85,6 +110,7 @@ impl CoalescingSink {
             published: published.clone(),
             applied: applied_tx,
             options,
+            observer,
         };
         let thread = std::thread::Builder::new()
             .name("pgroar-index-writer".into())
@@ -154,6 +180,7 @@ struct Writer {
     published: Arc<ArcSwap<Snapshot>>,
     applied: watch::Sender<WalKey>,
     options: SinkOptions,
+    observer: Option<PublishObserver>,
 }
 
 impl Writer {
@@ -168,6 +195,9 @@ impl Writer {
                     Ok(cmd) => self.handle(cmd, &mut waiting),
                     Err(_) => break,
                 }
+            }
+            if let Some(observe) = self.observer.as_mut() {
+                observe(&self.index.stats());
             }
             let snapshot = self.index.snapshot();
             let applied = snapshot.applied();
@@ -192,5 +222,40 @@ impl Writer {
             }
             Command::Sync(reply) => waiting.push(reply),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::Lsn;
+    use crate::ops::Op;
+    use crate::schema::{FilterKind, Schema};
+
+    #[test]
+    fn the_observer_sees_the_counters_of_every_published_snapshot() {
+        let schema = Schema::from_pairs(&[("a", FilterKind::Single)], &[("s", 8)]).unwrap();
+        let seen: Arc<Mutex<Vec<IndexStats>>> = Arc::default();
+        let log = Arc::clone(&seen);
+        let sink = CoalescingSink::spawn_observed(
+            Index::new(Arc::new(schema)),
+            SinkOptions::default(),
+            move |s| log.lock().unwrap().push(*s),
+        );
+        assert_eq!(seen.lock().unwrap().len(), 1, "once at start");
+        let batch = vec![
+            EntityOps::alive(1, vec![Op::set("a", 1i64), Op::set("s", -3i64)]),
+            EntityOps::alive(5_000_000_000, vec![Op::set("a", 2i64)]),
+            EntityOps::alive(2, vec![Op::set("s", 1000i64)]),
+        ];
+        sink.send(batch, WalKey::end_of(Lsn(10))).unwrap();
+        let snapshot = sink.sync().unwrap();
+        assert_eq!(snapshot.applied(), WalKey::end_of(Lsn(10)));
+        let last = *seen.lock().unwrap().last().unwrap();
+        assert_eq!((last.skipped_ids, last.clamped_values), (1, 2));
+        let index = sink.shutdown().unwrap();
+        assert_eq!(index.stats().clamped_values, 2);
     }
 }

@@ -17,10 +17,20 @@
 //! * **Read-your-writes.** At an idle group commit, a Mark just below the last transaction's
 //!   end LSN goes into the same fsync: every transaction committed before that end has been
 //!   received, so a query waiting for `pg_current_wal_lsn()` read after a commit is answered
-//!   without waiting for a keepalive.
+//!   without waiting for a keepalive. A sync fired by the delay or size bound writes no Mark of
+//!   its own; but while a query waits ([`Status::read_demand`]) for a position the WAL does not
+//!   prove complete, the loop marks the best complete position it knows (that commit end, or the
+//!   last keepalive's WAL end ahead of the Mark interval) and syncs it at once. Without waiting
+//!   queries nothing extra is written.
 //! * **Idle slots advance.** A keepalive's `wal_end` received while no transaction is open is
-//!   written as a Mark (at most once per `keepalive_mark_interval`), synced and acknowledged, so an
-//!   idle or filtered publication never pins the server's WAL.
+//!   written as a Mark one byte below it (at most once per `keepalive_mark_interval`), synced and
+//!   acknowledged, so an idle or filtered publication never pins the server's WAL.
+//! * **Positions mean the same everywhere.** A Commit or Mark at `m` in the WAL means "every
+//!   transaction committed at or before `m` is here". Positions the server reports (a
+//!   keepalive's `wal_end`, a new slot's consistent point) are where the next WAL record starts,
+//!   and a transaction may still commit exactly there; so they are marked one byte below, and
+//!   the slot's `confirmed_flush_lsn` may be one byte above our durable LSN without anything
+//!   being lost.
 //! * **Big transactions stream.** Each row's ops go to the WAL as they arrive; nothing holds a
 //!   transaction in memory.
 //! * **Faults.** A broken connection, a server restart or `wal_sender_timeout` aborts the open
@@ -39,6 +49,7 @@
 pub mod conninfo;
 mod error;
 pub mod slot;
+pub mod sql;
 mod stream;
 
 use std::path::PathBuf;
@@ -55,15 +66,16 @@ use crate::config::Config;
 use crate::decode::{Message, RelationCache, RelationChange};
 use crate::ops::EntityOps;
 use crate::server::{Phase, Status};
-use crate::translate::{TranslateError, Translator};
+use crate::translate::{TranslateError, TranslateStats, Translator};
 use crate::wal::Wal;
 
 pub use conninfo::{ConnInfo, ConnInfoError, PINNED_OPTIONS, SslMode};
 pub use error::SourceError;
 pub use slot::SlotCheck;
+pub use sql::{SqlConnectError, connect_sql};
 
-/// Turns row changes into ops: the two calls the stream loop makes. [`Translator`] is the real
-/// one; tests can put a fault-injecting one in its place.
+/// Turns row changes into ops: the calls the stream loop makes. [`Translator`] is the real one;
+/// tests can put a fault-injecting one in its place.
 pub trait Translate: Send + 'static {
     /// What the translator refuses (configuration and schema problems, never bad data).
     type Error: std::error::Error + Send + Sync + 'static;
@@ -78,6 +90,12 @@ pub trait Translate: Send + 'static {
         relations: &RelationCache,
         out: &mut Vec<EntityOps>,
     ) -> Result<(), Self::Error>;
+
+    /// Counters of rows translated and bad data skipped, as totals (published with every group
+    /// commit). None by default.
+    fn stats(&self) -> TranslateStats {
+        TranslateStats::default()
+    }
 }
 
 impl Translate for Translator {
@@ -94,6 +112,10 @@ impl Translate for Translator {
         out: &mut Vec<EntityOps>,
     ) -> Result<(), TranslateError> {
         Translator::change(self, msg, relations, out)
+    }
+
+    fn stats(&self) -> TranslateStats {
+        Translator::stats(self)
     }
 }
 
@@ -118,17 +140,23 @@ pub struct SourceOptions {
 
 impl SourceOptions {
     /// Default status interval: one acknowledgement a second keeps the slot close behind.
-    pub const DEFAULT_STATUS_INTERVAL: Duration = Duration::from_secs(1);
+    pub const DEFAULT_STATUS_INTERVAL: Duration =
+        Duration::from_millis(crate::config::DEFAULT_STATUS_INTERVAL_MS);
     /// Default first reconnect delay.
     pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_millis(200);
     /// Default reconnect delay cap.
     pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-    /// The defaults, with the group commit bounds of `config`'s `[wal]`.
+    /// The defaults, with the group commit bounds of `config`'s `[wal]` and its
+    /// `postgres.status_interval_ms` (which also paces keepalive Marks: a Mark is worth its
+    /// fsync only if an acknowledgement can carry it).
     pub fn from_config(config: &Config) -> SourceOptions {
+        let status_interval = config.postgres.status_interval();
         SourceOptions {
             group_commit_max_delay: config.wal.group_commit_max_delay(),
             group_commit_max_bytes: config.wal.group_commit_max_bytes,
+            status_interval,
+            keepalive_mark_interval: status_interval,
             ..SourceOptions::default()
         }
     }
@@ -222,7 +250,7 @@ pub struct Source<T: Translate> {
     txn: Option<OpenTxn>,
     /// When the oldest Commit/Mark not yet fsynced was appended.
     unsynced_since: Option<Instant>,
-    /// A keepalive position waiting for the mark interval.
+    /// A Mark position (one below a keepalive's WAL end) waiting for the mark interval.
     pending_mark: Option<Lsn>,
     /// When the last keepalive Mark was written (the rate limit's start at first).
     last_mark: Instant,
@@ -415,9 +443,12 @@ impl<T: Translate> Source<T> {
         }
     }
 
-    /// Makes `consistent_point` the durable start of a fresh WAL, then forgets the intent.
+    /// Makes `consistent_point` the durable start of a fresh WAL, then forgets the intent. The
+    /// Mark goes one byte below it: a transaction committing exactly at the consistent point is
+    /// not in the slot's snapshot and is streamed (see the module note).
     async fn adopt(&mut self, consistent_point: Lsn) -> Result<(), SourceError> {
-        self.mark_and_sync(consistent_point).await?;
+        self.mark_and_sync(Lsn(consistent_point.0.saturating_sub(1)))
+            .await?;
         self.may_create = false;
         self.may_adopt = false;
         slot::remove_intent(&self.data_dir)?;
@@ -436,8 +467,10 @@ impl<T: Translate> Source<T> {
         self.sync_wal().await
     }
 
-    /// Fsyncs the WAL on the blocking pool; returns the durable LSN.
+    /// Fsyncs the WAL on the blocking pool; returns the durable LSN. The translator's counters
+    /// are published on the way (a few atomic stores per group commit).
     async fn sync_wal(&mut self) -> Result<Lsn, SourceError> {
+        self.status.set_translate_stats(&self.translator.stats());
         let wal = Arc::clone(&self.wal);
         let durable = tokio::task::spawn_blocking(move || lock(&wal).sync())
             .await

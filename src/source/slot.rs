@@ -1,6 +1,8 @@
 //! Start-up checks on the replication session, before `START_REPLICATION`: the publication
 //! exists; the slot exists (or is created, for a fresh data directory), is a logical `pgoutput`
-//! slot of this database, is not invalidated, and has not confirmed more than our WAL holds.
+//! slot of this database, is not invalidated, and has not confirmed more than our WAL holds
+//! (its `confirmed_flush_lsn` at most one byte past our durable LSN: see the note on positions
+//! in [`super`]).
 //!
 //! The checks run on the same authenticated session that then starts streaming, so what they
 //! saw is what the stream opens on. Names are validated by the config (slot) or quoted as SQL
@@ -193,10 +195,15 @@ pub(crate) async fn check(
             pid,
         });
     }
-    if confirmed > input.durable && input.may_adopt {
+    // The slot's position is where the next record starts: everything committed *before* it
+    // was confirmed. Our durable LSN covers everything committed *at or before* it. So the
+    // slot is ahead only past `durable + 1` (a Mark one below a consistent point or keepalive
+    // position is exactly in step with it).
+    let ahead = confirmed.0 > input.durable.0.saturating_add(1);
+    if ahead && input.may_adopt {
         return Ok(SlotCheck::Orphaned { confirmed });
     }
-    if confirmed > input.durable {
+    if ahead {
         return Err(SourceError::SlotAhead {
             slot: input.slot.to_owned(),
             confirmed,

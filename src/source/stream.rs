@@ -1,6 +1,7 @@
 //! One replication session: events → translator → WAL, group commit, acknowledgements, and the
 //! clean-up when the session ends.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -87,8 +88,14 @@ impl<T: Translate> Source<T> {
                     }
                 }
             } else {
+                // Everything written is durable. A query waiting for a position that only a Mark
+                // can prove gets that Mark now (the loop comes back here to sync it).
+                if self.mark_for_readers()? {
+                    continue;
+                }
                 let mark_due = self.last_mark + self.options.keepalive_mark_interval;
                 let may_mark = self.pending_mark.is_some() && self.txn.is_none();
+                let status = Arc::clone(&self.status);
                 tokio::select! {
                     biased;
                     _ = stop.wait_for(|s| *s) => return Ok(SessionEnd::Stopped),
@@ -98,6 +105,7 @@ impl<T: Translate> Source<T> {
                         }
                         continue;
                     }
+                    _ = status.read_demand().changed() => continue,
                     r = client.recv() => r,
                 }
             };
@@ -221,7 +229,8 @@ impl<T: Translate> Source<T> {
     /// Commits arrive in LSN order and a commit record ends at `end`, so every transaction that
     /// committed before `end` has been received; the Mark lets a read-your-writes wait for
     /// `pg_current_wal_lsn()` (read after the commit) finish without waiting for a keepalive.
-    /// It rides on the fsync that happens anyway.
+    /// It rides on the fsync that happens anyway. (A sync fired by the delay or size bound writes
+    /// none; [`Source::mark_for_readers`] covers a query waiting after it.)
     fn mark_commit_end(&mut self) -> Result<(), SourceError> {
         if self.txn.is_some() {
             return Ok(());
@@ -236,21 +245,57 @@ impl<T: Translate> Source<T> {
         Ok(())
     }
 
+    /// When a query waits for a position the WAL does not prove complete yet but a Mark would
+    /// (a Mark or Commit at `m` proves every position up to `m + 1`, see
+    /// [`crate::server::covers`]), marks the highest position known to be complete: just below
+    /// the last commit's end, or the last keepalive's (ahead of the keepalive Mark interval).
+    /// Returns whether it wrote one.
+    ///
+    /// This is what ends a `min_lsn` wait when the last commit was synced because
+    /// `group_commit_max_delay` or `group_commit_max_bytes` was reached, not at an idle point
+    /// (where [`Source::mark_commit_end`] rides on the fsync anyway). A Mark no waiting query
+    /// needs is not written: the WAL may then end exactly at a commit, and a restart there relies
+    /// on skipping the transaction Postgres re-sends.
+    fn mark_for_readers(&mut self) -> Result<bool, SourceError> {
+        if self.txn.is_some() || !self.status.read_demand().any() {
+            return Ok(false);
+        }
+        let written = lock(&self.wal).written_lsn();
+        let commit_end = self.last_commit_end.map(|end| Lsn(end.0.saturating_sub(1)));
+        let Some(lsn) = commit_end.max(self.pending_mark).filter(|&l| l > written) else {
+            return Ok(false);
+        };
+        let (proved, proves) = (Lsn(written.0 + 1), Lsn(lsn.0.saturating_add(1)));
+        if !self.status.read_demand().wanted_in(proved, proves) {
+            return Ok(false);
+        }
+        debug!(%lsn, "marking a position a read-your-writes query waits for");
+        self.last_commit_end = None;
+        self.mark(lsn)?;
+        Ok(true)
+    }
+
+    /// A keepalive's `wal_end` is where the server's decoding stands: every transaction that
+    /// committed before it has been sent. One committing exactly there may still come (the
+    /// position is the start of the next WAL record), so the Mark goes one byte below: a Mark
+    /// or Commit at `m` always means "everything committed at or before `m` is here", which is
+    /// what the skip of re-sent transactions relies on.
     fn keepalive(&mut self, wal_end: Lsn) -> Result<(), SourceError> {
         if wal_end == Lsn::ZERO {
             return Ok(());
         }
         self.status.set_server_lsn(wal_end);
-        if self.txn.is_some() || wal_end <= lock(&self.wal).written_lsn() {
+        let at = Lsn(wal_end.0 - 1);
+        if self.txn.is_some() || at <= lock(&self.wal).written_lsn() {
             return Ok(());
         }
-        // The keepalive's position is the last one the server sent: nothing committed at or
-        // below it can still arrive, so it may be acknowledged once marked durable.
+        // Nothing committed before the keepalive's position can still arrive: once marked
+        // durable, `at` may be acknowledged.
         self.status.set_received(wal_end);
         if self.last_mark.elapsed() >= self.options.keepalive_mark_interval {
-            self.mark(wal_end)
+            self.mark(at)
         } else {
-            self.pending_mark = Some(self.pending_mark.map_or(wal_end, |p| p.max(wal_end)));
+            self.pending_mark = Some(self.pending_mark.map_or(at, |p| p.max(at)));
             Ok(())
         }
     }

@@ -1,9 +1,11 @@
 //! Crash test of the real binary: `pgroar run` is SIGKILLed at random moments while a random
 //! workload (inserts, updates that flip the join filter, deletes and re-inserts, transactions
-//! from one row to ~5k rows) keeps committing. After every kill the slot's
-//! `confirmed_flush_lsn` must not be ahead of the durable LSN of the WAL left on disk; after the
-//! last restart catches up, every filter value answers exactly the ids SQL says, and SIGTERM
-//! exits 0.
+//! from one row to ~5k rows) keeps committing. Small WAL segments and a checkpoint every second
+//! make the WAL rotate and lose its oldest segments behind checkpoints during the run, so kills
+//! also land after (and while) segments are deleted; the test checks that this happened. After
+//! every kill the slot's `confirmed_flush_lsn` must not be ahead of the durable LSN of the WAL
+//! left on disk; after the last restart catches up, every filter value answers exactly the ids
+//! SQL says, and SIGTERM exits 0.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -23,6 +25,8 @@ const KILLS: usize = 24;
 const IDS: u32 = 6000;
 /// How long any wait for the child may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(30);
+/// WAL segment size: small enough that the workload fills dozens of segments.
+const SEGMENT_BYTES: u64 = 128 << 10;
 
 const SCHEMA: &str = r#"
 CREATE TYPE image_type AS ENUM ('image', 'video', 'audio');
@@ -67,6 +71,8 @@ slot = "{slot}"
 data_dir = "{dir}"
 [http]
 listen = "127.0.0.1:{port}"
+[wal]
+segment_bytes = {SEGMENT_BYTES}
 [index]
 filters = [
   {{ name = "nsfwLevel", kind = "single" }}, {{ name = "type", kind = "single" }},
@@ -236,14 +242,15 @@ struct Runner {
 }
 
 impl Runner {
-    fn spawn(&self) -> Guard {
+    /// Starts `pgroar <command> --config …`.
+    fn spawn(&self, command: &str) -> Guard {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .unwrap();
         Command::new(env!("CARGO_BIN_EXE_pgroar"))
-            .arg("run")
+            .arg(command)
             .arg("--config")
             .arg(&self.config)
             .env("RUST_LOG", "info")
@@ -322,13 +329,27 @@ async fn assert_slot_not_ahead(
             "kill {kill}: an intent file next to a WAL"
         );
     } else {
+        // A slot position is where the next record starts (everything *before* it confirmed); a
+        // WAL position covers everything *at or before* it: one byte apart is in step.
         assert!(
-            confirmed <= durable,
+            confirmed.0 <= durable.0 + 1,
             "kill {kill}: slot confirmed {confirmed} is ahead of the WAL's durable {durable} ({})",
             report.summary()
         );
     }
     (durable, confirmed)
+}
+
+/// The WAL segment numbers in `data`'s WAL directory, oldest first.
+fn segments(data: &Path) -> Vec<u64> {
+    let mut v: Vec<u64> = std::fs::read_dir(data.join("wal"))
+        .map(|dir| {
+            dir.filter_map(|e| pgroar::wal::parse_segment_file_name(e.ok()?.file_name().to_str()?))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort_unstable();
+    v
 }
 
 /// SQL's answer to `field eq value` over the images table.
@@ -374,7 +395,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_never_acks_ahead_of_the_wal
     let mut rng = Rng(seed ^ 0x9E37_79B9_7F4A_7C15);
 
     // The slot is created by the first start; everything after it is streamed.
-    let mut child = runner.spawn();
+    let mut child = runner.spawn("run");
     runner.wait_ready(&mut child).await;
     client
         .batch_execute(
@@ -400,6 +421,8 @@ async fn sigkill_at_random_moments_loses_nothing_and_never_acks_ahead_of_the_wal
     ));
 
     let mut durables = Vec::new();
+    // Per kill: the oldest and newest WAL segment left on disk.
+    let mut left: Vec<(u64, u64)> = Vec::new();
     for kill in 0..KILLS {
         if kill % 4 == 3 {
             // Now and then let it reach streaming, so kills also land mid-stream.
@@ -417,7 +440,12 @@ async fn sigkill_at_random_moments_loses_nothing_and_never_acks_ahead_of_the_wal
         child.0.wait().unwrap();
         assert!(!work.is_finished(), "the workload stopped early");
         durables.push(assert_slot_not_ahead(&client, &slot, &data, kill).await);
-        child = runner.spawn();
+        let segs = segments(&data);
+        left.push((
+            segs.first().copied().unwrap_or(0),
+            segs.last().copied().unwrap_or(0),
+        ));
+        child = runner.spawn("run");
     }
     stop.store(true, Ordering::Relaxed);
     let txns = work.await.unwrap();
@@ -433,6 +461,19 @@ async fn sigkill_at_random_moments_loses_nothing_and_never_acks_ahead_of_the_wal
     assert!(
         mid_run >= 1,
         "no run acknowledged anything new: {durables:?}"
+    );
+
+    // The WAL rotated, and segments behind checkpoints were deleted by runs that were then
+    // killed: some kill found the oldest segment gone, and later kills found even more gone.
+    let truncated = left.iter().filter(|&&(oldest, _)| oldest > 1).count();
+    let deleted_between = left.windows(2).filter(|w| w[1].0 > w[0].0).count();
+    assert!(
+        left.last().is_some_and(|&(_, newest)| newest > 4),
+        "the WAL barely rotated: {left:?}"
+    );
+    assert!(
+        truncated >= 1 && deleted_between >= 1,
+        "no segment was deleted before a kill: {left:?}"
     );
 
     // Catch up: the applied LSN reaches the end of the workload. A tiny logical message gives
@@ -551,7 +592,9 @@ async fn sigkill_at_random_moments_loses_nothing_and_never_acks_ahead_of_the_wal
         "durable {last} after SIGTERM, target {target}"
     );
     eprintln!(
-        "crash test: {KILLS} kills ({mid_run} after a mid-run acknowledgement), {txns} transactions (~{} rows touched), {} images, \
+        "crash test: {KILLS} kills ({mid_run} after a mid-run acknowledgement, {truncated} over a \
+         truncated WAL, {deleted_between} after a run deleted segments), {txns} transactions \
+         (~{} rows touched), {} images, WAL segments left after kills {left:?}, \
          durable>=confirmed after kills {:?}, {:.1?}",
         rows.load(Ordering::Relaxed),
         count,
