@@ -11,6 +11,7 @@
 //! [`cluster`] starts throwaway Postgres clusters for tests and the demo.
 #![warn(missing_docs)]
 
+pub mod bootstrap;
 pub mod cluster;
 pub mod config;
 pub mod decode;

@@ -1,5 +1,6 @@
 //! Command-line interface: one subcommand per file.
 
+mod bootstrap;
 mod check;
 mod query;
 mod run;
@@ -19,6 +20,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Copy every source table under a new slot's snapshot into a fresh index, then stream
+    /// from the slot's consistent point (as `run`).
+    Bootstrap(bootstrap::BootstrapArgs),
     /// Load and validate a config file; print the index fields and sync sources it defines.
     Check {
         /// The TOML config file (every key can be overridden as PGROAR_<SECTION>_<KEY>).
@@ -41,9 +45,20 @@ enum Command {
     },
 }
 
+/// The multi-threaded runtime the long-running commands use.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("pgroar")
+        .build()
+        .context("starting the async runtime")
+}
+
 /// Runs the command line.
 pub fn run() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Bootstrap(args) => bootstrap::run(args),
         Command::Check { config } => check::run(&config),
         Command::Query(args) => query::run(args),
         Command::Run { config } => run::run(&config),

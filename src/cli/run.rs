@@ -1,8 +1,12 @@
 //! `pgroar run`: stream from the durable LSN, serve HTTP, stop cleanly on SIGTERM/SIGINT.
+//!
+//! It needs a bootstrapped data directory: an empty one is refused (bootstrap first), and one
+//! an unfinished bootstrap left behind is bootstrapped again from scratch before streaming.
 
 use std::path::Path;
 
 use anyhow::Context;
+use pgroar::bootstrap::{self, BootstrapOptions, DataDir};
 use pgroar::config::Config;
 use pgroar::pipeline;
 use tokio::signal::unix::{SignalKind, signal};
@@ -11,11 +15,29 @@ use tracing::{info, warn};
 pub fn run(path: &Path) -> anyhow::Result<()> {
     let config =
         Config::load(path).with_context(|| format!("config {} is not valid", path.display()))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("pgroar")
-        .build()
-        .context("starting the async runtime")?;
+    let data_dir = &config.storage.data_dir;
+    match bootstrap::marker::state(data_dir)? {
+        DataDir::Empty => anyhow::bail!(
+            "{} holds no index yet: run `pgroar bootstrap --config {}` first (it copies the \
+             tables, then streams)",
+            data_dir.display(),
+            path.display()
+        ),
+        DataDir::Incomplete { .. } => {
+            warn!(
+                data_dir = %data_dir.display(),
+                "the last bootstrap did not finish: bootstrapping again from scratch"
+            );
+            let runtime = super::runtime()?;
+            return runtime.block_on(super::bootstrap::bootstrap_then_stream(
+                config,
+                BootstrapOptions::default(),
+                true,
+            ));
+        }
+        DataDir::Complete(_) => {}
+    }
+    let runtime = super::runtime()?;
     let summary = runtime.block_on(pipeline::run(config, shutdown_signal()))?;
     info!(
         durable = %summary.durable,
@@ -28,7 +50,7 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
 
 /// Completes at the first SIGTERM or SIGINT. A second one exits at once: everything
 /// acknowledged is already in the WAL, so skipping the drain and final checkpoint loses nothing.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let mut term = signal(SignalKind::terminate()).ok();
     let terminate = async {
         match term.as_mut() {

@@ -11,9 +11,10 @@
 //!   previous key (the writer's per-slot columns know it, so old values need not be in the
 //!   stream). Sort fields hold one `u32` per slot as bit layers.
 //! * Readers never block the writer. [`Index::snapshot`] clones a handful of `Arc`s: every
-//!   bitmap is a copy-on-write chunked `bits` bitmap, each field's value map is sharded
-//!   behind `Arc`s, so the first write after a snapshot copies only the touched chunk (≤ 128 KiB)
-//!   of the touched bitmap, the touched map shard, and a few pointer vectors; never a whole field.
+//!   bitmap is a copy-on-write `bits` bitmap (a sorted list up to 4096 slots, chunked roaring
+//!   above), each field's value map is sharded behind `Arc`s, so the first write after a
+//!   snapshot copies only the touched list or chunk (≤ 128 KiB) of the touched bitmap, the
+//!   touched map shard, and a few pointer vectors; never a whole field.
 //! * The writer logs filter and sort bitmap writes and applies them in bulk, bitmap by bitmap
 //!   (see `writes`): when the applied cursor advances ([`Index::set_applied`]), before its state
 //!   is queried or merged into, when the log is full, or, on a copy, when a snapshot is taken

@@ -27,6 +27,7 @@
 //! `pgroar_min_lsn_waits` (queries waiting for their `min_lsn` now) and the histogram
 //! `pgroar_query_duration_seconds`. Every server has its own registry: nothing process-global.
 
+pub mod bootstrapping;
 mod demand;
 mod metrics;
 mod query;

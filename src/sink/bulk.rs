@@ -59,16 +59,24 @@ pub struct BulkAccumulator {
     schema: Arc<Schema>,
     alive: RoaringBitmap,
     filters: Vec<HashMap<RawKey, RoaringBitmap>>,
+    /// Per filter field, integer-keyed inserts not yet in `filters` (see [`Self::PENDING`]).
+    pending: Vec<Vec<(i64, u32)>>,
     sorts: Vec<BulkSort>,
     stats: BulkStats,
 }
 
 impl BulkAccumulator {
+    /// Integer-keyed filter inserts buffered per field before they go into the bitmaps, sorted
+    /// by key and slot: each key's bitmap is then reached once per run instead of once per row
+    /// (with thousands of keys, each reach is a cache miss). 1M pairs: 16 MiB per field.
+    pub const PENDING: usize = 1 << 20;
+
     /// An empty accumulator for `schema`.
     pub fn new(schema: Arc<Schema>) -> Self {
         BulkAccumulator {
             alive: RoaringBitmap::new(),
             filters: vec![HashMap::new(); schema.filters.len()],
+            pending: vec![Vec::new(); schema.filters.len()],
             sorts: schema
                 .sorts
                 .iter()
@@ -120,6 +128,13 @@ impl BulkAccumulator {
             let mut applied = false;
             if let Some(fi) = at.filter {
                 match keys::filter_key(self.schema.filters[fi].kind, value) {
+                    Ok(RawKey::Int(k)) => {
+                        applied = true;
+                        self.pending[fi].push((k, slot));
+                        if self.pending[fi].len() >= Self::PENDING {
+                            self.flush_field(fi);
+                        }
+                    }
                     Ok(raw) => {
                         applied = true;
                         self.filters[fi].entry(raw).or_default().insert(slot);
@@ -155,8 +170,37 @@ impl BulkAccumulator {
         }
     }
 
+    /// Moves field `fi`'s buffered inserts into its bitmaps, key by key, slots ascending.
+    fn flush_field(&mut self, fi: usize) {
+        let mut pending = std::mem::take(&mut self.pending[fi]);
+        pending.sort_unstable();
+        let map = &mut self.filters[fi];
+        for run in pending.chunk_by(|a, b| a.0 == b.0) {
+            let bm = map.entry(RawKey::Int(run[0].0)).or_default();
+            for &(_, slot) in run {
+                // Ascending slots append; an older, larger slot falls back to insert.
+                if bm.try_push(slot).is_err() {
+                    bm.insert(slot);
+                }
+            }
+        }
+        pending.clear();
+        self.pending[fi] = pending;
+    }
+
+    /// Moves every buffered insert into the bitmaps.
+    fn flush(&mut self) {
+        for fi in 0..self.pending.len() {
+            if !self.pending[fi].is_empty() {
+                self.flush_field(fi);
+            }
+        }
+    }
+
     /// The union of two accumulators of the same schema.
     pub fn merge(mut self, mut other: Self) -> Self {
+        self.flush();
+        other.flush();
         if other.alive.len() > self.alive.len() {
             std::mem::swap(&mut self, &mut other);
         }
@@ -188,7 +232,8 @@ impl BulkAccumulator {
         self
     }
 
-    pub(crate) fn into_parts(self) -> BulkParts {
+    pub(crate) fn into_parts(mut self) -> BulkParts {
+        self.flush();
         BulkParts {
             alive: self.alive,
             filters: self.filters,

@@ -80,3 +80,23 @@ fn wal_inspect_prints_committed_records_only() {
     assert_eq!(lines[1]["commit"], "0/100");
     assert!(String::from_utf8_lossy(&out.stderr).contains("durable LSN 0/100"));
 }
+
+#[test]
+fn run_on_an_empty_data_dir_says_to_bootstrap_first() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/pgroar.example.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = pgroar()
+        .args(["run", "--config", example])
+        .env("PGROAR_STORAGE_DATA_DIR", &data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("holds no index yet") && stderr.contains("pgroar bootstrap --config"),
+        "{stderr}"
+    );
+    // Nothing was created, and no connection was needed to say so.
+    assert!(!data.join("wal").exists());
+}

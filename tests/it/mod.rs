@@ -1,10 +1,12 @@
 //! Integration test modules.
 
+mod bootstrap;
 mod cli;
 mod config;
 mod crash;
 mod dedup_property;
 mod expr_oracle;
+mod feed;
 mod index_model;
 mod pg_smoke;
 mod pgoutput_capture;

@@ -765,8 +765,9 @@ async fn the_binary_streams_serves_and_stops_cleanly_on_sigterm() {
     let config = f.dir.path().join("pgroar.toml");
     std::fs::write(&config, f.config_text(&format!("127.0.0.1:{port}"))).unwrap();
     let log = f.dir.path().join("pgroar.log");
+    // A fresh data directory: `bootstrap` copies the (empty) table, then streams as `run` does.
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pgroar"))
-        .arg("run")
+        .arg("bootstrap")
         .arg("--config")
         .arg(&config)
         .env("RUST_LOG", "info")

@@ -294,6 +294,27 @@ impl Translator {
         self.sources.iter().any(|s| s.matches(rel))
     }
 
+    /// The columns the sources of table `namespace.name` read, each once, in first-use order
+    /// (what a dump of the table needs to copy).
+    pub fn columns_read(&self, namespace: &str, name: &str) -> Vec<String> {
+        let rel = Relation {
+            oid: 0,
+            namespace: Arc::from(namespace),
+            name: Arc::from(name),
+            replica_identity: crate::decode::ReplicaIdentity::Default,
+            columns: Vec::new(),
+        };
+        let mut out: Vec<String> = Vec::new();
+        for s in self.sources.iter().filter(|s| s.matches(&rel)) {
+            for c in s.columns() {
+                if !out.contains(&c) {
+                    out.push(c);
+                }
+            }
+        }
+        out
+    }
+
     /// A Relation message arrived: (re)binds the sources of that table. A tracked column that
     /// was dropped or retyped is an error naming `table.column`; other column changes are fine.
     pub fn relation(&mut self, change: &RelationChange) -> Result<(), TranslateError> {

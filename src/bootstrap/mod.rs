@@ -1,0 +1,499 @@
+//! Dump-then-stream bootstrap (`pgroar bootstrap`): a snapshot-consistent COPY of every source
+//! table into a fresh index, checkpointed at the slot's consistent point, after which streaming
+//! starts from that point.
+//!
+//! # Steps
+//! 1. Check the data directory ([`marker`]): a complete index is kept unless `force`; leftovers
+//!    of an unfinished bootstrap (or a forced one) are wiped and their slot dropped.
+//! 2. Resolve the source tables, check that the publication publishes them and the columns the
+//!    sources read ([`catalog`]).
+//! 3. Write the intent, create the slot with its snapshot held open ([`snapshot`]), open the
+//!    COPY sessions and import the snapshot in each, measure the tables, release the snapshot.
+//! 4. COPY direct and join tables in parallel into per-worker bulk accumulators, OR them into
+//!    the index; then COPY fan-out tables through the index ([`dump`]).
+//! 5. Set the index's cursor to the end of the consistent point, write the checkpoint, then the
+//!    marker. `run` then opens the WAL at that point and streams from the slot.
+//!
+//! # Guarantees and crash windows
+//! The dump sees exactly the transactions committed before the consistent point; the stream
+//! starts after it: no gap, no duplicate. A crash or kill anywhere before the marker is durable
+//! leaves the directory incomplete (the intent is there, the marker is not): nothing treats it
+//! as an index, and the next `bootstrap` or `run` drops the slot the intent names, wipes the
+//! index and WAL, and starts over. The marker is written only after the checkpoint is durable.
+
+pub mod catalog;
+pub mod copy_text;
+pub mod dump;
+pub mod marker;
+pub mod progress;
+pub mod snapshot;
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_postgres::Client;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::index::{CheckpointError, Index};
+use crate::source::{ConnInfo, ConnInfoError};
+use crate::translate::{TranslateError, TranslateStats, Translator};
+use crate::{Lsn, WalKey};
+
+pub use marker::{DataDir, Marker, MarkerError};
+pub use progress::{Progress, ProgressReport, TableReport};
+
+/// Why a bootstrap failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    /// The connection string does not parse.
+    #[error(transparent)]
+    ConnInfo(#[from] ConnInfoError),
+    /// The config's expressions do not work.
+    #[error(transparent)]
+    Translate(Box<TranslateError>),
+    /// The data directory's marker or intent.
+    #[error(transparent)]
+    Marker(#[from] MarkerError),
+    /// The checkpoint could not be written.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The data directory already holds a complete index.
+    #[error(
+        "{} already holds a complete index (slot {slot}, consistent point {consistent_point}); \
+         `pgroar run` streams from it. To throw it away and bootstrap again, pass --force",
+        data_dir.display()
+    )]
+    AlreadyBootstrapped {
+        /// The data directory.
+        data_dir: PathBuf,
+        /// The marker's slot.
+        slot: String,
+        /// The marker's consistent point.
+        consistent_point: Lsn,
+    },
+    /// The slot exists but this data directory did not create it.
+    #[error(
+        "the replication slot {slot} already exists and {} did not create it (another pgroar may \
+         be using it). Drop it with SELECT pg_drop_replication_slot('{slot}'), choose another \
+         [postgres] slot, or pass --force to drop it",
+        data_dir.display()
+    )]
+    SlotExists {
+        /// The slot.
+        slot: String,
+        /// The data directory.
+        data_dir: PathBuf,
+    },
+    /// The slot to drop is held by a session.
+    #[error(
+        "the replication slot {slot} is in use by the process with pid {pid}; stop it (or \
+         SELECT pg_terminate_backend({pid})) and try again"
+    )]
+    SlotActive {
+        /// The slot.
+        slot: String,
+        /// The holder's pid.
+        pid: i32,
+    },
+    /// Connecting failed.
+    #[error(transparent)]
+    Connect(Box<crate::source::SqlConnectError>),
+    /// A catalog query failed.
+    #[error("{what} failed")]
+    Sql {
+        /// What was being done.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// A replication-session command failed.
+    #[error("{what} failed")]
+    Replication {
+        /// What was being done.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: pgwire_replication::PgWireError,
+    },
+    /// A replication-session command answered something unexpected.
+    #[error("{what}: unexpected reply: {detail}")]
+    Reply {
+        /// What was being done.
+        what: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The publication does not exist.
+    #[error("the publication {publication} does not exist. Create it: {fix}")]
+    PublicationMissing {
+        /// The publication.
+        publication: String,
+        /// The SQL that fixes it.
+        fix: String,
+    },
+    /// The publication lacks source tables.
+    #[error("the publication {publication} does not publish {missing}. Add them: {fix}")]
+    PublicationIncomplete {
+        /// The publication.
+        publication: String,
+        /// The missing tables.
+        missing: String,
+        /// The SQL that fixes it.
+        fix: String,
+    },
+    /// The publication's column lists leave out columns the sources read.
+    #[error(
+        "the publication {publication} does not publish the columns {columns}, which the sources \
+         read; add them to its column lists (ALTER PUBLICATION … SET TABLE …) or drop the lists"
+    )]
+    PublicationColumns {
+        /// The publication.
+        publication: String,
+        /// `schema.table.column`, comma-separated.
+        columns: String,
+    },
+    /// A source table does not exist.
+    #[error("the source table {table} does not exist")]
+    TableMissing {
+        /// The config's name.
+        table: String,
+    },
+    /// A column a source reads does not exist.
+    #[error("the source table {table} has no column {column}")]
+    ColumnMissing {
+        /// `schema.table`.
+        table: String,
+        /// The column.
+        column: String,
+    },
+    /// A COPY failed.
+    #[error("copying {table} failed")]
+    Copy {
+        /// `schema.table`.
+        table: String,
+        /// The cause.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// A COPY row did not parse.
+    #[error("a row of {table} did not parse")]
+    Row {
+        /// `schema.table`.
+        table: String,
+        /// The cause.
+        #[source]
+        source: copy_text::CopyRowError,
+    },
+    /// A local I/O failure.
+    #[error("{what} failed")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A thread or task panicked.
+    #[error("{0} panicked")]
+    Panicked(&'static str),
+}
+
+impl From<TranslateError> for BootstrapError {
+    fn from(e: TranslateError) -> Self {
+        BootstrapError::Translate(Box::new(e))
+    }
+}
+
+/// How the dump runs.
+#[derive(Clone, Debug)]
+pub struct BootstrapOptions {
+    /// COPY sessions in parallel.
+    pub connections: usize,
+    /// Threads parsing and translating rows.
+    pub workers: usize,
+    /// Pages per COPY job of a large table.
+    pub chunk_pages: u64,
+    /// Throw away a complete index (and its slot) and start over.
+    pub force: bool,
+}
+
+impl Default for BootstrapOptions {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        BootstrapOptions {
+            connections: cores.clamp(2, 8),
+            workers: cores.clamp(1, 8),
+            // 16k pages = 128 MiB of heap per job with the default 8 KiB block size.
+            chunk_pages: 16_384,
+            force: false,
+        }
+    }
+}
+
+/// What a finished bootstrap did.
+#[derive(Clone, Debug)]
+pub struct BootstrapSummary {
+    /// The slot's consistent point: the index reflects every transaction before it.
+    pub consistent_point: Lsn,
+    /// Rows copied.
+    pub rows: u64,
+    /// Live slots in the index.
+    pub alive: u64,
+    /// Per table.
+    pub tables: Vec<TableReport>,
+    /// Seconds per phase.
+    pub phases: Vec<(&'static str, f64)>,
+    /// Bad data skipped while translating.
+    pub translate: TranslateStats,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Opens an ordinary session with the pinned settings (TLS as `sslmode` says).
+pub async fn connect(conn: &ConnInfo) -> Result<Client, BootstrapError> {
+    crate::source::connect_sql(conn)
+        .await
+        .map_err(|e| BootstrapError::Connect(Box::new(e)))
+}
+
+fn add_stats(a: &mut TranslateStats, b: &TranslateStats) {
+    a.rows += b.rows;
+    a.bad_slot_ids += b.bad_slot_ids;
+    a.eval_errors += b.eval_errors;
+    a.bad_values += b.bad_values;
+    a.truncates += b.truncates;
+    a.truncates_not_applied += b.truncates_not_applied;
+}
+
+/// Runs the whole bootstrap (see the module note). On success the data directory holds a
+/// checkpoint at the consistent point and the marker; `run` streams from there.
+pub async fn bootstrap(
+    config: &Config,
+    options: &BootstrapOptions,
+    progress: &Arc<Progress>,
+) -> Result<BootstrapSummary, BootstrapError> {
+    let started = Instant::now();
+    let data_dir = config.storage.data_dir.clone();
+    let slot = config.postgres.slot.clone();
+    let translator = Translator::new(config)?;
+    let conn = ConnInfo::parse(&config.postgres.url)?;
+    let state = marker::state(&data_dir)?;
+    if let DataDir::Complete(m) = &state
+        && !options.force
+    {
+        return Err(BootstrapError::AlreadyBootstrapped {
+            data_dir,
+            slot: m.slot.clone(),
+            consistent_point: m.consistent_point,
+        });
+    }
+    progress.set_phase("checking the publication and tables");
+    let control = connect(&conn).await?;
+    let mut plans = catalog::plan(&control, config, &translator).await?;
+
+    // Start over: drop the slots this directory owns, wipe its index and WAL.
+    let mut ours: Vec<String> = Vec::new();
+    match &state {
+        DataDir::Empty => {
+            if snapshot::slot_state(&control, &slot).await?.is_some() {
+                if !options.force {
+                    return Err(BootstrapError::SlotExists { slot, data_dir });
+                }
+                ours.push(slot.clone());
+            }
+        }
+        DataDir::Incomplete { slot: named } => {
+            warn!(
+                data_dir = %data_dir.display(),
+                "an unfinished bootstrap was found; dropping its slot and starting over"
+            );
+            ours.extend(named.iter().cloned());
+            ours.push(slot.clone());
+        }
+        DataDir::Complete(m) => {
+            warn!(data_dir = %data_dir.display(), "--force: discarding the complete index");
+            ours.push(m.slot.clone());
+            ours.push(slot.clone());
+        }
+    }
+    ours.sort();
+    ours.dedup();
+    for s in &ours {
+        if snapshot::drop_slot(&control, s).await? {
+            info!(slot = %s, "dropped the stale replication slot");
+        }
+    }
+    marker::wipe(&data_dir)?;
+    marker::write_intent(&data_dir, &slot)?;
+
+    progress.set_phase("creating the slot and its snapshot");
+    let exported = snapshot::create(&conn, &slot, &config.postgres.publication).await?;
+    info!(
+        slot = %slot,
+        consistent_point = %exported.consistent_point,
+        snapshot = %exported.snapshot,
+        "created the replication slot"
+    );
+    let mut sessions = Vec::with_capacity(options.connections.max(1));
+    let import = format!(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
+        exported.snapshot.replace('\'', "''")
+    );
+    for _ in 0..options.connections.max(1) {
+        let session = connect(&conn).await?;
+        session
+            .batch_execute(&import)
+            .await
+            .map_err(|source| BootstrapError::Sql {
+                what: "importing the snapshot",
+                source,
+            })?;
+        sessions.push(Arc::new(session));
+    }
+    catalog::measure(&sessions[0], &mut plans).await?;
+    let consistent_point = exported.consistent_point;
+    exported.release().await?;
+
+    let plans = Arc::new(plans);
+    let bulk: Vec<usize> = (0..plans.len()).filter(|&i| !plans[i].fan_out).collect();
+    let fan: Vec<usize> = (0..plans.len()).filter(|&i| plans[i].fan_out).collect();
+    let bulk_jobs = catalog::jobs(&plans, &bulk, options.chunk_pages);
+    let fan_jobs = catalog::jobs(&plans, &fan, options.chunk_pages);
+    let tables: Vec<Arc<progress::TableProgress>> = plans
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let jobs = bulk_jobs
+                .iter()
+                .chain(&fan_jobs)
+                .filter(|j| j.table == i)
+                .count() as u64;
+            Arc::new(progress::TableProgress::new(
+                p.display(),
+                p.pages,
+                p.est_rows,
+                jobs,
+            ))
+        })
+        .collect();
+    progress.set_tables(tables.clone());
+
+    progress.set_phase("copying tables");
+    let outs = dump::run(
+        &sessions,
+        &plans,
+        bulk_jobs,
+        &tables,
+        config,
+        options.workers,
+        dump::Mode::Bulk,
+    )
+    .await?;
+    let mut translate = TranslateStats::default();
+    let mut rows = 0;
+    let schema = config.schema();
+    let mut acc = crate::sink::bulk::BulkAccumulator::new(Arc::clone(&schema));
+    for out in outs {
+        add_stats(&mut translate, &out.stats);
+        rows += out.rows;
+        acc = acc.merge(out.acc);
+    }
+    progress.set_phase("merging bitmaps");
+    let mut index = tokio::task::spawn_blocking(move || {
+        let mut index = Index::new(schema);
+        index.merge_bulk(acc);
+        index
+    })
+    .await
+    .map_err(|_| BootstrapError::Panicked("the bitmap merge"))?;
+
+    if !fan.is_empty() {
+        progress.set_phase("copying fan-out tables");
+        let (to_index, from_workers) = crossbeam_channel::bounded::<Vec<crate::ops::EntityOps>>(8);
+        let loader = std::thread::spawn(move || {
+            for ops in from_workers {
+                for e in &ops {
+                    index.apply(e);
+                }
+            }
+            index
+        });
+        let outs = dump::run(
+            &sessions,
+            &plans,
+            fan_jobs,
+            &tables,
+            config,
+            options.workers,
+            dump::Mode::Apply(to_index),
+        )
+        .await;
+        let loaded = tokio::task::spawn_blocking(move || loader.join())
+            .await
+            .map_err(|_| BootstrapError::Panicked("the index loader"))?
+            .map_err(|_| BootstrapError::Panicked("the index loader"))?;
+        for out in outs? {
+            add_stats(&mut translate, &out.stats);
+            rows += out.rows;
+        }
+        index = loaded;
+    }
+    for s in &sessions {
+        // Read-only: ending the transaction only releases the snapshot.
+        let _ = s.batch_execute("COMMIT").await;
+    }
+
+    progress.set_phase("writing the checkpoint");
+    // The snapshot holds every transaction that committed before the consistent point; one
+    // whose commit record starts exactly at it is streamed. The cursor says "everything
+    // committed at or before this LSN is here", so it is one byte below the point.
+    index.set_applied(WalKey::end_of(Lsn(consistent_point.0.saturating_sub(1))));
+    let alive = index.alive_count();
+    let index_dir = data_dir.join("index");
+    let snapshot = index.snapshot();
+    tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&index_dir).map_err(|source| BootstrapError::Io {
+            what: "creating the index directory",
+            source,
+        })?;
+        snapshot.write_checkpoint(&index_dir)?;
+        Ok::<_, BootstrapError>(())
+    })
+    .await
+    .map_err(|_| BootstrapError::Panicked("the checkpoint writer"))??;
+    marker::write_marker(
+        &data_dir,
+        &Marker {
+            slot: slot.clone(),
+            consistent_point,
+            rows,
+            finished_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        },
+    )?;
+    progress.set_phase("done");
+    progress.finish();
+    let report = progress.report();
+    let summary = BootstrapSummary {
+        consistent_point,
+        rows,
+        alive,
+        phases: report.phases,
+        tables: report.tables,
+        translate,
+        elapsed: started.elapsed(),
+    };
+    info!(
+        rows,
+        alive,
+        consistent_point = %consistent_point,
+        secs = summary.elapsed.as_secs_f64(),
+        "bootstrap complete"
+    );
+    Ok(summary)
+}

@@ -1,0 +1,123 @@
+//! `pgroar bootstrap`: dump every source table under the slot's snapshot, then stream as
+//! `pgroar run` does. `run` also comes here when it finds an unfinished bootstrap.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use pgroar::bootstrap::{self, BootstrapOptions, Progress};
+use pgroar::config::Config;
+use pgroar::pipeline;
+use pgroar::server::bootstrapping::serve_progress;
+use tokio::net::TcpListener;
+use tracing::info;
+
+use super::run::shutdown_signal;
+
+/// Options of `pgroar bootstrap`.
+#[derive(Args, Debug)]
+pub struct BootstrapArgs {
+    /// The TOML config file (every key can be overridden as PGROAR_<SECTION>_<KEY>).
+    #[arg(long, short, env = "PGROAR_CONFIG")]
+    config: PathBuf,
+    /// Throw away a complete index (and drop its slot) and bootstrap again.
+    #[arg(long)]
+    force: bool,
+    /// COPY sessions in parallel (default: the number of CPUs, 2 to 8).
+    #[arg(long)]
+    connections: Option<usize>,
+    /// Threads parsing and translating rows (default: the number of CPUs, up to 8).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Exit once the bootstrap is durable instead of going on streaming.
+    #[arg(long)]
+    no_stream: bool,
+}
+
+pub fn run(args: BootstrapArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config)
+        .with_context(|| format!("config {} is not valid", args.config.display()))?;
+    let mut options = BootstrapOptions {
+        force: args.force,
+        ..BootstrapOptions::default()
+    };
+    if let Some(n) = args.connections {
+        options.connections = n.max(1);
+    }
+    if let Some(n) = args.workers {
+        options.workers = n.max(1);
+    }
+    let runtime = super::runtime()?;
+    runtime.block_on(bootstrap_then_stream(config, options, !args.no_stream))
+}
+
+/// Bootstraps (serving progress on `[http].listen`), then streams unless `stream` is false.
+pub(crate) async fn bootstrap_then_stream(
+    config: Config,
+    options: BootstrapOptions,
+    stream: bool,
+) -> anyhow::Result<()> {
+    let progress = Progress::new();
+    let reporter =
+        bootstrap::progress::spawn_reporter(Arc::clone(&progress), Duration::from_secs(5));
+    let listener = TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.http.listen))?;
+    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve_progress(
+        listener,
+        Arc::clone(&progress),
+        config.postgres.slot.clone(),
+        config.postgres.publication.clone(),
+        async move {
+            let _ = server_stopped.await;
+        },
+    ));
+    let result = tokio::select! {
+        r = bootstrap::bootstrap(&config, &options, &progress) => Some(r),
+        _ = shutdown_signal() => None,
+    };
+    progress.finish();
+    let _ = stop_server.send(());
+    let _ = server.await;
+    let _ = tokio::task::spawn_blocking(move || reporter.join()).await;
+    let summary = match result {
+        None => anyhow::bail!(
+            "interrupted: the bootstrap did not finish; the next `pgroar bootstrap` or `pgroar \
+             run` starts it over"
+        ),
+        Some(r) => r.context("bootstrap failed")?,
+    };
+    for t in &summary.tables {
+        info!(
+            table = %t.table,
+            rows = t.rows,
+            bytes = t.bytes,
+            rows_per_sec = t.rows_per_sec.round(),
+            "table loaded"
+        );
+    }
+    info!(
+        rows = summary.rows,
+        alive = summary.alive,
+        consistent_point = %summary.consistent_point,
+        secs = summary.elapsed.as_secs_f64(),
+        bad_slot_ids = summary.translate.bad_slot_ids,
+        eval_errors = summary.translate.eval_errors,
+        bad_values = summary.translate.bad_values,
+        "bootstrap complete"
+    );
+    if !stream {
+        return Ok(());
+    }
+    let summary = pipeline::run(config, shutdown_signal()).await?;
+    info!(
+        durable = %summary.durable,
+        applied = %summary.applied.lsn,
+        checkpointed = %summary.checkpointed.lsn,
+        "stopped cleanly"
+    );
+    Ok(())
+}
