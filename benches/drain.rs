@@ -3,7 +3,7 @@
 //! slot of its own, in the same run.
 //!
 //! Setup, on a private throwaway cluster: an Image-like table (`REPLICA IDENTITY FULL`, as
-//! pgroar needs old values) and a publication; two pgroar data directories, each started once
+//! pgroar needs old values) and a publication; two pgroar data directories, each bootstrapped
 //! on the empty table so that it creates its slot, and two `pgoutput` slots for
 //! `pg_recvlogical`. Then N rows are inserted and drained (untimed: the index then holds N live
 //! slots, the recvlogical slots are advanced past the inserts), and the backlog is made: N
@@ -84,8 +84,8 @@ fn main() {
         .unwrap();
     let runs = ["a", "b"].map(|name| PgroarRun::new(work.path(), name, &url));
     for run in &runs {
-        // On the empty table: creates the slot, then stops.
-        let mut child = run.spawn();
+        // On the empty table: bootstraps (creates the slot), then stops.
+        let mut child = run.spawn("bootstrap");
         run.wait_until(&mut child, |s| s["phase"] == "streaming");
         stop(child);
     }
@@ -109,7 +109,7 @@ fn main() {
             "SELECT pg_replication_slot_advance('{}', '{inserted}')",
             run.recv_slot
         ));
-        let mut child = run.spawn();
+        let mut child = run.spawn("run");
         let t = Instant::now();
         run.wait_until(&mut child, |s| stage(s, "applied") >= inserted);
         eprintln!(
@@ -154,7 +154,7 @@ fn main() {
         assert!(status.success(), "pg_recvlogical failed: {status}");
         eprintln!("pg_recvlogical {}: {:.2} s", run.name, recv.as_secs_f64());
 
-        let mut child = run.spawn();
+        let mut child = run.spawn("run");
         let t = Instant::now();
         let mut first_status = None;
         let (mut received_at, mut durable_at) = (None, None);
@@ -285,21 +285,21 @@ track_fields = [
         }
     }
 
-    fn spawn(&self) -> Child {
+    fn spawn(&self, command: &str) -> Child {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .unwrap();
         Command::new(env!("CARGO_BIN_EXE_pgroar"))
-            .arg("run")
+            .arg(command)
             .arg("--config")
             .arg(&self.config)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("spawning pgroar run")
+            .expect("spawning pgroar")
     }
 
     /// Polls `/status` until `done` holds; returns that status. Panics (with the log) if
