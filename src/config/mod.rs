@@ -76,8 +76,8 @@ pub struct Config {
     pub sources: Vec<Source>,
 }
 
-/// `[postgres]`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `[postgres]`. Its `Debug` form hides the password in `url`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PostgresConfig {
     /// A libpq URI or `key=value` connection string (TLS via `sslmode`).
     pub url: String,
@@ -87,6 +87,97 @@ pub struct PostgresConfig {
     pub slot: String,
     /// Milliseconds between two standby status updates (acknowledgements) sent to Postgres.
     pub status_interval_ms: u64,
+}
+
+impl std::fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("url", &redact_password(&self.url))
+            .field("publication", &self.publication)
+            .field("slot", &self.slot)
+            .field("status_interval_ms", &self.status_interval_ms)
+            .finish()
+    }
+}
+
+/// A connection string with its password replaced by `***`: the `user:password@` of a URI, the
+/// `password` query parameter, or a `password=` key of a `key=value` string.
+pub fn redact_password(url: &str) -> String {
+    if let Some(scheme_end) = url.find("://") {
+        let rest = &url[scheme_end + 3..];
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let mut out = url[..scheme_end + 3].to_owned();
+        match rest[..authority_end].rfind('@') {
+            Some(at) => {
+                let userinfo = &rest[..at];
+                match userinfo.find(':') {
+                    Some(colon) => {
+                        out.push_str(&userinfo[..colon]);
+                        out.push_str(":***");
+                    }
+                    None => out.push_str(userinfo),
+                }
+                out.push_str(&rest[at..authority_end]);
+            }
+            None => out.push_str(&rest[..authority_end]),
+        }
+        let tail = &rest[authority_end..];
+        match tail.split_once('?') {
+            Some((path, query)) => {
+                out.push_str(path);
+                out.push('?');
+                let params: Vec<String> = query
+                    .split('&')
+                    .map(|kv| match kv.split_once('=') {
+                        Some(("password", _)) => "password=***".to_owned(),
+                        _ => kv.to_owned(),
+                    })
+                    .collect();
+                out.push_str(&params.join("&"));
+            }
+            None => out.push_str(tail),
+        }
+        return out;
+    }
+    // key=value form: values may be single-quoted with backslash escapes.
+    let mut out = String::with_capacity(url.len());
+    let mut rest = url;
+    while let Some(pos) = rest.find("password") {
+        let after = rest[pos + "password".len()..].trim_start();
+        let starts_key = rest[..pos]
+            .chars()
+            .next_back()
+            .is_none_or(char::is_whitespace);
+        if !(starts_key && after.starts_with('=')) {
+            out.push_str(&rest[..pos + 1]);
+            rest = &rest[pos + 1..];
+            continue;
+        }
+        out.push_str(&rest[..pos]);
+        out.push_str("password=***");
+        let value = after[1..].trim_start();
+        let consumed = if let Some(quoted) = value.strip_prefix('\'') {
+            let mut end = quoted.len();
+            let mut escaped = false;
+            for (i, c) in quoted.char_indices() {
+                match (escaped, c) {
+                    (true, _) => escaped = false,
+                    (false, '\\') => escaped = true,
+                    (false, '\'') => {
+                        end = i + 1;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            1 + end.min(quoted.len())
+        } else {
+            value.find(char::is_whitespace).unwrap_or(value.len())
+        };
+        rest = &value[consumed.min(value.len())..];
+    }
+    out.push_str(rest);
+    out
 }
 
 impl PostgresConfig {
@@ -549,6 +640,43 @@ mod tests {
     use super::*;
 
     const MINIMAL: &str = "[postgres]\nurl = \"postgresql://u@h/db\"\n";
+
+    #[test]
+    fn debug_output_hides_the_password() {
+        for (url, want) in [
+            (
+                "postgresql://app:s3cr%40t@db:5432/app?sslmode=require",
+                "postgresql://app:***@db:5432/app?sslmode=require",
+            ),
+            (
+                "postgres://db/app?user=app&password=hunter2&sslmode=require",
+                "postgres://db/app?user=app&password=***&sslmode=require",
+            ),
+            ("postgresql://app@db/app", "postgresql://app@db/app"),
+            (
+                "host=db password=hunter2 dbname=app",
+                "host=db password=*** dbname=app",
+            ),
+            (
+                r"host=db password = 'a b\' c' user=app",
+                "host=db password=*** user=app",
+            ),
+            ("host=db passwordless=1", "host=db passwordless=1"),
+        ] {
+            assert_eq!(redact_password(url), want, "{url}");
+        }
+        let c = PostgresConfig {
+            url: "postgresql://app:hunter2@db/app".into(),
+            publication: "p".into(),
+            slot: "s".into(),
+            status_interval_ms: 1000,
+        };
+        let text = format!("{c:?}");
+        assert!(
+            !text.contains("hunter2") && text.contains("app:***@db"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn the_status_interval_defaults_reads_the_file_and_the_environment() {
