@@ -129,10 +129,12 @@ pub async fn run(
     })
     .await
     .map_err(|_| BootstrapError::Panicked("the dump"))?;
-    if let Some(e) = first_err {
-        return Err(e);
+    // A worker's error is the cause (a COPY task then only sees the channel close), so it wins.
+    let outs = outs.into_iter().collect::<Result<Vec<_>, _>>()?;
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(outs),
     }
-    outs.into_iter().collect()
 }
 
 async fn copy_job(

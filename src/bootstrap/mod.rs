@@ -260,15 +260,6 @@ pub async fn connect(conn: &ConnInfo) -> Result<Client, BootstrapError> {
         .map_err(|e| BootstrapError::Connect(Box::new(e)))
 }
 
-fn add_stats(a: &mut TranslateStats, b: &TranslateStats) {
-    a.rows += b.rows;
-    a.bad_slot_ids += b.bad_slot_ids;
-    a.eval_errors += b.eval_errors;
-    a.bad_values += b.bad_values;
-    a.truncates += b.truncates;
-    a.truncates_not_applied += b.truncates_not_applied;
-}
-
 /// Runs the whole bootstrap (see the module note). On success the data directory holds a
 /// checkpoint at the consistent point and the marker; `run` streams from there.
 pub async fn bootstrap(
@@ -398,7 +389,7 @@ pub async fn bootstrap(
     let schema = config.schema();
     let mut acc = crate::sink::bulk::BulkAccumulator::new(Arc::clone(&schema));
     for out in outs {
-        add_stats(&mut translate, &out.stats);
+        translate.add(&out.stats);
         rows += out.rows;
         acc = acc.merge(out.acc);
     }
@@ -437,7 +428,7 @@ pub async fn bootstrap(
             .map_err(|_| BootstrapError::Panicked("the index loader"))?
             .map_err(|_| BootstrapError::Panicked("the index loader"))?;
         for out in outs? {
-            add_stats(&mut translate, &out.stats);
+            translate.add(&out.stats);
             rows += out.rows;
         }
         index = loaded;

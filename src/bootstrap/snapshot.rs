@@ -31,9 +31,7 @@ fn wire(what: &'static str) -> impl FnOnce(pgwire_replication::PgWireError) -> B
 }
 
 fn cell(row: &[Option<Bytes>], i: usize) -> Option<String> {
-    row.get(i)
-        .and_then(|c| c.as_ref())
-        .map(|b| String::from_utf8_lossy(b).into_owned())
+    row.get(i).and_then(crate::source::slot::text)
 }
 
 /// Creates `slot` on a new replication session and exports its snapshot.

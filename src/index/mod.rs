@@ -84,7 +84,8 @@ pub struct IndexStats {
 }
 
 impl IndexStats {
-    fn add(&mut self, o: &IndexStats) {
+    /// Adds `o`'s counts to these.
+    pub(crate) fn add(&mut self, o: &IndexStats) {
         self.applied_ops += o.applied_ops;
         self.skipped_ids += o.skipped_ids;
         self.clamped_values += o.clamped_values;

@@ -224,11 +224,7 @@ impl BulkAccumulator {
         let (a, b) = (&mut self.stats, other.stats);
         a.entities += b.entities;
         a.unsupported += b.unsupported;
-        a.index.applied_ops += b.index.applied_ops;
-        a.index.skipped_ids += b.index.skipped_ids;
-        a.index.clamped_values += b.index.clamped_values;
-        a.index.bad_values += b.index.bad_values;
-        a.index.unknown_fields += b.index.unknown_fields;
+        a.index.add(&b.index);
         self
     }
 

@@ -258,7 +258,7 @@ fn one_row(
     }
 }
 
-fn text(cell: &Option<Bytes>) -> Option<String> {
+pub(crate) fn text(cell: &Option<Bytes>) -> Option<String> {
     cell.as_ref()
         .map(|b| String::from_utf8_lossy(b).into_owned())
 }

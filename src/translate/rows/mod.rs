@@ -112,6 +112,18 @@ pub struct TranslateStats {
     pub truncates_not_applied: u64,
 }
 
+impl TranslateStats {
+    /// Adds `o`'s counts to these (e.g. the counters of several translators).
+    pub fn add(&mut self, o: &TranslateStats) {
+        self.rows += o.rows;
+        self.bad_slot_ids += o.bad_slot_ids;
+        self.eval_errors += o.eval_errors;
+        self.bad_values += o.bad_values;
+        self.truncates += o.truncates;
+        self.truncates_not_applied += o.truncates_not_applied;
+    }
+}
+
 struct Track {
     expr: Expr,
     target: Arc<str>,
