@@ -17,6 +17,8 @@ use pgroar::translate::Translator;
 use tempfile::TempDir;
 use tokio_postgres::Client;
 
+use super::follow::{current_lsn, wait_caught_up};
+
 use super::feed::{
     self, IDS, PATIENCE, Runner, SCHEMA, assert_published_order, assert_server_matches,
     assert_snapshot_matches, insert_sql, workload,
@@ -102,37 +104,6 @@ async fn load_feed(client: &Client, images: u64) {
             .batch_execute(&insert_sql(from, (from + 19_999).min(images), 0))
             .await
             .unwrap();
-    }
-}
-
-async fn current_lsn(client: &Client) -> Lsn {
-    let row = client
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
-        .await
-        .unwrap();
-    row.get::<_, String>(0).parse().unwrap()
-}
-
-/// Waits until the pipeline has applied everything written so far.
-async fn wait_caught_up(p: &Pipeline, client: &Client) {
-    let target = current_lsn(client).await;
-    let mut applied = p.applied();
-    let deadline = Instant::now() + PATIENCE;
-    while applied.borrow().lsn < target {
-        assert!(
-            Instant::now() < deadline,
-            "applied {:?} never reached {target}: {:?}",
-            *applied.borrow(),
-            p.status().last_error()
-        );
-        client
-            .execute(
-                "SELECT pg_logical_emit_message(false, 'pgroar-test', '')",
-                &[],
-            )
-            .await
-            .unwrap();
-        let _ = tokio::time::timeout(Duration::from_secs(1), applied.changed()).await;
     }
 }
 

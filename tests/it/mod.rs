@@ -7,6 +7,7 @@ mod crash;
 mod dedup_property;
 mod expr_oracle;
 mod feed;
+mod follow;
 mod index_model;
 mod pg_smoke;
 mod pgoutput_capture;

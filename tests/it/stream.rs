@@ -10,7 +10,7 @@ use pgroar::config::Config;
 use pgroar::index::{MAX_LIMIT, Order, Query, Snapshot, Sort};
 use pgroar::pipeline::checkpoint::covered_lsn;
 use pgroar::pipeline::{Pipeline, PipelineError, PipelineOptions};
-use pgroar::server::{Phase, covers};
+use pgroar::server::covers;
 use pgroar::source::SourceError;
 use pgroar::translate::Translator;
 use pgroar::wal::{WalEntry, WalReader};
@@ -18,6 +18,9 @@ use pgroar::{Lsn, WalKey};
 use tempfile::TempDir;
 use tokio_postgres::Client;
 
+use super::follow::{current_lsn, wait_caught_up, wait_streaming};
+
+mod binary;
 mod served;
 mod tls;
 
@@ -108,26 +111,6 @@ on_delete = true
     }
 }
 
-async fn wait_streaming(p: &Pipeline) {
-    let deadline = Instant::now() + PATIENCE;
-    while p.status().phase() != Phase::Streaming {
-        assert!(
-            Instant::now() < deadline,
-            "not streaming: {:?}",
-            p.status().last_error()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn current_lsn(client: &Client) -> Lsn {
-    let row = client
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
-        .await
-        .unwrap();
-    row.get::<_, String>(0).parse().unwrap()
-}
-
 async fn slot_confirmed(client: &Client, slot: &str) -> Lsn {
     let row = client
         .query_one(
@@ -138,34 +121,6 @@ async fn slot_confirmed(client: &Client, slot: &str) -> Lsn {
         .unwrap();
     row.get::<_, Option<String>>(0)
         .map_or(Lsn::ZERO, |s| s.parse().unwrap())
-}
-
-/// Waits until the index has applied everything written so far. A tiny non-transactional
-/// logical message gives the walsender something past the target to report, so the keepalive
-/// that covers the target comes even on a quiet cluster.
-async fn wait_caught_up(p: &Pipeline, client: &Client) -> Lsn {
-    let target = current_lsn(client).await;
-    let mut applied = p.applied();
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if applied.borrow().lsn >= target {
-            return target;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "applied {:?} never reached {target}; status error: {:?}",
-            *applied.borrow(),
-            p.status().last_error()
-        );
-        client
-            .execute(
-                "SELECT pg_logical_emit_message(false, 'pgroar-test', '')",
-                &[],
-            )
-            .await
-            .unwrap();
-        let _ = tokio::time::timeout(Duration::from_secs(1), applied.changed()).await;
-    }
 }
 
 /// The index answers every filter on `a` and `b` (nulls included), the live count and the top
@@ -750,109 +705,4 @@ async fn http(
     })
     .await
     .unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_binary_streams_serves_and_stops_cleanly_on_sigterm() {
-    let f = Fixture::new("stream_binary");
-    let client = f.client().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
-    let config = f.dir.path().join("pgroar.toml");
-    std::fs::write(&config, f.config_text(&format!("127.0.0.1:{port}"))).unwrap();
-    let log = f.dir.path().join("pgroar.log");
-    // A fresh data directory: `bootstrap` copies the (empty) table, then streams as `run` does.
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pgroar"))
-        .arg("bootstrap")
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
-
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "exited early:\n{}",
-            log_text()
-        );
-        let ready = tokio::task::spawn_blocking({
-            let url = format!("{base}/readyz");
-            move || ureq::get(&url).call().is_ok()
-        })
-        .await
-        .unwrap();
-        if ready {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never ready:\n{}", log_text());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-
-    client.batch_execute(&insert_sql(1, 500)).await.unwrap();
-    client
-        .batch_execute("UPDATE items SET a = 6 WHERE id % 9 = 0")
-        .await
-        .unwrap();
-    // Read-your-writes: the answer waits until the index reflects the commit.
-    let after_commit = current_lsn(&client).await;
-    let (code, answer) = http(
-        "POST",
-        format!("{base}/query"),
-        Some(serde_json::json!({
-            "filter": "a eq 6",
-            "limit": 1000,
-            "min_lsn": after_commit.to_string(),
-            "timeout_ms": 30000,
-        })),
-    )
-    .await;
-    assert_eq!(code, 200, "{answer}");
-    let want: Vec<u32> = client
-        .query("SELECT id FROM items WHERE a = 6 ORDER BY id", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get::<_, i32>(0) as u32)
-        .collect();
-    let ids: Vec<u32> = serde_json::from_value(answer["ids"].clone()).unwrap();
-    assert_eq!(ids, want);
-
-    let (code, status) = http("GET", format!("{base}/status"), None).await;
-    assert_eq!(code, 200);
-    assert_eq!(status["phase"], "streaming", "{status}");
-    assert_eq!(status["alive_slots"], 500, "{status}");
-    let durable: Lsn = status["lsn"]["durable"].as_str().unwrap().parse().unwrap();
-    assert!(durable.0 + 1 >= after_commit.0, "{status}");
-
-    // SIGTERM: sync, ack, drain, checkpoint, exit 0.
-    // SAFETY: kill takes a pid and a signal number, no pointers.
-    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    assert_eq!(rc, 0);
-    let deadline = Instant::now() + PATIENCE;
-    let exit = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "did not stop:\n{}", log_text());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert!(exit.success(), "{exit:?}\n{}", log_text());
-    assert!(log_text().contains("checkpoint written"), "{}", log_text());
-    assert!(f.dir.path().join("index").join("index.ckpt").exists());
-    // The final acknowledgement reached the server: everything committed before
-    // `after_commit` (the commit-end Mark sits one byte below a commit's end).
-    let confirmed = slot_confirmed(&client, &f.slot).await;
-    assert!(
-        confirmed.0 + 1 >= after_commit.0,
-        "{confirmed} {after_commit}"
-    );
-    eprintln!("{}", log_text());
 }

@@ -5,18 +5,19 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use pgroar::WalKey;
 use pgroar::cluster::TestDb;
 use pgroar::config::Config;
 use pgroar::index::{DumpKey, FieldDump, IndexState, Snapshot};
 use pgroar::pipeline::{Pipeline, PipelineOptions};
-use pgroar::server::Phase;
 use pgroar::translate::Translator;
 use pgroar::wal::{WalEntry, WalReader};
-use pgroar::{Lsn, WalKey};
 use tempfile::TempDir;
 use tokio_postgres::Client;
+
+use super::follow::{wait_caught_up, wait_streaming};
 
 const PUBLICATION: &str = "pgroar_truncate";
 /// How long any wait for the pipeline may take before the test fails.
@@ -122,50 +123,6 @@ async fn stop(p: Pipeline) {
         .await
         .expect("the pipeline stops in time")
         .expect("the pipeline stops cleanly");
-}
-
-async fn wait_streaming(p: &Pipeline) {
-    let deadline = Instant::now() + PATIENCE;
-    while p.status().phase() != Phase::Streaming {
-        assert!(
-            Instant::now() < deadline,
-            "not streaming: {:?}",
-            p.status().last_error()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn current_lsn(client: &Client) -> Lsn {
-    let row = client
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
-        .await
-        .unwrap();
-    row.get::<_, String>(0).parse().unwrap()
-}
-
-/// Waits until the index has applied everything written so far (a tiny logical message gives
-/// the walsender something past the target to report on a quiet cluster).
-async fn wait_caught_up(p: &Pipeline, client: &Client) {
-    let target = current_lsn(client).await;
-    let mut applied = p.applied();
-    let deadline = Instant::now() + PATIENCE;
-    while applied.borrow().lsn < target {
-        assert!(
-            Instant::now() < deadline,
-            "applied {:?} never reached {target}; status error: {:?}",
-            *applied.borrow(),
-            p.status().last_error()
-        );
-        client
-            .execute(
-                "SELECT pg_logical_emit_message(false, 'pgroar-test', '')",
-                &[],
-            )
-            .await
-            .unwrap();
-        let _ = tokio::time::timeout(Duration::from_secs(1), applied.changed()).await;
-    }
 }
 
 /// The index state the tables imply: every item alive with its `a` and `s`, every tag and tool
