@@ -444,6 +444,23 @@ impl Bits {
         true
     }
 
+    /// Starts loading the bitmap's data into cache: a small list whole (its length, then every
+    /// line of its slots), a chunked one's chunk list.
+    pub(crate) fn prefetch(&self) {
+        match &self.repr {
+            Repr::Small(s) => {
+                // The reference counts sit just before the data: the first write touches them.
+                let at = Arc::as_ptr(&s.0).cast::<u32>();
+                super::prefetch::line(at.wrapping_sub(4));
+                let lines = (s.len() + 1).div_ceil(16);
+                for line in 0..lines {
+                    super::prefetch::line(at.wrapping_add(16 * line));
+                }
+            }
+            Repr::Chunked(c) => super::prefetch::line(Arc::as_ptr(c)),
+        }
+    }
+
     /// Clears `slot`; copies nothing when it was not set. Returns whether it was removed.
     pub(crate) fn remove(&mut self, slot: u32) -> bool {
         let s = match &mut self.repr {

@@ -33,7 +33,8 @@ use crate::{Lsn, WalKey};
 
 use super::bits::Bits;
 use super::columns::{NONE, NULL};
-use super::keys::{Dict, Key, KeyMap};
+use super::keymap::KeyMap;
+use super::keys::{Dict, Key};
 use super::{FilterState, Index, Snapshot, State};
 
 /// The checkpoint's file name inside the checkpoint directory.

@@ -1,5 +1,5 @@
-//! Filter keys, per-field string dictionaries, the sharded value map, and how op values become
-//! filter keys and sort values.
+//! Filter keys, per-field string dictionaries, and how op values become filter keys and sort
+//! values.
 //!
 //! * A filter value becomes a [`RawKey`] (`Null`, `Int`, or `Str` text) by [`filter_key`]; the
 //!   index then turns `Str` text into a dictionary id ([`Key::Str`]). The bulk accumulator keeps
@@ -8,27 +8,39 @@
 //!   the life of the index (checkpoints persist them). A dictionary sits behind an `Arc`: adding a
 //!   text after a snapshot copies the dictionary, so they suit the low-cardinality text fields
 //!   they are meant for (enums such as `type`), not unique strings.
-//! * A field's value map ([`KeyMap`]) is 256 shards, each an `Arc<HashMap<Key, Bits>>`: a
-//!   snapshot bumps one refcount; the first write after it copies the shard vector (256
-//!   pointers) and the one touched shard, never the whole map (a `userId` field can have
-//!   millions of values).
+//! * A field's value map (key → slots) is a [`KeyMap`](super::keymap::KeyMap).
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use crate::ops::Value;
 use crate::schema::{FilterKind, SortField};
 
-use super::bits::{Bits, FEW_WRITES};
-use super::writes::{Write, sets, slot_of, winners};
-
 /// A filter key as stored in the index: an integer, or a per-field dictionary id.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Key {
     /// Integers, booleans (0/1) and integral floats.
     Int(i64),
     /// Text, by its id in the field's dictionary.
     Str(u32),
+}
+
+impl Key {
+    /// One word standing for the key in hashes (an `Int` and a `Str` may share one; equality
+    /// still tells them apart).
+    pub(crate) fn word(self) -> u64 {
+        match self {
+            Key::Int(i) => i as u64,
+            Key::Str(s) => u64::from(s) ^ 0x5851_f42d_4c95_7f2d,
+        }
+    }
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.word());
+    }
 }
 
 /// A filter value before dictionary lookup.
@@ -213,175 +225,6 @@ pub(crate) fn intern(dict: &mut Arc<Dict>, text: &Arc<str>) -> Option<u32> {
     Arc::make_mut(dict).push(text.clone())
 }
 
-const SHARD_BITS: u32 = 8;
-const SHARDS: usize = 1 << SHARD_BITS;
-
-fn shard_of(k: &Key) -> usize {
-    let x = match *k {
-        Key::Int(i) => i as u64,
-        Key::Str(s) => u64::from(s) ^ 0x5851_f42d_4c95_7f2d,
-    };
-    // splitmix64 finalizer: spreads sequential ids across shards.
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    ((z ^ (z >> 31)) >> (64 - SHARD_BITS)) as usize
-}
-
-/// A field's key → slots map, sharded for cheap copy-on-write (see the module note).
-#[derive(Clone)]
-pub(crate) struct KeyMap {
-    shards: Arc<Vec<Arc<HashMap<Key, Bits>>>>,
-}
-
-impl Default for KeyMap {
-    fn default() -> Self {
-        let empty = Arc::new(HashMap::new());
-        KeyMap {
-            shards: Arc::new(vec![empty; SHARDS]),
-        }
-    }
-}
-
-impl KeyMap {
-    /// The slots keyed by `k`.
-    pub(crate) fn get(&self, k: &Key) -> Option<&Bits> {
-        self.shards[shard_of(k)].get(k)
-    }
-
-    /// Every (key, slots) pair, in no particular order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Key, &Bits)> {
-        self.shards.iter().flat_map(|s| s.iter())
-    }
-
-    /// Number of keys with at least one slot.
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.len()).sum()
-    }
-
-    /// The shard `i` when this map alone owns it (and so may change it without copying).
-    fn owned_shard(&mut self, i: usize) -> Option<&mut HashMap<Key, Bits>> {
-        Arc::get_mut(Arc::get_mut(&mut self.shards)?.get_mut(i)?)
-    }
-
-    /// Adds `slot` under `k`; copies nothing when it is already there.
-    pub(crate) fn insert(&mut self, k: Key, slot: u32) {
-        let i = shard_of(&k);
-        if let Some(shard) = self.owned_shard(i) {
-            shard.entry(k).or_default().insert(slot);
-            return;
-        }
-        if self.shards[i].get(&k).is_some_and(|b| b.contains(slot)) {
-            return;
-        }
-        let shard = Arc::make_mut(&mut Arc::make_mut(&mut self.shards)[i]);
-        shard.entry(k).or_default().insert(slot);
-    }
-
-    /// Takes `slot` out of `k`, dropping the key when it empties; copies nothing if absent.
-    pub(crate) fn remove(&mut self, k: &Key, slot: u32) -> bool {
-        let i = shard_of(k);
-        if let Some(shard) = self.owned_shard(i) {
-            let Some(b) = shard.get_mut(k) else {
-                return false;
-            };
-            let removed = b.remove(slot);
-            if b.is_empty() {
-                shard.remove(k);
-            }
-            return removed;
-        }
-        if !self.shards[i].get(k).is_some_and(|b| b.contains(slot)) {
-            return false;
-        }
-        let shard = Arc::make_mut(&mut Arc::make_mut(&mut self.shards)[i]);
-        if let Some(b) = shard.get_mut(k) {
-            b.remove(slot);
-            if b.is_empty() {
-                shard.remove(k);
-            }
-        }
-        true
-    }
-
-    /// Applies logged writes to key `k` (see [`Bits::apply_sorted`]), creating or dropping the
-    /// key as it fills or empties; copies the shard only when the writes change the key.
-    pub(crate) fn apply_sorted(&mut self, k: Key, writes: &[Write]) {
-        if writes.len() <= FEW_WRITES {
-            for w in winners(writes) {
-                if sets(w) {
-                    self.insert(k, slot_of(w));
-                } else {
-                    self.remove(&k, slot_of(w));
-                }
-            }
-            return;
-        }
-        let i = shard_of(&k);
-        if self.owned_shard(i).is_none() {
-            let current = self.shards[i].get(&k);
-            let has = |slot| current.is_some_and(|b| b.contains(slot));
-            if winners(writes).all(|w| has(slot_of(w)) == sets(w)) {
-                return;
-            }
-        }
-        let shard = Arc::make_mut(&mut Arc::make_mut(&mut self.shards)[i]);
-        let bits = shard.entry(k).or_default();
-        bits.apply_sorted(writes);
-        if bits.is_empty() {
-            shard.remove(&k);
-        }
-    }
-
-    /// ORs `bits` into key `k`.
-    pub(crate) fn or_into(&mut self, k: Key, bits: &Bits) {
-        if bits.is_empty() {
-            return;
-        }
-        let i = shard_of(&k);
-        let shard = Arc::make_mut(&mut Arc::make_mut(&mut self.shards)[i]);
-        shard.entry(k).or_default().or_assign(bits);
-    }
-
-    /// Removes `gone` from every key, copying only shards and chunks that change.
-    pub(crate) fn subtract_all(&mut self, gone: &Bits) {
-        for i in 0..SHARDS {
-            let hit = self.shards[i].values().any(|b| b.and_len(gone) > 0);
-            if !hit {
-                continue;
-            }
-            let shard = Arc::make_mut(&mut Arc::make_mut(&mut self.shards)[i]);
-            shard.retain(|_, b| {
-                b.andnot_assign(gone);
-                !b.is_empty()
-            });
-        }
-    }
-
-    /// Removes `gone` from key `k` only.
-    pub(crate) fn subtract(&mut self, k: &Key, gone: &Bits) {
-        let i = shard_of(k);
-        if self.shards[i].get(k).is_none_or(|b| b.and_len(gone) == 0) {
-            return;
-        }
-        let shard = Arc::make_mut(&mut Arc::make_mut(&mut self.shards)[i]);
-        if let Some(b) = shard.get_mut(k) {
-            b.andnot_assign(gone);
-            if b.is_empty() {
-                shard.remove(k);
-            }
-        }
-    }
-
-    /// Inserts a whole bitmap for a key not yet present (checkpoint load).
-    pub(crate) fn put(&mut self, k: Key, bits: Bits) -> bool {
-        let i = shard_of(&k);
-        let shard = Arc::make_mut(&mut Arc::make_mut(&mut self.shards)[i]);
-        shard.insert(k, bits).is_none()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,55 +286,5 @@ mod tests {
         assert_eq!(intern(&mut d, &"SDXL".into()), Some(0));
         assert_eq!(snap.len(), 0, "a snapshot's dictionary does not change");
         assert_eq!(d.text(1).map(|t| &**t), Some("sdxl"));
-    }
-
-    #[test]
-    fn logged_writes_fill_and_drop_keys() {
-        let log = |writes: &[(u32, bool)]| -> Vec<Write> {
-            let mut w: Vec<Write> = writes
-                .iter()
-                .enumerate()
-                .map(|(i, &(s, set))| u64::from(s) << 32 | (i as u64) << 1 | u64::from(set))
-                .collect();
-            w.sort_unstable();
-            w
-        };
-        let mut m = KeyMap::default();
-        let many: Vec<(u32, bool)> = (0..20).map(|s| (s, true)).collect();
-        m.apply_sorted(Key::Int(1), &log(&many));
-        assert_eq!(m.get(&Key::Int(1)).unwrap().len(), 20);
-        let snap = m.clone();
-        // The last write of a slot wins; emptying the key drops it; the snapshot keeps its view.
-        let mut out: Vec<(u32, bool)> = (0..20).map(|s| (s, false)).collect();
-        out.push((3, true));
-        out.push((3, false));
-        m.apply_sorted(Key::Int(1), &log(&out));
-        assert!(m.get(&Key::Int(1)).is_none());
-        assert_eq!(snap.get(&Key::Int(1)).unwrap().len(), 20);
-        // Writes that change nothing copy nothing.
-        let mut m2 = snap.clone();
-        m2.apply_sorted(Key::Int(1), &log(&many));
-        assert!(Arc::ptr_eq(&m2.shards, &snap.shards));
-        m2.apply_sorted(Key::Int(2), &log(&out));
-        assert!(Arc::ptr_eq(&m2.shards, &snap.shards));
-    }
-
-    #[test]
-    fn key_map_copies_one_shard_per_write() {
-        let mut m = KeyMap::default();
-        for i in 0..1000 {
-            m.insert(Key::Int(i), i as u32);
-        }
-        let snap = m.clone();
-        m.insert(Key::Int(5), 77);
-        let changed = (0..SHARDS)
-            .filter(|&i| !Arc::ptr_eq(&m.shards[i], &snap.shards[i]))
-            .count();
-        assert_eq!(changed, 1);
-        assert!(!snap.get(&Key::Int(5)).unwrap().contains(77));
-        assert!(m.remove(&Key::Int(5), 5));
-        assert!(m.remove(&Key::Int(5), 77));
-        assert!(m.get(&Key::Int(5)).is_none(), "empty keys are dropped");
-        assert_eq!(m.len(), 999);
     }
 }

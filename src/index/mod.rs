@@ -34,7 +34,10 @@ mod columns;
 mod dump;
 mod eval;
 pub mod filter;
+pub(crate) mod keymap;
 pub(crate) mod keys;
+mod merge;
+mod prefetch;
 pub mod search;
 mod slices;
 mod truncate;
@@ -51,7 +54,8 @@ use crate::schema::{FilterKind, Schema};
 use apply::FieldTable;
 use bits::Bits;
 use columns::{Column, KeyColumn};
-use keys::{Dict, Key, KeyMap};
+use keymap::KeyMap;
+use keys::{Dict, Key};
 use writes::WriteLog;
 
 /// Per pending slot, the multi values (filter field, key or `None` for NULL) it was given after
@@ -269,7 +273,7 @@ impl Index {
         let mut state = self.state.clone();
         self.log
             .clone()
-            .apply_to(&mut state.filters, &mut state.sorts);
+            .apply_to(&mut state.filters, &mut state.sorts, &self.sort_cols);
         if !self.pending.is_empty() {
             state.clean_multi(&Bits::from_roaring(self.pending.clone()), &self.revived);
         }
@@ -299,8 +303,11 @@ impl Index {
 
     /// Applies the logged bitmap writes now.
     fn flush_log(&mut self) {
-        self.log
-            .apply_to(&mut self.state.filters, &mut self.state.sorts);
+        self.log.apply_to(
+            &mut self.state.filters,
+            &mut self.state.sorts,
+            &self.sort_cols,
+        );
     }
 
     /// Runs the pending multi-value cleanup now.

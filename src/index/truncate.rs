@@ -24,7 +24,7 @@ use std::sync::Arc;
 use super::Index;
 use super::bits::Bits;
 use super::columns::Column;
-use super::keys::KeyMap;
+use super::keymap::KeyMap;
 
 impl Index {
     /// Applies `truncate`: empties field `field` on every slot, or deletes every slot.

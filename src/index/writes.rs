@@ -9,6 +9,13 @@
 //! the bitmap is in cache. For each (bitmap, slot) the last logged write wins, exactly as if each
 //! had been applied at once.
 //!
+//! Filter writes are logged as (key, slot, set/clear). A sort field logs only the slot and its
+//! value before the change: when the log is applied, the layers to flip for a slot are the bits
+//! where its first logged old value and its column's current value differ, each set to the
+//! current value's bit. (The layers agree with the column whenever the log is empty, so this is
+//! the last write of each layer bit.) One sort per field instead of one per layer, and a slot
+//! written many times costs its layers once.
+//!
 //! Nothing observes the bitmaps before the log is applied: it is applied before a snapshot or a
 //! checkpoint is taken (to the snapshot's copy when the writer cannot be changed), before a
 //! `queryOpSet` query, the multi-value cleanup or a bulk merge reads the writer's state, when the
@@ -19,6 +26,7 @@ use std::sync::Arc;
 
 use super::FilterState;
 use super::bits::Bits;
+use super::columns::Column;
 use super::keys::Key;
 
 /// A logged write: `slot << 32 | seq << 1 | set`, where `seq` is the write's position in its
@@ -50,15 +58,76 @@ pub(crate) fn winners(writes: &[Write]) -> impl Iterator<Item = Write> + '_ {
     })
 }
 
+/// A logged filter write as one integer, so a plain integer sort orders the writes by key, then
+/// slot, then op order: from the top, the key's kind (2 bits: NULL, `Int`, `Str`), its value
+/// (64 bits), the slot (32), the write's position in its field's log (20) and set/clear (1).
+type FilterWrite = u128;
+
+/// Bits of a filter write's position in its log: the log stays far below 2^20 writes.
+const SEQ_BITS: u32 = 20;
+
+fn pack_filter(key: Option<Key>, slot: u32, seq: usize, set: bool) -> FilterWrite {
+    let key = match key {
+        None => 0,
+        Some(Key::Int(i)) => 1 << 64 | u128::from(i as u64),
+        Some(Key::Str(id)) => 2 << 64 | u128::from(id),
+    };
+    debug_assert!(seq < 1 << SEQ_BITS);
+    key << (32 + SEQ_BITS + 1)
+        | u128::from(slot) << (SEQ_BITS + 1)
+        | (seq as u128) << 1
+        | u128::from(set)
+}
+
+/// The key bits of a filter write (equal for writes to the same bitmap).
+fn key_bits(w: FilterWrite) -> u128 {
+    w >> (32 + SEQ_BITS + 1)
+}
+
+fn unpack_key(w: FilterWrite) -> Option<Key> {
+    let k = key_bits(w);
+    match k >> 64 {
+        0 => None,
+        1 => Some(Key::Int(k as u64 as i64)),
+        _ => Some(Key::Str(k as u32)),
+    }
+}
+
+/// A filter write as a bitmap write (slot, position, set/clear), ordered alike.
+fn bitmap_write(w: FilterWrite) -> Write {
+    let low = w as u64 & ((1 << (32 + SEQ_BITS + 1)) - 1);
+    pack(
+        (low >> (SEQ_BITS + 1)) as u32,
+        (low >> 1) as usize & ((1 << SEQ_BITS) - 1),
+        low & 1 == 1,
+    )
+}
+
+/// One sort field's logged changes.
+#[derive(Clone, Debug, Default)]
+struct SortLog {
+    /// `slot << 32 | seq`, in op order (`seq` indexes `olds`).
+    changes: Vec<u64>,
+    /// The slot's value before each change.
+    olds: Vec<u32>,
+}
+
 /// Bitmap writes not yet applied.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct WriteLog {
-    /// Per sort field, per layer, in op order.
-    layers: Vec<Vec<Vec<Write>>>,
-    /// Per filter field: the key (`None`: the NULL bitmap) and the write, in op order.
-    filters: Vec<Vec<(Option<Key>, Write)>>,
+    /// Per sort field: its value changes, and its width in layers.
+    sorts: Vec<(SortLog, usize)>,
+    /// Per filter field, its writes in op order.
+    filters: Vec<Vec<FilterWrite>>,
+    /// Per layer of the widest sort field: its writes while a sort log is applied (kept to
+    /// reuse the buffers).
+    scratch: Vec<Vec<Write>>,
     len: usize,
 }
+
+/// Filter key groups whose bitmaps are looked up and prefetched together before their writes
+/// are applied: independent lookups overlap their cache misses.
+const PREFETCH_GROUPS: usize = 16;
 
 impl WriteLog {
     /// Logged writes beyond which the writer applies the log at once (bounds its memory).
@@ -67,23 +136,16 @@ impl WriteLog {
     /// An empty log for `filters` filter fields and sort fields of the given widths.
     pub(crate) fn new(filters: usize, widths: impl Iterator<Item = usize>) -> WriteLog {
         WriteLog {
-            layers: widths.map(|w| vec![Vec::new(); w]).collect(),
+            sorts: widths.map(|w| (SortLog::default(), w)).collect(),
             filters: vec![Vec::new(); filters],
+            scratch: Vec::new(),
             len: 0,
         }
     }
 
     /// An empty log for the same fields.
     pub(crate) fn emptied(&self) -> WriteLog {
-        WriteLog {
-            layers: self
-                .layers
-                .iter()
-                .map(|l| vec![Vec::new(); l.len()])
-                .collect(),
-            filters: vec![Vec::new(); self.filters.len()],
-            len: 0,
-        }
+        WriteLog::new(self.filters.len(), self.sorts.iter().map(|(_, w)| *w))
     }
 
     /// Number of logged writes.
@@ -96,24 +158,28 @@ impl WriteLog {
         self.len == 0
     }
 
-    /// Logs that `slot` gets (`set`) or loses bit `b` of sort field `si`.
-    pub(crate) fn layer(&mut self, si: usize, b: usize, slot: u32, set: bool) {
-        let writes = &mut self.layers[si][b];
-        writes.push(pack(slot, writes.len(), set));
+    /// Logs that sort field `si` of `slot` changes from `old` (the column then holds the new
+    /// value).
+    pub(crate) fn sort_change(&mut self, si: usize, slot: u32, old: u32) {
+        let log = &mut self.sorts[si].0;
+        log.changes
+            .push(u64::from(slot) << 32 | log.olds.len() as u64);
+        log.olds.push(old);
         self.len += 1;
     }
 
     /// Logs that `slot` enters (`set`) or leaves key `key` (`None`: NULL) of filter field `fi`.
     pub(crate) fn filter(&mut self, fi: usize, key: Option<Key>, slot: u32, set: bool) {
         let writes = &mut self.filters[fi];
-        writes.push((key, pack(slot, writes.len(), set)));
+        writes.push(pack_filter(key, slot, writes.len(), set));
         self.len += 1;
     }
 
     /// Forgets every logged write (a snapshot's settled copy already holds them).
     pub(crate) fn clear(&mut self) {
-        for writes in self.layers.iter_mut().flatten() {
-            writes.clear();
+        for (log, _) in &mut self.sorts {
+            log.changes.clear();
+            log.olds.clear();
         }
         for writes in &mut self.filters {
             writes.clear();
@@ -121,33 +187,81 @@ impl WriteLog {
         self.len = 0;
     }
 
-    /// Applies the logged writes to `filters` and `sorts` (the writer's or a snapshot's copy)
-    /// and empties the log (keeping its buffers for reuse).
-    pub(crate) fn apply_to(&mut self, filters: &mut [FilterState], sorts: &mut [Arc<Vec<Bits>>]) {
+    /// Applies the logged writes to `filters` and `sorts` (the writer's or a snapshot's copy;
+    /// `sort_cols` are the writer's sort columns, which hold every slot's current value) and
+    /// empties the log (keeping its buffers for reuse).
+    pub(crate) fn apply_to(
+        &mut self,
+        filters: &mut [FilterState],
+        sorts: &mut [Arc<Vec<Bits>>],
+        sort_cols: &[Column],
+    ) {
         if self.is_empty() {
             return;
         }
-        for (log, layers) in self.layers.iter_mut().zip(sorts.iter_mut()) {
-            if log.iter().all(Vec::is_empty) {
+        for (((log, width), layers), col) in self.sorts.iter_mut().zip(sorts).zip(sort_cols) {
+            if log.changes.is_empty() {
+                continue;
+            }
+            if self.scratch.len() < *width {
+                self.scratch.resize_with(*width, Vec::new);
+            }
+            log.changes.sort_unstable();
+            // The first change of each slot has its value before the log began.
+            let mut prev = None;
+            for &c in &log.changes {
+                let slot = (c >> 32) as u32;
+                if prev == Some(slot) {
+                    continue;
+                }
+                prev = Some(slot);
+                let old = log.olds[c as u32 as usize];
+                let new = col.get(slot);
+                let mut diff = old ^ new;
+                while diff != 0 {
+                    let b = diff.trailing_zeros() as usize;
+                    self.scratch[b].push(pack(slot, 0, new >> b & 1 == 1));
+                    diff &= diff - 1;
+                }
+            }
+            log.changes.clear();
+            log.olds.clear();
+            if self.scratch.iter().all(Vec::is_empty) {
                 continue;
             }
             let layers = Arc::make_mut(layers);
-            for (writes, layer) in log.iter_mut().zip(layers.iter_mut()) {
-                writes.sort_unstable();
-                layer.apply_sorted(writes);
-                writes.clear();
+            for (writes, layer) in self.scratch.iter_mut().zip(layers.iter_mut()) {
+                if !writes.is_empty() {
+                    layer.apply_sorted(writes);
+                    writes.clear();
+                }
             }
         }
         let mut group = Vec::new();
+        let mut runs: Vec<(usize, usize)> = Vec::new();
         for (log, fs) in self.filters.iter_mut().zip(filters.iter_mut()) {
             // By key, then slot, then op order.
             log.sort_unstable();
-            for run in log.chunk_by(|a, b| a.0 == b.0) {
-                group.clear();
-                group.extend(run.iter().map(|&(_, w)| w));
-                match run[0].0 {
-                    None => fs.null.apply_sorted(&group),
-                    Some(k) => fs.values.apply_sorted(k, &group),
+            runs.clear();
+            let mut start = 0;
+            for run in log.chunk_by(|a, b| key_bits(*a) == key_bits(*b)) {
+                runs.push((start, start + run.len()));
+                start += run.len();
+            }
+            for window in runs.chunks(PREFETCH_GROUPS) {
+                for &(a, _) in window {
+                    if let Some(k) = unpack_key(log[a]) {
+                        fs.values.prefetch(&k);
+                    }
+                }
+                for &(a, b) in window {
+                    let run = &log[a..b];
+                    group.clear();
+                    group.extend(run.iter().map(|&w| bitmap_write(w)));
+                    match unpack_key(run[0]) {
+                        None => fs.null.apply_sorted(&group),
+                        Some(k) => fs.values.apply_sorted(k, &group),
+                    }
                 }
             }
             log.clear();

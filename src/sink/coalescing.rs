@@ -213,9 +213,7 @@ impl Writer {
     fn handle(&mut self, cmd: Command, waiting: &mut Vec<crossbeam_channel::Sender<Snapshot>>) {
         match cmd {
             Command::Apply { batch, upto } => {
-                for e in &batch {
-                    self.index.apply(e);
-                }
+                self.index.apply_batch(&batch);
                 if upto > self.index.applied() {
                     self.index.set_applied(upto);
                 }

@@ -1,0 +1,385 @@
+//! A filter field's value map (key → slots), sharded for cheap copy-on-write, and the hasher
+//! of its keys.
+//!
+//! The map is a vector of shards, each an `Arc<KeyHashMap<Bits>>`. A snapshot bumps one
+//! refcount. The first write after it copies the shard vector (one refcount per shard) and the
+//! touched shard (one refcount per key in it, each on that key's own bitmap: a cache miss
+//! apiece), never the whole map. A batch touching `t` keys of `K` after a snapshot so costs
+//! about `N + t·K/N` refcounts with `N` shards: few shards suit a field of few keys, many shards
+//! a `userId`-like field of millions. The map keeps `N` between 16·√K and 32·√K (at least 2^8,
+//! at most 2^16 shards) and re-shards as keys arrive: each doubling rebuilds the map once, when
+//! `K` has grown fourfold, so growth costs O(1) per key amortized. It never shrinks.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher, RandomState};
+use std::sync::{Arc, OnceLock};
+
+use super::bits::Bits;
+use super::keys::Key;
+use super::writes::{Write, sets, slot_of, winners};
+
+/// Hashes [`Key`]s and other integer keys (entity ids) with a seeded 64-bit finalizer instead
+/// of SipHash, which cost more than the rest of a lookup. The seed is random per process, so
+/// values the indexed tables hold cannot be chosen to pile onto one bucket.
+#[derive(Clone, Copy)]
+pub(crate) struct KeyHash {
+    seed: u64,
+}
+
+/// The process's random hashing seed.
+fn seed() -> u64 {
+    static SEED: OnceLock<u64> = OnceLock::new();
+    *SEED.get_or_init(|| RandomState::new().hash_one(0x6b65_7973_u64))
+}
+
+impl Default for KeyHash {
+    fn default() -> Self {
+        KeyHash { seed: seed() }
+    }
+}
+
+impl BuildHasher for KeyHash {
+    type Hasher = KeyHasher;
+
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher(self.seed)
+    }
+}
+
+/// The hasher of [`KeyHash`]: folds written words into its state, mixes on `finish`.
+pub(crate) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, x: u64) {
+        self.0 = (self.0 ^ x)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(29);
+    }
+
+    fn finish(&self) -> u64 {
+        // The murmur3 64-bit finalizer: every input bit reaches every output bit, so both the
+        // bucket (low bits) and hashbrown's tag (top bits) are well spread.
+        let mut z = self.0;
+        z = (z ^ (z >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        z = (z ^ (z >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        z ^ (z >> 33)
+    }
+}
+
+/// A map keyed by [`Key`] with the fast [`KeyHash`].
+pub(crate) type KeyHashMap<V> = HashMap<Key, V, KeyHash>;
+
+/// Fewest and most shard bits.
+const MIN_BITS: u32 = 8;
+const MAX_BITS: u32 = 16;
+
+/// Whether a map of `keys` keys wants more than `bits` shard bits (more than 16·√keys shards).
+fn wants_more(bits: u32, keys: usize) -> bool {
+    bits < MAX_BITS && keys as u64 > 1 << (2 * bits - 8)
+}
+
+/// The shard of `k` among `1 << bits` (the top bits of a seeded mix of the key, independent of
+/// the in-shard hash).
+fn shard_of(k: &Key, bits: u32) -> usize {
+    let x = k.word() ^ seed().rotate_left(32);
+    // splitmix64 finalizer: spreads sequential ids across shards.
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    ((z ^ (z >> 31)) >> (64 - bits)) as usize
+}
+
+type Shard = KeyHashMap<Bits>;
+
+/// A field's key → slots map, sharded for cheap copy-on-write (see the module note).
+#[derive(Clone)]
+pub(crate) struct KeyMap {
+    shards: Arc<Vec<Arc<Shard>>>,
+    /// `shards.len() == 1 << bits`.
+    bits: u32,
+    /// Number of keys (each with at least one slot).
+    len: usize,
+}
+
+impl Default for KeyMap {
+    fn default() -> Self {
+        KeyMap::with_bits(MIN_BITS)
+    }
+}
+
+impl KeyMap {
+    fn with_bits(bits: u32) -> KeyMap {
+        let empty = Arc::new(Shard::default());
+        KeyMap {
+            shards: Arc::new(vec![empty; 1 << bits]),
+            bits,
+            len: 0,
+        }
+    }
+
+    fn shard_of(&self, k: &Key) -> usize {
+        shard_of(k, self.bits)
+    }
+
+    /// The slots keyed by `k`.
+    pub(crate) fn get(&self, k: &Key) -> Option<&Bits> {
+        self.shards[self.shard_of(k)].get(k)
+    }
+
+    /// Every (key, slots) pair, in no particular order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Key, &Bits)> {
+        self.shards.iter().flat_map(|s| s.iter())
+    }
+
+    /// Number of keys with at least one slot.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The shard `i` when this map alone owns it (and so may change it without copying).
+    fn owned_shard(&mut self, i: usize) -> Option<&mut Shard> {
+        Arc::get_mut(Arc::get_mut(&mut self.shards)?.get_mut(i)?)
+    }
+
+    /// Shard `i`, copied first if shared.
+    fn shard_mut(&mut self, i: usize) -> &mut Shard {
+        Arc::make_mut(&mut Arc::make_mut(&mut self.shards)[i])
+    }
+
+    /// Counts a key added (`+1`) or dropped (`-1`), re-sharding when the map has outgrown its
+    /// shard count.
+    fn keys_changed(&mut self, added: bool) {
+        if added {
+            self.len += 1;
+            if wants_more(self.bits, self.len) {
+                self.reshard(self.bits + 1);
+            }
+        } else {
+            self.len -= 1;
+        }
+    }
+
+    /// Rebuilds the map with `1 << bits` shards (bitmaps are shared, not copied).
+    fn reshard(&mut self, bits: u32) {
+        let mut shards: Vec<Shard> = (0..1usize << bits).map(|_| Shard::default()).collect();
+        for (k, b) in self.iter() {
+            shards[shard_of(k, bits)].insert(*k, b.clone());
+        }
+        self.shards = Arc::new(shards.into_iter().map(Arc::new).collect());
+        self.bits = bits;
+    }
+
+    /// Adds `slot` under `k`; copies nothing when it is already there.
+    pub(crate) fn insert(&mut self, k: Key, slot: u32) {
+        let i = self.shard_of(&k);
+        if self.owned_shard(i).is_none() && self.shards[i].get(&k).is_some_and(|b| b.contains(slot))
+        {
+            return;
+        }
+        let shard = self.shard_mut(i);
+        let new = !shard.contains_key(&k);
+        shard.entry(k).or_default().insert(slot);
+        if new {
+            self.keys_changed(true);
+        }
+    }
+
+    /// Starts loading the shard entry of key `k` and the head of its bitmap into cache.
+    pub(crate) fn prefetch(&self, k: &Key) {
+        if let Some(bits) = self.get(k) {
+            bits.prefetch();
+        }
+    }
+
+    /// Applies logged writes to key `k` (see [`Bits::apply_sorted`]), creating or dropping the
+    /// key as it fills or empties; copies the shard only when the writes change the key.
+    pub(crate) fn apply_sorted(&mut self, k: Key, writes: &[Write]) {
+        let i = self.shard_of(&k);
+        if self.owned_shard(i).is_none() {
+            let current = self.shards[i].get(&k);
+            let has = |slot| current.is_some_and(|b| b.contains(slot));
+            if winners(writes).all(|w| has(slot_of(w)) == sets(w)) {
+                return;
+            }
+        }
+        // One lookup for the whole group; a key that is absent is created only when a write
+        // sets a bit.
+        let shard = self.shard_mut(i);
+        match shard.get_mut(&k) {
+            Some(bits) => {
+                bits.apply_sorted(writes);
+                if bits.is_empty() {
+                    shard.remove(&k);
+                    self.keys_changed(false);
+                }
+            }
+            None if winners(writes).any(sets) => {
+                let mut bits = Bits::default();
+                bits.apply_sorted(writes);
+                shard.insert(k, bits);
+                self.keys_changed(true);
+            }
+            None => {}
+        }
+    }
+
+    /// ORs `bits` into key `k`.
+    pub(crate) fn or_into(&mut self, k: Key, bits: &Bits) {
+        if bits.is_empty() {
+            return;
+        }
+        let i = self.shard_of(&k);
+        let shard = self.shard_mut(i);
+        let new = !shard.contains_key(&k);
+        shard.entry(k).or_default().or_assign(bits);
+        if new {
+            self.keys_changed(true);
+        }
+    }
+
+    /// Removes `gone` from every key, copying only shards and chunks that change.
+    pub(crate) fn subtract_all(&mut self, gone: &Bits) {
+        for i in 0..self.shards.len() {
+            let hit = self.shards[i].values().any(|b| b.and_len(gone) > 0);
+            if !hit {
+                continue;
+            }
+            let shard = self.shard_mut(i);
+            let before = shard.len();
+            shard.retain(|_, b| {
+                b.andnot_assign(gone);
+                !b.is_empty()
+            });
+            self.len -= before - shard.len();
+        }
+    }
+
+    /// Removes `gone` from key `k` only.
+    pub(crate) fn subtract(&mut self, k: &Key, gone: &Bits) {
+        let i = self.shard_of(k);
+        if self.shards[i].get(k).is_none_or(|b| b.and_len(gone) == 0) {
+            return;
+        }
+        let shard = self.shard_mut(i);
+        if let Some(b) = shard.get_mut(k) {
+            b.andnot_assign(gone);
+            if b.is_empty() {
+                shard.remove(k);
+                self.keys_changed(false);
+            }
+        }
+    }
+
+    /// Inserts a whole bitmap for a key not yet present (checkpoint load).
+    pub(crate) fn put(&mut self, k: Key, bits: Bits) -> bool {
+        let i = self.shard_of(&k);
+        let new = self.shard_mut(i).insert(k, bits).is_none();
+        if new {
+            self.keys_changed(true);
+        }
+        new
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logged_writes_fill_and_drop_keys() {
+        let log = |writes: &[(u32, bool)]| -> Vec<Write> {
+            let mut w: Vec<Write> = writes
+                .iter()
+                .enumerate()
+                .map(|(i, &(s, set))| u64::from(s) << 32 | (i as u64) << 1 | u64::from(set))
+                .collect();
+            w.sort_unstable();
+            w
+        };
+        let mut m = KeyMap::default();
+        let many: Vec<(u32, bool)> = (0..20).map(|s| (s, true)).collect();
+        m.apply_sorted(Key::Int(1), &log(&many));
+        assert_eq!(m.get(&Key::Int(1)).unwrap().len(), 20);
+        let snap = m.clone();
+        // The last write of a slot wins; emptying the key drops it; the snapshot keeps its view.
+        let mut out: Vec<(u32, bool)> = (0..20).map(|s| (s, false)).collect();
+        out.push((3, true));
+        out.push((3, false));
+        m.apply_sorted(Key::Int(1), &log(&out));
+        assert!(m.get(&Key::Int(1)).is_none());
+        assert_eq!(snap.get(&Key::Int(1)).unwrap().len(), 20);
+        // Writes that change nothing copy nothing.
+        let mut m2 = snap.clone();
+        m2.apply_sorted(Key::Int(1), &log(&many));
+        assert!(Arc::ptr_eq(&m2.shards, &snap.shards));
+        m2.apply_sorted(Key::Int(2), &log(&out));
+        assert!(Arc::ptr_eq(&m2.shards, &snap.shards));
+    }
+
+    #[test]
+    fn key_map_copies_one_shard_per_write() {
+        let mut m = KeyMap::default();
+        for i in 0..1000 {
+            m.insert(Key::Int(i), i as u32);
+        }
+        let snap = m.clone();
+        m.insert(Key::Int(5), 77);
+        let changed = (0..m.shards.len())
+            .filter(|&i| !Arc::ptr_eq(&m.shards[i], &snap.shards[i]))
+            .count();
+        assert_eq!(changed, 1);
+        assert!(!snap.get(&Key::Int(5)).unwrap().contains(77));
+        // A cleared key is dropped; a clear of an absent key creates none.
+        m.apply_sorted(
+            Key::Int(5),
+            &[u64::from(5u32) << 32, u64::from(77u32) << 32 | 2],
+        );
+        assert!(m.get(&Key::Int(5)).is_none(), "empty keys are dropped");
+        m.apply_sorted(Key::Int(5000), &[u64::from(5u32) << 32]);
+        assert!(m.get(&Key::Int(5000)).is_none());
+        assert_eq!(m.len(), 999);
+    }
+
+    #[test]
+    fn the_map_reshards_as_keys_arrive_and_keeps_every_key() {
+        let mut m = KeyMap::default();
+        assert_eq!(m.shards.len(), 256);
+        let n = 100_000u32;
+        for i in 0..n {
+            m.insert(Key::Int(i64::from(i) * 7), i);
+            if i % 3 == 0 {
+                m.insert(Key::Str(i), i);
+            }
+        }
+        let keys = n as usize + n.div_ceil(3) as usize;
+        assert_eq!((m.len(), m.iter().count()), (keys, keys));
+        // Between 16·√K and 32·√K shards.
+        let root = (keys as f64).sqrt();
+        let shards = m.shards.len() as f64;
+        assert!(
+            16.0 * root <= shards && shards <= 32.0 * root,
+            "{shards} shards"
+        );
+        for i in (0..n).step_by(997) {
+            assert!(m.get(&Key::Int(i64::from(i) * 7)).unwrap().contains(i));
+        }
+        // Keys dropped by writes, subtraction or clearing are uncounted.
+        let snap = m.clone();
+        m.apply_sorted(Key::Int(0), &[0]);
+        m.subtract(&Key::Int(7), &Bits::from_roaring([1].into_iter().collect()));
+        m.subtract_all(&Bits::from_roaring([3, 6].into_iter().collect()));
+        assert_eq!(m.len(), keys - 6, "keys 0, 7, 21, 42 and texts 3, 6");
+        assert_eq!(m.iter().count(), keys - 6);
+        assert_eq!(snap.len(), keys, "a snapshot keeps its keys");
+        assert!(snap.get(&Key::Str(3)).is_some());
+    }
+}
