@@ -17,6 +17,10 @@
 //! cargo bench --bench apply --no-run   # prints the binary's path
 //! PROBE=1 target/release/deps/apply-<hash> --bench
 //! ```
+//!
+//! With `PROBE_PUBLISH=1` the probe also takes a snapshot after every batch (counted in
+//! "flush"), as the sink does when each batch takes longer than its publish delay: every write
+//! after a snapshot copies what it touches first, so this measures the copy-on-write tax.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,6 +31,7 @@ use pgroar::dedup::Deduper;
 use pgroar::index::Index;
 use pgroar::ops::{EntityOps, Op, Value};
 use pgroar::schema::{FilterKind, Schema};
+use pgroar::wal::{FieldNames, decode_entity_ops_with, encode_entity_ops};
 
 const SLOTS: u32 = 1_000_000;
 const BATCH: usize = 10_000;
@@ -102,7 +107,17 @@ fn update(rng: &mut Rng) -> EntityOps {
     EntityOps::new(id, ops)
 }
 
-fn stream(rng: &mut Rng, batches: usize) -> Vec<Vec<EntityOps>> {
+/// `batches` batches of the steady-state stream, as the apply loop gets them: each entity
+/// encoded to a WAL payload and decoded again with the schema's field names, as the WAL reader
+/// hands them over (names share the schema's `Arc`s).
+fn stream(rng: &mut Rng, batches: usize, deduper: &Deduper) -> Vec<Vec<EntityOps>> {
+    let mut names = FieldNames::new(deduper.field_names().cloned());
+    let mut buf = Vec::new();
+    let mut read_back = |e: EntityOps| {
+        buf.clear();
+        encode_entity_ops(&e, &mut buf).unwrap();
+        decode_entity_ops_with(&buf, &mut names).unwrap()
+    };
     (0..batches)
         .map(|_| {
             (0..BATCH)
@@ -111,6 +126,7 @@ fn stream(rng: &mut Rng, batches: usize) -> Vec<Vec<EntityOps>> {
                     5 => EntityOps::new(rng.below(u64::from(SLOTS)) as i64, vec![Op::Delete]),
                     _ => update(rng),
                 })
+                .map(&mut read_back)
                 .collect()
         })
         .collect()
@@ -125,32 +141,39 @@ fn probe() {
         base.apply(&image(id, &mut rng));
     }
     let deduper = Deduper::new(&schema);
-    let batches = stream(&mut rng, 10);
+    let batches = stream(&mut rng, 10, &deduper);
     let ops: usize = batches.iter().flatten().map(|e| e.ops.len()).sum();
     let reps: usize = std::env::var("PROBE_REPS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(20);
     let secs = |t: Instant| t.elapsed().as_secs_f64();
+    let publish = std::env::var("PROBE_PUBLISH").is_ok();
     // (total, dedup, apply, flush) of the fastest run.
     let mut best = (f64::MAX, 0.0, 0.0, 0.0);
     for _ in 0..reps {
         let mut index = base.clone();
         let batches = batches.clone();
         let (mut dedup, mut apply, mut flush) = (0.0, 0.0, 0.0);
+        let mut published: Option<pgroar::index::Snapshot> = None;
         let start = Instant::now();
         for (i, batch) in batches.into_iter().enumerate() {
             let t = Instant::now();
             let deduped = deduper.dedup(batch);
             dedup += secs(t);
             let t = Instant::now();
-            for e in &deduped {
-                index.apply(e);
-            }
+            index.apply_batch(&deduped);
             apply += secs(t);
             let t = Instant::now();
             index.set_applied(WalKey::new(pgroar::Lsn(i as u64 + 1), 0));
             flush += secs(t);
+            if publish {
+                let t = Instant::now();
+                // Held until the next one replaces it, as the sink's published cell does.
+                let old = published.replace(index.snapshot());
+                std::hint::black_box(old);
+                flush += secs(t);
+            }
         }
         let total = secs(start);
         if total < best.0 {
@@ -180,7 +203,7 @@ fn bench(c: &mut Criterion) {
         base.apply(&image(id, &mut rng));
     }
     let deduper = Deduper::new(&schema);
-    let batches = stream(&mut rng, 10);
+    let batches = stream(&mut rng, 10, &deduper);
     let ops: usize = batches.iter().flatten().map(|e| e.ops.len()).sum();
 
     let mut group = c.benchmark_group("apply");
@@ -191,9 +214,7 @@ fn bench(c: &mut Criterion) {
             || (base.clone(), batches.clone()),
             |(mut index, batches)| {
                 for (i, batch) in batches.into_iter().enumerate() {
-                    for e in &deduper.dedup(batch) {
-                        index.apply(e);
-                    }
+                    index.apply_batch(&deduper.dedup(batch));
                     index.set_applied(WalKey::new(pgroar::Lsn(i as u64 + 1), 0));
                 }
                 index
@@ -209,9 +230,7 @@ fn bench(c: &mut Criterion) {
             || base.clone(),
             |mut index| {
                 for (i, batch) in deduped.iter().enumerate() {
-                    for e in batch {
-                        index.apply(e);
-                    }
+                    index.apply_batch(batch);
                     index.set_applied(WalKey::new(pgroar::Lsn(i as u64 + 1), 0));
                 }
                 index

@@ -34,6 +34,7 @@ mod fanout;
 
 use fanout::FanoutRun;
 
+use crate::index::keymap::KeyHash;
 use crate::index::{CanonicalValue, canonical_filter, canonical_sort};
 use crate::ops::{EntityOps, Op, Value};
 use crate::schema::{FilterKind, Schema, SortField};
@@ -90,6 +91,12 @@ impl Deduper {
             }
         }
         Deduper { classes }
+    }
+
+    /// The field names this deduper knows, as the schema's own `Arc`s (ops that share them are
+    /// matched by pointer).
+    pub fn field_names(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.classes.iter().map(|(name, _)| name)
     }
 
     /// The position of a field in `classes`; `None` for a name the schema does not know.
@@ -518,21 +525,22 @@ impl Group {
 #[derive(Debug)]
 enum Entry {
     Single(EntityOps),
-    Merged(Group),
+    /// Boxed: most entries are single, and a small entry keeps the run's buffer small.
+    Merged(Box<Group>),
 }
 
 /// A run of entries without `queryOpSet`, grouped by entity.
 #[derive(Debug, Default)]
 struct DirectRun {
     entries: Vec<Entry>,
-    by_entity: HashMap<i64, usize>,
+    by_entity: HashMap<i64, usize, KeyHash>,
 }
 
 impl DirectRun {
     fn with_capacity(n: usize) -> DirectRun {
         DirectRun {
             entries: Vec::with_capacity(n),
-            by_entity: HashMap::with_capacity(n),
+            by_entity: HashMap::with_capacity_and_hasher(n, KeyHash::default()),
         }
     }
 
@@ -549,7 +557,7 @@ impl DirectRun {
         if let Entry::Single(first) = entry {
             // A second entry: fold the first one in, then this one.
             let first = std::mem::replace(first, EntityOps::new(e.entity_id, Vec::new()));
-            let mut g = Group::new(e.entity_id);
+            let mut g = Box::new(Group::new(e.entity_id));
             g.push(d, first);
             *entry = Entry::Merged(g);
         }

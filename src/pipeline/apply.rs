@@ -22,7 +22,7 @@ use crate::ops::EntityOps;
 use crate::server::Status;
 use crate::sink::coalescing::CoalescingSink;
 use crate::source::PhaseTracker;
-use crate::wal::{DurableWatch, WalEntry, WalPosition, WalReader};
+use crate::wal::{DurableWatch, FieldNames, WalEntry, WalPosition, WalReader};
 
 /// How long the loop waits for new durable data before looking at its finish flag again.
 const POLL: Duration = Duration::from_millis(50);
@@ -80,7 +80,8 @@ impl ApplyLoop {
         };
         let result = (|| {
             let after = applier.sink.snapshot().applied();
-            let mut reader = WalReader::open(&wal_dir, after)?;
+            let names = FieldNames::new(applier.deduper.field_names().cloned());
+            let mut reader = WalReader::open(&wal_dir, after)?.with_field_names(names);
             let mut seen: Option<WalPosition> = None;
             loop {
                 let finishing = finish.load(Ordering::SeqCst);

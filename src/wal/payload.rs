@@ -133,10 +133,60 @@ fn put_str(out: &mut Vec<u8>, s: &str, what: &'static str) -> Result<(), EncodeE
     Ok(())
 }
 
+/// Field names decoded ops share: a decoded field name equal to one held here reuses its
+/// `Arc<str>` instead of allocating, so later stages (dedup, the index) that look names up by
+/// pointer first find them without comparing text. Holds at most [`FieldNames::MAX`] names;
+/// names beyond that are allocated per op as before.
+#[derive(Clone, Debug, Default)]
+pub struct FieldNames {
+    names: Vec<Arc<str>>,
+}
+
+impl FieldNames {
+    /// Most names held (a schema has a handful; the cap bounds memory against odd input).
+    pub const MAX: usize = 64;
+
+    /// A cache holding `names` first (e.g. the schema's own `Arc`s), in that order.
+    pub fn new(names: impl IntoIterator<Item = Arc<str>>) -> FieldNames {
+        let mut cache = FieldNames::default();
+        for name in names {
+            if cache.names.len() < Self::MAX && !cache.names.contains(&name) {
+                cache.names.push(name);
+            }
+        }
+        cache
+    }
+
+    /// The shared `Arc` for `name`, added when new and there is room.
+    fn get(&mut self, name: &str) -> Arc<str> {
+        if let Some(n) = self
+            .names
+            .iter()
+            .find(|n| n.len() == name.len() && ***n == *name)
+        {
+            return n.clone();
+        }
+        let n: Arc<str> = Arc::from(name);
+        if self.names.len() < Self::MAX {
+            self.names.push(n.clone());
+        }
+        n
+    }
+}
+
 /// Decodes a whole payload into an [`EntityOps`]. Every count and length is checked against the
 /// bytes left before anything is allocated; nothing may follow the last op.
 pub fn decode_entity_ops(buf: &[u8]) -> Result<EntityOps, DecodeError> {
-    let mut r = Reader { buf };
+    decode_entity_ops_with(buf, &mut FieldNames::default())
+}
+
+/// [`decode_entity_ops`], taking field names (of set/remove/add/truncate ops, nested ones
+/// included) from `names`.
+pub fn decode_entity_ops_with(
+    buf: &[u8],
+    names: &mut FieldNames,
+) -> Result<EntityOps, DecodeError> {
+    let mut r = Reader { buf, names };
     let entity_id = r.u64("entity id")? as i64;
     let flags = r.u8("flags")?;
     if flags & !FLAG_CREATES_SLOT != 0 {
@@ -157,11 +207,12 @@ pub fn decode_entity_ops(buf: &[u8]) -> Result<EntityOps, DecodeError> {
 }
 
 /// A cursor over the bytes left.
-struct Reader<'a> {
+struct Reader<'a, 'n> {
     buf: &'a [u8],
+    names: &'n mut FieldNames,
 }
 
-impl<'a> Reader<'a> {
+impl<'a> Reader<'a, '_> {
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
         if n > self.buf.len() {
             return Err(DecodeError::Truncated(what));
@@ -183,12 +234,19 @@ impl<'a> Reader<'a> {
         Ok(le_u64(self.take(8, what)?))
     }
 
-    fn str(&mut self, what: &'static str) -> Result<Arc<str>, DecodeError> {
+    fn text(&mut self, what: &'static str) -> Result<&'a str, DecodeError> {
         let len = self.u32(what)? as usize;
         let bytes = self.take(len, what)?;
-        let s = std::str::from_utf8(bytes)
-            .map_err(|source| DecodeError::InvalidUtf8 { what, source })?;
-        Ok(Arc::from(s))
+        std::str::from_utf8(bytes).map_err(|source| DecodeError::InvalidUtf8 { what, source })
+    }
+
+    fn str(&mut self, what: &'static str) -> Result<Arc<str>, DecodeError> {
+        Ok(Arc::from(self.text(what)?))
+    }
+
+    fn field(&mut self) -> Result<Arc<str>, DecodeError> {
+        let name = self.text("field name")?;
+        Ok(self.names.get(name))
     }
 
     fn ops(&mut self, depth: usize) -> Result<Vec<Op>, DecodeError> {
@@ -208,15 +266,15 @@ impl<'a> Reader<'a> {
         let tag = self.u8("op tag")?;
         Ok(match tag {
             OP_SET => Op::Set {
-                field: self.str("field name")?,
+                field: self.field()?,
                 value: self.value()?,
             },
             OP_REMOVE => Op::Remove {
-                field: self.str("field name")?,
+                field: self.field()?,
                 value: self.value()?,
             },
             OP_ADD => Op::Add {
-                field: self.str("field name")?,
+                field: self.field()?,
                 value: self.value()?,
             },
             OP_DELETE => Op::Delete,
@@ -242,7 +300,7 @@ impl<'a> Reader<'a> {
             OP_TRUNCATE => Op::Truncate {
                 field: match self.u8("field presence")? {
                     0 => None,
-                    1 => Some(self.str("field name")?),
+                    1 => Some(self.field()?),
                     tag => {
                         return Err(DecodeError::BadTag {
                             what: "field presence",
@@ -319,6 +377,44 @@ mod tests {
         assert_eq!(decode_entity_ops(&b).unwrap(), e);
         let plain = EntityOps::new(i64::MAX, vec![]);
         assert_eq!(decode_entity_ops(&encode(&plain)).unwrap(), plain);
+    }
+
+    #[test]
+    fn decoded_field_names_share_the_cached_arcs() {
+        let e = every_kind();
+        let b = encode(&e);
+        let schema: Vec<Arc<str>> = vec!["tagIds".into(), "baseModel".into()];
+        let mut names = FieldNames::new(schema.clone());
+        for _ in 0..2 {
+            let d = decode_entity_ops_with(&b, &mut names).unwrap();
+            assert_eq!(d, e);
+            let field = |op: &Op| op.field().cloned();
+            // A schema name, top level (add, truncate) and nested in a queryOpSet.
+            assert!(Arc::ptr_eq(&field(&d.ops[4]).unwrap(), &schema[0]));
+            let Op::Truncate { field: Some(t) } = &d.ops[11] else {
+                panic!("{:?}", d.ops[11]);
+            };
+            assert!(Arc::ptr_eq(t, &schema[0]));
+            let Op::QueryOpSet { ops, .. } = &d.ops[13] else {
+                panic!("{:?}", d.ops[13]);
+            };
+            assert!(Arc::ptr_eq(&field(&ops[0]).unwrap(), &schema[1]));
+            assert!(Arc::ptr_eq(&field(&ops[1]).unwrap(), &schema[1]));
+            // A name first met while decoding is shared from its second use on.
+            let (r, s) = (field(&d.ops[2]).unwrap(), field(&d.ops[3]).unwrap());
+            assert_eq!(&*r, "hasMeta");
+            assert!(Arc::ptr_eq(&r, &s));
+        }
+        // Past the cap, names are still decoded right, only no longer shared.
+        let many: Vec<Op> = (0..FieldNames::MAX + 2)
+            .map(|i| Op::set(format!("f{i}").as_str(), 1))
+            .collect();
+        let e = EntityOps::new(1, many.clone());
+        let mut names = FieldNames::default();
+        assert_eq!(decode_entity_ops_with(&encode(&e), &mut names).unwrap(), e);
+        let again = decode_entity_ops_with(&encode(&e), &mut names).unwrap();
+        assert_eq!(again, e);
+        assert_eq!(names.names.len(), FieldNames::MAX);
     }
 
     #[test]

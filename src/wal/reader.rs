@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::WalError;
 use super::format::{DecodeError, RecordKind, SEGMENT_HEADER_LEN, SegmentHeader};
-use super::payload::decode_entity_ops;
+use super::payload::{FieldNames, decode_entity_ops_with};
 use super::recovery::FramingError;
 use super::segment::{
     HeaderRead, Next, NextHeader, SegmentReader, WalPosition, list_segments, segment_file_name,
@@ -77,6 +77,8 @@ pub struct WalReader {
     next_number: u64,
     state: State,
     last_limit: Option<WalPosition>,
+    /// Field names decoded ops share (see [`FieldNames`]).
+    names: FieldNames,
 }
 
 impl WalReader {
@@ -108,7 +110,15 @@ impl WalReader {
             next_number: start,
             state: State::Between,
             last_limit: None,
+            names: FieldNames::default(),
         })
+    }
+
+    /// Makes decoded ops share the `Arc`s of `names` for their field names (e.g. the schema's),
+    /// so stages that match names by pointer first find them without comparing text.
+    pub fn with_field_names(mut self, names: FieldNames) -> WalReader {
+        self.names = names;
+        self
     }
 
     /// Where the reader is: records before this position have been consumed.
@@ -289,7 +299,7 @@ impl WalReader {
                         Next::Record { rec, .. } => {
                             let key = rec.key();
                             if key > self.after {
-                                let ops = decode_entity_ops(rec.payload)
+                                let ops = decode_entity_ops_with(rec.payload, &mut self.names)
                                     .map_err(|e| corrupt(start, e))?;
                                 return Ok(Some(WalEntry::Ops { key, ops }));
                             }
