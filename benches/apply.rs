@@ -18,9 +18,10 @@
 //! PROBE=1 target/release/deps/apply-<hash> --bench
 //! ```
 //!
-//! With `PROBE_PUBLISH=1` the probe also takes a snapshot after every batch (counted in
-//! "flush"), as the sink does when each batch takes longer than its publish delay: every write
-//! after a snapshot copies what it touches first, so this measures the copy-on-write tax.
+//! With `PROBE_PUBLISH=n` the probe also takes a snapshot after every `n`th batch (counted in
+//! "flush"), as the sink does when `n` batches take as long as its publish delay: every write
+//! after a snapshot copies what it touches first, so this measures the copy-on-write tax of
+//! publishing often. Without it, the index is cloned once per run of 10 batches.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -148,7 +149,9 @@ fn probe() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(20);
     let secs = |t: Instant| t.elapsed().as_secs_f64();
-    let publish = std::env::var("PROBE_PUBLISH").is_ok();
+    let publish_every: Option<usize> = std::env::var("PROBE_PUBLISH")
+        .ok()
+        .map(|s| s.parse().unwrap_or(1).max(1));
     // (total, dedup, apply, flush) of the fastest run.
     let mut best = (f64::MAX, 0.0, 0.0, 0.0);
     for _ in 0..reps {
@@ -167,7 +170,7 @@ fn probe() {
             let t = Instant::now();
             index.set_applied(WalKey::new(pgroar::Lsn(i as u64 + 1), 0));
             flush += secs(t);
-            if publish {
+            if publish_every.is_some_and(|n| (i + 1) % n == 0) {
                 let t = Instant::now();
                 // Held until the next one replaces it, as the sink's published cell does.
                 let old = published.replace(index.snapshot());

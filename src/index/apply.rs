@@ -162,6 +162,9 @@ impl Index {
         }
         if let (true, Some(slot)) = (e.creates_slot, slot) {
             self.state.alive.insert(slot);
+            if self.pending.contains(slot) {
+                self.resurrected.insert(slot);
+            }
         }
     }
 
@@ -372,6 +375,8 @@ impl Index {
         if has_multi {
             self.pending.insert(slot);
             self.revived.remove(&slot);
+            // Dead again: no query can see its stale values.
+            self.resurrected.remove(slot);
         }
         for si in 0..self.sort_cols.len() {
             self.sort_write(si, slot, 0);
@@ -401,7 +406,7 @@ impl Index {
                 return;
             }
         };
-        self.flush_pending();
+        self.settle_for_query();
         let matched = match super::eval::evaluate(&self.state, &filter) {
             Ok(m) => m,
             Err(err) => {

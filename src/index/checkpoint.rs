@@ -176,7 +176,8 @@ impl Snapshot {
     }
 
     fn encode<W: Write>(&self, w: &mut CrcWriter<W>) -> io::Result<()> {
-        let s = &*self.state;
+        let cleaned = self.cleaned();
+        let s = &*cleaned;
         w.put(MAGIC)?;
         w.put(&VERSION.to_le_bytes())?;
         w.put(&s.applied.lsn.0.to_le_bytes())?;

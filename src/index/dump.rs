@@ -42,7 +42,8 @@ pub struct IndexState {
 impl Snapshot {
     /// The canonical dump of this snapshot (lazy cleanups already applied).
     pub fn debug_state(&self) -> IndexState {
-        let s = &*self.state;
+        let cleaned = self.cleaned();
+        let s = &*cleaned;
         let mut out = IndexState {
             applied: s.applied,
             alive: s.alive.iter().collect(),

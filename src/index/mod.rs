@@ -19,10 +19,15 @@
 //!   (see `writes`): when the applied cursor advances ([`Index::set_applied`]), before its state
 //!   is queried or merged into, when the log is full, or, on a copy, when a snapshot is taken
 //!   in between. The difference is not observable.
-//! * A deleted slot leaves multi-value bitmaps lazily: it is collected in a pending set and one
-//!   cleanup pass runs before a snapshot is taken (or the writer's state is queried, or a bulk
-//!   merge). Multi values a pending slot is given after its delete are recorded and put back
-//!   after the cleanup. The difference is not observable.
+//! * A deleted slot leaves multi-value bitmaps lazily. Finding a slot's multi values means
+//!   scanning every key of the field, so deleted slots are collected in a pending set and cleaned
+//!   out in one pass, which runs only when it must: when a pending slot is made alive again
+//!   (then only that slot's values go; before the next snapshot or writer query), before a bulk
+//!   merge or a field truncate, and when the pending set passes [`Index::FULL_CLEANUP`] slots or
+//!   1/64 of the live ones. Meanwhile a dead pending slot's stale bits stay in the bitmaps, where
+//!   no query sees them (every result is ⊆ alive); snapshots carry the pending set, and the dump
+//!   and checkpoints are taken from the cleaned view. Multi values a pending slot is given after
+//!   its delete are recorded and put back by the cleanup. The difference is not observable.
 //!
 //! Crash windows: the index lives in memory; [`Snapshot::write_checkpoint`] replaces the
 //! checkpoint file atomically (see [`checkpoint`]), so a crash leaves the old or the new one.
@@ -43,6 +48,7 @@ mod slices;
 mod truncate;
 mod writes;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -176,6 +182,8 @@ pub struct Index {
     pending: RoaringBitmap,
     /// Multi values given to pending slots since their delete, put back after the cleanup.
     revived: Revived,
+    /// Pending slots made alive again: cleaned before anyone looks.
+    resurrected: RoaringBitmap,
     /// A settled copy of `state` (write log applied, pending slots cleaned) made by
     /// [`Index::snapshot`] while there was something to settle; the next write adopts it.
     cleaned: Mutex<Option<Arc<State>>>,
@@ -196,8 +204,15 @@ impl Clone for Index {
             sort_cols: self.sort_cols.clone(),
             fields: self.fields.clone(),
             log: self.log.emptied(),
-            pending: RoaringBitmap::new(),
-            revived: Revived::default(),
+            pending: settled
+                .stale
+                .as_ref()
+                .map_or_else(RoaringBitmap::new, |s| s.slots.iter().collect()),
+            revived: settled
+                .stale
+                .as_ref()
+                .map_or_else(Revived::default, |s| s.revived.clone()),
+            resurrected: RoaringBitmap::new(),
             cleaned: Mutex::new(None),
             stats: self.stats,
         }
@@ -224,6 +239,7 @@ impl Index {
             sort_cols,
             pending: RoaringBitmap::new(),
             revived: Revived::default(),
+            resurrected: RoaringBitmap::new(),
             cleaned: Mutex::new(None),
             stats: IndexStats::default(),
         }
@@ -244,8 +260,15 @@ impl Index {
     pub fn set_applied(&mut self, key: WalKey) {
         self.settle();
         self.flush_log();
+        if self.pending.len() > Self::FULL_CLEANUP.max(self.state.alive.len() / 64) {
+            self.flush_pending();
+        }
         self.state.applied = key;
     }
+
+    /// Pending deleted slots (see the module note) beyond which the cleanup runs by itself,
+    /// when they are also more than 1/64 of the live slots.
+    pub const FULL_CLEANUP: u64 = 1 << 16;
 
     /// Counters of applied ops and skipped bad data.
     pub fn stats(&self) -> IndexStats {
@@ -257,29 +280,61 @@ impl Index {
         self.state.alive.len()
     }
 
-    /// An immutable snapshot of the current state for readers: a handful of `Arc` clones (plus,
-    /// on a copy, the logged writes and pending cleanup when there are any; none right after
-    /// [`Index::set_applied`] unless slots were deleted).
+    /// An immutable snapshot of the current state for readers: a handful of `Arc` clones and a
+    /// copy of the pending deleted slots (plus, on a copy, the logged writes and the cleanup of
+    /// revived slots when there are any; none right after [`Index::set_applied`] unless a
+    /// deleted slot was made alive again).
     pub fn snapshot(&self) -> Snapshot {
-        if self.pending.is_empty() && self.log.is_empty() {
+        if self.resurrected.is_empty() && self.log.is_empty() {
             return Snapshot {
                 state: Arc::new(self.state.clone()),
+                stale: self.stale(&RoaringBitmap::new()),
             };
         }
         let mut cleaned = self.cleaned.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(s) = &*cleaned {
-            return Snapshot { state: s.clone() };
+            return Snapshot {
+                state: s.clone(),
+                stale: self.stale(&self.resurrected),
+            };
         }
         let mut state = self.state.clone();
         self.log
             .clone()
             .apply_to(&mut state.filters, &mut state.sorts, &self.sort_cols);
-        if !self.pending.is_empty() {
-            state.clean_multi(&Bits::from_roaring(self.pending.clone()), &self.revived);
+        if !self.resurrected.is_empty() {
+            let revived = self
+                .revived
+                .iter()
+                .filter(|(slot, _)| self.resurrected.contains(**slot))
+                .map(|(slot, v)| (*slot, v.clone()))
+                .collect();
+            state.clean_multi(&Bits::from_roaring(self.resurrected.clone()), &revived);
         }
         let state = Arc::new(state);
         *cleaned = Some(state.clone());
-        Snapshot { state }
+        Snapshot {
+            state,
+            stale: self.stale(&self.resurrected),
+        }
+    }
+
+    /// The pending slots other than `cleaned`, with their revived values, for a snapshot.
+    fn stale(&self, cleaned: &RoaringBitmap) -> Option<Arc<Stale>> {
+        let slots = &self.pending - cleaned;
+        if slots.is_empty() {
+            return None;
+        }
+        let revived = self
+            .revived
+            .iter()
+            .filter(|(slot, _)| slots.contains(**slot))
+            .map(|(slot, v)| (*slot, v.clone()))
+            .collect();
+        Some(Arc::new(Stale {
+            slots: Bits::from_roaring(slots),
+            revived,
+        }))
     }
 
     /// A canonical dump of everything observable, for comparing two indexes in tests.
@@ -295,8 +350,9 @@ impl Index {
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(s) = cleaned.take() {
             self.state = (*s).clone();
-            self.pending.clear();
-            self.revived.clear();
+            self.pending -= &self.resurrected;
+            let resurrected = std::mem::take(&mut self.resurrected);
+            self.revived.retain(|slot, _| !resurrected.contains(*slot));
             self.log.clear();
         }
     }
@@ -310,16 +366,36 @@ impl Index {
         );
     }
 
-    /// Runs the pending multi-value cleanup now.
+    /// Runs the whole pending multi-value cleanup now.
     fn flush_pending(&mut self) {
         self.settle();
         self.flush_log();
+        self.resurrected.clear();
         if self.pending.is_empty() {
             return;
         }
         let gone = Bits::from_roaring(std::mem::take(&mut self.pending));
         let revived = std::mem::take(&mut self.revived);
         self.state.clean_multi(&gone, &revived);
+    }
+
+    /// Applies the logged writes and cleans the pending slots that were made alive again, so
+    /// the writer's state is what queries must see (dead pending slots are never matched).
+    fn settle_for_query(&mut self) {
+        self.settle();
+        self.flush_log();
+        if self.resurrected.is_empty() {
+            return;
+        }
+        let slots = std::mem::take(&mut self.resurrected);
+        let mut revived = Revived::default();
+        for slot in &slots {
+            if let Some(v) = self.revived.remove(&slot) {
+                revived.insert(slot, v);
+            }
+        }
+        self.pending -= &slots;
+        self.state.clean_multi(&Bits::from_roaring(slots), &revived);
     }
 
     /// Records that a multi-value op on a pending slot gave it (`add`) or took away (`!add`) the
@@ -340,13 +416,35 @@ impl Index {
     }
 }
 
+/// Deleted slots whose multi-value bits a snapshot still holds (dead, so no query sees them),
+/// with the multi values some of them were given after their delete.
+pub(crate) struct Stale {
+    slots: Bits,
+    revived: Revived,
+}
+
 /// An immutable view of the index at one applied cursor. Cheap to clone; safe to share.
 #[derive(Clone)]
 pub struct Snapshot {
     state: Arc<State>,
+    /// Pending deleted slots (see the module note); `None` when there are none.
+    stale: Option<Arc<Stale>>,
 }
 
 impl Snapshot {
+    /// The state with the pending cleanup done, for views that list bitmaps whole (the dump,
+    /// checkpoints). Costs a pass over the multi-value fields when slots are pending.
+    fn cleaned(&self) -> Cow<'_, State> {
+        match &self.stale {
+            None => Cow::Borrowed(&*self.state),
+            Some(stale) => {
+                let mut state = (*self.state).clone();
+                state.clean_multi(&stale.slots, &stale.revived);
+                Cow::Owned(state)
+            }
+        }
+    }
+
     /// The cursor of the last WAL record this snapshot reflects.
     pub fn applied(&self) -> WalKey {
         self.state.applied
@@ -389,6 +487,119 @@ mod tests {
     use super::*;
 
     fn assert_send_sync<T: Send + Sync>() {}
+
+    use crate::ops::{EntityOps, Op};
+
+    fn tagged() -> Index {
+        let schema = Schema::from_pairs(
+            &[("tags", FilterKind::Multi), ("kind", FilterKind::Single)],
+            &[("at", 8)],
+        )
+        .unwrap();
+        let mut ix = Index::new(Arc::new(schema));
+        for slot in 0..10 {
+            ix.apply(&EntityOps::alive(
+                slot,
+                vec![
+                    Op::add("tags", 1),
+                    Op::add("tags", slot),
+                    Op::set("kind", 1),
+                ],
+            ));
+        }
+        ix.set_applied(WalKey::new(crate::Lsn(1), 0));
+        ix
+    }
+
+    fn count(s: &Snapshot, f: &str) -> u64 {
+        s.count(Some(f)).unwrap()
+    }
+
+    #[test]
+    fn snapshots_leave_dead_slots_pending_and_hide_them() {
+        let mut ix = tagged();
+        ix.apply(&EntityOps::new(3, vec![Op::Delete]));
+        ix.apply(&EntityOps::new(4, vec![Op::Delete, Op::add("tags", 7)]));
+        ix.set_applied(WalKey::new(crate::Lsn(2), 0));
+        let snap = ix.snapshot();
+        // Publishing did not scan the tags: the deleted slots are still pending...
+        assert_eq!(ix.pending.len(), 2);
+        assert!(ix.cleaned.lock().unwrap().is_none());
+        // ...and no query, dump or checkpoint sees their old values.
+        assert_eq!(count(&snap, "tags eq 1"), 8);
+        assert_eq!(count(&snap, "tags eq 3 OR tags eq 4"), 0);
+        let dump = snap.debug_state();
+        let tags = &dump.filters["tags"].values;
+        assert!(!tags[&DumpKey::Int(1)].contains(&3));
+        assert!(!tags.contains_key(&DumpKey::Int(3)));
+        assert_eq!(
+            tags[&DumpKey::Int(7)],
+            vec![4, 7],
+            "4 was given 7 after its delete"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        snap.write_checkpoint(dir.path()).unwrap();
+        let loaded = Index::load_checkpoint(dir.path(), ix.schema().clone())
+            .unwrap()
+            .unwrap();
+        assert_eq!(loaded.debug_state(), dump);
+        // A fork carries the pending slots on.
+        assert_eq!(ix.clone().debug_state(), dump);
+    }
+
+    #[test]
+    fn a_deleted_slot_made_alive_again_is_cleaned_before_anyone_looks() {
+        let mut ix = tagged();
+        ix.apply(&EntityOps::new(3, vec![Op::Delete]));
+        ix.apply(&EntityOps::new(5, vec![Op::Delete]));
+        ix.apply(&EntityOps::alive(3, vec![Op::add("tags", 8)]));
+        // A queryOpSet reading the tags does not match slot 3's old tag...
+        ix.apply(&EntityOps::new(
+            1,
+            vec![Op::QueryOpSet {
+                query: Some("tags eq 1".into()),
+                ops: vec![Op::set("at", 9)],
+            }],
+        ));
+        let snap = ix.snapshot();
+        assert_eq!(count(&snap, "at eq 9"), 8, "slots 0-9 but 3 and 5");
+        assert_eq!(count(&snap, "tags eq 1"), 8);
+        assert_eq!(count(&snap, "tags eq 8"), 2);
+        assert_eq!(count(&snap, "tags eq 3"), 0);
+        // ...and only the revived slot was cleaned; the dead one still waits.
+        assert_eq!(ix.pending.iter().collect::<Vec<_>>(), vec![5]);
+        // Made alive again after a snapshot: cleaned in the next one.
+        ix.apply(&EntityOps::alive(5, vec![]));
+        let snap = ix.snapshot();
+        assert_eq!(count(&snap, "tags eq 5 OR tags eq 1"), 8);
+        assert_eq!(
+            count(&snap, "kind eq 1"),
+            8,
+            "single fields were cleared at the delete"
+        );
+        ix.apply(&EntityOps::new(0, vec![]));
+        assert!(ix.pending.is_empty() && ix.revived.is_empty() && ix.resurrected.is_empty());
+    }
+
+    #[test]
+    fn many_pending_slots_are_cleaned_by_themselves() {
+        let mut ix = tagged();
+        let n = Index::FULL_CLEANUP as i64 + 1;
+        for slot in 100..100 + n {
+            ix.apply(&EntityOps::alive(slot, vec![Op::add("tags", 1)]));
+        }
+        ix.set_applied(WalKey::new(crate::Lsn(2), 0));
+        for slot in 100..100 + n - 1 {
+            ix.apply(&EntityOps::new(slot, vec![Op::Delete]));
+        }
+        ix.set_applied(WalKey::new(crate::Lsn(3), 0));
+        assert_eq!(ix.pending.len(), n as u64 - 1, "at the threshold: kept");
+        ix.apply(&EntityOps::new(100 + n - 1, vec![Op::Delete]));
+        ix.set_applied(WalKey::new(crate::Lsn(4), 0));
+        assert!(ix.pending.is_empty(), "past it: cleaned");
+        let st = ix.debug_state();
+        assert_eq!(st.filters["tags"].values[&DumpKey::Int(1)].len(), 10);
+    }
 
     #[test]
     fn snapshots_and_the_index_cross_threads() {

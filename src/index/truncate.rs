@@ -57,6 +57,7 @@ impl Index {
         self.log.clear();
         self.pending.clear();
         self.revived.clear();
+        self.resurrected.clear();
         let state = &mut self.state;
         state.alive = Bits::new();
         for fs in &mut state.filters {

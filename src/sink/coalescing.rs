@@ -40,8 +40,12 @@ pub struct SinkOptions {
 impl SinkOptions {
     /// Default channel capacity: enough to keep the writer busy across a WAL read.
     pub const DEFAULT_CAPACITY: usize = 64;
-    /// Default publish delay: small next to a human's perception and a query's round trip.
-    pub const DEFAULT_MAX_PUBLISH_DELAY: Duration = Duration::from_millis(5);
+    /// Default publish delay: small next to a human's perception and a query's round trip, and
+    /// long enough that a writer catching up publishes every few batches, not after each one
+    /// (the first writes after a snapshot copy what they touch: publishing after every 10k-entity
+    /// batch measured 2.6M ops/s against 3.9M publishing every fifth). An idle writer publishes
+    /// at once.
+    pub const DEFAULT_MAX_PUBLISH_DELAY: Duration = Duration::from_millis(20);
 }
 
 impl Default for SinkOptions {
