@@ -97,12 +97,20 @@ fn shard_of(k: &Key, bits: u32) -> usize {
     ((z ^ (z >> 31)) >> (64 - bits)) as usize
 }
 
-type Shard = KeyHashMap<Bits>;
+/// A shard: its (key, slots) entries sorted by key, in one allocation with the refcount, so a
+/// lookup is one memory access away from the shard vector (which stays in cache), and that
+/// access can be prefetched without looking anything up.
+type Shard = Arc<[(Key, Bits)]>;
+
+/// The position of `k` in a shard, or where it would go.
+fn find(shard: &[(Key, Bits)], k: &Key) -> Result<usize, usize> {
+    shard.binary_search_by(|(x, _)| x.cmp(k))
+}
 
 /// A field's key → slots map, sharded for cheap copy-on-write (see the module note).
 #[derive(Clone)]
 pub(crate) struct KeyMap {
-    shards: Arc<Vec<Arc<Shard>>>,
+    shards: Arc<Vec<Shard>>,
     /// `shards.len() == 1 << bits`.
     bits: u32,
     /// Number of keys (each with at least one slot).
@@ -117,7 +125,7 @@ impl Default for KeyMap {
 
 impl KeyMap {
     fn with_bits(bits: u32) -> KeyMap {
-        let empty = Arc::new(Shard::default());
+        let empty: Shard = Arc::from(Vec::new());
         KeyMap {
             shards: Arc::new(vec![empty; 1 << bits]),
             bits,
@@ -131,12 +139,15 @@ impl KeyMap {
 
     /// The slots keyed by `k`.
     pub(crate) fn get(&self, k: &Key) -> Option<&Bits> {
-        self.shards[self.shard_of(k)].get(k)
+        let shard = &self.shards[self.shard_of(k)];
+        find(shard, k).ok().map(|j| &shard[j].1)
     }
 
     /// Every (key, slots) pair, in no particular order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&Key, &Bits)> {
-        self.shards.iter().flat_map(|s| s.iter())
+        self.shards
+            .iter()
+            .flat_map(|s| s.iter().map(|(k, b)| (k, b)))
     }
 
     /// Number of keys with at least one slot.
@@ -145,55 +156,96 @@ impl KeyMap {
         self.len
     }
 
-    /// The shard `i` when this map alone owns it (and so may change it without copying).
-    fn owned_shard(&mut self, i: usize) -> Option<&mut Shard> {
-        Arc::get_mut(Arc::get_mut(&mut self.shards)?.get_mut(i)?)
+    /// Whether this map alone owns shard `i` (and so may change it without copying).
+    fn owns_shard(&mut self, i: usize) -> bool {
+        Arc::get_mut(&mut self.shards).is_some_and(|v| Arc::get_mut(&mut v[i]).is_some())
     }
 
-    /// Shard `i`, copied first if shared.
-    fn shard_mut(&mut self, i: usize) -> &mut Shard {
+    /// Shard `i`'s entries, copied first if shared.
+    fn shard_mut(&mut self, i: usize) -> &mut [(Key, Bits)] {
         Arc::make_mut(&mut Arc::make_mut(&mut self.shards)[i])
     }
 
-    /// Counts a key added (`+1`) or dropped (`-1`), re-sharding when the map has outgrown its
-    /// shard count.
-    fn keys_changed(&mut self, added: bool) {
-        if added {
-            self.len += 1;
-            if wants_more(self.bits, self.len) {
-                self.reshard(self.bits + 1);
-            }
-        } else {
-            self.len -= 1;
+    /// Replaces shard `i` by its entries as `edit` leaves them (moved out when the map owns the
+    /// shard, cloned when it is shared).
+    fn rebuild_shard(&mut self, i: usize, edit: impl FnOnce(&mut Vec<(Key, Bits)>)) {
+        let shards = Arc::make_mut(&mut self.shards);
+        let mut entries: Vec<(Key, Bits)> = match Arc::get_mut(&mut shards[i]) {
+            Some(owned) => owned
+                .iter_mut()
+                .map(|(k, b)| (*k, std::mem::take(b)))
+                .collect(),
+            None => shards[i].to_vec(),
+        };
+        edit(&mut entries);
+        shards[i] = Arc::from(entries);
+    }
+
+    /// Adds key `k` with `bits` at position `j` of shard `i`.
+    fn add_key(&mut self, i: usize, j: usize, k: Key, bits: Bits) {
+        self.rebuild_shard(i, |e| e.insert(j, (k, bits)));
+        self.len += 1;
+        if wants_more(self.bits, self.len) {
+            self.reshard(self.bits + 1);
         }
+    }
+
+    /// Drops the entries of shard `i` whose bitmap is empty.
+    fn drop_empty(&mut self, i: usize) {
+        let before = self.shards[i].len();
+        self.rebuild_shard(i, |e| e.retain(|(_, b)| !b.is_empty()));
+        self.len -= before - self.shards[i].len();
     }
 
     /// Rebuilds the map with `1 << bits` shards (bitmaps are shared, not copied).
     fn reshard(&mut self, bits: u32) {
-        let mut shards: Vec<Shard> = (0..1usize << bits).map(|_| Shard::default()).collect();
+        let mut shards: Vec<Vec<(Key, Bits)>> = vec![Vec::new(); 1 << bits];
         for (k, b) in self.iter() {
-            shards[shard_of(k, bits)].insert(*k, b.clone());
+            shards[shard_of(k, bits)].push((*k, b.clone()));
         }
-        self.shards = Arc::new(shards.into_iter().map(Arc::new).collect());
+        self.shards = Arc::new(
+            shards
+                .into_iter()
+                .map(|mut e| {
+                    e.sort_unstable_by_key(|(k, _)| *k);
+                    Arc::from(e)
+                })
+                .collect(),
+        );
         self.bits = bits;
     }
 
     /// Adds `slot` under `k`; copies nothing when it is already there.
     pub(crate) fn insert(&mut self, k: Key, slot: u32) {
         let i = self.shard_of(&k);
-        if self.owned_shard(i).is_none() && self.shards[i].get(&k).is_some_and(|b| b.contains(slot))
-        {
-            return;
-        }
-        let shard = self.shard_mut(i);
-        let new = !shard.contains_key(&k);
-        shard.entry(k).or_default().insert(slot);
-        if new {
-            self.keys_changed(true);
+        match find(&self.shards[i], &k) {
+            Ok(j) => {
+                if self.owns_shard(i) || !self.shards[i][j].1.contains(slot) {
+                    self.shard_mut(i)[j].1.insert(slot);
+                }
+            }
+            Err(j) => {
+                let mut bits = Bits::default();
+                bits.insert(slot);
+                self.add_key(i, j, k, bits);
+            }
         }
     }
 
-    /// Starts loading the shard entry of key `k` and the head of its bitmap into cache.
+    /// Starts loading the entries of key `k`'s shard into cache, without waiting for anything
+    /// (their address and count are in the shard vector).
+    pub(crate) fn prefetch_shard(&self, k: &Key) {
+        let shard = &self.shards[self.shard_of(k)];
+        let at = shard.as_ptr().cast::<u8>();
+        // The refcounts sit just before the entries.
+        super::prefetch::line(at.wrapping_sub(16));
+        let bytes = std::mem::size_of_val::<[(Key, Bits)]>(shard);
+        for line in (64..bytes.min(512)).step_by(64) {
+            super::prefetch::line(at.wrapping_add(line));
+        }
+    }
+
+    /// Starts loading key `k`'s bitmap into cache (its shard entries should be in cache).
     pub(crate) fn prefetch(&self, k: &Key) {
         if let Some(bits) = self.get(k) {
             bits.prefetch();
@@ -204,31 +256,29 @@ impl KeyMap {
     /// key as it fills or empties; copies the shard only when the writes change the key.
     pub(crate) fn apply_sorted(&mut self, k: Key, writes: &[Write]) {
         let i = self.shard_of(&k);
-        if self.owned_shard(i).is_none() {
-            let current = self.shards[i].get(&k);
+        let at = find(&self.shards[i], &k);
+        if !self.owns_shard(i) {
+            let current = at.ok().map(|j| &self.shards[i][j].1);
             let has = |slot| current.is_some_and(|b| b.contains(slot));
             if winners(writes).all(|w| has(slot_of(w)) == sets(w)) {
                 return;
             }
         }
-        // One lookup for the whole group; a key that is absent is created only when a write
-        // sets a bit.
-        let shard = self.shard_mut(i);
-        match shard.get_mut(&k) {
-            Some(bits) => {
+        match at {
+            Ok(j) => {
+                let bits = &mut self.shard_mut(i)[j].1;
                 bits.apply_sorted(writes);
                 if bits.is_empty() {
-                    shard.remove(&k);
-                    self.keys_changed(false);
+                    self.drop_empty(i);
                 }
             }
-            None if winners(writes).any(sets) => {
+            // A key that is absent is created only when a write sets a bit.
+            Err(j) if winners(writes).any(sets) => {
                 let mut bits = Bits::default();
                 bits.apply_sorted(writes);
-                shard.insert(k, bits);
-                self.keys_changed(true);
+                self.add_key(i, j, k, bits);
             }
-            None => {}
+            Err(_) => {}
         }
     }
 
@@ -238,55 +288,59 @@ impl KeyMap {
             return;
         }
         let i = self.shard_of(&k);
-        let shard = self.shard_mut(i);
-        let new = !shard.contains_key(&k);
-        shard.entry(k).or_default().or_assign(bits);
-        if new {
-            self.keys_changed(true);
+        match find(&self.shards[i], &k) {
+            Ok(j) => self.shard_mut(i)[j].1.or_assign(bits),
+            Err(j) => self.add_key(i, j, k, bits.clone()),
         }
     }
 
     /// Removes `gone` from every key, copying only shards and chunks that change.
     pub(crate) fn subtract_all(&mut self, gone: &Bits) {
         for i in 0..self.shards.len() {
-            let hit = self.shards[i].values().any(|b| b.and_len(gone) > 0);
+            let hit = self.shards[i].iter().any(|(_, b)| b.and_len(gone) > 0);
             if !hit {
                 continue;
             }
-            let shard = self.shard_mut(i);
-            let before = shard.len();
-            shard.retain(|_, b| {
+            let mut emptied = false;
+            for (_, b) in self.shard_mut(i) {
                 b.andnot_assign(gone);
-                !b.is_empty()
-            });
-            self.len -= before - shard.len();
+                emptied |= b.is_empty();
+            }
+            if emptied {
+                self.drop_empty(i);
+            }
         }
     }
 
     /// Removes `gone` from key `k` only.
     pub(crate) fn subtract(&mut self, k: &Key, gone: &Bits) {
         let i = self.shard_of(k);
-        if self.shards[i].get(k).is_none_or(|b| b.and_len(gone) == 0) {
+        let Ok(j) = find(&self.shards[i], k) else {
+            return;
+        };
+        if self.shards[i][j].1.and_len(gone) == 0 {
             return;
         }
-        let shard = self.shard_mut(i);
-        if let Some(b) = shard.get_mut(k) {
-            b.andnot_assign(gone);
-            if b.is_empty() {
-                shard.remove(k);
-                self.keys_changed(false);
-            }
+        let b = &mut self.shard_mut(i)[j].1;
+        b.andnot_assign(gone);
+        if b.is_empty() {
+            self.drop_empty(i);
         }
     }
 
     /// Inserts a whole bitmap for a key not yet present (checkpoint load).
     pub(crate) fn put(&mut self, k: Key, bits: Bits) -> bool {
         let i = self.shard_of(&k);
-        let new = self.shard_mut(i).insert(k, bits).is_none();
-        if new {
-            self.keys_changed(true);
+        match find(&self.shards[i], &k) {
+            Ok(j) => {
+                self.shard_mut(i)[j].1 = bits;
+                false
+            }
+            Err(j) => {
+                self.add_key(i, j, k, bits);
+                true
+            }
         }
-        new
     }
 }
 

@@ -248,13 +248,29 @@ impl WriteLog {
                 runs.push((start, start + run.len()));
                 start += run.len();
             }
-            for window in runs.chunks(PREFETCH_GROUPS) {
-                for &(a, _) in window {
-                    if let Some(k) = unpack_key(log[a]) {
+            // Three stages, a window of keys apart: start loading the shard entries of the
+            // next window (their address needs no lookup), look up this window's keys in their
+            // shards (now in cache) and start loading their bitmaps, then apply this window.
+            let key_at = |a: usize| unpack_key(log[a]);
+            let windows: Vec<&[(usize, usize)]> = runs.chunks(PREFETCH_GROUPS).collect();
+            if let Some(first) = windows.first() {
+                first
+                    .iter()
+                    .filter_map(|&(a, _)| key_at(a))
+                    .for_each(|k| fs.values.prefetch_shard(&k));
+            }
+            for (n, window) in windows.iter().enumerate() {
+                if let Some(next) = windows.get(n + 1) {
+                    next.iter()
+                        .filter_map(|&(a, _)| key_at(a))
+                        .for_each(|k| fs.values.prefetch_shard(&k));
+                }
+                for &(a, _) in window.iter() {
+                    if let Some(k) = key_at(a) {
                         fs.values.prefetch(&k);
                     }
                 }
-                for &(a, b) in window {
+                for &(a, b) in window.iter() {
                     let run = &log[a..b];
                     group.clear();
                     group.extend(run.iter().map(|&w| bitmap_write(w)));

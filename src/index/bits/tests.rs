@@ -58,6 +58,23 @@ fn check(b: &Bits) -> Result<(), TestCaseError> {
 
 proptest! {
     #[test]
+    fn roaring_of_sorted_equals_pushing_the_slots(
+        mut slots in prop::collection::vec(0u32..600_000, 0..3000),
+        dense in 0u32..8,
+    ) {
+        // Some inputs hold a whole container's worth of values (a bitmap container).
+        if dense == 0 {
+            slots.extend(200_000..200_000 + 5000);
+        }
+        slots.sort_unstable();
+        slots.dedup();
+        let want = RoaringBitmap::from_sorted_iter(slots.iter().copied()).unwrap();
+        let got = super::roaring_of_sorted(&slots);
+        prop_assert_eq!(got.len(), want.len());
+        prop_assert_eq!(got, want);
+    }
+
+    #[test]
     fn set_algebra_matches_btreeset(a in slots(), b in slots(), lo in any::<u32>(), hi in any::<u32>()) {
         let (ba, bb): (Bits, Bits) = (a.iter().copied().collect(), b.iter().copied().collect());
         let (sa, sb): (BTreeSet<u32>, BTreeSet<u32>) = (a.into_iter().collect(), b.into_iter().collect());
