@@ -1,7 +1,9 @@
 //! A filter field's value map (key → slots), sharded for cheap copy-on-write, and the hasher
-//! of its keys.
+//! of keys (used by other key-indexed maps too).
 //!
-//! The map is a vector of shards, each an `Arc<KeyHashMap<Bits>>`. A snapshot bumps one
+//! The map is a vector of shards, each one `Arc<[(Key, Bits)]>` sorted by key (a lookup is a
+//! binary search one memory access from the shard vector; a key added or dropped rebuilds its
+//! shard, a few dozen entries at most until a field passes ~10^6 keys). A snapshot bumps one
 //! refcount. The first write after it copies the shard vector (one refcount per shard) and the
 //! touched shard (one refcount per key in it, each on that key's own bitmap: a cache miss
 //! apiece), never the whole map. A batch touching `t` keys of `K` after a snapshot so costs
