@@ -177,6 +177,19 @@ impl Deduper {
 
     /// Collapses `batch`; see the module docs for the rules. Output order is deterministic.
     pub fn dedup(&self, batch: Vec<EntityOps>) -> Vec<EntityOps> {
+        let barrier = |e: &EntityOps| {
+            e.ops
+                .iter()
+                .any(|op| matches!(op, Op::QueryOpSet { .. } | Op::Truncate { .. }))
+        };
+        if !batch.iter().any(barrier) {
+            return self.dedup_direct(batch);
+        }
+        self.dedup_runs(batch)
+    }
+
+    /// [`Deduper::dedup`] run by run: direct runs split by `queryOpSet` and `truncate` entries.
+    fn dedup_runs(&self, batch: Vec<EntityOps>) -> Vec<EntityOps> {
         let mut out = Vec::with_capacity(batch.len());
         let mut direct = DirectRun::with_capacity(batch.len());
         let mut fanout = FanoutRun::default();
@@ -208,6 +221,69 @@ impl Deduper {
         direct.flush(self, &mut out);
         fanout.flush(self, &mut out);
         out
+    }
+}
+
+impl Deduper {
+    /// [`Deduper::dedup`] of a batch without `queryOpSet` or `truncate` (one direct run, the
+    /// common case), in place: each entity's result goes where its first entry was, compacted
+    /// toward the front, so the output reuses the batch's memory, which dedup has just read.
+    fn dedup_direct(&self, mut batch: Vec<EntityOps>) -> Vec<EntityOps> {
+        /// A position holding its entity's only entry so far.
+        const SINGLE: u32 = u32::MAX;
+        /// A position whose entry was folded into an earlier one's group, or dropped.
+        const GONE: u32 = u32::MAX - 1;
+        let take = |e: &mut EntityOps| std::mem::replace(e, EntityOps::new(0, Vec::new()));
+        let n = batch.len();
+        // Per position: SINGLE, GONE, or the index of the group its entity's entries fold into.
+        let mut kind = vec![SINGLE; n];
+        let mut groups: Vec<Option<Group>> = Vec::new();
+        let mut first: HashMap<i64, usize, KeyHash> =
+            HashMap::with_capacity_and_hasher(n, KeyHash::default());
+        for i in 0..n {
+            if batch[i].ops.is_empty() && !batch[i].creates_slot {
+                kind[i] = GONE;
+                continue;
+            }
+            let p = match first.entry(batch[i].entity_id) {
+                MapEntry::Vacant(v) => {
+                    v.insert(i);
+                    continue;
+                }
+                MapEntry::Occupied(o) => *o.get(),
+            };
+            if kind[p] == SINGLE {
+                let mut g = Group::new(batch[p].entity_id);
+                g.push(self, take(&mut batch[p]));
+                kind[p] = groups.len() as u32;
+                groups.push(Some(g));
+            }
+            let e = take(&mut batch[i]);
+            if let Some(g) = &mut groups[kind[p] as usize] {
+                g.push(self, e);
+            }
+            kind[i] = GONE;
+        }
+        let mut w = 0;
+        for i in 0..n {
+            let out = match kind[i] {
+                GONE => None,
+                SINGLE if self.unchanged(&batch[i].ops) => Some(take(&mut batch[i])),
+                SINGLE => {
+                    let e = take(&mut batch[i]);
+                    let mut g = Group::new(e.entity_id);
+                    g.push(self, e);
+                    g.into_entity()
+                }
+                g => groups[g as usize].take().and_then(Group::into_entity),
+            };
+            if let Some(e) = out {
+                batch[w] = e;
+                w += 1;
+            }
+        }
+        batch.truncate(w);
+        batch
     }
 }
 
@@ -510,14 +586,17 @@ impl Group {
     }
 
     fn emit(self, out: &mut Vec<EntityOps>) {
+        out.extend(self.into_entity());
+    }
+
+    /// The collapsed entity; `None` when nothing is left (no ops, no `creates_slot`).
+    fn into_entity(self) -> Option<EntityOps> {
         let ops = self.ops.emit();
-        if !ops.is_empty() || self.creates_slot {
-            out.push(EntityOps {
-                entity_id: self.entity_id,
-                ops,
-                creates_slot: self.creates_slot,
-            });
-        }
+        (!ops.is_empty() || self.creates_slot).then_some(EntityOps {
+            entity_id: self.entity_id,
+            ops,
+            creates_slot: self.creates_slot,
+        })
     }
 }
 

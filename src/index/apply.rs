@@ -275,14 +275,16 @@ impl Index {
             .expect("single/bool fields have a column");
         let new = key.map_or(NULL, |k| kc.table.intern(k));
         let old = kc.col.get(slot);
-        if old != new {
-            match old {
-                NONE => {}
-                NULL => self.log.filter(fi, None, slot, false),
-                c => {
-                    if let Some(k) = kc.table.key(c) {
-                        self.log.filter(fi, Some(k), slot, false);
-                    }
+        if old == new {
+            // The column and the bitmaps agree (with the log): the slot is already in the key.
+            return;
+        }
+        match old {
+            NONE => {}
+            NULL => self.log.filter(fi, None, slot, false),
+            c => {
+                if let Some(k) = kc.table.key(c) {
+                    self.log.filter(fi, Some(k), slot, false);
                 }
             }
         }
