@@ -131,6 +131,8 @@ enum Keep {
     Both,
     /// `a − b`.
     OnlyA,
+    /// `a ∪ b − a ∩ b` (symmetric difference).
+    Either,
 }
 
 /// Merges sorted lists `a` and `b` into `out` (which has room for the result); returns the
@@ -146,12 +148,12 @@ fn merge(a: &[u32], b: &[u32], keep: Keep, out: &mut [u32]) -> usize {
             }
             std::cmp::Ordering::Greater => {
                 j += 1;
-                (keep == Keep::Union, y)
+                (matches!(keep, Keep::Union | Keep::Either), y)
             }
             std::cmp::Ordering::Equal => {
                 i += 1;
                 j += 1;
-                (keep != Keep::OnlyA, x)
+                (matches!(keep, Keep::Union | Keep::Both), x)
             }
         };
         if take {
@@ -162,8 +164,8 @@ fn merge(a: &[u32], b: &[u32], keep: Keep, out: &mut [u32]) -> usize {
     let rest: &[u32] = match keep {
         Keep::Both => &[],
         Keep::OnlyA => &a[i..],
-        Keep::Union if i < a.len() => &a[i..],
-        Keep::Union => &b[j..],
+        Keep::Union | Keep::Either if i < a.len() => &a[i..],
+        Keep::Union | Keep::Either => &b[j..],
     };
     out[n..n + rest.len()].copy_from_slice(rest);
     n + rest.len()
@@ -580,6 +582,30 @@ impl Bits {
                     chunked::apply_sorted(c, writes)
                 };
                 if shrunk && self.len() <= SMALL_MIN as u64 {
+                    let slots: Vec<u32> = self.iter().collect();
+                    *self = Bits::small(Small::from_sorted(&slots, spare(slots.len())));
+                }
+            }
+        }
+    }
+
+    /// Flips `slots` (sorted, distinct): each one set is cleared, each one clear is set. A
+    /// shared bitmap is copied (only the touched chunks of a chunked one).
+    pub(crate) fn flip_sorted(&mut self, slots: &[u32]) {
+        if slots.is_empty() {
+            return;
+        }
+        match &mut self.repr {
+            Repr::Small(s) => {
+                let old = s.slots();
+                let cap = old.len() + slots.len();
+                let flipped =
+                    Small::build(cap + spare(cap), |out| merge(old, slots, Keep::Either, out));
+                *self = Bits::settle(flipped);
+            }
+            Repr::Chunked(c) => {
+                chunked::flip_sorted(c, slots);
+                if self.len() <= SMALL_MIN as u64 {
                     let slots: Vec<u32> = self.iter().collect();
                     *self = Bits::small(Small::from_sorted(&slots, spare(slots.len())));
                 }

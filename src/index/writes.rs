@@ -11,10 +11,10 @@
 //!
 //! Filter writes are logged as (key, slot, set/clear). A sort field logs only the slot and its
 //! value before the change: when the log is applied, the layers to flip for a slot are the bits
-//! where its first logged old value and its column's current value differ, each set to the
-//! current value's bit. (The layers agree with the column whenever the log is empty, so this is
-//! the last write of each layer bit.) One sort per field instead of one per layer, and a slot
-//! written many times costs its layers once.
+//! where its first logged old value and its column's current value differ. (The layers agree
+//! with the column whenever the log is empty, so they hold the first old value, and the flips
+//! leave the current one.) One sort per field instead of one per layer, a slot written many
+//! times costs its layers once, and each layer takes one XOR with the set of its flips.
 //!
 //! Nothing observes the bitmaps before the log is applied: it is applied before a snapshot or a
 //! checkpoint is taken (to the snapshot's copy when the writer cannot be changed), before a
@@ -119,9 +119,9 @@ pub(crate) struct WriteLog {
     sorts: Vec<(SortLog, usize)>,
     /// Per filter field, its writes in op order.
     filters: Vec<Vec<FilterWrite>>,
-    /// Per layer of the widest sort field: its writes while a sort log is applied (kept to
-    /// reuse the buffers).
-    scratch: Vec<Vec<Write>>,
+    /// Per layer of the widest sort field: the slots whose bit flips while a sort log is
+    /// applied (kept to reuse the buffers).
+    scratch: Vec<Vec<u32>>,
     len: usize,
 }
 
@@ -207,7 +207,8 @@ impl WriteLog {
                 self.scratch.resize_with(*width, Vec::new);
             }
             log.changes.sort_unstable();
-            // The first change of each slot has its value before the log began.
+            // The first change of each slot has its value before the log began, which is what
+            // the layers hold: each layer flips where that value and the current one differ.
             let mut prev = None;
             for &c in &log.changes {
                 let slot = (c >> 32) as u32;
@@ -216,11 +217,9 @@ impl WriteLog {
                 }
                 prev = Some(slot);
                 let old = log.olds[c as u32 as usize];
-                let new = col.get(slot);
-                let mut diff = old ^ new;
+                let mut diff = old ^ col.get(slot);
                 while diff != 0 {
-                    let b = diff.trailing_zeros() as usize;
-                    self.scratch[b].push(pack(slot, 0, new >> b & 1 == 1));
+                    self.scratch[diff.trailing_zeros() as usize].push(slot);
                     diff &= diff - 1;
                 }
             }
@@ -230,11 +229,9 @@ impl WriteLog {
                 continue;
             }
             let layers = Arc::make_mut(layers);
-            for (writes, layer) in self.scratch.iter_mut().zip(layers.iter_mut()) {
-                if !writes.is_empty() {
-                    layer.apply_sorted(writes);
-                    writes.clear();
-                }
+            for (flips, layer) in self.scratch.iter_mut().zip(layers.iter_mut()) {
+                layer.flip_sorted(flips);
+                flips.clear();
             }
         }
         let mut group = Vec::new();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use roaring::RoaringBitmap;
 
-use super::{Chunk, chunk_of, chunk_range, chunks_of_sorted};
+use super::{Chunk, chunk_of, chunk_range, chunks_of_sorted, roaring_of_sorted};
 use crate::index::writes::{Write, sets, slot_of, winners};
 
 fn find(chunks: &[Chunk], id: u32) -> Result<usize, usize> {
@@ -98,6 +98,25 @@ pub(super) fn apply_sorted(list: &mut Arc<Vec<Chunk>>, writes: &[Write]) -> bool
         andnot_assign(list, &chunks_of_sorted(&rem));
     }
     !rem.is_empty()
+}
+
+/// Flips sorted, distinct `slots`, chunk by chunk (one XOR with a bitmap of the chunk's slots).
+pub(super) fn flip_sorted(list: &mut Arc<Vec<Chunk>>, slots: &[u32]) {
+    for run in slots.chunk_by(|a, b| chunk_of(*a) == chunk_of(*b)) {
+        let id = chunk_of(run[0]);
+        let flips = roaring_of_sorted(run);
+        match find(list, id) {
+            Ok(i) => {
+                let chunks = Arc::make_mut(list);
+                let bm = Arc::make_mut(&mut chunks[i].1);
+                *bm ^= flips;
+                if bm.is_empty() {
+                    chunks.remove(i);
+                }
+            }
+            Err(i) => Arc::make_mut(list).insert(i, (id, Arc::new(flips))),
+        }
+    }
 }
 
 /// `a ∩ b`.

@@ -58,6 +58,22 @@ fn check(b: &Bits) -> Result<(), TestCaseError> {
 
 proptest! {
     #[test]
+    fn flipping_is_a_symmetric_difference_and_leaves_snapshots_alone(
+        start in slots(),
+        flips in slots(),
+    ) {
+        let start: BTreeSet<u32> = start.into_iter().collect();
+        let flips: BTreeSet<u32> = flips.into_iter().collect();
+        let mut b = Bits::from_roaring(start.iter().copied().collect());
+        let snapshot = b.clone();
+        b.flip_sorted(&flips.iter().copied().collect::<Vec<_>>());
+        check(&b)?;
+        let want: BTreeSet<u32> = start.symmetric_difference(&flips).copied().collect();
+        prop_assert_eq!(set(&b), want);
+        prop_assert_eq!(set(&snapshot), start);
+    }
+
+    #[test]
     fn roaring_of_sorted_equals_pushing_the_slots(
         mut slots in prop::collection::vec(0u32..600_000, 0..3000),
         dense in 0u32..8,
