@@ -592,7 +592,14 @@ impl Bits {
     /// Flips `slots` (sorted, distinct): each one set is cleared, each one clear is set. A
     /// shared bitmap is copied (only the touched chunks of a chunked one).
     pub(crate) fn flip_sorted(&mut self, slots: &[u32]) {
-        if slots.is_empty() {
+        if slots.len() <= FEW_WRITES {
+            // One at a time, in place: rebuilding a list or a chunk's containers for a handful
+            // of flips (a fan-out's few slots per flush) costs far more.
+            for &slot in slots {
+                if !self.remove(slot) {
+                    self.insert(slot);
+                }
+            }
             return;
         }
         match &mut self.repr {
