@@ -62,6 +62,11 @@ pub struct BulkAccumulator {
     /// Per filter field, integer-keyed inserts not yet in `filters` (see [`Self::PENDING`]).
     pending: Vec<Vec<(i64, u32)>>,
     sorts: Vec<BulkSort>,
+    /// Per sort field, `slot << 32 | value` not yet in its layers (buffered like `pending`:
+    /// sorted by slot, a value's set bits append to each layer instead of inserting).
+    sort_pending: Vec<Vec<u64>>,
+    /// Slots made alive, not yet in `alive`.
+    alive_pending: Vec<u32>,
     stats: BulkStats,
 }
 
@@ -85,6 +90,8 @@ impl BulkAccumulator {
                     touched: RoaringBitmap::new(),
                 })
                 .collect(),
+            sort_pending: vec![Vec::new(); schema.sorts.len()],
+            alive_pending: Vec::new(),
             stats: BulkStats::default(),
             schema,
         }
@@ -96,7 +103,8 @@ impl BulkAccumulator {
     }
 
     /// Number of slots made alive so far.
-    pub fn alive_count(&self) -> u64 {
+    pub fn alive_count(&mut self) -> u64 {
+        self.flush_alive();
         self.alive.len()
     }
 
@@ -150,12 +158,9 @@ impl BulkAccumulator {
                             self.stats.index.clamped_values += 1;
                             tracing::debug!(field = &**field, slot, "sort value clamped");
                         }
-                        let sort = &mut self.sorts[si];
-                        sort.touched.insert(slot);
-                        for (b, layer) in sort.layers.iter_mut().enumerate() {
-                            if v.value >> b & 1 == 1 {
-                                layer.insert(slot);
-                            }
+                        self.sort_pending[si].push(u64::from(slot) << 32 | u64::from(v.value));
+                        if self.sort_pending[si].len() >= Self::PENDING {
+                            self.flush_sort(si);
                         }
                     }
                     Err(BadValue) => self.stats.index.bad_values += 1,
@@ -166,8 +171,36 @@ impl BulkAccumulator {
             }
         }
         if e.creates_slot {
-            self.alive.insert(slot);
+            self.alive_pending.push(slot);
+            if self.alive_pending.len() >= Self::PENDING {
+                self.flush_alive();
+            }
         }
+    }
+
+    /// Moves sort field `si`'s buffered values into its layers: each layer ORed with a bitmap
+    /// built from the sorted slots whose value has its bit set.
+    fn flush_sort(&mut self, si: usize) {
+        let mut pending = std::mem::take(&mut self.sort_pending[si]);
+        pending.sort_unstable();
+        let sort = &mut self.sorts[si];
+        sort.touched |= sorted_bitmap(pending.iter().map(|&p| (p >> 32) as u32));
+        for (b, layer) in sort.layers.iter_mut().enumerate() {
+            let slots = pending
+                .iter()
+                .filter(|&&p| p >> b & 1 == 1)
+                .map(|&p| (p >> 32) as u32);
+            *layer |= sorted_bitmap(slots);
+        }
+        pending.clear();
+        self.sort_pending[si] = pending;
+    }
+
+    /// Moves the buffered alive slots into `alive`.
+    fn flush_alive(&mut self) {
+        self.alive_pending.sort_unstable();
+        self.alive |= sorted_bitmap(self.alive_pending.iter().copied());
+        self.alive_pending.clear();
     }
 
     /// Moves field `fi`'s buffered inserts into its bitmaps, key by key, slots ascending.
@@ -176,13 +209,8 @@ impl BulkAccumulator {
         pending.sort_unstable();
         let map = &mut self.filters[fi];
         for run in pending.chunk_by(|a, b| a.0 == b.0) {
-            let bm = map.entry(RawKey::Int(run[0].0)).or_default();
-            for &(_, slot) in run {
-                // Ascending slots append; an older, larger slot falls back to insert.
-                if bm.try_push(slot).is_err() {
-                    bm.insert(slot);
-                }
-            }
+            let slots = sorted_bitmap(run.iter().map(|&(_, slot)| slot));
+            *map.entry(RawKey::Int(run[0].0)).or_default() |= slots;
         }
         pending.clear();
         self.pending[fi] = pending;
@@ -195,6 +223,12 @@ impl BulkAccumulator {
                 self.flush_field(fi);
             }
         }
+        for si in 0..self.sort_pending.len() {
+            if !self.sort_pending[si].is_empty() {
+                self.flush_sort(si);
+            }
+        }
+        self.flush_alive();
     }
 
     /// The union of two accumulators of the same schema.
@@ -237,6 +271,14 @@ impl BulkAccumulator {
             stats: self.stats.index,
         }
     }
+}
+
+/// A bitmap of ascending slots (repeats allowed), built by appending: roaring's own `try_push`
+/// finds a bitmap container's maximum by scanning it from the top, once per value.
+fn sorted_bitmap(slots: impl Iterator<Item = u32>) -> RoaringBitmap {
+    let mut last = None;
+    let distinct = slots.filter(move |&s| last.replace(s) != Some(s));
+    RoaringBitmap::from_sorted_iter(distinct).expect("ascending slots, repeats removed")
 }
 
 /// Accumulates `items` on rayon's pool: one accumulator per task (`fold`), merged with OR
