@@ -25,7 +25,7 @@
 use std::sync::Arc;
 
 use super::FilterState;
-use super::bits::Bits;
+use super::bits::{Bits, FEW_WRITES};
 use super::columns::Column;
 use super::keys::Key;
 
@@ -120,8 +120,8 @@ pub(crate) struct WriteLog {
     /// Per filter field, its writes in op order.
     filters: Vec<Vec<FilterWrite>>,
     /// Per layer of the widest sort field: the slots whose bit flips while a sort log is
-    /// applied (kept to reuse the buffers).
-    scratch: Vec<Vec<u32>>,
+    /// applied, as writes (set or cleared), kept to reuse the buffers.
+    scratch: Vec<Vec<Write>>,
     len: usize,
 }
 
@@ -217,9 +217,11 @@ impl WriteLog {
                 }
                 prev = Some(slot);
                 let old = log.olds[c as u32 as usize];
-                let mut diff = old ^ col.get(slot);
+                let new = col.get(slot);
+                let mut diff = old ^ new;
                 while diff != 0 {
-                    self.scratch[diff.trailing_zeros() as usize].push(slot);
+                    let b = diff.trailing_zeros() as usize;
+                    self.scratch[b].push(pack(slot, 0, new >> b & 1 == 1));
                     diff &= diff - 1;
                 }
             }
@@ -229,9 +231,17 @@ impl WriteLog {
                 continue;
             }
             let layers = Arc::make_mut(layers);
-            for (flips, layer) in self.scratch.iter_mut().zip(layers.iter_mut()) {
-                layer.flip_sorted(flips);
-                flips.clear();
+            let mut flips = Vec::new();
+            for (writes, layer) in self.scratch.iter_mut().zip(layers.iter_mut()) {
+                if writes.len() <= FEW_WRITES {
+                    // A handful (a fan-out's few slots): each set or cleared in place.
+                    layer.apply_sorted(writes);
+                } else {
+                    flips.clear();
+                    flips.extend(writes.iter().map(|&w| slot_of(w)));
+                    layer.flip_sorted(&flips);
+                }
+                writes.clear();
             }
         }
         let mut group = Vec::new();
