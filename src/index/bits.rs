@@ -529,16 +529,10 @@ impl Bits {
     }
 
     /// Flips `slots` (sorted, distinct): each one set is cleared, each one clear is set. A
-    /// shared bitmap is copied (only the touched chunks of a chunked one).
+    /// shared bitmap is copied (only the touched chunks of a chunked one). It rebuilds a small
+    /// list or a chunk's containers, so a handful of changes go through `apply_sorted` instead.
     pub(crate) fn flip_sorted(&mut self, slots: &[u32]) {
-        if slots.len() <= FEW_WRITES {
-            // One at a time, in place: rebuilding a list or a chunk's containers for a handful
-            // of flips (a fan-out's few slots per flush) costs far more.
-            for &slot in slots {
-                if !self.remove(slot) {
-                    self.insert(slot);
-                }
-            }
+        if slots.is_empty() {
             return;
         }
         match &mut self.repr {
@@ -742,6 +736,18 @@ impl PartialEq for Bits {
             (Repr::Chunked(a), Repr::Chunked(b)) => chunked::eq(a, b),
             (Repr::Small(a), Repr::Small(b)) => a.slots() == b.slots(),
             _ => self.len() == other.len() && self.iter().eq(other.iter()),
+        }
+    }
+}
+
+#[cfg(test)]
+impl Bits {
+    /// The address of the bitmap's data (a small list's, or the chunk list's), to tell a write in
+    /// place from a copy.
+    pub(crate) fn data_ptr(&self) -> *const () {
+        match &self.repr {
+            Repr::Small(s) => Arc::as_ptr(&s.0).cast(),
+            Repr::Chunked(c) => Arc::as_ptr(&c[0].1).cast(),
         }
     }
 }

@@ -292,3 +292,36 @@ impl WriteLog {
         self.len = 0;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_few_layer_changes_are_written_in_place() {
+        // A fan-out flushes a handful of sort changes at a time: owned layers, a small list and
+        // a chunk, take them in place (same allocation) rather than being rebuilt.
+        let mut small: Bits = (0..1000u32).map(|i| i * 3).collect();
+        small.insert(1); // owned from here on, with spare room
+        let mut chunked: Bits = (0..10_000u32).collect();
+        chunked.insert(1 << 20);
+        let (small_at, chunk_at) = (small.data_ptr(), chunked.data_ptr());
+        let mut sorts = vec![Arc::new(vec![small, chunked])];
+        // Slots 2 and 5 go from 0 to 3 (both layers set); slot 3 from 3 to 0 (both cleared).
+        let mut col = Column::default();
+        col.set(2, 3);
+        col.set(5, 3);
+        let mut log = WriteLog::new(0, [2].into_iter());
+        log.sort_change(0, 2, 0);
+        log.sort_change(0, 5, 0);
+        log.sort_change(0, 3, 3);
+        log.apply_to(&mut [], &mut sorts, &[col]);
+        let layers = &sorts[0];
+        assert_eq!(layers[0].data_ptr(), small_at);
+        assert_eq!(layers[1].data_ptr(), chunk_at);
+        for layer in layers.iter() {
+            assert!(layer.contains(2) && !layer.contains(3) && layer.contains(5));
+        }
+        assert!(layers[0].contains(1) && layers[1].contains(1 << 20));
+    }
+}
