@@ -133,8 +133,8 @@ fn stream(rng: &mut Rng, batches: usize, deduper: &Deduper) -> Vec<Vec<EntityOps
         .collect()
 }
 
-/// The same loop as the criterion benchmark, timed stage by stage (see the module note).
-fn probe() {
+/// The 1M-slot base index, a deduper for its schema, and 10 batches of the stream.
+fn setup() -> (Index, Deduper, Vec<Vec<EntityOps>>) {
     let schema = schema();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut base = Index::new(schema.clone());
@@ -143,6 +143,12 @@ fn probe() {
     }
     let deduper = Deduper::new(&schema);
     let batches = stream(&mut rng, 10, &deduper);
+    (base, deduper, batches)
+}
+
+/// The same loop as the criterion benchmark, timed stage by stage (see the module note).
+fn probe() {
+    let (base, deduper, batches) = setup();
     let ops: usize = batches.iter().flatten().map(|e| e.ops.len()).sum();
     let reps: usize = std::env::var("PROBE_REPS")
         .ok()
@@ -199,14 +205,7 @@ fn bench(c: &mut Criterion) {
         probe();
         return;
     }
-    let schema = schema();
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    let mut base = Index::new(schema.clone());
-    for id in 0..SLOTS {
-        base.apply(&image(id, &mut rng));
-    }
-    let deduper = Deduper::new(&schema);
-    let batches = stream(&mut rng, 10, &deduper);
+    let (base, deduper, batches) = setup();
     let ops: usize = batches.iter().flatten().map(|e| e.ops.len()).sum();
 
     let mut group = c.benchmark_group("apply");

@@ -9,7 +9,6 @@ use anyhow::Context;
 use clap::Args;
 use pgroar::bootstrap::{self, BootstrapOptions, Progress};
 use pgroar::config::Config;
-use pgroar::pipeline;
 use pgroar::server::bootstrapping::serve_progress;
 use tokio::net::TcpListener;
 use tracing::info;
@@ -112,12 +111,5 @@ pub(crate) async fn bootstrap_then_stream(
     if !stream {
         return Ok(());
     }
-    let summary = pipeline::run(config, shutdown_signal()).await?;
-    info!(
-        durable = %summary.durable,
-        applied = %summary.applied.lsn,
-        checkpointed = %summary.checkpointed.lsn,
-        "stopped cleanly"
-    );
-    Ok(())
+    super::run::stream(config).await
 }

@@ -38,7 +38,12 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
         DataDir::Complete(_) => {}
     }
     let runtime = super::runtime()?;
-    let summary = runtime.block_on(pipeline::run(config, shutdown_signal()))?;
+    runtime.block_on(stream(config))
+}
+
+/// Streams until SIGTERM/SIGINT, then logs where the pipeline stopped.
+pub(crate) async fn stream(config: Config) -> anyhow::Result<()> {
+    let summary = pipeline::run(config, shutdown_signal()).await?;
     info!(
         durable = %summary.durable,
         applied = %summary.applied.lsn,
