@@ -368,23 +368,6 @@ async fn sigkill_in_the_middle_of_the_dump_then_bootstrap_or_run_starts_over() {
         .batch_execute(r#"DELETE FROM "Image" WHERE id % 7 = 0; UPDATE "Image" SET "nsfwLevel" = 32 WHERE id % 11 = 0"#)
         .await
         .unwrap();
-    let target = current_lsn(&client).await;
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let status = runner.status().await;
-        let applied: Lsn = status["lsn"]["applied"].as_str().unwrap().parse().unwrap();
-        if applied >= target {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{status}");
-        client
-            .execute(
-                "SELECT pg_logical_emit_message(false, 'pgroar-test', '')",
-                &[],
-            )
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    runner.wait_caught_up(&client).await;
     assert_server_matches(&client, &runner.base, "after a killed dump and a restart").await;
 }

@@ -27,11 +27,6 @@ const KILLS: usize = 24;
 /// WAL segment size: small enough that the workload fills dozens of segments.
 const SEGMENT_BYTES: u64 = 128 << 10;
 
-async fn lsn_of(client: &Client, sql: &str) -> Option<Lsn> {
-    let row = client.query_one(sql, &[]).await.unwrap();
-    row.get::<_, Option<String>>(0).map(|s| s.parse().unwrap())
-}
-
 async fn slot_confirmed(client: &Client, slot: &str) -> Option<Lsn> {
     let row = client
         .query_one(
@@ -202,34 +197,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_never_acks_ahead_of_the_wal
     // Catch up: the applied LSN reaches the end of the workload. A tiny logical message gives
     // the walsender something past the target to report on a quiet database.
     runner.wait_ready(&mut child).await;
-    let target = lsn_of(&client, "SELECT pg_current_wal_lsn()::text")
-        .await
-        .unwrap();
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let status = runner.status().await;
-        let applied: Lsn = status["lsn"]["applied"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{status}"))
-            .parse()
-            .unwrap();
-        if applied >= target {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "applied {applied} never reached {target}: {status}\n{}",
-            runner.log_tail()
-        );
-        client
-            .execute(
-                "SELECT pg_logical_emit_message(false, 'pgroar-test', '')",
-                &[],
-            )
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let target = runner.wait_caught_up(&client).await;
 
     let count: i64 = client
         .query_one(r#"SELECT count(*) FROM "Image""#, &[])

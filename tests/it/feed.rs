@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use pgroar::Lsn;
 use pgroar::index::{MAX_LIMIT, Query, Snapshot};
 use tokio_postgres::Client;
 
@@ -291,6 +292,38 @@ impl Runner {
             .expect("status answers");
         assert_eq!(code, 200, "{status}");
         status
+    }
+
+    /// Waits until the served index has applied everything written so far (`lsn.applied` in
+    /// `/status`); returns the position waited for. A tiny logical message gives the walsender
+    /// something past the target to report on a quiet database.
+    pub async fn wait_caught_up(&self, client: &Client) -> Lsn {
+        let target = super::follow::current_lsn(client).await;
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let status = self.status().await;
+            let applied: Lsn = status["lsn"]["applied"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{status}"))
+                .parse()
+                .unwrap();
+            if applied >= target {
+                return target;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "applied {applied} never reached {target}: {status}\n{}",
+                self.log_tail()
+            );
+            client
+                .execute(
+                    "SELECT pg_logical_emit_message(false, 'pgroar-test', '')",
+                    &[],
+                )
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
