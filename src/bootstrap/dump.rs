@@ -1,10 +1,11 @@
 //! The parallel COPY: sessions on the exported snapshot take jobs (a table or a page range of
 //! one) from a shared queue and stream their rows, in batches, over a bounded channel to worker
-//! threads. Each worker parses the rows, translates them with its own [`Translator`] exactly as
-//! streamed INSERTs are translated, and either accumulates the ops in its own
-//! [`BulkAccumulator`] (direct and join tables; the accumulators are OR-merged at the end) or
-//! hands them to the thread that owns the index (fan-out tables, whose `queryOpSet`s need the
-//! loaded index). Memory is bounded by the channel (a few batches per worker), never by a
+//! threads. Each worker parses the rows and translates them with its own [`Translator`] exactly
+//! as streamed INSERTs are translated. Direct and join tables' ops go to the worker's
+//! [`BulkAccumulator`] (siblings sharing their columns, merged at the end); fan-out tables'
+//! `queryOpSet`s are resolved against a snapshot of the loaded index into such accumulators, or,
+//! when they must see each other's writes, handed to the thread that owns the index. Memory is
+//! bounded by the channel (a few batches per worker), never by a
 //! table's size; the accumulators hold bitmaps, not rows.
 
 use std::collections::VecDeque;
@@ -21,6 +22,7 @@ use super::copy_text::parse_rows;
 use super::progress::TableProgress;
 use crate::config::Config;
 use crate::decode::{Insert, Message, RelationCache, TupleData};
+use crate::index::Snapshot;
 use crate::ops::EntityOps;
 use crate::sink::bulk::BulkAccumulator;
 use crate::translate::{TranslateStats, Translator};
@@ -39,10 +41,12 @@ pub struct Batch {
 /// What the workers do with translated ops.
 #[derive(Clone)]
 pub enum Mode {
-    /// Accumulate in per-worker bitmaps.
-    Bulk,
+    /// Accumulate in siblings of this accumulator (one per worker).
+    Bulk(Arc<BulkAccumulator>),
     /// Send to the index owner.
     Apply(crossbeam_channel::Sender<Vec<EntityOps>>),
+    /// Resolve fan-out queries against the snapshot, accumulate in siblings of the accumulator.
+    FanOut(Arc<BulkAccumulator>, Snapshot),
 }
 
 /// A worker's results.
@@ -204,7 +208,10 @@ fn worker(
             .relation(&change)
             .map_err(|e| BootstrapError::Translate(Box::new(e)))?;
     }
-    let mut acc = BulkAccumulator::new(config.schema());
+    let mut acc = match mode {
+        Mode::Bulk(root) | Mode::FanOut(root, _) => root.sibling(),
+        Mode::Apply(_) => BulkAccumulator::new(config.schema()),
+    };
     let mut tuples: Vec<TupleData> = Vec::with_capacity(BATCH_ROWS);
     let mut ops: Vec<EntityOps> = Vec::new();
     let mut rows = 0u64;
@@ -234,9 +241,14 @@ fn worker(
                 .map_err(|e| BootstrapError::Translate(Box::new(e)))?;
         }
         match mode {
-            Mode::Bulk => {
+            Mode::Bulk(_) => {
                 for e in ops.drain(..) {
                     acc.add(&e);
+                }
+            }
+            Mode::FanOut(_, snapshot) => {
+                for e in ops.drain(..) {
+                    acc.add_fan_out(snapshot, &e);
                 }
             }
             Mode::Apply(to) => {

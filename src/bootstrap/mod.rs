@@ -9,8 +9,11 @@
 //!    sources read ([`catalog`]).
 //! 3. Write the intent, create the slot with its snapshot held open ([`snapshot`]), open the
 //!    COPY sessions and import the snapshot in each, measure the tables, release the snapshot.
-//! 4. COPY direct and join tables in parallel into per-worker bulk accumulators, OR them into
-//!    the index; then COPY fan-out tables through the index ([`dump`]).
+//! 4. COPY direct and join tables in parallel into bulk accumulators (shared columns, per-worker
+//!    multi-value bitmaps) and put them into the index; then COPY fan-out tables, resolving each
+//!    row's query against a snapshot of that index, into a second accumulator merged the same
+//!    way ([`dump`]; row by row through the index when a fan-out writes a field a fan-out query
+//!    reads).
 //! 5. Set the index's cursor to the end of the consistent point, write the checkpoint, then the
 //!    marker. `run` then opens the WAL at that point and streams from the slot.
 //!
@@ -38,6 +41,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::index::{CheckpointError, Index};
+use crate::sink::bulk::BulkAccumulator;
 use crate::source::{ConnInfo, ConnInfoError};
 use crate::translate::{TranslateError, TranslateStats, Translator};
 use crate::{Lsn, WalKey};
@@ -253,6 +257,77 @@ pub struct BootstrapSummary {
     pub elapsed: Duration,
 }
 
+/// What every COPY phase of one bootstrap shares.
+struct Dump<'a> {
+    sessions: &'a [Arc<Client>],
+    plans: &'a Arc<Vec<catalog::TablePlan>>,
+    tables: &'a [Arc<progress::TableProgress>],
+    config: &'a Config,
+    workers: usize,
+}
+
+impl Dump<'_> {
+    /// Runs `jobs` into sibling bulk accumulators (fan-out rows resolved against `fan_out`)
+    /// and returns their merge, adding the workers' counters to `translate` and `rows`.
+    async fn bulk(
+        &self,
+        jobs: Vec<catalog::Job>,
+        fan_out: Option<crate::index::Snapshot>,
+        translate: &mut TranslateStats,
+        rows: &mut u64,
+    ) -> Result<BulkAccumulator, BootstrapError> {
+        let root = Arc::new(BulkAccumulator::new(self.config.schema()));
+        let mode = match fan_out {
+            None => dump::Mode::Bulk(Arc::clone(&root)),
+            Some(snapshot) => dump::Mode::FanOut(Arc::clone(&root), snapshot),
+        };
+        let outs = dump::run(
+            self.sessions,
+            self.plans,
+            jobs,
+            self.tables,
+            self.config,
+            self.workers,
+            mode,
+        )
+        .await?;
+        // The workers have ended, so the root is the only other holder of their shared columns.
+        let mut acc = Arc::try_unwrap(root).unwrap_or_else(|root| root.sibling());
+        for out in outs {
+            translate.add(&out.stats);
+            *rows += out.rows;
+            acc = acc.merge(out.acc);
+        }
+        Ok(acc)
+    }
+}
+
+/// Puts `acc` into `index` on a blocking thread.
+async fn merge(mut index: Index, acc: BulkAccumulator) -> Result<Index, BootstrapError> {
+    tokio::task::spawn_blocking(move || {
+        index.merge_bulk(acc);
+        index
+    })
+    .await
+    .map_err(|_| BootstrapError::Panicked("the bitmap merge"))
+}
+
+/// Whether the fan-out tables can load in bulk: every row's query resolved against the index the
+/// other tables loaded, the ops accumulated in parallel. That equals applying the rows one by
+/// one unless a fan-out source writes a field some fan-out query reads (a later row's query
+/// would then see an earlier row's writes); such configs load row by row through the index.
+fn fan_out_in_bulk(config: &Config) -> bool {
+    let mut read = std::collections::HashSet::new();
+    let mut written = std::collections::HashSet::new();
+    for source in &config.sources {
+        if let crate::config::SourceKind::FanOut { query, track } = &source.kind {
+            read.extend(query.clauses.iter().map(|c| c.field.as_str()));
+            written.extend(track.iter().map(|t| t.target.as_str()));
+        }
+    }
+    read.is_disjoint(&written)
+}
+
 /// Opens an ordinary session with the pinned settings (TLS as `sslmode` says).
 pub async fn connect(conn: &ConnInfo) -> Result<Client, BootstrapError> {
     crate::source::connect_sql(conn)
@@ -373,36 +448,31 @@ pub async fn bootstrap(
         .collect();
     progress.set_tables(tables.clone());
 
-    progress.set_phase("copying tables");
-    let outs = dump::run(
-        &sessions,
-        &plans,
-        bulk_jobs,
-        &tables,
+    let dump = Dump {
+        sessions: &sessions,
+        plans: &plans,
+        tables: &tables,
         config,
-        options.workers,
-        dump::Mode::Bulk,
-    )
-    .await?;
+        workers: options.workers,
+    };
     let mut translate = TranslateStats::default();
     let mut rows = 0;
-    let schema = config.schema();
-    let mut acc = crate::sink::bulk::BulkAccumulator::new(Arc::clone(&schema));
-    for out in outs {
-        translate.add(&out.stats);
-        rows += out.rows;
-        acc = acc.merge(out.acc);
-    }
+    progress.set_phase("copying tables");
+    let acc = dump
+        .bulk(bulk_jobs, None, &mut translate, &mut rows)
+        .await?;
     progress.set_phase("merging bitmaps");
-    let mut index = tokio::task::spawn_blocking(move || {
-        let mut index = Index::new(schema);
-        index.merge_bulk(acc);
-        index
-    })
-    .await
-    .map_err(|_| BootstrapError::Panicked("the bitmap merge"))?;
+    let mut index = merge(Index::new(config.schema()), acc).await?;
 
-    if !fan.is_empty() {
+    if !fan.is_empty() && fan_out_in_bulk(config) {
+        progress.set_phase("copying fan-out tables");
+        let snapshot = Some(index.snapshot());
+        let acc = dump
+            .bulk(fan_jobs, snapshot, &mut translate, &mut rows)
+            .await?;
+        progress.set_phase("merging fan-out values");
+        index = merge(index, acc).await?;
+    } else if !fan.is_empty() {
         progress.set_phase("copying fan-out tables");
         let (to_index, from_workers) = crossbeam_channel::bounded::<Vec<crate::ops::EntityOps>>(8);
         let loader = std::thread::spawn(move || {
@@ -487,4 +557,43 @@ pub async fn bootstrap(
         "bootstrap complete"
     );
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(fan_out: &str) -> Config {
+        let text = format!(
+            r#"
+[postgres]
+url = "postgres://localhost/db"
+publication = "p"
+slot = "s"
+[storage]
+data_dir = "/tmp/unused"
+[index]
+filters = [ {{ name = "postId", kind = "single" }}, {{ name = "hidden", kind = "bool" }} ]
+sorts = [ {{ name = "publishedAt", bits = 32 }} ]
+[[sources]]
+table = "Image"
+sets_alive = true
+track_fields = ["postId"]
+[[sources]]
+table = "Post"
+{fan_out}
+"#
+        );
+        Config::from_toml_str(&text, std::iter::empty()).unwrap()
+    }
+
+    #[test]
+    fn fan_outs_load_in_bulk_unless_one_writes_what_a_query_reads() {
+        let reads_other = r#"query = "postId eq {id}"
+track_fields = ["{publishedAt} as publishedAt", "{hidden} as hidden"]"#;
+        assert!(fan_out_in_bulk(&config(reads_other)));
+        let reads_own = r#"query = "postId eq {id}"
+track_fields = ["{publishedAt} as publishedAt", "{other} as postId"]"#;
+        assert!(!fan_out_in_bulk(&config(reads_own)));
+    }
 }

@@ -35,7 +35,7 @@ use std::sync::Arc;
 use roaring::RoaringBitmap;
 
 use super::writes::{Write, sets, slot_of, winners};
-use chunked::{chunks_of_sorted, roaring_of_sorted};
+use chunked::{chunks_of_sorted, roaring_of_sorted, roaring_of_words};
 
 /// Bits of slot id that select the chunk: chunks hold 2^20 slots.
 pub(crate) const CHUNK_BITS: u32 = 20;
@@ -329,6 +329,32 @@ impl Bits {
             if !part.is_empty() {
                 chunks.push((id, Arc::new(part)));
             }
+        }
+        Bits::chunked(chunks)
+    }
+
+    /// A bitmap of sorted, distinct slots.
+    pub(crate) fn from_sorted(slots: &[u32]) -> Self {
+        if slots.len() <= SMALL_MAX {
+            Bits::small(Small::from_sorted(slots, 0))
+        } else {
+            Bits::chunked(chunks_of_sorted(slots))
+        }
+    }
+
+    /// A bitmap of 2^16-slot pages of 1024 words each (`(page, words)`, pages ascending; bit
+    /// `o` of a page is slot `page << 16 | o`).
+    pub(crate) fn from_word_pages(pages: &[(u32, &[u64])]) -> Self {
+        let chunks: Vec<Chunk> = pages
+            .chunk_by(|a, b| a.0 >> (CHUNK_BITS - 16) == b.0 >> (CHUNK_BITS - 16))
+            .map(|run| (run[0].0 >> (CHUNK_BITS - 16), roaring_of_words(run)))
+            .filter(|(_, bm)| !bm.is_empty())
+            .map(|(id, bm)| (id, Arc::new(bm)))
+            .collect();
+        let n: u64 = chunks.iter().map(|(_, bm)| bm.len()).sum();
+        if n <= SMALL_MAX as u64 {
+            let slots: Vec<u32> = chunks.iter().flat_map(|(_, bm)| bm.iter()).collect();
+            return Bits::small(Small::from_sorted(&slots, 0));
         }
         Bits::chunked(chunks)
     }

@@ -12,8 +12,10 @@ use super::keymap::KeyHashMap;
 use super::keys::Key;
 use super::prefetch;
 
-const PAGE_BITS: u32 = 16;
-const PAGE: usize = 1 << PAGE_BITS;
+/// Bits of a slot that select its page.
+pub(crate) const PAGE_BITS: u32 = 16;
+/// Slots per page.
+pub(crate) const PAGE: usize = 1 << PAGE_BITS;
 
 /// One page of a column, as narrow as its largest value allows.
 #[derive(Clone, Debug)]
@@ -126,6 +128,33 @@ impl Column {
     }
 }
 
+impl Column {
+    /// Whether the page of `slot`s `page << 16 ..` holds no value yet.
+    pub(crate) fn page_is_empty(&self, page: u32) -> bool {
+        !matches!(self.pages.get(page as usize), Some(Some(_)))
+    }
+
+    /// Puts a whole page of values in place of an empty one (as narrow as its values allow).
+    pub(crate) fn put_page(&mut self, page: u32, values: &[u32]) {
+        debug_assert!(self.page_is_empty(page) && values.len() == PAGE);
+        let max = values.iter().copied().max().unwrap_or(0);
+        if max == 0 {
+            return;
+        }
+        let p = page as usize;
+        if p >= self.pages.len() {
+            self.pages.resize_with(p + 1, || None);
+        }
+        self.pages[p] = Some(if max <= u32::from(u8::MAX) {
+            Page::U8(values.iter().map(|&v| v as u8).collect())
+        } else if max <= u32::from(u16::MAX) {
+            Page::U16(values.iter().map(|&v| v as u16).collect())
+        } else {
+            Page::U32(values.into())
+        });
+    }
+}
+
 /// Code of "no value" in a filter column.
 pub(crate) const NONE: u32 = 0;
 /// Code of NULL in a filter column.
@@ -205,6 +234,23 @@ mod tests {
         c.set(3, 4);
         assert_eq!((c.get(u32::MAX), c.get(3), c.get(4)), (9, 4, 0));
         assert_eq!(c.pages.iter().filter(|p| p.is_some()).count(), 2);
+    }
+
+    #[test]
+    fn whole_pages_go_in_narrow() {
+        let mut c = Column::default();
+        let mut values = vec![0u32; PAGE];
+        values[3] = 7;
+        c.put_page(2, &values);
+        assert!(matches!(c.pages[2], Some(Page::U8(_))));
+        assert!(!c.page_is_empty(2) && c.page_is_empty(1) && c.page_is_empty(9));
+        values[4] = 70_000;
+        c.put_page(5, &values);
+        assert!(matches!(c.pages[5], Some(Page::U32(_))));
+        c.put_page(6, &vec![0; PAGE]);
+        assert!(c.page_is_empty(6), "a page of zeros stays unallocated");
+        let at = |p: u32, o: u32| c.get(p << PAGE_BITS | o);
+        assert_eq!((at(2, 3), at(2, 4), at(5, 4), at(5, 3)), (7, 0, 70_000, 7));
     }
 
     #[test]

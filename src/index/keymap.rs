@@ -284,16 +284,58 @@ impl KeyMap {
         }
     }
 
-    /// ORs `bits` into key `k`.
-    pub(crate) fn or_into(&mut self, k: Key, bits: &Bits) {
-        if bits.is_empty() {
+    /// ORs many keys' bitmaps in at once (a bulk load): keys already present are ORed in place,
+    /// the new ones go in with one re-shard at most and one rebuild per touched shard, instead of
+    /// a shard rebuild per key.
+    pub(crate) fn or_many(&mut self, entries: Vec<(Key, Bits)>) {
+        let mut new = Vec::new();
+        for (k, bits) in entries {
+            if bits.is_empty() {
+                continue;
+            }
+            let i = self.shard_of(&k);
+            match find(&self.shards[i], &k) {
+                Ok(j) => self.shard_mut(i)[j].1.or_assign(&bits),
+                Err(_) => new.push((k, bits)),
+            }
+        }
+        if new.is_empty() {
             return;
         }
-        let i = self.shard_of(&k);
-        match find(&self.shards[i], &k) {
-            Ok(j) => self.shard_mut(i)[j].1.or_assign(bits),
-            Err(j) => self.add_key(i, j, k, bits.clone()),
+        new.sort_unstable_by_key(|(k, _)| *k);
+        // Keys are distinct within one call only if the caller says so: fold repeats.
+        let mut distinct: Vec<(Key, Bits)> = Vec::with_capacity(new.len());
+        for (k, bits) in new {
+            match distinct.last_mut() {
+                Some((last, b)) if *last == k => b.or_assign(&bits),
+                _ => distinct.push((k, bits)),
+            }
         }
+        let len = self.len + distinct.len();
+        let mut bits = self.bits;
+        while wants_more(bits, len) {
+            bits += 1;
+        }
+        if bits != self.bits {
+            self.reshard(bits);
+        }
+        let mut by_shard: Vec<(usize, Key, Bits)> = distinct
+            .into_iter()
+            .map(|(k, b)| (self.shard_of(&k), k, b))
+            .collect();
+        by_shard.sort_unstable_by_key(|(i, k, _)| (*i, *k));
+        let mut rest = by_shard.into_iter().peekable();
+        while let Some((i, k, b)) = rest.next() {
+            let mut group = vec![(k, b)];
+            while let Some((_, k, b)) = rest.next_if(|(j, _, _)| *j == i) {
+                group.push((k, b));
+            }
+            self.rebuild_shard(i, |e| {
+                e.extend(group);
+                e.sort_unstable_by_key(|(k, _)| *k);
+            });
+        }
+        self.len = len;
     }
 
     /// Removes `gone` from every key, copying only shards and chunks that change.
@@ -403,6 +445,49 @@ mod tests {
         m.apply_sorted(Key::Int(5000), &[u64::from(5u32) << 32]);
         assert!(m.get(&Key::Int(5000)).is_none());
         assert_eq!(m.len(), 999);
+    }
+
+    #[test]
+    fn or_many_equals_inserting_one_by_one() {
+        let mut one = KeyMap::default();
+        let mut many = KeyMap::default();
+        for i in 0..500u32 {
+            one.insert(Key::Int(i64::from(i % 300)), i);
+        }
+        many.or_many(
+            (0..300u32)
+                .map(|k| (Key::Int(i64::from(k)), Bits::from_sorted(&[k])))
+                .collect(),
+        );
+        let snap = many.clone();
+        // Present keys are ORed, new ones added (repeats folded), empty bitmaps ignored.
+        let mut entries: Vec<(Key, Bits)> = (300..500u32)
+            .map(|s| (Key::Int(i64::from(s % 300)), Bits::from_sorted(&[s])))
+            .collect();
+        for k in 0..20_000u32 {
+            one.insert(Key::Int(1_000_000 + i64::from(k / 2)), k);
+            entries.push((
+                Key::Int(1_000_000 + i64::from(k / 2)),
+                Bits::from_sorted(&[k]),
+            ));
+        }
+        entries.push((Key::Int(-1), Bits::new()));
+        many.or_many(entries);
+        assert_eq!(many.len(), one.len());
+        assert_eq!(many.len(), 10_300);
+        assert_eq!(many.shards.len(), one.shards.len());
+        let sorted = |m: &KeyMap| {
+            let mut v: Vec<(Key, Vec<u32>)> =
+                m.iter().map(|(k, b)| (*k, b.iter().collect())).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(sorted(&many), sorted(&one));
+        for (k, _) in many.iter() {
+            assert!(many.get(k).is_some(), "every key is found in its shard");
+        }
+        assert_eq!(snap.len(), 300, "a snapshot keeps its view");
+        assert_eq!(snap.get(&Key::Int(5)).unwrap().len(), 1);
     }
 
     #[test]

@@ -279,7 +279,8 @@ impl Snapshot {
         Ok(self.matching(filter)?.len())
     }
 
-    fn matching(&self, filter: Option<&str>) -> Result<Bits, QueryError> {
+    /// The live slots matching `filter` (all live slots when `None`).
+    pub(crate) fn matching(&self, filter: Option<&str>) -> Result<Bits, QueryError> {
         Ok(match filter {
             None => self.state.alive.clone(),
             Some(text) => {

@@ -656,8 +656,12 @@ proptest! {
             prop::option::of(value()), prop::collection::vec(value(), 0..3), any::<bool>(),
         ), 0..8),
         cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..3),
+        spread in any::<bool>(),
+        after in prop::collection::vec(entity(), 0..8),
     ) {
         // Insert-only rows: at most one set per single/bool/sort field, any adds, one row per slot.
+        // Spread out, the rows' slots fall in different column pages and bitmap chunks.
+        let stride = if spread { 300_007 } else { 1 };
         let batch: Vec<EntityOps> = rows
             .into_iter()
             .map(|(slot, (s, b, k, n, m, creates))| {
@@ -668,7 +672,7 @@ proptest! {
                     }
                 }
                 ops.extend(m.into_iter().map(|v| Op::add("m", v)));
-                EntityOps { entity_id: i64::from(slot), ops, creates_slot: creates }
+                EntityOps { entity_id: i64::from(slot) * stride, ops, creates_slot: creates }
             })
             .collect();
         let mut sequential = Index::new(schema());
@@ -698,6 +702,15 @@ proptest! {
             .fold(BulkAccumulator::new(schema()), BulkAccumulator::merge);
         bulk.merge_bulk(acc);
         par.merge_bulk(accumulate_par(schema(), batch.clone()));
+        prop_assert_eq!(bulk.debug_state(), sequential.debug_state());
+        prop_assert_eq!(par.debug_state(), sequential.debug_state());
+        // The writer's columns agree too: later ops (which read a slot's current value) land
+        // the same way.
+        for e in &after {
+            for ix in [&mut sequential, &mut bulk, &mut par] {
+                ix.apply(&e.entity());
+            }
+        }
         prop_assert_eq!(bulk.debug_state(), sequential.debug_state());
         prop_assert_eq!(par.debug_state(), sequential.debug_state());
     }

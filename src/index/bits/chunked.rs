@@ -23,53 +23,119 @@ pub(super) fn chunks_of_sorted(slots: &[u32]) -> Vec<Chunk> {
 /// `from_sorted_iter` does) grows each array container by reallocation, which cost a third of
 /// applying a flush's writes to large bitmaps.
 pub(super) fn roaring_of_sorted(slots: &[u32]) -> RoaringBitmap {
-    let by_iter = || {
-        RoaringBitmap::from_sorted_iter(slots.iter().copied())
-            .expect("slots are sorted and distinct")
-    };
     if slots.len() < 64 {
-        return by_iter();
+        return RoaringBitmap::from_sorted_iter(slots.iter().copied())
+            .expect("slots are sorted and distinct");
     }
+    let containers: Vec<(u16, Body)> = slots
+        .chunk_by(|a, b| a >> 16 == b >> 16)
+        .map(|c| ((c[0] >> 16) as u16, Body::Sorted(c)))
+        .collect();
+    serialized(&containers)
+}
+
+/// A roaring bitmap of 2^16-slot pages given as 1024 words each (`(page, words)`, pages
+/// ascending; bit `o` of the page is slot `page << 16 | o`). Empty pages are skipped.
+pub(super) fn roaring_of_words(pages: &[(u32, &[u64])]) -> RoaringBitmap {
+    let containers: Vec<(u16, Body)> = pages
+        .iter()
+        .filter(|(_, w)| w.iter().any(|&x| x != 0))
+        .map(|&(p, w)| (p as u16, Body::Words(w)))
+        .collect();
+    serialized(&containers)
+}
+
+/// A container's values: sorted slots (only their low 16 bits are stored) or a page of words.
+enum Body<'a> {
+    Sorted(&'a [u32]),
+    Words(&'a [u64]),
+}
+
+impl Body<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Body::Sorted(s) => s.len(),
+            Body::Words(w) => w.iter().map(|x| x.count_ones() as usize).sum(),
+        }
+    }
+}
+
+/// Builds a bitmap from non-empty containers with ascending keys, through the portable format.
+fn serialized(containers: &[(u16, Body)]) -> RoaringBitmap {
     /// Portable format without run containers: cookie, container count, then per container
     /// (key, cardinality − 1), per container its byte offset, then the containers.
     const COOKIE_NO_RUNS: u32 = 12346;
     /// Above this many values a container is a 2^16-bit bitmap, at or below a `u16` array.
     const ARRAY_MAX: usize = 4096;
-    let containers: Vec<&[u32]> = slots.chunk_by(|a, b| a >> 16 == b >> 16).collect();
     let n = containers.len();
-    let mut buf = Vec::with_capacity(8 + 8 * n + 2 * slots.len());
+    let lens: Vec<usize> = containers.iter().map(|(_, b)| b.len()).collect();
+    let total: usize = lens.iter().sum();
+    let mut buf = Vec::with_capacity(8 + 8 * n + 2 * total.min(n * ARRAY_MAX) + 8192);
     buf.extend_from_slice(&COOKIE_NO_RUNS.to_le_bytes());
     buf.extend_from_slice(&(n as u32).to_le_bytes());
-    for c in &containers {
-        buf.extend_from_slice(&((c[0] >> 16) as u16).to_le_bytes());
-        buf.extend_from_slice(&((c.len() - 1) as u16).to_le_bytes());
+    for ((key, _), &len) in containers.iter().zip(&lens) {
+        buf.extend_from_slice(&key.to_le_bytes());
+        buf.extend_from_slice(&((len - 1) as u16).to_le_bytes());
     }
     let mut offset = 8 + 8 * n;
-    for c in &containers {
+    for &len in &lens {
         buf.extend_from_slice(&(offset as u32).to_le_bytes());
-        offset += if c.len() <= ARRAY_MAX {
-            2 * c.len()
-        } else {
-            8192
-        };
+        offset += if len <= ARRAY_MAX { 2 * len } else { 8192 };
     }
-    for c in &containers {
-        if c.len() <= ARRAY_MAX {
-            for &v in *c {
-                buf.extend_from_slice(&(v as u16).to_le_bytes());
+    for ((_, body), &len) in containers.iter().zip(&lens) {
+        match (body, len <= ARRAY_MAX) {
+            (Body::Sorted(c), true) => {
+                for &v in *c {
+                    buf.extend_from_slice(&(v as u16).to_le_bytes());
+                }
             }
-        } else {
-            let mut words = [0u64; 1024];
-            for &v in *c {
-                let v = v as u16 as usize;
-                words[v / 64] |= 1 << (v % 64);
+            (Body::Sorted(c), false) => {
+                let mut words = [0u64; 1024];
+                for &v in *c {
+                    let v = v as u16 as usize;
+                    words[v / 64] |= 1 << (v % 64);
+                }
+                for w in words {
+                    buf.extend_from_slice(&w.to_le_bytes());
+                }
             }
-            for w in words {
-                buf.extend_from_slice(&w.to_le_bytes());
+            (Body::Words(words), true) => {
+                for (i, &w) in words.iter().enumerate() {
+                    let mut x = w;
+                    while x != 0 {
+                        let v = (i * 64) as u16 + x.trailing_zeros() as u16;
+                        buf.extend_from_slice(&v.to_le_bytes());
+                        x &= x - 1;
+                    }
+                }
+            }
+            (Body::Words(words), false) => {
+                for &w in *words {
+                    buf.extend_from_slice(&w.to_le_bytes());
+                }
             }
         }
     }
-    RoaringBitmap::deserialize_unchecked_from(&buf[..]).unwrap_or_else(|_| by_iter())
+    RoaringBitmap::deserialize_unchecked_from(&buf[..]).unwrap_or_else(|_| {
+        // Unreachable with the format above; rebuild value by value rather than fail.
+        let mut bm = RoaringBitmap::new();
+        for (key, body) in containers {
+            let base = u32::from(*key) << 16;
+            match body {
+                Body::Sorted(c) => bm.extend(c.iter().copied()),
+                Body::Words(w) => {
+                    for (i, &x) in w.iter().enumerate() {
+                        for b in 0..64 {
+                            if x >> b & 1 == 1 {
+                                bm.insert(base + (i * 64 + b) as u32);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        bm
+    })
 }
 
 fn find(chunks: &[Chunk], id: u32) -> Result<usize, usize> {

@@ -91,6 +91,36 @@ proptest! {
     }
 
     #[test]
+    fn bitmaps_built_from_sorted_slots_and_word_pages_hold_those_slots(
+        mut slots in prop::collection::vec(0u32..3_000_000, 0..6000),
+        dense in 0u32..4,
+    ) {
+        if dense == 0 {
+            slots.extend(1_100_000..1_100_000 + 5000);
+        }
+        slots.sort_unstable();
+        slots.dedup();
+        let sorted = Bits::from_sorted(&slots);
+        check(&sorted)?;
+        let mut pages: Vec<(u32, Vec<u64>)> = Vec::new();
+        for &s in &slots {
+            if pages.last().is_none_or(|(p, _)| *p != s >> 16) {
+                pages.push((s >> 16, vec![0; 1024]));
+            }
+            let words = &mut pages.last_mut().unwrap().1;
+            words[(s as usize & 0xffff) / 64] |= 1 << (s % 64);
+        }
+        // An all-zero page is allowed and holds nothing.
+        pages.push((4000, vec![0; 1024]));
+        let refs: Vec<(u32, &[u64])> = pages.iter().map(|(p, w)| (*p, &w[..])).collect();
+        let words = Bits::from_word_pages(&refs);
+        check(&words)?;
+        let want: BTreeSet<u32> = slots.iter().copied().collect();
+        prop_assert_eq!(set(&sorted), want.clone());
+        prop_assert_eq!(set(&words), want);
+    }
+
+    #[test]
     fn set_algebra_matches_btreeset(a in slots(), b in slots(), lo in any::<u32>(), hi in any::<u32>()) {
         let (ba, bb): (Bits, Bits) = (a.iter().copied().collect(), b.iter().copied().collect());
         let (sa, sb): (BTreeSet<u32>, BTreeSet<u32>) = (a.into_iter().collect(), b.into_iter().collect());

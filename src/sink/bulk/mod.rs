@@ -1,0 +1,622 @@
+//! The bulk accumulator of the dump path: the dump's rows in columns and bitmaps, put into the
+//! index once with [`Index::merge_bulk`](crate::index::Index::merge_bulk).
+//!
+//! It has insert-only semantics: `set`/`add` give the slot the value (filter) or the value's
+//! bits (sort), and `creates_slot` makes the slot alive. `remove`, `delete`, `queryOpSet` and
+//! `truncate` are not for this path: they are counted as `unsupported` and ignored. A fan-out
+//! source's `queryOpSet` is resolved against a snapshot of the index the other tables loaded
+//! ([`BulkAccumulator::add_fan_out`]) and its ops accumulated on each matching slot.
+//!
+//! Where things go: single/bool filter codes, sort values and alive bits go to columns that all
+//! the accumulators of one dump share ([`BulkAccumulator::sibling`]; written with relaxed
+//! atomics by the worker threads, see [`shared`]), so memory holds each once whatever the worker
+//! count and the index takes whole pages over. A single-value field's keys get dump-wide codes
+//! from a shared dictionary (each worker caches the codes it has used). Multi-value inserts are
+//! per accumulator: buffered, sorted and ORed into per-key bitmaps, merged with OR.
+//!
+//! A dump gives each slot at most one value per single-value and sort field (one row per slot);
+//! should a dump see two (or two fan-out rows' queries match one slot), the greater key (by
+//! [`RawKey`]'s order) wins a single-value field and the greater value a sort field.
+//!
+//! No crash windows: accumulators live in memory and a crashed dump restarts from scratch.
+
+mod shared;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rayon::prelude::*;
+use roaring::RoaringBitmap;
+
+use crate::index::keys::{self, BadValue, RawKey};
+use crate::index::{IndexStats, Snapshot};
+use crate::ops::{EntityOps, Op};
+use crate::schema::{FilterKind, Schema};
+use shared::{AtomicBits, AtomicColumn};
+
+/// Counters of one accumulator (summed by `merge`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BulkStats {
+    /// Entities added.
+    pub entities: u64,
+    /// `remove` / `delete` / `queryOpSet` / `truncate` ops ignored (not for the bulk path).
+    pub unsupported: u64,
+    /// Counters shared with the index (applied ops, bad ids, clamped and bad values, unknown
+    /// fields).
+    pub index: IndexStats,
+}
+
+/// Pages of a column: (page number, 2^16 values), ascending.
+pub(crate) type ValuePages = Vec<(u32, Box<[u32]>)>;
+/// Pages of a slot set: (page number, 1024 words), ascending.
+pub(crate) type BitPages = Vec<(u32, Box<[u64]>)>;
+
+/// A single/bool filter field's part of what `Index::merge_bulk` consumes.
+pub(crate) struct SingleParts {
+    /// Code `c` (≥ 1) stands for `keys[c - 1]`.
+    pub keys: Vec<RawKey>,
+    /// Code per slot (0: no value).
+    pub codes: ValuePages,
+}
+
+/// A sort field's part of what `Index::merge_bulk` consumes.
+pub(crate) struct SortParts {
+    /// Value per slot (0 where not touched).
+    pub values: ValuePages,
+    /// Slots given a value.
+    pub touched: BitPages,
+}
+
+/// What `Index::merge_bulk` consumes.
+pub(crate) struct BulkParts {
+    pub alive: BitPages,
+    /// Per filter field: `Some` for single/bool fields.
+    pub singles: Vec<Option<SingleParts>>,
+    /// Per filter field: raw key (NULL included) → slots (multi-value fields only).
+    pub multi: Vec<HashMap<RawKey, RoaringBitmap>>,
+    pub sorts: Vec<SortParts>,
+    pub stats: IndexStats,
+}
+
+/// A single/bool field's shared dictionary and code column.
+struct SingleColumn {
+    /// Raw key ↔ code (codes from 1).
+    dict: Mutex<(HashMap<RawKey, u32>, Vec<RawKey>)>,
+    codes: AtomicColumn,
+}
+
+impl SingleColumn {
+    fn code(&self, raw: RawKey) -> u32 {
+        let mut d = self.dict.lock().unwrap_or_else(PoisonError::into_inner);
+        let (codes, keys) = &mut *d;
+        *codes.entry(raw).or_insert_with_key(|raw| {
+            keys.push(raw.clone());
+            u32::try_from(keys.len()).expect("fewer than 2^32 distinct keys")
+        })
+    }
+
+    /// Gives `slot` code `code` unless it holds a code of a greater key.
+    fn store(&self, slot: u32, code: u32) {
+        self.codes.store_if(slot, code, |cur| {
+            let d = self.dict.lock().unwrap_or_else(PoisonError::into_inner);
+            d.1[code as usize - 1] > d.1[cur as usize - 1]
+        });
+    }
+
+    fn key(&self, code: u32) -> RawKey {
+        let d = self.dict.lock().unwrap_or_else(PoisonError::into_inner);
+        d.1[code as usize - 1].clone()
+    }
+}
+
+/// A sort field's shared columns.
+struct SortColumn {
+    values: AtomicColumn,
+    touched: AtomicBits,
+}
+
+/// The columns the accumulators of one dump share.
+struct Shared {
+    alive: AtomicBits,
+    singles: Vec<Option<SingleColumn>>,
+    sorts: Vec<SortColumn>,
+}
+
+impl Shared {
+    fn new(schema: &Schema) -> Shared {
+        Shared {
+            alive: AtomicBits::new(),
+            singles: schema
+                .filters
+                .iter()
+                .map(|f| {
+                    (f.kind != FilterKind::Multi).then(|| SingleColumn {
+                        dict: Mutex::default(),
+                        codes: AtomicColumn::new(),
+                    })
+                })
+                .collect(),
+            sorts: schema
+                .sorts
+                .iter()
+                .map(|_| SortColumn {
+                    values: AtomicColumn::new(),
+                    touched: AtomicBits::new(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Adds what `other` holds (an accumulator of another dump) to these columns.
+    fn absorb(&self, other: &Shared) {
+        for slot in other.alive.iter() {
+            self.alive.insert(slot);
+        }
+        for (mine, theirs) in self.singles.iter().zip(&other.singles) {
+            let (Some(mine), Some(theirs)) = (mine, theirs) else {
+                continue;
+            };
+            for (slot, code) in theirs.codes.iter() {
+                mine.store(slot, mine.code(theirs.key(code)));
+            }
+        }
+        for (mine, theirs) in self.sorts.iter().zip(&other.sorts) {
+            for slot in theirs.touched.iter() {
+                mine.values.max(slot, theirs.values.load(slot));
+                mine.touched.insert(slot);
+            }
+        }
+    }
+
+    fn into_parts(self) -> (BitPages, Vec<Option<SingleParts>>, Vec<SortParts>) {
+        let singles = self
+            .singles
+            .into_iter()
+            .map(|s| {
+                s.map(|s| SingleParts {
+                    keys: s
+                        .dict
+                        .into_inner()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .1,
+                    codes: s.codes.into_pages(),
+                })
+            })
+            .collect();
+        let sorts = self
+            .sorts
+            .into_iter()
+            .map(|s| SortParts {
+                values: s.values.into_pages(),
+                touched: s.touched.into_pages(),
+            })
+            .collect();
+        (self.alive.into_pages(), singles, sorts)
+    }
+}
+
+/// Insert-only columns and bitmaps accumulated from dump rows (see the module note).
+pub struct BulkAccumulator {
+    schema: Arc<Schema>,
+    shared: Arc<Shared>,
+    /// Per filter field, the codes this accumulator has used (single/bool fields).
+    codes: Vec<HashMap<RawKey, u32>>,
+    /// Per filter field, multi-value keys → slots.
+    filters: Vec<HashMap<RawKey, RoaringBitmap>>,
+    /// Per filter field, integer-keyed multi-value inserts not yet in `filters` (see
+    /// [`Self::PENDING`]).
+    pending: Vec<Vec<(i64, u32)>>,
+    stats: BulkStats,
+}
+
+impl BulkAccumulator {
+    /// Integer-keyed multi-value inserts buffered per field before they go into the bitmaps,
+    /// sorted by key and slot: each key's bitmap is then reached once per run instead of once
+    /// per row (with thousands of keys, each reach is a cache miss). 1M pairs: 16 MiB per field.
+    pub const PENDING: usize = 1 << 20;
+
+    /// An empty accumulator for `schema`, with columns of its own.
+    pub fn new(schema: Arc<Schema>) -> Self {
+        let shared = Arc::new(Shared::new(&schema));
+        Self::with_shared(schema, shared)
+    }
+
+    fn with_shared(schema: Arc<Schema>, shared: Arc<Shared>) -> Self {
+        let n = schema.filters.len();
+        BulkAccumulator {
+            codes: vec![HashMap::new(); n],
+            filters: vec![HashMap::new(); n],
+            pending: vec![Vec::new(); n],
+            stats: BulkStats::default(),
+            shared,
+            schema,
+        }
+    }
+
+    /// An empty accumulator that shares this one's columns: what a dump gives each worker
+    /// thread (merging siblings only merges their multi-value bitmaps and counters).
+    pub fn sibling(&self) -> Self {
+        Self::with_shared(Arc::clone(&self.schema), Arc::clone(&self.shared))
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> BulkStats {
+        self.stats
+    }
+
+    /// Number of slots made alive so far (by this accumulator and its siblings).
+    pub fn alive_count(&mut self) -> u64 {
+        self.shared.alive.iter().count() as u64
+    }
+
+    /// The code of `raw` in single/bool field `fi`.
+    fn code(&mut self, fi: usize, raw: RawKey) -> u32 {
+        if let Some(&c) = self.codes[fi].get(&raw) {
+            return c;
+        }
+        let single = self.shared.singles[fi]
+            .as_ref()
+            .expect("single/bool fields have a column");
+        let c = single.code(raw.clone());
+        self.codes[fi].insert(raw, c);
+        c
+    }
+
+    /// Adds one entity's `set`/`add` ops and `creates_slot`; other ops are counted and ignored.
+    pub fn add(&mut self, e: &EntityOps) {
+        self.stats.entities += 1;
+        let Ok(slot) = u32::try_from(e.entity_id) else {
+            self.stats.index.skipped_ids += 1;
+            tracing::debug!(
+                entity_id = e.entity_id,
+                "entity id does not fit a slot; skipped"
+            );
+            return;
+        };
+        self.add_ops(slot, &e.ops);
+        if e.creates_slot {
+            self.shared.alive.insert(slot);
+        }
+    }
+
+    /// Adds a fan-out row's ops: each `queryOpSet`'s ops go to every live slot its query
+    /// matches in `snapshot` (the index the other tables loaded); other ops are counted and
+    /// ignored, as are queries that do not parse or evaluate.
+    pub fn add_fan_out(&mut self, snapshot: &Snapshot, e: &EntityOps) {
+        self.stats.entities += 1;
+        for op in &e.ops {
+            let Op::QueryOpSet { query, ops } = op else {
+                self.stats.unsupported += 1;
+                continue;
+            };
+            let Some(query) = query else {
+                continue;
+            };
+            match snapshot.matching(Some(query)) {
+                Ok(slots) => {
+                    for slot in slots.iter() {
+                        self.add_ops(slot, ops);
+                    }
+                }
+                Err(error) => {
+                    self.stats.index.bad_queries += 1;
+                    tracing::debug!(source_id = e.entity_id, %query, %error, "queryOpSet query failed; skipped");
+                }
+            }
+        }
+    }
+
+    fn add_ops(&mut self, slot: u32, ops: &[Op]) {
+        for op in ops {
+            let (field, value) = match op {
+                Op::Set { field, value } | Op::Add { field, value } => (field, value),
+                Op::Remove { .. } | Op::Delete | Op::QueryOpSet { .. } | Op::Truncate { .. } => {
+                    self.stats.unsupported += 1;
+                    continue;
+                }
+            };
+            let at = self.schema.field(field);
+            if at.is_unknown() {
+                self.stats.index.unknown_fields += 1;
+                tracing::debug!(field = &**field, slot, "unknown field; skipped");
+                continue;
+            }
+            let mut applied = false;
+            if let Some(fi) = at.filter {
+                let kind = self.schema.filters[fi].kind;
+                match (kind, keys::filter_key(kind, value)) {
+                    (_, Err(BadValue)) => self.stats.index.bad_values += 1,
+                    (FilterKind::Multi, Ok(RawKey::Int(k))) => {
+                        applied = true;
+                        self.pending[fi].push((k, slot));
+                        if self.pending[fi].len() >= Self::PENDING {
+                            self.flush_field(fi);
+                        }
+                    }
+                    (FilterKind::Multi, Ok(raw)) => {
+                        applied = true;
+                        self.filters[fi].entry(raw).or_default().insert(slot);
+                    }
+                    (_, Ok(raw)) => {
+                        applied = true;
+                        let code = self.code(fi, raw);
+                        let single = self.shared.singles[fi].as_ref();
+                        single
+                            .expect("single/bool fields have a column")
+                            .store(slot, code);
+                    }
+                }
+            }
+            if let Some(si) = at.sort {
+                match keys::sort_value(&self.schema.sorts[si], value) {
+                    Ok(v) => {
+                        applied = true;
+                        if v.clamped {
+                            self.stats.index.clamped_values += 1;
+                            tracing::debug!(field = &**field, slot, "sort value clamped");
+                        }
+                        let sort = &self.shared.sorts[si];
+                        sort.values.max(slot, v.value);
+                        sort.touched.insert(slot);
+                    }
+                    Err(BadValue) => self.stats.index.bad_values += 1,
+                }
+            }
+            if applied {
+                self.stats.index.applied_ops += 1;
+            }
+        }
+    }
+
+    /// Moves field `fi`'s buffered inserts into its bitmaps, key by key, slots ascending.
+    fn flush_field(&mut self, fi: usize) {
+        let mut pending = std::mem::take(&mut self.pending[fi]);
+        pending.sort_unstable();
+        let map = &mut self.filters[fi];
+        for run in pending.chunk_by(|a, b| a.0 == b.0) {
+            let slots = sorted_bitmap(run.iter().map(|&(_, slot)| slot));
+            *map.entry(RawKey::Int(run[0].0)).or_default() |= slots;
+        }
+        pending.clear();
+        self.pending[fi] = pending;
+    }
+
+    /// Moves every buffered insert into the bitmaps.
+    fn flush(&mut self) {
+        for fi in 0..self.pending.len() {
+            if !self.pending[fi].is_empty() {
+                self.flush_field(fi);
+            }
+        }
+    }
+
+    /// The union of two accumulators of the same schema (siblings or not).
+    pub fn merge(mut self, mut other: Self) -> Self {
+        self.flush();
+        other.flush();
+        if !Arc::ptr_eq(&self.shared, &other.shared) {
+            self.shared.absorb(&other.shared);
+        }
+        for (mine, theirs) in self.filters.iter_mut().zip(other.filters) {
+            if mine.len() < theirs.len() {
+                let small = std::mem::replace(mine, theirs);
+                or_map(mine, small);
+            } else {
+                or_map(mine, theirs);
+            }
+        }
+        let (a, b) = (&mut self.stats, other.stats);
+        a.entities += b.entities;
+        a.unsupported += b.unsupported;
+        a.index.add(&b.index);
+        self
+    }
+
+    pub(crate) fn into_parts(mut self) -> BulkParts {
+        self.flush();
+        let shared = Arc::try_unwrap(self.shared).unwrap_or_else(|shared| {
+            // Siblings are still around: copy the columns out.
+            let copy = Shared::new(&self.schema);
+            copy.absorb(&shared);
+            copy
+        });
+        let (alive, singles, sorts) = shared.into_parts();
+        BulkParts {
+            alive,
+            singles,
+            multi: self.filters,
+            sorts,
+            stats: self.stats.index,
+        }
+    }
+}
+
+fn or_map(into: &mut HashMap<RawKey, RoaringBitmap>, from: HashMap<RawKey, RoaringBitmap>) {
+    for (k, bm) in from {
+        match into.get_mut(&k) {
+            Some(m) => *m |= bm,
+            None => {
+                into.insert(k, bm);
+            }
+        }
+    }
+}
+
+/// A bitmap of ascending slots (repeats allowed), built by appending: roaring's own `try_push`
+/// finds a bitmap container's maximum by scanning it from the top, once per value.
+fn sorted_bitmap(slots: impl Iterator<Item = u32>) -> RoaringBitmap {
+    let mut last = None;
+    let distinct = slots.filter(move |&s| last.replace(s) != Some(s));
+    RoaringBitmap::from_sorted_iter(distinct).expect("ascending slots, repeats removed")
+}
+
+/// Accumulates `items` on rayon's pool: one accumulator per task (`fold`, siblings sharing the
+/// columns), merged (`reduce`).
+pub fn accumulate_par<I>(schema: Arc<Schema>, items: I) -> BulkAccumulator
+where
+    I: IntoParallelIterator<Item = EntityOps>,
+{
+    let root = BulkAccumulator::new(schema);
+    items
+        .into_par_iter()
+        .fold(
+            || root.sibling(),
+            |mut acc, e| {
+                acc.add(&e);
+                acc
+            },
+        )
+        .reduce(|| root.sibling(), BulkAccumulator::merge)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::Index;
+    use crate::ops::Value;
+    use crate::schema::FilterKind;
+
+    fn schema() -> Arc<Schema> {
+        Arc::new(
+            Schema::from_pairs(
+                &[
+                    ("type", FilterKind::Single),
+                    ("tags", FilterKind::Multi),
+                    ("flag", FilterKind::Bool),
+                ],
+                &[("at", 8)],
+            )
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn unsupported_ops_are_counted_and_ignored() {
+        let mut acc = BulkAccumulator::new(schema());
+        acc.add(&EntityOps::alive(
+            1,
+            vec![
+                Op::set("type", "image"),
+                Op::remove("type", "image"),
+                Op::Delete,
+                Op::QueryOpSet {
+                    query: Some("type eq image".into()),
+                    ops: vec![],
+                },
+                Op::set("nope", 1),
+                Op::set("flag", "maybe"),
+                Op::set("at", 300),
+            ],
+        ));
+        acc.add(&EntityOps::alive(-1, vec![Op::set("type", "x")]));
+        let s = acc.stats();
+        assert_eq!(s.unsupported, 3);
+        assert_eq!(s.index.unknown_fields, 1);
+        assert_eq!(s.index.bad_values, 1);
+        assert_eq!(s.index.clamped_values, 1);
+        assert_eq!(s.index.skipped_ids, 1);
+        assert_eq!(acc.alive_count(), 1);
+    }
+
+    #[test]
+    fn fan_out_rows_in_bulk_equal_applying_them() {
+        let mut index = Index::new(schema());
+        for slot in 0..40i64 {
+            index.apply(&EntityOps::alive(
+                slot,
+                vec![
+                    Op::set("type", ["image", "video"][slot as usize % 2]),
+                    Op::set("at", 1),
+                ],
+            ));
+        }
+        let fan = |source: i64, query: Option<&str>, at: i64| {
+            EntityOps::new(
+                source,
+                vec![Op::QueryOpSet {
+                    query: query.map(Into::into),
+                    ops: vec![
+                        Op::set("at", at),
+                        Op::set("flag", true),
+                        Op::add("tags", source),
+                    ],
+                }],
+            )
+        };
+        let rows = vec![
+            fan(1, Some("type eq video"), 7),
+            fan(2, None, 9),
+            fan(3, Some("nope eq 1"), 9),
+            fan(4, Some("type eq gif"), 9),
+        ];
+        let mut sequential = index.clone();
+        for e in &rows {
+            sequential.apply(e);
+        }
+        let snapshot = index.snapshot();
+        let root = BulkAccumulator::new(schema());
+        let mut acc = root.sibling();
+        for e in &rows {
+            acc.add_fan_out(&snapshot, e);
+        }
+        drop(root);
+        assert_eq!(acc.stats().index.bad_queries, 1);
+        index.merge_bulk(acc);
+        assert_eq!(index.debug_state(), sequential.debug_state());
+        let snap = index.snapshot();
+        assert_eq!(
+            snap.count(Some("at eq 7 AND flag eq true AND tags eq 1"))
+                .unwrap(),
+            20
+        );
+        assert_eq!(snap.count(Some("at eq 1")).unwrap(), 20);
+    }
+
+    #[test]
+    fn merge_bulk_gives_set_semantics_over_existing_values() {
+        let mut index = Index::new(schema());
+        index.apply(&EntityOps::alive(
+            1,
+            vec![
+                Op::set("type", "video"),
+                Op::add("tags", 5),
+                Op::set("at", 200),
+                Op::set("flag", true),
+            ],
+        ));
+        index.apply(&EntityOps::alive(2, vec![Op::set("type", Value::Null)]));
+        let items = vec![
+            EntityOps::alive(
+                1,
+                vec![
+                    Op::set("type", "image"),
+                    Op::add("tags", 6),
+                    Op::set("at", 3),
+                ],
+            ),
+            EntityOps::alive(2, vec![Op::set("type", "image")]),
+            EntityOps::alive(3, vec![Op::set("flag", false), Op::set("at", 0)]),
+        ];
+        let acc = accumulate_par(schema(), items);
+        index.merge_bulk(acc);
+        let snap = index.snapshot();
+        assert_eq!(snap.count(Some("type eq image")).unwrap(), 2);
+        assert_eq!(snap.count(Some("type eq video")).unwrap(), 0);
+        assert_eq!(snap.count(Some("type eq null")).unwrap(), 0);
+        assert_eq!(snap.count(Some("tags in [5, 6]")).unwrap(), 1);
+        assert_eq!(snap.count(Some("tags eq 5 AND tags eq 6")).unwrap(), 1);
+        assert_eq!(snap.count(Some("at eq 3")).unwrap(), 1);
+        assert_eq!(snap.count(Some("at gt 3")).unwrap(), 0);
+        assert_eq!(snap.count(Some("flag eq true")).unwrap(), 1);
+        // The writer's columns follow: a later set moves slot 1 out of "image" and 3's sort bits.
+        index.apply(&EntityOps::new(
+            1,
+            vec![Op::set("type", "gif"), Op::set("at", 1)],
+        ));
+        let snap = index.snapshot();
+        assert_eq!(snap.count(Some("type eq image")).unwrap(), 1);
+        assert_eq!(snap.count(Some("at eq 1")).unwrap(), 1);
+        assert_eq!(snap.count(Some("at eq 3")).unwrap(), 0);
+        assert_eq!(index.stats().applied_ops, 5 + 6 + 2);
+    }
+}

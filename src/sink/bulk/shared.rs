@@ -1,0 +1,243 @@
+//! The columns the accumulators of one dump share: written concurrently by the worker threads
+//! with relaxed atomics (each slot normally by one row of one worker), read once the dump is
+//! over. Paged like the index's own columns (2^16 slots a page, allocated on first write), so a
+//! dump holds each single-value code, sort value and alive bit once, whatever the number of
+//! workers, and the index takes the pages over instead of rebuilding them slot by slot.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+
+/// Slots per page.
+pub(crate) const PAGE_BITS: u32 = 16;
+const PAGE: usize = 1 << PAGE_BITS;
+/// Pages of the whole `u32` slot space.
+const PAGES: usize = 1 << (32 - PAGE_BITS);
+
+fn split(slot: u32) -> (usize, usize) {
+    ((slot >> PAGE_BITS) as usize, slot as usize & (PAGE - 1))
+}
+
+/// Pages per group: the page table has two levels, so an empty column costs a few KiB.
+const GROUP: usize = 256;
+
+type Group<T> = Box<[OnceLock<Box<[T]>>]>;
+
+/// A table of lazily allocated pages over the whole slot space.
+struct Pages<T> {
+    groups: Box<[OnceLock<Group<T>>]>,
+}
+
+impl<T: Default> Pages<T> {
+    fn new() -> Self {
+        Pages {
+            groups: (0..PAGES / GROUP).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    fn page(&self, p: usize, len: usize) -> &[T] {
+        let group =
+            self.groups[p / GROUP].get_or_init(|| (0..GROUP).map(|_| OnceLock::new()).collect());
+        group[p % GROUP].get_or_init(|| (0..len).map(|_| T::default()).collect())
+    }
+
+    fn get(&self, p: usize) -> Option<&[T]> {
+        self.groups[p / GROUP].get()?[p % GROUP]
+            .get()
+            .map(|b| &b[..])
+    }
+
+    /// The allocated pages with their numbers, ascending.
+    fn iter(&self) -> impl Iterator<Item = (u32, &[T])> {
+        self.groups
+            .iter()
+            .enumerate()
+            .filter_map(|(g, group)| group.get().map(|pages| (g, pages)))
+            .flat_map(|(g, pages)| {
+                pages.iter().enumerate().filter_map(move |(i, page)| {
+                    page.get().map(|b| ((g * GROUP + i) as u32, &b[..]))
+                })
+            })
+    }
+
+    /// The allocated pages with their numbers, ascending.
+    fn into_pages(self) -> impl Iterator<Item = (u32, Box<[T]>)> {
+        self.groups
+            .into_vec()
+            .into_iter()
+            .enumerate()
+            .filter_map(|(g, group)| group.into_inner().map(|pages| (g, pages)))
+            .flat_map(|(g, pages)| {
+                pages
+                    .into_vec()
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(move |(i, page)| {
+                        page.into_inner().map(|b| ((g * GROUP + i) as u32, b))
+                    })
+            })
+    }
+}
+
+/// A `u32` per slot, 0 by default.
+pub(crate) struct AtomicColumn(Pages<AtomicU32>);
+
+impl AtomicColumn {
+    pub(crate) fn new() -> Self {
+        AtomicColumn(Pages::new())
+    }
+
+    fn cell(&self, slot: u32) -> &AtomicU32 {
+        let (p, o) = split(slot);
+        &self.0.page(p, PAGE)[o]
+    }
+
+    /// The slot's value (0 when never written).
+    pub(crate) fn load(&self, slot: u32) -> u32 {
+        let (p, o) = split(slot);
+        self.0.get(p).map_or(0, |page| page[o].load(Relaxed))
+    }
+
+    /// Raises the slot's value to `v` if it is lower.
+    pub(crate) fn max(&self, slot: u32, v: u32) {
+        let cell = self.cell(slot);
+        if cell.load(Relaxed) < v {
+            cell.fetch_max(v, Relaxed);
+        }
+    }
+
+    /// Stores `v` when the slot holds 0 or a value `wins` says `v` beats; returns the value the
+    /// slot held.
+    pub(crate) fn store_if(&self, slot: u32, v: u32, wins: impl Fn(u32) -> bool) -> u32 {
+        let cell = self.cell(slot);
+        let mut cur = cell.load(Relaxed);
+        loop {
+            if cur == v || (cur != 0 && !wins(cur)) {
+                return cur;
+            }
+            match cell.compare_exchange_weak(cur, v, Relaxed, Relaxed) {
+                Ok(_) => return cur,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Every (slot, value) with a value other than 0, slots ascending.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.0.iter().flat_map(|(p, page)| {
+            page.iter().enumerate().filter_map(move |(o, v)| {
+                let v = v.load(Relaxed);
+                (v != 0).then_some((p << PAGE_BITS | o as u32, v))
+            })
+        })
+    }
+
+    /// The written pages (page number, 2^16 values), ascending.
+    pub(crate) fn into_pages(self) -> Vec<(u32, Box<[u32]>)> {
+        self.0
+            .into_pages()
+            .map(|(p, page)| {
+                let values = page.into_vec().into_iter().map(AtomicU32::into_inner);
+                (p, values.collect())
+            })
+            .collect()
+    }
+}
+
+/// A set of slots.
+pub(crate) struct AtomicBits(Pages<AtomicU64>);
+
+impl AtomicBits {
+    pub(crate) fn new() -> Self {
+        AtomicBits(Pages::new())
+    }
+
+    /// Adds `slot`.
+    pub(crate) fn insert(&self, slot: u32) {
+        let (p, o) = split(slot);
+        let word = &self.0.page(p, PAGE / 64)[o / 64];
+        let bit = 1u64 << (o % 64);
+        // Most inserts find the bit clear and their word written by no one else: a plain load
+        // first keeps a repeated insert from taking the cache line exclusively.
+        if word.load(Relaxed) & bit == 0 {
+            word.fetch_or(bit, Relaxed);
+        }
+    }
+
+    /// Whether `slot` is in the set.
+    #[cfg(test)]
+    pub(crate) fn contains(&self, slot: u32) -> bool {
+        let (p, o) = split(slot);
+        self.0
+            .get(p)
+            .is_some_and(|page| page[o / 64].load(Relaxed) >> (o % 64) & 1 == 1)
+    }
+
+    /// The slots in the set, ascending.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.0.iter().flat_map(|(p, page)| {
+            page.iter().enumerate().flat_map(move |(i, w)| {
+                let mut x = w.load(Relaxed);
+                std::iter::from_fn(move || {
+                    (x != 0).then(|| {
+                        let b = x.trailing_zeros();
+                        x &= x - 1;
+                        p << PAGE_BITS | (i as u32 * 64 + b)
+                    })
+                })
+            })
+        })
+    }
+
+    /// The written pages (page number, 1024 words of 64 slots), ascending.
+    pub(crate) fn into_pages(self) -> Vec<(u32, Box<[u64]>)> {
+        self.0
+            .into_pages()
+            .map(|(p, page)| {
+                let words = page.into_vec().into_iter().map(AtomicU64::into_inner);
+                (p, words.collect())
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_and_bits_keep_what_threads_write() {
+        let col = AtomicColumn::new();
+        let bits = AtomicBits::new();
+        std::thread::scope(|s| {
+            for t in 0..4u32 {
+                let (col, bits) = (&col, &bits);
+                s.spawn(move || {
+                    for i in (t..200_000).step_by(4) {
+                        col.max(i * 3, i + 1);
+                        bits.insert(i * 3);
+                    }
+                });
+            }
+        });
+        assert_eq!((col.load(3), col.load(4), col.load(u32::MAX)), (2, 0, 0));
+        assert!(bits.contains(599_997) && !bits.contains(599_998));
+        assert_eq!(col.store_if(3, 9, |cur| cur < 9), 2);
+        assert_eq!(
+            col.store_if(3, 1, |cur| cur < 1),
+            9,
+            "a losing value is not stored"
+        );
+        assert_eq!(col.load(3), 9);
+        let pages = bits.into_pages();
+        let ones: u32 = pages
+            .iter()
+            .flat_map(|(_, w)| w.iter())
+            .map(|w| w.count_ones())
+            .sum();
+        assert_eq!(ones, 200_000);
+        assert!(pages.windows(2).all(|w| w[0].0 < w[1].0));
+        let cols = col.into_pages();
+        assert_eq!(cols.len(), pages.len());
+        assert_eq!(cols[0].1[3], 9);
+    }
+}
