@@ -7,6 +7,8 @@
 //! output form — exactly pgoutput's `t` form — so dump rows go through the same translate code
 //! as streamed INSERTs. Values without escapes are slices of the received buffer (no copy).
 
+use std::ops::Range;
+
 use bytes::Bytes;
 
 use crate::decode::{Datum, TupleData};
@@ -34,41 +36,68 @@ pub fn parse_rows(
     columns: usize,
     out: &mut Vec<TupleData>,
 ) -> Result<(), CopyRowError> {
-    let mut start = 0;
-    while start < buf.len() {
-        let end = memchr_newline(&buf[start..]).map_or(buf.len(), |i| start + i);
-        out.push(parse_row(&buf.slice(start..end), columns)?);
-        start = end + 1;
+    for line in lines(buf) {
+        let mut values = Vec::with_capacity(columns);
+        parse_row_at(buf, line, columns, &mut values)?;
+        out.push(TupleData { columns: values });
     }
     Ok(())
 }
 
-fn memchr_newline(b: &[u8]) -> Option<usize> {
-    b.iter().position(|&c| c == b'\n')
+/// The byte ranges of the lines of a buffer of whole lines (without their `\n`; a last line
+/// without one counts too).
+pub fn lines(buf: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        if start >= buf.len() {
+            return None;
+        }
+        let end = buf[start..]
+            .iter()
+            .position(|&c| c == b'\n')
+            .map_or(buf.len(), |i| start + i);
+        let line = start..end;
+        start = end + 1;
+        Some(line)
+    })
 }
 
 /// Parses one line (without its `\n`) of `columns` values.
 pub fn parse_row(line: &Bytes, columns: usize) -> Result<TupleData, CopyRowError> {
     let mut values = Vec::with_capacity(columns);
+    parse_row_at(line, 0..line.len(), columns, &mut values)?;
+    Ok(TupleData { columns: values })
+}
+
+/// Parses the line at `range` of `buf` into `out` (cleared first; its room reused). Values
+/// without escapes are slices of `buf`.
+pub fn parse_row_at(
+    buf: &Bytes,
+    range: Range<usize>,
+    columns: usize,
+    out: &mut Vec<Datum>,
+) -> Result<(), CopyRowError> {
+    out.clear();
+    let line = &buf[range.clone()];
     let mut start = 0;
     loop {
         let end = line[start..]
             .iter()
             .position(|&c| c == b'\t')
             .map_or(line.len(), |i| start + i);
-        values.push(value(line, start, end)?);
+        out.push(value(buf, range.start + start, range.start + end)?);
         if end == line.len() {
             break;
         }
         start = end + 1;
     }
-    if values.len() != columns {
+    if out.len() != columns {
         return Err(CopyRowError::Columns {
             expected: columns,
-            found: values.len(),
+            found: out.len(),
         });
     }
-    Ok(TupleData { columns: values })
+    Ok(())
 }
 
 fn value(line: &Bytes, start: usize, end: usize) -> Result<Datum, CopyRowError> {

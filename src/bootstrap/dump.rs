@@ -18,7 +18,7 @@ use tokio_postgres::Client;
 
 use super::BootstrapError;
 use super::catalog::{Job, TablePlan};
-use super::copy_text::parse_rows;
+use super::copy_text::{lines, parse_row_at};
 use super::progress::TableProgress;
 use crate::config::Config;
 use crate::decode::{Insert, Message, RelationCache, TupleData};
@@ -212,7 +212,13 @@ fn worker(
         Mode::Bulk(root) | Mode::FanOut(root, _) => root.sibling(),
         Mode::Apply(_) => BulkAccumulator::new(config.schema()),
     };
-    let mut tuples: Vec<TupleData> = Vec::with_capacity(BATCH_ROWS);
+    // One insert message, its columns refilled for each row.
+    let mut msg = Message::Insert(Insert {
+        relation: 0,
+        new: TupleData {
+            columns: Vec::new(),
+        },
+    });
     let mut ops: Vec<EntityOps> = Vec::new();
     let mut rows = 0u64;
     loop {
@@ -223,22 +229,22 @@ fn worker(
         };
         let plan = &plans[batch.table];
         for buf in &batch.rows {
-            parse_rows(buf, plan.columns.len(), &mut tuples).map_err(|source| {
-                BootstrapError::Row {
-                    table: plan.display(),
-                    source,
-                }
-            })?;
-        }
-        rows += tuples.len() as u64;
-        for new in tuples.drain(..) {
-            let msg = Message::Insert(Insert {
-                relation: plan.oid,
-                new,
-            });
-            translator
-                .change(&msg, &relations, &mut ops)
-                .map_err(|e| BootstrapError::Translate(Box::new(e)))?;
+            for line in lines(buf) {
+                let Message::Insert(insert) = &mut msg else {
+                    unreachable!("the worker's message is an insert");
+                };
+                insert.relation = plan.oid;
+                parse_row_at(buf, line, plan.columns.len(), &mut insert.new.columns).map_err(
+                    |source| BootstrapError::Row {
+                        table: plan.display(),
+                        source,
+                    },
+                )?;
+                rows += 1;
+                translator
+                    .change(&msg, &relations, &mut ops)
+                    .map_err(|e| BootstrapError::Translate(Box::new(e)))?;
+            }
         }
         match mode {
             Mode::Bulk(_) => {

@@ -7,6 +7,8 @@
 //! column numbers, so a renamed column shows as one dropped and one added.
 
 use std::collections::HashMap;
+
+use crate::index::keymap::KeyHash;
 use std::fmt;
 use std::sync::Arc;
 
@@ -15,7 +17,7 @@ use super::message::{Column, Message, Oid, Relation, ReplicaIdentity, TupleData}
 /// The latest [`Relation`] of every relation OID seen in the stream.
 #[derive(Clone, Debug, Default)]
 pub struct RelationCache {
-    relations: HashMap<Oid, Arc<Relation>>,
+    relations: HashMap<Oid, Arc<Relation>, KeyHash>,
 }
 
 impl RelationCache {

@@ -28,10 +28,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use rayon::prelude::*;
 use roaring::RoaringBitmap;
 
+use crate::index::keymap::KeyHash;
 use crate::index::keys::{self, BadValue, RawKey};
 use crate::index::{IndexStats, Snapshot};
 use crate::ops::{EntityOps, Op};
-use crate::schema::{FilterKind, Schema};
+use crate::schema::{FieldRef, FilterKind, Schema};
 use shared::{AtomicBits, AtomicColumn};
 
 /// Counters of one accumulator (summed by `merge`).
@@ -200,12 +201,18 @@ pub struct BulkAccumulator {
     schema: Arc<Schema>,
     shared: Arc<Shared>,
     /// Per filter field, the codes this accumulator has used (single/bool fields).
-    codes: Vec<HashMap<RawKey, u32>>,
+    codes: Vec<HashMap<RawKey, u32, KeyHash>>,
     /// Per filter field, multi-value keys → slots.
     filters: Vec<HashMap<RawKey, RoaringBitmap>>,
-    /// Per filter field, integer-keyed multi-value inserts not yet in `filters` (see
-    /// [`Self::PENDING`]).
-    pending: Vec<Vec<(i64, u32)>>,
+    /// Per filter field, multi-value inserts of keys in `0..2^32` not yet in `filters`, as
+    /// `key << 32 | slot` (see [`Self::PENDING`]).
+    pending: Vec<Vec<u64>>,
+    /// Per filter field, the other integer-keyed multi-value inserts not yet in `filters`.
+    pending_wide: Vec<Vec<(i64, u32)>>,
+    /// Field names seen, by the address of their text (ops share their translator's names).
+    names: Vec<(Arc<str>, FieldRef)>,
+    /// Room for sorting `pending`.
+    scratch: Vec<u64>,
     stats: BulkStats,
 }
 
@@ -224,9 +231,12 @@ impl BulkAccumulator {
     fn with_shared(schema: Arc<Schema>, shared: Arc<Shared>) -> Self {
         let n = schema.filters.len();
         BulkAccumulator {
-            codes: vec![HashMap::new(); n],
+            codes: vec![HashMap::default(); n],
             filters: vec![HashMap::new(); n],
             pending: vec![Vec::new(); n],
+            pending_wide: vec![Vec::new(); n],
+            names: Vec::new(),
+            scratch: Vec::new(),
             stats: BulkStats::default(),
             shared,
             schema,
@@ -315,7 +325,7 @@ impl BulkAccumulator {
                     continue;
                 }
             };
-            let at = self.schema.field(field);
+            let at = self.field(field);
             if at.is_unknown() {
                 self.stats.index.unknown_fields += 1;
                 tracing::debug!(field = &**field, slot, "unknown field; skipped");
@@ -328,8 +338,11 @@ impl BulkAccumulator {
                     (_, Err(BadValue)) => self.stats.index.bad_values += 1,
                     (FilterKind::Multi, Ok(RawKey::Int(k))) => {
                         applied = true;
-                        self.pending[fi].push((k, slot));
-                        if self.pending[fi].len() >= Self::PENDING {
+                        match u32::try_from(k) {
+                            Ok(k) => self.pending[fi].push(u64::from(k) << 32 | u64::from(slot)),
+                            Err(_) => self.pending_wide[fi].push((k, slot)),
+                        }
+                        if self.pending[fi].len() + self.pending_wide[fi].len() >= Self::PENDING {
                             self.flush_field(fi);
                         }
                     }
@@ -368,23 +381,41 @@ impl BulkAccumulator {
         }
     }
 
+    /// The schema field an op's name refers to (looked up by the name's address first).
+    fn field(&mut self, name: &Arc<str>) -> FieldRef {
+        if let Some((_, at)) = self.names.iter().find(|(n, _)| Arc::ptr_eq(n, name)) {
+            return *at;
+        }
+        let at = self.schema.field(name);
+        if self.names.len() < 64 {
+            self.names.push((Arc::clone(name), at));
+        }
+        at
+    }
+
     /// Moves field `fi`'s buffered inserts into its bitmaps, key by key, slots ascending.
     fn flush_field(&mut self, fi: usize) {
-        let mut pending = std::mem::take(&mut self.pending[fi]);
-        pending.sort_unstable();
         let map = &mut self.filters[fi];
-        for run in pending.chunk_by(|a, b| a.0 == b.0) {
+        let pending = &mut self.pending[fi];
+        radix_sort(pending, &mut self.scratch);
+        for run in pending.chunk_by(|a, b| a >> 32 == b >> 32) {
+            let slots = sorted_bitmap(run.iter().map(|&p| p as u32));
+            *map.entry(RawKey::Int((run[0] >> 32) as i64)).or_default() |= slots;
+        }
+        pending.clear();
+        let wide = &mut self.pending_wide[fi];
+        wide.sort_unstable();
+        for run in wide.chunk_by(|a, b| a.0 == b.0) {
             let slots = sorted_bitmap(run.iter().map(|&(_, slot)| slot));
             *map.entry(RawKey::Int(run[0].0)).or_default() |= slots;
         }
-        pending.clear();
-        self.pending[fi] = pending;
+        wide.clear();
     }
 
     /// Moves every buffered insert into the bitmaps.
     fn flush(&mut self) {
         for fi in 0..self.pending.len() {
-            if !self.pending[fi].is_empty() {
+            if !self.pending[fi].is_empty() || !self.pending_wide[fi].is_empty() {
                 self.flush_field(fi);
             }
         }
@@ -439,6 +470,39 @@ fn or_map(into: &mut HashMap<RawKey, RoaringBitmap>, from: HashMap<RawKey, Roari
                 into.insert(k, bm);
             }
         }
+    }
+}
+
+/// Sorts `v` ascending: least-significant-digit radix sort in 16-bit digits, skipping digits
+/// all values share (with keys below 2^16, two of the four passes). `scratch` is its room.
+fn radix_sort(v: &mut Vec<u64>, scratch: &mut Vec<u64>) {
+    if v.len() < 256 {
+        v.sort_unstable();
+        return;
+    }
+    scratch.clear();
+    scratch.resize(v.len(), 0);
+    for shift in [0u32, 16, 32, 48] {
+        let digit = |x: u64| (x >> shift) as usize & 0xffff;
+        let mut counts = vec![0usize; 1 << 16];
+        for &x in v.iter() {
+            counts[digit(x)] += 1;
+        }
+        if counts[digit(v[0])] == v.len() {
+            continue;
+        }
+        let mut at = 0;
+        for c in counts.iter_mut() {
+            let n = *c;
+            *c = at;
+            at += n;
+        }
+        for &x in v.iter() {
+            let d = digit(x);
+            scratch[counts[d]] = x;
+            counts[d] += 1;
+        }
+        std::mem::swap(v, scratch);
     }
 }
 
@@ -516,6 +580,21 @@ mod tests {
         assert_eq!(s.index.clamped_values, 1);
         assert_eq!(s.index.skipped_ids, 1);
         assert_eq!(acc.alive_count(), 1);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn radix_sort_sorts(mut v in proptest::collection::vec(proptest::prelude::any::<u64>(), 0..2000), narrow in proptest::prelude::any::<bool>()) {
+            if narrow {
+                for x in &mut v {
+                    *x &= 0x0000_00ff_0000_ffff;
+                }
+            }
+            let mut want = v.clone();
+            want.sort_unstable();
+            radix_sort(&mut v, &mut Vec::new());
+            proptest::prop_assert_eq!(v, want);
+        }
     }
 
     #[test]

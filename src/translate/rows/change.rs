@@ -12,15 +12,17 @@ use crate::translate::value::{SqlValue, parse_text, to_op_value};
 
 use super::{Bound, BoundKind, BoundTrack, Row, TranslateStats};
 
-/// Parses the needed columns of a tuple. An unchanged-TOAST column takes the old row's value
-/// when the old row is complete (`REPLICA IDENTITY FULL`), else stays unknown.
+/// Parses the needed columns of a tuple into `row` (its buffers reused). An unchanged-TOAST
+/// column takes the old row's value when the old row is complete (`REPLICA IDENTITY FULL`),
+/// else stays unknown.
 pub(super) fn parse_row(
     bound: &Bound,
     tuple: &TupleData,
     full_old: Option<&Row>,
     stats: &mut TranslateStats,
-) -> Row {
-    let mut values = vec![None; bound.type_oids.len()];
+    row: &mut Row,
+) {
+    row.reset(bound.type_oids.len());
     for &c in &bound.needed {
         let v = match tuple.columns.get(c) {
             Some(Datum::Null) => Some(SqlValue::Null),
@@ -38,9 +40,10 @@ pub(super) fn parse_row(
             Some(Datum::Unchanged) => full_old.and_then(|o| o.get(c).cloned()),
             Some(Datum::Binary(_)) | None => None,
         };
-        values[c] = v;
+        if let Some(v) = v {
+            row.put(c, v);
+        }
     }
-    Row { values }
 }
 
 fn slot_of(bound: &Bound, row: &Row, col: usize, stats: &mut TranslateStats) -> Option<i64> {
@@ -245,7 +248,7 @@ pub(super) fn insert(
                 .filter_map(|t| {
                     Some(Op::Set {
                         field: t.target.clone(),
-                        value: eval(bound, t, row, &slice, id, stats)?,
+                        value: eval(bound, t, row, slice, id, stats)?,
                     })
                 })
                 .collect();
@@ -257,7 +260,7 @@ pub(super) fn insert(
         }
         BoundKind::Join { filter, .. } => {
             if let Some(f) = filter
-                && filter_holds(bound, f, row, &slice, stats) != Some(true)
+                && filter_holds(bound, f, row, slice, stats) != Some(true)
             {
                 return;
             }
@@ -270,7 +273,7 @@ pub(super) fn insert(
                 .filter_map(|t| {
                     Some(Op::Set {
                         field: t.target.clone(),
-                        value: eval(bound, t, row, &slice, source_id, stats)?,
+                        value: eval(bound, t, row, slice, source_id, stats)?,
                     })
                 })
                 .collect();
@@ -308,7 +311,7 @@ pub(super) fn delete(
             // A filter the old row cannot evaluate (not in the replica identity): remove anyway;
             // removing a value the slot does not have changes nothing.
             if let Some(f) = filter
-                && filter_holds(bound, f, old, &slice, stats) == Some(false)
+                && filter_holds(bound, f, old, slice, stats) == Some(false)
             {
                 return;
             }
@@ -351,10 +354,10 @@ pub(super) fn update(
             let new_slice = new.slice();
             let old_full_row = old.filter(|_| old_full);
             let old_slice = old_full_row.map(Row::slice);
-            let old_pair = old_full_row.zip(old_slice.as_deref());
+            let old_pair = old_full_row.zip(old_slice);
             let mut ops = Vec::new();
             for t in track {
-                update_field(bound, t, new, &new_slice, old_pair, id, &mut ops, stats);
+                update_field(bound, t, new, new_slice, old_pair, id, &mut ops, stats);
             }
             if !ops.is_empty() {
                 out.push(EntityOps::new(id, ops));
@@ -368,7 +371,7 @@ pub(super) fn update(
         } => {
             let new_slice = new.slice();
             let new_in = filter.as_ref().map_or(Some(true), |f| {
-                filter_holds(bound, f, new, &new_slice, stats)
+                filter_holds(bound, f, new, new_slice, stats)
             });
             let same_key = match old {
                 Some(o) => {
@@ -395,11 +398,11 @@ pub(super) fn update(
             let new_slice = new.slice();
             let old_full_row = old.filter(|_| old_full);
             let old_slice = old_full_row.map(Row::slice);
-            let old_pair = old_full_row.zip(old_slice.as_deref());
+            let old_pair = old_full_row.zip(old_slice);
             let mut ops = Vec::new();
             for t in track {
                 update_field(
-                    bound, t, new, &new_slice, old_pair, source_id, &mut ops, stats,
+                    bound, t, new, new_slice, old_pair, source_id, &mut ops, stats,
                 );
             }
             if !ops.is_empty() {

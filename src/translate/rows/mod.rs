@@ -27,6 +27,8 @@
 //! * a direct source without `on_delete`, a fan-out source → nothing (their DELETE emits nothing).
 
 use std::collections::HashMap;
+
+use crate::index::keymap::KeyHash;
 use std::sync::Arc;
 
 use tracing::{info, warn};
@@ -203,31 +205,51 @@ struct Bound {
 /// Turns row changes into ops according to the config's sources.
 pub struct Translator {
     sources: Vec<Source>,
-    bound: HashMap<Oid, Bound>,
+    bound: HashMap<Oid, Bound, KeyHash>,
     stats: TranslateStats,
+    /// Buffers of the new and old rows, reused from change to change.
+    rows: (Row, Row),
 }
 
-/// A row's values: parsed where needed, `None` where unknown (unchanged TOAST or absent).
+/// A row's values: parsed where needed, unknown (unchanged TOAST or absent) where `known` is
+/// false (the value is then NULL, so the values are a slice to evaluate over as they are).
+#[derive(Default)]
 struct Row {
-    values: Vec<Option<SqlValue>>,
+    values: Vec<SqlValue>,
+    known: Vec<bool>,
 }
 
 impl Row {
+    /// Empties the row to `n` unknown columns, keeping its buffers.
+    fn reset(&mut self, n: usize) {
+        self.values.clear();
+        self.values.resize(n, SqlValue::Null);
+        self.known.clear();
+        self.known.resize(n, false);
+    }
+
+    fn put(&mut self, c: usize, v: SqlValue) {
+        self.values[c] = v;
+        self.known[c] = true;
+    }
+
+    /// Makes column `c` unknown.
+    fn forget(&mut self, c: usize) {
+        self.values[c] = SqlValue::Null;
+        self.known[c] = false;
+    }
+
     fn known(&self, cols: &[usize]) -> bool {
-        cols.iter()
-            .all(|&c| self.values.get(c).is_some_and(Option::is_some))
+        cols.iter().all(|&c| self.known.get(c) == Some(&true))
     }
 
     fn get(&self, c: usize) -> Option<&SqlValue> {
-        self.values.get(c).and_then(Option::as_ref)
+        (self.known.get(c) == Some(&true)).then(|| &self.values[c])
     }
 
     /// The row as a slice for evaluation (unknown columns as NULL; callers check `known` first).
-    fn slice(&self) -> Vec<SqlValue> {
-        self.values
-            .iter()
-            .map(|v| v.clone().unwrap_or(SqlValue::Null))
-            .collect()
+    fn slice(&self) -> &[SqlValue] {
+        &self.values
     }
 }
 
@@ -291,8 +313,9 @@ impl Translator {
         }
         Ok(Translator {
             sources,
-            bound: HashMap::new(),
+            bound: HashMap::default(),
             stats: TranslateStats::default(),
+            rows: Default::default(),
         })
     }
 
@@ -483,23 +506,27 @@ impl Translator {
         };
         self.stats.rows += 1;
         let stats = &mut self.stats;
+        let (new_buf, old_buf) = &mut self.rows;
         let old_row = old.map(|o| {
-            let mut row = parse_row(bound, o.tuple(), None, stats);
+            parse_row(bound, o.tuple(), None, stats, old_buf);
             if matches!(o, OldTuple::Key(_)) {
                 // A key tuple carries the non-key columns as NULLs: they are unknown, not NULL.
-                for (v, is_key) in row.values.iter_mut().zip(&bound.key) {
+                let n = old_buf.values.len();
+                for (c, is_key) in bound.key.iter().enumerate().take(n) {
                     if !is_key {
-                        *v = None;
+                        old_buf.forget(c);
                     }
                 }
             }
-            row
+            &*old_buf
         });
         let old_full = matches!(old, Some(OldTuple::Full(_)));
-        let new_row =
-            new.map(|n| parse_row(bound, n, old_row.as_ref().filter(|_| old_full), stats));
+        let new_row = new.map(|n| {
+            parse_row(bound, n, old_row.filter(|_| old_full), stats, new_buf);
+            &*new_buf
+        });
         for source in &bound.sources {
-            match (new_row.as_ref(), old_row.as_ref()) {
+            match (new_row, old_row) {
                 (Some(n), None) if matches!(msg, Message::Insert(_)) => {
                     insert(bound, source, n, out, stats)
                 }
