@@ -255,7 +255,7 @@ impl BulkAccumulator {
     }
 
     /// Number of slots made alive so far (by this accumulator and its siblings).
-    pub fn alive_count(&mut self) -> u64 {
+    pub fn alive_count(&self) -> u64 {
         self.shared.alive.iter().count() as u64
     }
 

@@ -59,22 +59,22 @@ impl<T: Default> Pages<T> {
             })
     }
 
-    /// The allocated pages with their numbers, ascending.
-    fn into_pages(self) -> impl Iterator<Item = (u32, Box<[T]>)> {
-        self.groups
-            .into_vec()
-            .into_iter()
-            .enumerate()
-            .filter_map(|(g, group)| group.into_inner().map(|pages| (g, pages)))
+    /// The allocated pages with their numbers, ascending, each cell taken out by `inner`.
+    fn into_pages<U>(self, inner: fn(T) -> U) -> Vec<(u32, Box<[U]>)> {
+        let groups = self.groups.into_vec().into_iter().enumerate();
+        let groups = groups.filter_map(|(g, group)| group.into_inner().map(|pages| (g, pages)));
+        groups
             .flat_map(|(g, pages)| {
-                pages
-                    .into_vec()
-                    .into_iter()
-                    .enumerate()
-                    .filter_map(move |(i, page)| {
-                        page.into_inner().map(|b| ((g * GROUP + i) as u32, b))
-                    })
+                let pages = pages.into_vec().into_iter().enumerate();
+                pages.filter_map(move |(i, page)| {
+                    let page = page.into_inner()?;
+                    Some((
+                        (g * GROUP + i) as u32,
+                        page.into_vec().into_iter().map(inner).collect(),
+                    ))
+                })
             })
+            .collect()
     }
 }
 
@@ -133,13 +133,7 @@ impl AtomicColumn {
 
     /// The written pages (page number, 2^16 values), ascending.
     pub(crate) fn into_pages(self) -> Vec<(u32, Box<[u32]>)> {
-        self.0
-            .into_pages()
-            .map(|(p, page)| {
-                let values = page.into_vec().into_iter().map(AtomicU32::into_inner);
-                (p, values.collect())
-            })
-            .collect()
+        self.0.into_pages(AtomicU32::into_inner)
     }
 }
 
@@ -190,13 +184,7 @@ impl AtomicBits {
 
     /// The written pages (page number, 1024 words of 64 slots), ascending.
     pub(crate) fn into_pages(self) -> Vec<(u32, Box<[u64]>)> {
-        self.0
-            .into_pages()
-            .map(|(p, page)| {
-                let words = page.into_vec().into_iter().map(AtomicU64::into_inner);
-                (p, words.collect())
-            })
-            .collect()
+        self.0.into_pages(AtomicU64::into_inner)
     }
 }
 
