@@ -123,6 +123,18 @@ fn spare(len: usize) -> usize {
     (len / 4 + 4).min(SMALL_MAX.saturating_sub(len))
 }
 
+/// The positions of `word`'s set bits, ascending.
+pub(crate) fn ones(word: u64) -> impl Iterator<Item = u32> {
+    let mut x = word;
+    std::iter::from_fn(move || {
+        (x != 0).then(|| {
+            let b = x.trailing_zeros();
+            x &= x - 1;
+            b
+        })
+    })
+}
+
 /// Which parts of two sorted lists a merge keeps.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Keep {
@@ -344,7 +356,7 @@ impl Bits {
 
     /// A bitmap of 2^16-slot pages of 1024 words each (`(page, words)`, pages ascending; bit
     /// `o` of a page is slot `page << 16 | o`).
-    pub(crate) fn from_word_pages(pages: &[(u32, &[u64])]) -> Self {
+    pub(crate) fn from_word_pages<W: AsRef<[u64]>>(pages: &[(u32, W)]) -> Self {
         let chunks: Vec<Chunk> = pages
             .chunk_by(|a, b| a.0 >> (CHUNK_BITS - 16) == b.0 >> (CHUNK_BITS - 16))
             .map(|run| (run[0].0 >> (CHUNK_BITS - 16), roaring_of_words(run)))

@@ -13,21 +13,15 @@ use std::sync::Arc;
 use roaring::RoaringBitmap;
 
 use super::Index;
-use super::bits::Bits;
+use super::bits::{Bits, ones};
 use super::columns::{NONE, NULL, PAGE, PAGE_BITS};
 use super::keys::{Key, RawKey};
-use crate::sink::bulk::{BitPages, SingleParts, SortParts};
+use crate::sink::bulk::{SingleParts, SortParts};
 
 /// Pairs (code, slot) a single-value field sorts at a time.
 const GROUP_PAIRS: usize = 1 << 20;
 /// Pages a sort field's layers are built from at a time (one bitmap chunk).
 const GROUP_PAGES: usize = 16;
-
-/// A set of slots given as word pages.
-fn bits_of_pages(pages: &BitPages) -> Bits {
-    let refs: Vec<(u32, &[u64])> = pages.iter().map(|(p, w)| (*p, &w[..])).collect();
-    Bits::from_word_pages(&refs)
-}
 
 /// Bitmaps of runs of `code << 32 | slot` pairs, sorted: (code, slots) per code.
 fn runs(pairs: &mut [u64]) -> impl Iterator<Item = (u32, Bits)> + '_ {
@@ -49,7 +43,9 @@ impl Index {
         self.flush_pending();
         let parts = acc.into_parts();
         self.stats.add(&parts.stats);
-        self.state.alive.or_assign(&bits_of_pages(&parts.alive));
+        self.state
+            .alive
+            .or_assign(&Bits::from_word_pages(&parts.alive));
         for (fi, single) in parts.singles.into_iter().enumerate() {
             if let Some(single) = single {
                 self.merge_single(fi, single);
@@ -149,73 +145,50 @@ impl Index {
         }
         let col = &mut self.sort_cols[si];
         let layers = Arc::make_mut(&mut self.state.sorts[si]);
-        let touched = bits_of_pages(&sort.touched);
+        let touched = Bits::from_word_pages(&sort.touched);
         for layer in layers.iter_mut().filter(|l| !l.is_empty()) {
             layer.andnot_assign(&touched);
         }
-        let mut touched_pages = sort.touched.iter().peekable();
-        let mut new_layers: Vec<Vec<(u32, Vec<u64>)>> = vec![Vec::new(); layers.len()];
-        let flush = |new_layers: &mut Vec<Vec<(u32, Vec<u64>)>>, layers: &mut Vec<Bits>| {
-            for (layer, pages) in layers.iter_mut().zip(new_layers.iter_mut()) {
-                let refs: Vec<(u32, &[u64])> = pages.iter().map(|(p, w)| (*p, &w[..])).collect();
-                layer.or_assign(&Bits::from_word_pages(&refs));
-                pages.clear();
-            }
-        };
         const WORDS: usize = PAGE / 64;
         let nbits = layers.len();
         let mut buf = vec![0u64; nbits * WORDS];
-        let mut pages_in_group = 0;
-        for (p, values) in sort.values {
-            let words = loop {
-                match touched_pages.peek() {
-                    Some((tp, _)) if *tp < p => {
-                        touched_pages.next();
-                    }
-                    Some((tp, words)) if *tp == p => break Some(words),
-                    _ => break None,
-                }
-            };
-            let Some(words) = words else {
-                continue;
-            };
-            let base = p << PAGE_BITS;
-            if col.page_is_empty(p) {
-                col.put_page(p, &values);
-            } else {
-                for (i, &w) in words.iter().enumerate() {
-                    let mut x = w;
-                    while x != 0 {
-                        let o = i * 64 + x.trailing_zeros() as usize;
-                        col.set(base | o as u32, values[o]);
-                        x &= x - 1;
+        // A touched slot's value and touched bit are written together: the pages pair up.
+        let pages: Vec<_> = sort.values.into_iter().zip(sort.touched).collect();
+        for group in pages.chunks(GROUP_PAGES) {
+            let mut new_layers: Vec<Vec<(u32, Vec<u64>)>> = vec![Vec::new(); nbits];
+            for ((p, values), (tp, words)) in group {
+                debug_assert_eq!(p, tp, "values and touched bits share their pages");
+                let base = p << PAGE_BITS;
+                if col.page_is_empty(*p) {
+                    col.put_page(*p, values);
+                } else {
+                    for (i, &w) in words.iter().enumerate() {
+                        for b in ones(w) {
+                            let o = i * 64 + b as usize;
+                            col.set(base | o as u32, values[o]);
+                        }
                     }
                 }
-            }
-            // Spread each value's bits over the layers' words for this page.
-            for (o, &v) in values.iter().enumerate() {
-                let mut x = v;
-                while x != 0 {
-                    let b = x.trailing_zeros() as usize;
-                    if b < nbits {
+                // Spread each value's bits over the layers' words for this page.
+                for (o, &v) in values.iter().enumerate() {
+                    for b in ones(u64::from(v))
+                        .map(|b| b as usize)
+                        .filter(|&b| b < nbits)
+                    {
                         buf[b * WORDS + o / 64] |= 1 << (o % 64);
                     }
-                    x &= x - 1;
+                }
+                for (b, pages) in new_layers.iter_mut().enumerate() {
+                    let words = &mut buf[b * WORDS..(b + 1) * WORDS];
+                    if words.iter().any(|&w| w != 0) {
+                        pages.push((*p, words.to_vec()));
+                        words.fill(0);
+                    }
                 }
             }
-            for (b, pages) in new_layers.iter_mut().enumerate() {
-                let words = &mut buf[b * WORDS..(b + 1) * WORDS];
-                if words.iter().any(|&w| w != 0) {
-                    pages.push((p, words.to_vec()));
-                    words.fill(0);
-                }
-            }
-            pages_in_group += 1;
-            if pages_in_group == GROUP_PAGES {
-                flush(&mut new_layers, layers);
-                pages_in_group = 0;
+            for (layer, pages) in layers.iter_mut().zip(&new_layers) {
+                layer.or_assign(&Bits::from_word_pages(pages));
             }
         }
-        flush(&mut new_layers, layers);
     }
 }

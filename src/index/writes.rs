@@ -25,7 +25,7 @@
 use std::sync::Arc;
 
 use super::FilterState;
-use super::bits::{Bits, FEW_WRITES};
+use super::bits::{Bits, FEW_WRITES, ones};
 use super::columns::Column;
 use super::keys::Key;
 
@@ -218,11 +218,8 @@ impl WriteLog {
                 prev = Some(slot);
                 let old = log.olds[c as u32 as usize];
                 let new = col.get(slot);
-                let mut diff = old ^ new;
-                while diff != 0 {
-                    let b = diff.trailing_zeros() as usize;
-                    self.scratch[b].push(pack(slot, 0, new >> b & 1 == 1));
-                    diff &= diff - 1;
+                for b in ones(u64::from(old ^ new)) {
+                    self.scratch[b as usize].push(pack(slot, 0, new >> b & 1 == 1));
                 }
             }
             log.changes.clear();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use roaring::RoaringBitmap;
 
-use super::{Chunk, chunk_of, chunk_range};
+use super::{Chunk, chunk_of, chunk_range, ones};
 use crate::index::writes::{Write, sets, slot_of, winners};
 
 /// Sorted, distinct slots cut into chunks.
@@ -36,11 +36,12 @@ pub(super) fn roaring_of_sorted(slots: &[u32]) -> RoaringBitmap {
 
 /// A roaring bitmap of 2^16-slot pages given as 1024 words each (`(page, words)`, pages
 /// ascending; bit `o` of the page is slot `page << 16 | o`). Empty pages are skipped.
-pub(super) fn roaring_of_words(pages: &[(u32, &[u64])]) -> RoaringBitmap {
+pub(super) fn roaring_of_words<W: AsRef<[u64]>>(pages: &[(u32, W)]) -> RoaringBitmap {
     let containers: Vec<(u16, Body)> = pages
         .iter()
+        .map(|(p, w)| (*p as u16, w.as_ref()))
         .filter(|(_, w)| w.iter().any(|&x| x != 0))
-        .map(|&(p, w)| (p as u16, Body::Words(w)))
+        .map(|(p, w)| (p, Body::Words(w)))
         .collect();
     serialized(&containers)
 }
@@ -101,11 +102,9 @@ fn serialized(containers: &[(u16, Body)]) -> RoaringBitmap {
             }
             (Body::Words(words), true) => {
                 for (i, &w) in words.iter().enumerate() {
-                    let mut x = w;
-                    while x != 0 {
-                        let v = (i * 64) as u16 + x.trailing_zeros() as u16;
+                    for b in ones(w) {
+                        let v = (i * 64) as u16 + b as u16;
                         buf.extend_from_slice(&v.to_le_bytes());
-                        x &= x - 1;
                     }
                 }
             }

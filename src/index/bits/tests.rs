@@ -112,8 +112,7 @@ proptest! {
         }
         // An all-zero page is allowed and holds nothing.
         pages.push((4000, vec![0; 1024]));
-        let refs: Vec<(u32, &[u64])> = pages.iter().map(|(p, w)| (*p, &w[..])).collect();
-        let words = Bits::from_word_pages(&refs);
+        let words = Bits::from_word_pages(&pages);
         check(&words)?;
         let want: BTreeSet<u32> = slots.iter().copied().collect();
         prop_assert_eq!(set(&sorted), want.clone());

@@ -64,7 +64,8 @@ pub(crate) struct SingleParts {
 pub(crate) struct SortParts {
     /// Value per slot (0 where not touched).
     pub values: ValuePages,
-    /// Slots given a value.
+    /// Slots given a value (the same pages as `values`: a slot's value and bit are written
+    /// together).
     pub touched: BitPages,
 }
 

@@ -7,6 +7,8 @@
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
+use crate::index::bits::ones;
+
 /// Slots per page.
 pub(crate) const PAGE_BITS: u32 = 16;
 const PAGE: usize = 1 << PAGE_BITS;
@@ -170,14 +172,7 @@ impl AtomicBits {
     pub(crate) fn iter(&self) -> impl Iterator<Item = u32> + '_ {
         self.0.iter().flat_map(|(p, page)| {
             page.iter().enumerate().flat_map(move |(i, w)| {
-                let mut x = w.load(Relaxed);
-                std::iter::from_fn(move || {
-                    (x != 0).then(|| {
-                        let b = x.trailing_zeros();
-                        x &= x - 1;
-                        p << PAGE_BITS | (i as u32 * 64 + b)
-                    })
-                })
+                ones(w.load(Relaxed)).map(move |b| p << PAGE_BITS | (i as u32 * 64 + b))
             })
         })
     }
