@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
-use crate::decode::{Datum, TupleData};
+use crate::decode::Datum;
 
 /// A line that is not a row of the expected shape.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,21 +27,6 @@ pub enum CopyRowError {
     /// A backslash ends the line.
     #[error("a COPY row ends in a lone backslash")]
     TrailingBackslash,
-}
-
-/// Splits a buffer of whole lines into rows of `columns` values each, appending them to `out`.
-/// A last line without its `\n` is parsed too (a COPY data message holds whole rows).
-pub fn parse_rows(
-    buf: &Bytes,
-    columns: usize,
-    out: &mut Vec<TupleData>,
-) -> Result<(), CopyRowError> {
-    for line in lines(buf) {
-        let mut values = Vec::with_capacity(columns);
-        parse_row_at(buf, line, columns, &mut values)?;
-        out.push(TupleData { columns: values });
-    }
-    Ok(())
 }
 
 /// The byte ranges of the lines of a buffer of whole lines (without their `\n`; a last line
@@ -60,13 +45,6 @@ pub fn lines(buf: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
         start = end + 1;
         Some(line)
     })
-}
-
-/// Parses one line (without its `\n`) of `columns` values.
-pub fn parse_row(line: &Bytes, columns: usize) -> Result<TupleData, CopyRowError> {
-    let mut values = Vec::with_capacity(columns);
-    parse_row_at(line, 0..line.len(), columns, &mut values)?;
-    Ok(TupleData { columns: values })
 }
 
 /// Parses the line at `range` of `buf` into `out` (cleared first; its room reused). Values
@@ -169,10 +147,29 @@ fn unescape(raw: &[u8]) -> Result<Vec<u8>, CopyRowError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::TupleData;
     use proptest::prelude::*;
 
     fn text(d: &Datum) -> Option<&[u8]> {
         d.text().map(|b| &b[..])
+    }
+
+    /// Every line of `buf` parsed as a dump worker does.
+    fn parse_rows(buf: &Bytes, columns: usize) -> Result<Vec<TupleData>, CopyRowError> {
+        lines(buf)
+            .map(|line| {
+                let mut values = Vec::new();
+                parse_row_at(buf, line, columns, &mut values)?;
+                Ok(TupleData { columns: values })
+            })
+            .collect()
+    }
+
+    /// One line (without its `\n`).
+    fn parse_row(line: &Bytes, columns: usize) -> Result<TupleData, CopyRowError> {
+        let mut values = vec![Datum::Null; 9];
+        parse_row_at(line, 0..line.len(), columns, &mut values)?;
+        Ok(TupleData { columns: values })
     }
 
     #[test]
@@ -205,8 +202,7 @@ mod tests {
     #[test]
     fn several_lines_in_one_buffer() {
         let buf = Bytes::from_static(b"1\ta\n2\t\\N\n");
-        let mut rows = Vec::new();
-        parse_rows(&buf, 2, &mut rows).unwrap();
+        let rows = parse_rows(&buf, 2).unwrap();
         assert_eq!(rows.len(), 2);
         assert!(rows[1].columns[1].is_null());
     }
@@ -253,8 +249,7 @@ mod tests {
 
         #[test]
         fn any_bytes_parse_or_fail_cleanly(bytes in prop::collection::vec(any::<u8>(), 0..64), cols in 1usize..5) {
-            let mut rows = Vec::new();
-            let _ = parse_rows(&Bytes::from(bytes), cols, &mut rows);
+            let _ = parse_rows(&Bytes::from(bytes), cols);
         }
     }
 }
