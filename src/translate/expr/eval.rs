@@ -234,11 +234,11 @@ impl Node {
                 args,
                 bpchar,
             } => {
-                let mut values = Vec::with_capacity(args.len());
+                let mut best = SqlValue::Null;
                 for arg in args {
-                    values.push(arg.eval(row, case_val)?);
+                    best = min_max(*greatest, best, arg.eval(row, case_val)?, *bpchar)?;
                 }
-                min_max(*greatest, values, *bpchar)
+                Ok(best)
             }
             Kind::NullIf { l, r, bpchar } => {
                 let (a, b) = (l.eval(row, case_val)?, r.eval(row, case_val)?);
@@ -547,23 +547,28 @@ fn compare_as(a: &SqlValue, b: &SqlValue, bpchar: bool) -> Result<Ordering, Eval
     }
 }
 
-/// `GREATEST`/`LEAST`: NULLs are ignored; the first of equal values wins.
-fn min_max(greatest: bool, values: Vec<SqlValue>, bpchar: bool) -> Result<SqlValue, EvalError> {
-    let mut best = SqlValue::Null;
-    for v in values {
-        if v.is_null() {
-            continue;
-        }
-        if best.is_null() {
-            best = v;
-            continue;
-        }
-        let ord = compare_as(&v, &best, bpchar)?;
-        if (greatest && ord == Ordering::Greater) || (!greatest && ord == Ordering::Less) {
-            best = v;
-        }
+/// One step of `GREATEST`/`LEAST`: `best` so far against the next value `v`. NULLs are ignored;
+/// the first of equal values wins.
+fn min_max(
+    greatest: bool,
+    best: SqlValue,
+    v: SqlValue,
+    bpchar: bool,
+) -> Result<SqlValue, EvalError> {
+    if v.is_null() {
+        return Ok(best);
     }
-    Ok(best)
+    if best.is_null() {
+        return Ok(v);
+    }
+    let ord = compare_as(&v, &best, bpchar)?;
+    Ok(
+        if (greatest && ord == Ordering::Greater) || (!greatest && ord == Ordering::Less) {
+            v
+        } else {
+            best
+        },
+    )
 }
 
 /// `extract(epoch from x)`: `numeric` seconds since 1970, exact to the microsecond (scale 6
