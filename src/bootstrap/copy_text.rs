@@ -1,17 +1,15 @@
-//! Rows of `COPY … TO STDOUT` in text format, turned into the tuples pgoutput would send for the
+//! Rows of `COPY … TO STDOUT` in text format, read as the tuples pgoutput would send for the
 //! same rows. No I/O; every byte sequence is either a row or an error, never a panic.
 //!
 //! The format: one row per line (`\n`), columns separated by a tab, `\N` for NULL, and
 //! backslash escapes inside values (`\\`, `\b`, `\f`, `\n`, `\r`, `\t`, `\v`, `\ddd` octal,
 //! `\xhh` hex; any other escaped byte stands for itself). Unescaped, a value is its type's text
 //! output form — exactly pgoutput's `t` form — so dump rows go through the same translate code
-//! as streamed INSERTs. Values without escapes are slices of the received buffer (no copy).
+//! as streamed INSERTs. Values without escapes are read where they lie in the line (no copy).
 
 use std::ops::Range;
 
-use bytes::Bytes;
-
-use crate::decode::Datum;
+use crate::translate::{DatumRef, Tuple};
 
 /// A line that is not a row of the expected shape.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,60 +35,93 @@ pub fn lines(buf: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
         if start >= buf.len() {
             return None;
         }
-        let end = buf[start..]
-            .iter()
-            .position(|&c| c == b'\n')
-            .map_or(buf.len(), |i| start + i);
+        let end = memchr::memchr(b'\n', &buf[start..]).map_or(buf.len(), |i| start + i);
         let line = start..end;
         start = end + 1;
         Some(line)
     })
 }
 
-/// Parses the line at `range` of `buf` into `out` (cleared first; its room reused). Values
-/// without escapes are slices of `buf`.
-pub fn parse_row_at(
-    buf: &Bytes,
-    range: Range<usize>,
-    columns: usize,
-    out: &mut Vec<Datum>,
-) -> Result<(), CopyRowError> {
-    out.clear();
-    let line = &buf[range.clone()];
-    let mut start = 0;
-    loop {
-        let end = line[start..]
-            .iter()
-            .position(|&c| c == b'\t')
-            .map_or(line.len(), |i| start + i);
-        out.push(value(buf, range.start + start, range.start + end)?);
-        if end == line.len() {
-            break;
+/// Where one value of a line is.
+#[derive(Clone, Copy, Debug)]
+enum Field {
+    Null,
+    /// A range of the line.
+    Plain(usize, usize),
+    /// A range of the row's unescaped bytes.
+    Escaped(usize, usize),
+}
+
+/// One line split into its values; its buffers are reused from line to line.
+#[derive(Debug, Default)]
+pub struct CopyRow {
+    fields: Vec<Field>,
+    unescaped: Vec<u8>,
+}
+
+impl CopyRow {
+    /// Splits `line` (without its `\n`) into its values; it must have `columns` of them.
+    pub fn parse(&mut self, line: &[u8], columns: usize) -> Result<(), CopyRowError> {
+        self.fields.clear();
+        self.unescaped.clear();
+        // Without a backslash in the line there is neither an escape nor a NULL.
+        let plain = memchr::memchr(b'\\', line).is_none();
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\t', line).chain(std::iter::once(line.len())) {
+            let field = if plain {
+                Field::Plain(start, end)
+            } else {
+                self.value(line, start, end)?
+            };
+            self.fields.push(field);
+            start = end + 1;
         }
-        start = end + 1;
+        if self.fields.len() != columns {
+            return Err(CopyRowError::Columns {
+                expected: columns,
+                found: self.fields.len(),
+            });
+        }
+        Ok(())
     }
-    if out.len() != columns {
-        return Err(CopyRowError::Columns {
-            expected: columns,
-            found: out.len(),
-        });
+
+    fn value(&mut self, line: &[u8], start: usize, end: usize) -> Result<Field, CopyRowError> {
+        let raw = &line[start..end];
+        if raw == b"\\N" {
+            return Ok(Field::Null);
+        }
+        if memchr::memchr(b'\\', raw).is_none() {
+            return Ok(Field::Plain(start, end));
+        }
+        let from = self.unescaped.len();
+        unescape(raw, &mut self.unescaped)?;
+        Ok(Field::Escaped(from, self.unescaped.len()))
     }
-    Ok(())
+
+    /// The values of `line`, the line last parsed.
+    pub fn tuple<'a>(&'a self, line: &'a [u8]) -> CopyTuple<'a> {
+        CopyTuple { row: self, line }
+    }
 }
 
-fn value(line: &Bytes, start: usize, end: usize) -> Result<Datum, CopyRowError> {
-    let raw = &line[start..end];
-    if raw == b"\\N" {
-        return Ok(Datum::Null);
-    }
-    if !raw.contains(&b'\\') {
-        return Ok(Datum::Text(line.slice(start..end)));
-    }
-    unescape(raw).map(|v| Datum::Text(Bytes::from(v)))
+/// A parsed line's values, as translate reads a row.
+pub struct CopyTuple<'a> {
+    row: &'a CopyRow,
+    line: &'a [u8],
 }
 
-fn unescape(raw: &[u8]) -> Result<Vec<u8>, CopyRowError> {
-    let mut out = Vec::with_capacity(raw.len());
+impl Tuple for CopyTuple<'_> {
+    fn datum(&self, c: usize) -> Option<DatumRef<'_>> {
+        Some(match *self.row.fields.get(c)? {
+            Field::Null => DatumRef::Null,
+            Field::Plain(a, b) => DatumRef::Text(&self.line[a..b]),
+            Field::Escaped(a, b) => DatumRef::Text(&self.row.unescaped[a..b]),
+        })
+    }
+}
+
+/// Appends the unescaped `raw` to `out`.
+fn unescape(raw: &[u8], out: &mut Vec<u8>) -> Result<(), CopyRowError> {
     let mut i = 0;
     while i < raw.len() {
         let c = raw[i];
@@ -141,70 +172,87 @@ fn unescape(raw: &[u8]) -> Result<Vec<u8>, CopyRowError> {
             other => out.push(other),
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::TupleData;
     use proptest::prelude::*;
 
-    fn text(d: &Datum) -> Option<&[u8]> {
-        d.text().map(|b| &b[..])
-    }
+    /// A row's values, owned: `None` for NULL.
+    type Values = Vec<Option<Vec<u8>>>;
 
-    /// Every line of `buf` parsed as a dump worker does.
-    fn parse_rows(buf: &Bytes, columns: usize) -> Result<Vec<TupleData>, CopyRowError> {
-        lines(buf)
-            .map(|line| {
-                let mut values = Vec::new();
-                parse_row_at(buf, line, columns, &mut values)?;
-                Ok(TupleData { columns: values })
+    fn values(row: &CopyRow, line: &[u8]) -> Values {
+        let t = row.tuple(line);
+        (0..)
+            .map_while(|c| t.datum(c))
+            .map(|d| match d {
+                DatumRef::Text(b) => Some(b.to_vec()),
+                DatumRef::Null => None,
+                other => panic!("a COPY value is text or NULL, not {other:?}"),
             })
             .collect()
     }
 
-    /// One line (without its `\n`).
-    fn parse_row(line: &Bytes, columns: usize) -> Result<TupleData, CopyRowError> {
-        let mut values = vec![Datum::Null; 9];
-        parse_row_at(line, 0..line.len(), columns, &mut values)?;
-        Ok(TupleData { columns: values })
+    /// Every line of `buf` parsed as a dump worker does (one row reused).
+    fn parse_rows(buf: &[u8], columns: usize) -> Result<Vec<Values>, CopyRowError> {
+        let mut row = CopyRow::default();
+        lines(buf)
+            .map(|line| {
+                row.parse(&buf[line.clone()], columns)?;
+                Ok(values(&row, &buf[line]))
+            })
+            .collect()
+    }
+
+    /// One line (without its `\n`), parsed by a row that held another line before.
+    fn parse_row(line: &[u8], columns: usize) -> Result<Values, CopyRowError> {
+        let mut row = CopyRow::default();
+        row.parse(b"x\\ty\t\\N\tz", 3).unwrap();
+        row.parse(line, columns)?;
+        Ok(values(&row, line))
+    }
+
+    fn text(v: &Option<Vec<u8>>) -> Option<&[u8]> {
+        v.as_deref()
     }
 
     #[test]
     fn plain_null_and_escaped_values() {
-        let line = Bytes::from_static(b"12\t\\N\ta\\tb\\\\c\\n\t\\101\\x41\\q\t");
-        let row = parse_row(&line, 5).unwrap();
-        assert_eq!(text(&row.columns[0]), Some(&b"12"[..]));
-        assert!(row.columns[1].is_null());
-        assert_eq!(text(&row.columns[2]), Some(&b"a\tb\\c\n"[..]));
-        assert_eq!(text(&row.columns[3]), Some(&b"AAq"[..]));
-        assert_eq!(text(&row.columns[4]), Some(&b""[..]));
+        let line = b"12\t\\N\ta\\tb\\\\c\\n\t\\101\\x41\\q\t";
+        let row = parse_row(line, 5).unwrap();
+        assert_eq!(text(&row[0]), Some(&b"12"[..]));
+        assert!(row[1].is_none());
+        assert_eq!(text(&row[2]), Some(&b"a\tb\\c\n"[..]));
+        assert_eq!(text(&row[3]), Some(&b"AAq"[..]));
+        assert_eq!(text(&row[4]), Some(&b""[..]));
+        // Without any backslash every value lies in the line.
+        let row = parse_row(b"1\t\t3", 3).unwrap();
+        assert_eq!(
+            row,
+            vec![Some(b"1".to_vec()), Some(Vec::new()), Some(b"3".to_vec())]
+        );
     }
 
     #[test]
     fn wrong_shapes_are_errors() {
-        let line = Bytes::from_static(b"1\t2");
         assert_eq!(
-            parse_row(&line, 3),
+            parse_row(b"1\t2", 3),
             Err(CopyRowError::Columns {
                 expected: 3,
                 found: 2
             })
         );
-        assert_eq!(
-            parse_row(&Bytes::from_static(b"a\\"), 1),
-            Err(CopyRowError::TrailingBackslash)
-        );
+        assert_eq!(parse_row(b"a\\", 1), Err(CopyRowError::TrailingBackslash));
     }
 
     #[test]
     fn several_lines_in_one_buffer() {
-        let buf = Bytes::from_static(b"1\ta\n2\t\\N\n");
-        let rows = parse_rows(&buf, 2).unwrap();
-        assert_eq!(rows.len(), 2);
-        assert!(rows[1].columns[1].is_null());
+        let rows = parse_rows(b"1\ta\n2\t\\N\n3\tc", 2).unwrap();
+        assert_eq!(rows.len(), 3);
+        assert!(rows[1][1].is_none());
+        assert_eq!(text(&rows[2][1]), Some(&b"c"[..]));
     }
 
     /// What COPY's text output does to a value (the inverse of `unescape`).
@@ -238,18 +286,13 @@ mod tests {
                     Some(v) => line.extend(escape(v)),
                 }
             }
-            let row = parse_row(&Bytes::from(line), values.len()).unwrap();
-            for (d, v) in row.columns.iter().zip(&values) {
-                match v {
-                    None => prop_assert!(d.is_null()),
-                    Some(v) => prop_assert_eq!(text(d), Some(&v[..])),
-                }
-            }
+            let row = parse_row(&line, values.len()).unwrap();
+            prop_assert_eq!(row, values);
         }
 
         #[test]
         fn any_bytes_parse_or_fail_cleanly(bytes in prop::collection::vec(any::<u8>(), 0..64), cols in 1usize..5) {
-            let _ = parse_rows(&Bytes::from(bytes), cols);
+            let _ = parse_rows(&bytes, cols);
         }
     }
 }

@@ -11,31 +11,31 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
 use super::BootstrapError;
 use super::catalog::{Job, TablePlan};
-use super::copy_text::{lines, parse_row_at};
+use super::copy_text::{CopyRow, lines};
 use super::progress::TableProgress;
 use crate::config::Config;
-use crate::decode::{Insert, Message, RelationCache, TupleData};
+use crate::decode::RelationCache;
 use crate::index::Snapshot;
 use crate::ops::EntityOps;
 use crate::sink::bulk::BulkAccumulator;
 use crate::translate::{TranslateStats, Translator};
 
-/// Rows per batch handed to a worker.
-const BATCH_ROWS: usize = 2048;
-/// Bytes per batch handed to a worker.
-const BATCH_BYTES: usize = 1 << 20;
+/// Bytes of rows per batch handed to a worker (a batch is passed once it reaches this size).
+const BATCH_BYTES: usize = 128 << 10;
 
-/// Rows of one table, as COPY sent them (one or more whole lines per buffer).
+/// Rows of one table, as COPY sent them, copied into one buffer of whole lines. Copying (a few
+/// dozen bytes per row) frees each received message on the thread that received it: handing the
+/// messages themselves over would make the workers share their buffer's reference count with
+/// the connection, one contended atomic per row and value.
 pub struct Batch {
     table: usize,
-    rows: Vec<Bytes>,
+    data: Vec<u8>,
 }
 
 /// What the workers do with translated ops.
@@ -158,32 +158,23 @@ async fn copy_job(
         .await
         .map_err(copy_err)?;
     let mut stream = std::pin::pin!(stream);
-    let mut rows = Vec::with_capacity(BATCH_ROWS);
-    let mut bytes = 0usize;
+    let mut data = Vec::with_capacity(BATCH_BYTES + 1024);
+    let mut rows = 0u64;
     while let Some(buf) = stream.next().await {
         let buf = buf.map_err(copy_err)?;
-        bytes += buf.len();
-        rows.push(buf);
-        if rows.len() >= BATCH_ROWS || bytes >= BATCH_BYTES {
-            progress.add(rows.len() as u64, bytes as u64);
-            let batch = Batch {
-                table: job.table,
-                rows: std::mem::replace(&mut rows, Vec::with_capacity(BATCH_ROWS)),
-            };
-            bytes = 0;
-            tx.send(batch)
-                .await
-                .map_err(|_| BootstrapError::Panicked("the dump workers"))?;
+        data.extend_from_slice(&buf);
+        drop(buf);
+        rows += 1;
+        if data.len() >= BATCH_BYTES {
+            progress.add(rows, data.len() as u64);
+            let full = std::mem::replace(&mut data, Vec::with_capacity(BATCH_BYTES + 1024));
+            rows = 0;
+            send(tx, job.table, full).await?;
         }
     }
-    if !rows.is_empty() {
-        progress.add(rows.len() as u64, bytes as u64);
-        tx.send(Batch {
-            table: job.table,
-            rows,
-        })
-        .await
-        .map_err(|_| BootstrapError::Panicked("the dump workers"))?;
+    if !data.is_empty() {
+        progress.add(rows, data.len() as u64);
+        send(tx, job.table, data).await?;
     }
     let pages = match (job.from_page, job.to_page) {
         (from, Some(to)) => to - from.unwrap_or(0),
@@ -191,6 +182,12 @@ async fn copy_job(
     };
     progress.job_done(pages);
     Ok(())
+}
+
+async fn send(tx: &mpsc::Sender<Batch>, table: usize, data: Vec<u8>) -> Result<(), BootstrapError> {
+    tx.send(Batch { table, data })
+        .await
+        .map_err(|_| BootstrapError::Panicked("the dump workers"))
 }
 
 fn worker(
@@ -212,13 +209,7 @@ fn worker(
         Mode::Bulk(root) | Mode::FanOut(root, _) => root.sibling(),
         Mode::Apply(_) => BulkAccumulator::new(config.schema()),
     };
-    // One insert message, its columns refilled for each row.
-    let mut msg = Message::Insert(Insert {
-        relation: 0,
-        new: TupleData {
-            columns: Vec::new(),
-        },
-    });
+    let mut row = CopyRow::default();
     let mut ops: Vec<EntityOps> = Vec::new();
     let mut rows = 0u64;
     loop {
@@ -228,30 +219,23 @@ fn worker(
             break;
         };
         let plan = &plans[batch.table];
-        for buf in &batch.rows {
-            for line in lines(buf) {
-                let Message::Insert(insert) = &mut msg else {
-                    unreachable!("the worker's message is an insert");
-                };
-                insert.relation = plan.oid;
-                parse_row_at(buf, line, plan.columns.len(), &mut insert.new.columns).map_err(
-                    |source| BootstrapError::Row {
-                        table: plan.display(),
-                        source,
-                    },
-                )?;
-                rows += 1;
-                translator
-                    .change(&msg, &relations, &mut ops)
-                    .map_err(|e| BootstrapError::Translate(Box::new(e)))?;
+        for line in lines(&batch.data) {
+            let line = &batch.data[line];
+            row.parse(line, plan.columns.len())
+                .map_err(|source| BootstrapError::Row {
+                    table: plan.display(),
+                    source,
+                })?;
+            rows += 1;
+            let tuple = row.tuple(line);
+            // Direct and join tables' ops go straight into the accumulator.
+            match mode {
+                Mode::Bulk(_) => translator.insert(plan.oid, &tuple, &mut acc),
+                _ => translator.insert(plan.oid, &tuple, &mut ops),
             }
         }
         match mode {
-            Mode::Bulk(_) => {
-                for e in ops.drain(..) {
-                    acc.add(&e);
-                }
-            }
+            Mode::Bulk(_) => {}
             Mode::FanOut(_, snapshot) => {
                 for e in ops.drain(..) {
                     acc.add_fan_out(snapshot, &e);

@@ -8,6 +8,6 @@ pub use expr::{BoundExpr, ColumnSlot, EvalError, Expr, ExprError, ExprErrorKind,
 pub use value::{SqlValue, ValueError, parse_text, to_op_value};
 
 mod rows;
-pub use rows::{TranslateError, TranslateStats, Translator};
+pub use rows::{DatumRef, FieldOp, OpSink, TranslateError, TranslateStats, Translator, Tuple};
 mod identity;
 pub use identity::{IdentityError, IdentityReport, check_replica_identity};

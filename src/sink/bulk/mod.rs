@@ -31,8 +31,9 @@ use roaring::RoaringBitmap;
 use crate::index::keymap::KeyHash;
 use crate::index::keys::{self, BadValue, RawKey};
 use crate::index::{IndexStats, Snapshot};
-use crate::ops::{EntityOps, Op};
+use crate::ops::{EntityOps, Op, Value};
 use crate::schema::{FieldRef, FilterKind, Schema};
+use crate::translate::{FieldOp, OpSink};
 use shared::{AtomicBits, AtomicColumn};
 
 /// Counters of one accumulator (summed by `merge`).
@@ -203,6 +204,10 @@ pub struct BulkAccumulator {
     shared: Arc<Shared>,
     /// Per filter field, the codes this accumulator has used (single/bool fields).
     codes: Vec<HashMap<RawKey, u32, KeyHash>>,
+    /// Per filter field, the same for keys in `0..SMALL_KEYS`, by key (`u32::MAX`: not yet).
+    small_codes: Vec<Vec<u32>>,
+    /// Per filter field, the same for the first few text keys (a field of few labels).
+    text_codes: Vec<Vec<(Arc<str>, u32)>>,
     /// Per filter field, multi-value keys → slots.
     filters: Vec<HashMap<RawKey, RoaringBitmap>>,
     /// Per filter field, multi-value inserts of keys in `0..2^32` not yet in `filters`, as
@@ -214,6 +219,8 @@ pub struct BulkAccumulator {
     names: Vec<(Arc<str>, FieldRef)>,
     /// Room for sorting `pending`.
     scratch: Vec<u64>,
+    /// The slot of the entity whose ops arrive through [`OpSink`] (`None`: its id does not fit).
+    current: Option<u32>,
     stats: BulkStats,
 }
 
@@ -233,11 +240,14 @@ impl BulkAccumulator {
         let n = schema.filters.len();
         BulkAccumulator {
             codes: vec![HashMap::default(); n],
+            small_codes: vec![Vec::new(); n],
+            text_codes: vec![Vec::new(); n],
             filters: vec![HashMap::new(); n],
             pending: vec![Vec::new(); n],
             pending_wide: vec![Vec::new(); n],
             names: Vec::new(),
             scratch: Vec::new(),
+            current: None,
             stats: BulkStats::default(),
             shared,
             schema,
@@ -260,33 +270,70 @@ impl BulkAccumulator {
         self.shared.alive.iter().count() as u64
     }
 
-    /// The code of `raw` in single/bool field `fi`.
+    /// The code of `raw` in single/bool field `fi`: from this accumulator's caches, else from
+    /// the dump-wide dictionary.
     fn code(&mut self, fi: usize, raw: RawKey) -> u32 {
+        match &raw {
+            RawKey::Int(k) if (0..Self::SMALL_KEYS).contains(k) => {
+                let k = *k as usize;
+                if let Some(&c) = self.small_codes[fi].get(k).filter(|&&c| c != u32::MAX) {
+                    return c;
+                }
+                let c = self.dictionary_code(fi, raw);
+                let small = &mut self.small_codes[fi];
+                if small.len() <= k {
+                    small.resize((k + 1).next_power_of_two(), u32::MAX);
+                }
+                small[k] = c;
+                c
+            }
+            RawKey::Str(t) if self.text_codes[fi].len() < Self::TEXT_CODES => {
+                if let Some((_, c)) = self.text_codes[fi].iter().find(|(s, _)| s == t) {
+                    return *c;
+                }
+                let t = Arc::clone(t);
+                let c = self.dictionary_code(fi, raw);
+                self.text_codes[fi].push((t, c));
+                c
+            }
+            RawKey::Str(t) => {
+                if let Some((_, c)) = self.text_codes[fi].iter().find(|(s, _)| s == t) {
+                    return *c;
+                }
+                self.hashed_code(fi, raw)
+            }
+            _ => self.hashed_code(fi, raw),
+        }
+    }
+
+    /// Integer keys below this are cached by position (at most 4 MiB per field and worker).
+    const SMALL_KEYS: i64 = 1 << 20;
+    /// Text keys cached in a list, compared in order (the labels of a field of few values).
+    const TEXT_CODES: usize = 8;
+
+    /// The code of `raw` from the hash cache, else from the dictionary (then cached).
+    fn hashed_code(&mut self, fi: usize, raw: RawKey) -> u32 {
         if let Some(&c) = self.codes[fi].get(&raw) {
             return c;
         }
-        let single = self.shared.singles[fi]
-            .as_ref()
-            .expect("single/bool fields have a column");
-        let c = single.code(raw.clone());
+        let c = self.dictionary_code(fi, raw.clone());
         self.codes[fi].insert(raw, c);
         c
     }
 
+    /// The code of `raw` from the dump-wide dictionary.
+    fn dictionary_code(&self, fi: usize, raw: RawKey) -> u32 {
+        let single = self.shared.singles[fi]
+            .as_ref()
+            .expect("single/bool fields have a column");
+        single.code(raw)
+    }
+
     /// Adds one entity's `set`/`add` ops and `creates_slot`; other ops are counted and ignored.
     pub fn add(&mut self, e: &EntityOps) {
-        self.stats.entities += 1;
-        let Ok(slot) = u32::try_from(e.entity_id) else {
-            self.stats.index.skipped_ids += 1;
-            tracing::debug!(
-                entity_id = e.entity_id,
-                "entity id does not fit a slot; skipped"
-            );
-            return;
-        };
-        self.add_ops(slot, &e.ops);
-        if e.creates_slot {
-            self.shared.alive.insert(slot);
+        self.entity(e.entity_id, e.creates_slot);
+        if let Some(slot) = self.current {
+            self.add_ops(slot, &e.ops);
         }
     }
 
@@ -319,66 +366,71 @@ impl BulkAccumulator {
 
     fn add_ops(&mut self, slot: u32, ops: &[Op]) {
         for op in ops {
-            let (field, value) = match op {
-                Op::Set { field, value } | Op::Add { field, value } => (field, value),
+            match op {
+                Op::Set { field, value } | Op::Add { field, value } => {
+                    self.add_value(slot, field, value)
+                }
                 Op::Remove { .. } | Op::Delete | Op::QueryOpSet { .. } | Op::Truncate { .. } => {
                     self.stats.unsupported += 1;
-                    continue;
-                }
-            };
-            let at = self.field(field);
-            if at.is_unknown() {
-                self.stats.index.unknown_fields += 1;
-                tracing::debug!(field = &**field, slot, "unknown field; skipped");
-                continue;
-            }
-            let mut applied = false;
-            if let Some(fi) = at.filter {
-                let kind = self.schema.filters[fi].kind;
-                match (kind, keys::filter_key(kind, value)) {
-                    (_, Err(BadValue)) => self.stats.index.bad_values += 1,
-                    (FilterKind::Multi, Ok(RawKey::Int(k))) => {
-                        applied = true;
-                        match u32::try_from(k) {
-                            Ok(k) => self.pending[fi].push(u64::from(k) << 32 | u64::from(slot)),
-                            Err(_) => self.pending_wide[fi].push((k, slot)),
-                        }
-                        if self.pending[fi].len() + self.pending_wide[fi].len() >= Self::PENDING {
-                            self.flush_field(fi);
-                        }
-                    }
-                    (FilterKind::Multi, Ok(raw)) => {
-                        applied = true;
-                        self.filters[fi].entry(raw).or_default().insert(slot);
-                    }
-                    (_, Ok(raw)) => {
-                        applied = true;
-                        let code = self.code(fi, raw);
-                        let single = self.shared.singles[fi].as_ref();
-                        single
-                            .expect("single/bool fields have a column")
-                            .store(slot, code);
-                    }
                 }
             }
-            if let Some(si) = at.sort {
-                match keys::sort_value(&self.schema.sorts[si], value) {
-                    Ok(v) => {
-                        applied = true;
-                        if v.clamped {
-                            self.stats.index.clamped_values += 1;
-                            tracing::debug!(field = &**field, slot, "sort value clamped");
-                        }
-                        let sort = &self.shared.sorts[si];
-                        sort.values.max(slot, v.value);
-                        sort.touched.insert(slot);
+        }
+    }
+
+    /// A `set` or `add` of `value` on `field` for `slot`.
+    fn add_value(&mut self, slot: u32, field: &Arc<str>, value: &Value) {
+        let at = self.field(field);
+        if at.is_unknown() {
+            self.stats.index.unknown_fields += 1;
+            tracing::debug!(field = &**field, slot, "unknown field; skipped");
+            return;
+        }
+        let mut applied = false;
+        if let Some(fi) = at.filter {
+            let kind = self.schema.filters[fi].kind;
+            match (kind, keys::filter_key(kind, value)) {
+                (_, Err(BadValue)) => self.stats.index.bad_values += 1,
+                (FilterKind::Multi, Ok(RawKey::Int(k))) => {
+                    applied = true;
+                    match u32::try_from(k) {
+                        Ok(k) => self.pending[fi].push(u64::from(k) << 32 | u64::from(slot)),
+                        Err(_) => self.pending_wide[fi].push((k, slot)),
                     }
-                    Err(BadValue) => self.stats.index.bad_values += 1,
+                    if self.pending[fi].len() + self.pending_wide[fi].len() >= Self::PENDING {
+                        self.flush_field(fi);
+                    }
+                }
+                (FilterKind::Multi, Ok(raw)) => {
+                    applied = true;
+                    self.filters[fi].entry(raw).or_default().insert(slot);
+                }
+                (_, Ok(raw)) => {
+                    applied = true;
+                    let code = self.code(fi, raw);
+                    let single = self.shared.singles[fi].as_ref();
+                    single
+                        .expect("single/bool fields have a column")
+                        .store(slot, code);
                 }
             }
-            if applied {
-                self.stats.index.applied_ops += 1;
+        }
+        if let Some(si) = at.sort {
+            match keys::sort_value(&self.schema.sorts[si], value) {
+                Ok(v) => {
+                    applied = true;
+                    if v.clamped {
+                        self.stats.index.clamped_values += 1;
+                        tracing::debug!(field = &**field, slot, "sort value clamped");
+                    }
+                    let sort = &self.shared.sorts[si];
+                    sort.values.max(slot, v.value);
+                    sort.touched.insert(slot);
+                }
+                Err(BadValue) => self.stats.index.bad_values += 1,
             }
+        }
+        if applied {
+            self.stats.index.applied_ops += 1;
         }
     }
 
@@ -459,6 +511,37 @@ impl BulkAccumulator {
             multi: self.filters,
             sorts,
             stats: self.stats.index,
+        }
+    }
+}
+
+impl OpSink for BulkAccumulator {
+    fn entity(&mut self, id: i64, creates_slot: bool) {
+        self.stats.entities += 1;
+        self.current = u32::try_from(id).ok();
+        match self.current {
+            None => {
+                self.stats.index.skipped_ids += 1;
+                tracing::debug!(entity_id = id, "entity id does not fit a slot; skipped");
+            }
+            Some(slot) if creates_slot => self.shared.alive.insert(slot),
+            Some(_) => {}
+        }
+    }
+
+    fn field_op(&mut self, op: FieldOp, field: &Arc<str>, value: Value) {
+        let Some(slot) = self.current else {
+            return;
+        };
+        match op {
+            FieldOp::Set | FieldOp::Add => self.add_value(slot, field, &value),
+            FieldOp::Remove => self.stats.unsupported += 1,
+        }
+    }
+
+    fn op(&mut self, _: Op) {
+        if self.current.is_some() {
+            self.stats.unsupported += 1;
         }
     }
 }

@@ -5,28 +5,28 @@ use std::sync::Arc;
 use tracing::warn;
 
 use crate::config::QueryOp;
-use crate::decode::{Datum, TupleData};
-use crate::ops::{EntityOps, Op, Value};
+use crate::ops::{Op, Value};
 use crate::translate::expr::BoundExpr;
 use crate::translate::value::{SqlValue, parse_text, to_op_value};
 
+use super::sink::{DatumRef, FieldOp, OpSink, Tuple};
 use super::{Bound, BoundKind, BoundTrack, Row, TranslateStats};
 
 /// Parses the needed columns of a tuple into `row` (its buffers reused). An unchanged-TOAST
 /// column takes the old row's value when the old row is complete (`REPLICA IDENTITY FULL`),
 /// else stays unknown.
-pub(super) fn parse_row(
+pub(super) fn parse_row<T: Tuple + ?Sized>(
     bound: &Bound,
-    tuple: &TupleData,
+    tuple: &T,
     full_old: Option<&Row>,
     stats: &mut TranslateStats,
     row: &mut Row,
 ) {
     row.reset(bound.type_oids.len());
     for &c in &bound.needed {
-        let v = match tuple.columns.get(c) {
-            Some(Datum::Null) => Some(SqlValue::Null),
-            Some(Datum::Text(bytes)) => match std::str::from_utf8(bytes)
+        let v = match tuple.datum(c) {
+            Some(DatumRef::Null) => Some(SqlValue::Null),
+            Some(DatumRef::Text(bytes)) => match std::str::from_utf8(bytes)
                 .ok()
                 .map(|t| parse_text(bound.type_oids[c], t))
             {
@@ -37,8 +37,8 @@ pub(super) fn parse_row(
                     None
                 }
             },
-            Some(Datum::Unchanged) => full_old.and_then(|o| o.get(c).cloned()),
-            Some(Datum::Binary(_)) | None => None,
+            Some(DatumRef::Unchanged) => full_old.and_then(|o| o.get(c).cloned()),
+            Some(DatumRef::Binary(_)) | None => None,
         };
         if let Some(v) = v {
             row.put(c, v);
@@ -161,12 +161,12 @@ fn join_value(row: &Row, col: usize) -> Option<Value> {
 }
 
 /// `add` (or `remove`) of a join row's value on its slot, without looking at the filter.
-fn join_op(
+fn join_op<S: OpSink + ?Sized>(
     bound: &Bound,
     source: &BoundKind,
     row: &Row,
     add: bool,
-    out: &mut Vec<EntityOps>,
+    out: &mut S,
     stats: &mut TranslateStats,
 ) {
     let BoundKind::Join {
@@ -178,18 +178,8 @@ fn join_op(
     let (Some(id), Some(v)) = (slot_of(bound, row, *slot, stats), join_value(row, *value)) else {
         return;
     };
-    let op = if add {
-        Op::Add {
-            field: field.clone(),
-            value: v,
-        }
-    } else {
-        Op::Remove {
-            field: field.clone(),
-            value: v,
-        }
-    };
-    out.push(EntityOps::new(id, vec![op]));
+    out.entity(id, false);
+    out.field_op(if add { FieldOp::Add } else { FieldOp::Remove }, field, v);
 }
 
 /// The fan-out query filled from a row; `None` when a value is NULL or unknown (a no-op).
@@ -225,11 +215,11 @@ fn query_literal(v: &Value) -> String {
     }
 }
 
-pub(super) fn insert(
+pub(super) fn insert<S: OpSink + ?Sized>(
     bound: &Bound,
     source: &BoundKind,
     row: &Row,
-    out: &mut Vec<EntityOps>,
+    out: &mut S,
     stats: &mut TranslateStats,
 ) {
     let slice = row.slice();
@@ -243,20 +233,12 @@ pub(super) fn insert(
             let Some(id) = slot_of(bound, row, *slot, stats) else {
                 return;
             };
-            let ops = track
-                .iter()
-                .filter_map(|t| {
-                    Some(Op::Set {
-                        field: t.target.clone(),
-                        value: eval(bound, t, row, slice, id, stats)?,
-                    })
-                })
-                .collect();
-            out.push(EntityOps {
-                entity_id: id,
-                ops,
-                creates_slot: *sets_alive,
-            });
+            out.entity(id, *sets_alive);
+            for t in track {
+                if let Some(v) = eval(bound, t, row, slice, id, stats) {
+                    out.field_op(FieldOp::Set, &t.target, v);
+                }
+            }
         }
         BoundKind::Join { filter, .. } => {
             if let Some(f) = filter
@@ -277,22 +259,20 @@ pub(super) fn insert(
                     })
                 })
                 .collect();
-            out.push(EntityOps::new(
-                source_id,
-                vec![Op::QueryOpSet {
-                    query: fan_query(clauses, row),
-                    ops,
-                }],
-            ));
+            out.entity(source_id, false);
+            out.op(Op::QueryOpSet {
+                query: fan_query(clauses, row),
+                ops,
+            });
         }
     }
 }
 
-pub(super) fn delete(
+pub(super) fn delete<S: OpSink + ?Sized>(
     bound: &Bound,
     source: &BoundKind,
     old: &Row,
-    out: &mut Vec<EntityOps>,
+    out: &mut S,
     stats: &mut TranslateStats,
 ) {
     match source {
@@ -303,7 +283,8 @@ pub(super) fn delete(
                 return;
             }
             if let Some(id) = slot_of(bound, old, *slot, stats) {
-                out.push(EntityOps::new(id, vec![Op::Delete]));
+                out.entity(id, false);
+                out.op(Op::Delete);
             }
         }
         BoundKind::Join { filter, .. } => {
@@ -321,13 +302,13 @@ pub(super) fn delete(
     }
 }
 
-pub(super) fn update(
+pub(super) fn update<S: OpSink + ?Sized>(
     bound: &Bound,
     source: &BoundKind,
     new: &Row,
     old: Option<&Row>,
     old_full: bool,
-    out: &mut Vec<EntityOps>,
+    out: &mut S,
     stats: &mut TranslateStats,
 ) {
     match source {
@@ -346,7 +327,8 @@ pub(super) fn update(
             if let Some(old_id) = old_id.filter(|&o| o != id) {
                 // The slot id itself changed: the old entity goes, the new one arrives whole.
                 if *on_delete {
-                    out.push(EntityOps::new(old_id, vec![Op::Delete]));
+                    out.entity(old_id, false);
+                    out.op(Op::Delete);
                 }
                 insert(bound, source, new, out, stats);
                 return;
@@ -360,7 +342,10 @@ pub(super) fn update(
                 update_field(bound, t, new, new_slice, old_pair, id, &mut ops, stats);
             }
             if !ops.is_empty() {
-                out.push(EntityOps::new(id, ops));
+                out.entity(id, false);
+                for op in ops {
+                    out.op(op);
+                }
             }
         }
         BoundKind::Join {
@@ -406,13 +391,11 @@ pub(super) fn update(
                 );
             }
             if !ops.is_empty() {
-                out.push(EntityOps::new(
-                    source_id,
-                    vec![Op::QueryOpSet {
-                        query: fan_query(clauses, new),
-                        ops,
-                    }],
-                ));
+                out.entity(source_id, false);
+                out.op(Op::QueryOpSet {
+                    query: fan_query(clauses, new),
+                    ops,
+                });
             }
         }
     }

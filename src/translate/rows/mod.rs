@@ -35,15 +35,17 @@ use tracing::{info, warn};
 
 use crate::config::{Config, QueryOp, QueryTemplate, SourceKind, TrackField};
 use crate::decode::{Message, Oid, OldTuple, Relation, RelationCache, RelationChange};
-use crate::ops::{EntityOps, Op};
+use crate::ops::Op;
 use crate::translate::expr::{BoundExpr, ColumnSlot, Expr, ExprError};
 use crate::translate::value::SqlValue;
 
 mod change;
+mod sink;
 #[cfg(test)]
 mod tests;
 
 use change::{delete, insert, parse_row, update};
+pub use sink::{DatumRef, FieldOp, OpSink, Tuple};
 
 /// Why translation cannot go on (configuration or schema problems, never bad row data).
 #[derive(Debug, thiserror::Error)]
@@ -217,11 +219,21 @@ pub struct Translator {
 struct Row {
     values: Vec<SqlValue>,
     known: Vec<bool>,
+    /// The columns put since the last reset (what a reset of the same width clears).
+    put: Vec<usize>,
 }
 
 impl Row {
     /// Empties the row to `n` unknown columns, keeping its buffers.
     fn reset(&mut self, n: usize) {
+        if self.values.len() == n {
+            for c in self.put.drain(..) {
+                self.values[c] = SqlValue::Null;
+                self.known[c] = false;
+            }
+            return;
+        }
+        self.put.clear();
         self.values.clear();
         self.values.resize(n, SqlValue::Null);
         self.known.clear();
@@ -230,7 +242,10 @@ impl Row {
 
     fn put(&mut self, c: usize, v: SqlValue) {
         self.values[c] = v;
-        self.known[c] = true;
+        if !self.known[c] {
+            self.known[c] = true;
+            self.put.push(c);
+        }
     }
 
     /// Makes column `c` unknown.
@@ -483,15 +498,19 @@ impl Translator {
         })
     }
 
-    /// Translates one message; row changes of source tables append ops to `out`.
-    pub fn change(
+    /// Translates one message; row changes of source tables send ops to `out`.
+    pub fn change<S: OpSink + ?Sized>(
         &mut self,
         msg: &Message,
         relations: &RelationCache,
-        out: &mut Vec<EntityOps>,
+        out: &mut S,
     ) -> Result<(), TranslateError> {
         let (oid, new, old) = match msg {
-            Message::Insert(m) => (m.relation, Some(&m.new), None),
+            Message::Insert(m) => {
+                relations.resolve(msg)?;
+                self.insert(m.relation, &m.new, out);
+                return Ok(());
+            }
             Message::Update(m) => (m.relation, Some(&m.new), m.old.as_ref()),
             Message::Delete(m) => (m.relation, None, Some(&m.old)),
             Message::Truncate(t) => {
@@ -527,9 +546,6 @@ impl Translator {
         });
         for source in &bound.sources {
             match (new_row, old_row) {
-                (Some(n), None) if matches!(msg, Message::Insert(_)) => {
-                    insert(bound, source, n, out, stats)
-                }
                 (Some(n), o) => update(bound, source, n, o, old_full, out, stats),
                 (None, Some(o)) => delete(bound, source, o, out, stats),
                 (None, None) => {}
@@ -540,8 +556,28 @@ impl Translator {
 }
 
 impl Translator {
+    /// Translates an INSERT of `tuple` into relation `oid` (whose Relation message was seen;
+    /// rows of other relations are ignored): what [`Translator::change`] does with an insert
+    /// message, for a row that comes without one (a line of a COPY dump).
+    pub fn insert<T: Tuple + ?Sized, S: OpSink + ?Sized>(
+        &mut self,
+        oid: Oid,
+        tuple: &T,
+        out: &mut S,
+    ) {
+        let Some(bound) = self.bound.get(&oid) else {
+            return;
+        };
+        self.stats.rows += 1;
+        let row = &mut self.rows.0;
+        parse_row(bound, tuple, None, &mut self.stats, row);
+        for source in &bound.sources {
+            insert(bound, source, row, out, &mut self.stats);
+        }
+    }
+
     /// A TRUNCATE of `relations` → table-wide ops (see the module docs).
-    fn truncate(&mut self, relations: &[Oid], out: &mut Vec<EntityOps>) {
+    fn truncate<S: OpSink + ?Sized>(&mut self, relations: &[Oid], out: &mut S) {
         // The config positions of the truncated tables' sources.
         let mut truncated: Vec<usize> = Vec::new();
         for oid in relations {
@@ -564,7 +600,8 @@ impl Translator {
         if let Some(&i) = truncated.iter().find(|&&i| deletes_slots(&self.sources[i])) {
             // Every slot goes: what the other truncated tables own goes with it.
             info!(table = %self.sources[i].table, "TRUNCATE of a direct source: every slot is deleted");
-            out.push(EntityOps::new(0, vec![Op::Truncate { field: None }]));
+            out.entity(0, false);
+            out.op(Op::Truncate { field: None });
             return;
         }
         let mut done: Vec<&Arc<str>> = Vec::new();
@@ -610,7 +647,10 @@ impl Translator {
             }
         }
         if !ops.is_empty() {
-            out.push(EntityOps::new(0, ops));
+            out.entity(0, false);
+            for op in ops {
+                out.op(op);
+            }
         }
     }
 }
