@@ -22,11 +22,11 @@ use std::sync::Arc;
 use crate::ops::{EntityOps, Op, Value};
 use crate::schema::{FilterKind, Schema};
 
-use super::Index;
 use super::columns::{NONE, NULL};
 use super::filter::Filter;
 use super::keys::{self, BadValue, Key, RawKey};
 use super::writes::WriteLog;
+use super::{FilterState, Index};
 
 /// Bad-data reports of one kind beyond this many are logged at debug level.
 const LOUD_REPORTS: u64 = 10;
@@ -249,11 +249,7 @@ impl Index {
 
     /// The key a raw value has in filter `fi`, adding text to the dictionary.
     pub(super) fn key_of(&mut self, fi: usize, raw: &RawKey) -> Option<Key> {
-        match raw {
-            RawKey::Null => None,
-            RawKey::Int(i) => Some(Key::Int(*i)),
-            RawKey::Str(s) => keys::intern(&mut self.state.filters[fi].dict, s).map(Key::Str),
-        }
+        key_in(&mut self.state.filters[fi], raw)
     }
 
     /// The key a raw value already has in filter `fi` (no dictionary insert).
@@ -425,6 +421,15 @@ impl Index {
                 }
             }
         }
+    }
+}
+
+/// The key of `raw` in a filter field (`None`: NULL, or a text its dictionary has no room for).
+pub(super) fn key_in(fs: &mut FilterState, raw: &RawKey) -> Option<Key> {
+    match raw {
+        RawKey::Null => None,
+        RawKey::Int(i) => Some(Key::Int(*i)),
+        RawKey::Str(s) => keys::intern(&mut fs.dict, s).map(Key::Str),
     }
 }
 

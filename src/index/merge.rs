@@ -10,12 +10,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use rayon::prelude::*;
 use roaring::RoaringBitmap;
 
-use super::Index;
+use super::apply::key_in;
 use super::bits::{Bits, ones};
-use super::columns::{NONE, NULL, PAGE, PAGE_BITS};
+use super::columns::{Column, KeyColumn, NONE, NULL, PAGE, PAGE_BITS};
 use super::keys::{Key, RawKey};
+use super::{FilterState, Index};
 use crate::sink::bulk::{SingleParts, SortParts};
 
 /// Pairs (code, slot) a single-value field sorts at a time.
@@ -46,149 +48,179 @@ impl Index {
         self.state
             .alive
             .or_assign(&Bits::from_word_pages(&parts.alive));
-        for (fi, single) in parts.singles.into_iter().enumerate() {
-            if let Some(single) = single {
-                self.merge_single(fi, single);
+        // Each field's state is its own: the fields merge in parallel.
+        let mut tasks = Vec::new();
+        let filters = self.state.filters.iter_mut().zip(self.key_cols.iter_mut());
+        for (((fs, kc), single), multi) in filters.zip(parts.singles).zip(parts.multi) {
+            match (single, kc) {
+                (Some(single), Some(kc)) => tasks.push(Task::Single(fs, kc, single)),
+                _ if !multi.is_empty() => tasks.push(Task::Multi(fs, multi)),
+                _ => {}
             }
         }
-        for (fi, map) in parts.multi.into_iter().enumerate() {
-            if !map.is_empty() {
-                self.merge_multi(fi, map);
+        let sorts = self.sort_cols.iter_mut().zip(self.state.sorts.iter_mut());
+        for ((col, layers), sort) in sorts.zip(parts.sorts) {
+            if !sort.touched.is_empty() {
+                tasks.push(Task::Sort(col, layers, sort));
             }
         }
-        for (si, sort) in parts.sorts.into_iter().enumerate() {
-            self.merge_sort(si, sort);
-        }
+        tasks.into_par_iter().for_each(|task| match task {
+            Task::Single(fs, kc, single) => merge_single(fs, kc, single),
+            Task::Multi(fs, map) => merge_multi(fs, map),
+            Task::Sort(col, layers, sort) => {
+                merge_sort(col, Arc::make_mut(layers).as_mut_slice(), sort)
+            }
+        });
     }
+}
 
-    fn merge_single(&mut self, fi: usize, single: SingleParts) {
-        // The index code of each dump code (NONE: a text key the dictionary has no room for).
-        let keys: Vec<Option<Key>> = single.keys.iter().map(|raw| self.key_of(fi, raw)).collect();
-        let kc = self.key_cols[fi]
-            .as_mut()
-            .expect("single/bool fields have a column");
-        let mut remap = vec![NONE];
-        for (raw, key) in single.keys.iter().zip(&keys) {
-            remap.push(match key {
-                Some(k) => kc.table.intern(*k),
-                None if *raw == RawKey::Null => NULL,
-                None => NONE,
-            });
-        }
-        let fs = &mut self.state.filters[fi];
-        let mut pairs: Vec<u64> = Vec::new();
-        let mut leaving: Vec<u64> = Vec::new();
-        let mut put = |pairs: &mut Vec<u64>, leaving: &mut Vec<u64>| {
-            let mut entries = Vec::new();
-            for (code, bits) in runs(pairs) {
-                match kc.table.key(code) {
-                    None => fs.null.or_assign(&bits),
-                    Some(k) => entries.push((k, bits)),
-                }
-            }
-            fs.values.or_many(entries);
-            for (code, gone) in runs(leaving) {
-                match kc.table.key(code) {
-                    None => fs.null.andnot_assign(&gone),
-                    Some(k) => fs.values.subtract(&k, &gone),
-                }
-            }
-            pairs.clear();
-            leaving.clear();
-        };
-        let mut page_codes = vec![NONE; PAGE];
-        for (p, codes) in single.codes {
-            let base = p << PAGE_BITS;
-            let fresh = kc.col.page_is_empty(p);
-            for (o, &c) in codes.iter().enumerate() {
-                let new = if c == 0 { NONE } else { remap[c as usize] };
-                page_codes[o] = new;
-                if new == NONE {
-                    continue;
-                }
-                let slot = base | o as u32;
-                pairs.push(u64::from(new) << 32 | u64::from(slot));
-                if !fresh {
-                    let old = kc.col.get(slot);
-                    if old != NONE && old != new {
-                        leaving.push(u64::from(old) << 32 | u64::from(slot));
-                    }
-                    kc.col.set(slot, new);
-                }
-            }
-            if fresh {
-                kc.col.put_page(p, &page_codes);
-            }
-            if pairs.len() >= GROUP_PAIRS {
-                put(&mut pairs, &mut leaving);
-            }
-        }
-        put(&mut pairs, &mut leaving);
+/// One field's share of a merge.
+enum Task<'a> {
+    Single(&'a mut FilterState, &'a mut KeyColumn, SingleParts),
+    Multi(&'a mut FilterState, HashMap<RawKey, RoaringBitmap>),
+    Sort(&'a mut Column, &'a mut Arc<Vec<Bits>>, SortParts),
+}
+
+fn merge_single(fs: &mut FilterState, kc: &mut KeyColumn, single: SingleParts) {
+    // The index code of each dump code (NONE: a text key the dictionary has no room for).
+    let keys: Vec<Option<Key>> = single.keys.iter().map(|raw| key_in(fs, raw)).collect();
+    let mut remap = vec![NONE];
+    for (raw, key) in single.keys.iter().zip(&keys) {
+        remap.push(match key {
+            Some(k) => kc.table.intern(*k),
+            None if *raw == RawKey::Null => NULL,
+            None => NONE,
+        });
     }
-
-    fn merge_multi(&mut self, fi: usize, map: HashMap<RawKey, RoaringBitmap>) {
-        let mut entries = Vec::with_capacity(map.len());
-        for (raw, bm) in map {
-            let bits = Bits::from_roaring(bm);
-            match self.key_of(fi, &raw) {
+    let mut pairs: Vec<u64> = Vec::new();
+    let mut leaving: Vec<u64> = Vec::new();
+    let mut put = |pairs: &mut Vec<u64>, leaving: &mut Vec<u64>| {
+        let mut entries = Vec::new();
+        for (code, bits) in runs(pairs) {
+            match kc.table.key(code) {
+                None => fs.null.or_assign(&bits),
                 Some(k) => entries.push((k, bits)),
-                None if raw == RawKey::Null => self.state.filters[fi].null.or_assign(&bits),
-                None => {}
             }
         }
-        self.state.filters[fi].values.or_many(entries);
+        fs.values.or_many(entries);
+        for (code, gone) in runs(leaving) {
+            match kc.table.key(code) {
+                None => fs.null.andnot_assign(&gone),
+                Some(k) => fs.values.subtract(&k, &gone),
+            }
+        }
+        pairs.clear();
+        leaving.clear();
+    };
+    let mut page_codes = vec![NONE; PAGE];
+    for (p, codes) in single.codes {
+        let base = p << PAGE_BITS;
+        let fresh = kc.col.page_is_empty(p);
+        for (o, &c) in codes.iter().enumerate() {
+            let new = if c == 0 { NONE } else { remap[c as usize] };
+            page_codes[o] = new;
+            if new == NONE {
+                continue;
+            }
+            let slot = base | o as u32;
+            pairs.push(u64::from(new) << 32 | u64::from(slot));
+            if !fresh {
+                let old = kc.col.get(slot);
+                if old != NONE && old != new {
+                    leaving.push(u64::from(old) << 32 | u64::from(slot));
+                }
+                kc.col.set(slot, new);
+            }
+        }
+        if fresh {
+            kc.col.put_page(p, &page_codes);
+        }
+        if pairs.len() >= GROUP_PAIRS {
+            put(&mut pairs, &mut leaving);
+        }
     }
+    put(&mut pairs, &mut leaving);
+}
 
-    fn merge_sort(&mut self, si: usize, sort: SortParts) {
-        if sort.touched.is_empty() {
-            return;
+fn merge_multi(fs: &mut FilterState, map: HashMap<RawKey, RoaringBitmap>) {
+    let mut entries = Vec::with_capacity(map.len());
+    for (raw, bm) in map {
+        let bits = Bits::from_roaring(bm);
+        match key_in(fs, &raw) {
+            Some(k) => entries.push((k, bits)),
+            None if raw == RawKey::Null => fs.null.or_assign(&bits),
+            None => {}
         }
-        let col = &mut self.sort_cols[si];
-        let layers = Arc::make_mut(&mut self.state.sorts[si]);
-        let touched = Bits::from_word_pages(&sort.touched);
-        for layer in layers.iter_mut().filter(|l| !l.is_empty()) {
-            layer.andnot_assign(&touched);
-        }
-        const WORDS: usize = PAGE / 64;
-        let nbits = layers.len();
-        let mut buf = vec![0u64; nbits * WORDS];
-        // A touched slot's value and touched bit are written together: the pages pair up.
-        let pages: Vec<_> = sort.values.into_iter().zip(sort.touched).collect();
-        for group in pages.chunks(GROUP_PAGES) {
-            let mut new_layers: Vec<Vec<(u32, Vec<u64>)>> = vec![Vec::new(); nbits];
-            for ((p, values), (tp, words)) in group {
-                debug_assert_eq!(p, tp, "values and touched bits share their pages");
-                let base = p << PAGE_BITS;
-                if col.page_is_empty(*p) {
-                    col.put_page(*p, values);
-                } else {
-                    for (i, &w) in words.iter().enumerate() {
-                        for b in ones(w) {
-                            let o = i * 64 + b as usize;
-                            col.set(base | o as u32, values[o]);
-                        }
-                    }
-                }
-                // Spread each value's bits over the layers' words for this page.
-                for (o, &v) in values.iter().enumerate() {
-                    for b in ones(u64::from(v))
-                        .map(|b| b as usize)
-                        .filter(|&b| b < nbits)
-                    {
-                        buf[b * WORDS + o / 64] |= 1 << (o % 64);
-                    }
-                }
-                for (b, pages) in new_layers.iter_mut().enumerate() {
-                    let words = &mut buf[b * WORDS..(b + 1) * WORDS];
-                    if words.iter().any(|&w| w != 0) {
-                        pages.push((*p, words.to_vec()));
-                        words.fill(0);
-                    }
+    }
+    fs.values.or_many(entries);
+}
+
+fn merge_sort(col: &mut Column, layers: &mut [Bits], sort: SortParts) {
+    let touched = Bits::from_word_pages(&sort.touched);
+    for layer in layers.iter_mut().filter(|l| !l.is_empty()) {
+        layer.andnot_assign(&touched);
+    }
+    let nbits = layers.len();
+    // A touched slot's value and touched bit are written together: the pages pair up.
+    let pages: Vec<_> = sort.values.into_iter().zip(sort.touched).collect();
+    // Groups are spread in parallel, a few per thread at a time (memory stays bounded).
+    let window = GROUP_PAGES * 2 * rayon::current_num_threads();
+    for groups in pages.chunks(window) {
+        let spread: Vec<LayerPages> = groups
+            .par_chunks(GROUP_PAGES)
+            .map(|group| spread_layers(group.iter().map(|((p, v), _)| (*p, &v[..])), nbits))
+            .collect();
+        for ((p, values), (tp, words)) in groups {
+            debug_assert_eq!(p, tp, "values and touched bits share their pages");
+            if col.page_is_empty(*p) {
+                col.put_page(*p, values);
+                continue;
+            }
+            let base = p << PAGE_BITS;
+            for (i, &w) in words.iter().enumerate() {
+                for b in ones(w) {
+                    let o = i * 64 + b as usize;
+                    col.set(base | o as u32, values[o]);
                 }
             }
+        }
+        for new_layers in spread {
             for (layer, pages) in layers.iter_mut().zip(&new_layers) {
                 layer.or_assign(&Bits::from_word_pages(pages));
             }
         }
     }
+}
+
+/// Per sort layer, its non-empty pages of words.
+type LayerPages = Vec<Vec<(u32, Vec<u64>)>>;
+
+/// The pages of each of `nbits` layers for some pages of sort values: bit `b` of slot `o`'s
+/// value as bit `o` of layer `b` (all-zero pages left out).
+fn spread_layers<'a>(pages: impl Iterator<Item = (u32, &'a [u32])>, nbits: usize) -> LayerPages {
+    const WORDS: usize = PAGE / 64;
+    let mut out: LayerPages = vec![Vec::new(); nbits];
+    let mut buf = vec![0u64; nbits * WORDS];
+    for (p, values) in pages {
+        if values.len() < PAGE {
+            buf.fill(0);
+        }
+        for (w, chunk) in values.chunks(64).enumerate() {
+            // A 64 × nbits bit transposition, without a branch per set bit.
+            for b in 0..nbits.min(32) {
+                let mut word = 0u64;
+                for (i, &v) in chunk.iter().enumerate() {
+                    word |= u64::from((v >> b) & 1) << i;
+                }
+                buf[b * WORDS + w] = word;
+            }
+        }
+        for (b, layer) in out.iter_mut().enumerate() {
+            let words = &buf[b * WORDS..(b + 1) * WORDS];
+            if words.iter().any(|&w| w != 0) {
+                layer.push((p, words.to_vec()));
+            }
+        }
+    }
+    out
 }
