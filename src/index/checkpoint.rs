@@ -26,6 +26,7 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rayon::prelude::*;
 use roaring::RoaringBitmap;
 
 use crate::schema::{FilterKind, Schema};
@@ -115,25 +116,74 @@ impl<W: Write> CrcWriter<W> {
         self.crc.update(b);
         self.inner.write_all(b)
     }
+}
+
+/// A part of the checkpoint body, encoded into memory (parts encode in parallel).
+#[derive(Default)]
+struct Part(Vec<u8>);
+
+impl Part {
+    fn put(&mut self, b: &[u8]) {
+        self.0.extend_from_slice(b);
+    }
+
+    fn len(&mut self, n: usize) -> io::Result<()> {
+        self.put(&len32(n)?.to_le_bytes());
+        Ok(())
+    }
 
     fn str(&mut self, s: &str) -> io::Result<()> {
-        self.put(&len32(s.len())?.to_le_bytes())?;
-        self.put(s.as_bytes())
+        self.len(s.len())?;
+        self.put(s.as_bytes());
+        Ok(())
     }
 
     fn bits(&mut self, b: &Bits) -> io::Result<()> {
         let chunks: Vec<_> = b.chunks().collect();
-        self.put(&len32(chunks.len())?.to_le_bytes())?;
+        self.len(chunks.len())?;
         let mut buf = Vec::new();
         for (id, bm) in chunks {
             buf.clear();
             bm.serialize_into(&mut buf)?;
-            self.put(&id.to_le_bytes())?;
-            self.put(&len32(buf.len())?.to_le_bytes())?;
-            self.put(&buf)?;
+            self.put(&id.to_le_bytes());
+            self.len(buf.len())?;
+            self.put(&buf);
         }
         Ok(())
     }
+
+    /// A filter field: its dictionary, NULL bitmap and key bitmaps (keys ascending).
+    fn filter(&mut self, fs: &FilterState) -> io::Result<()> {
+        self.len(fs.dict.len())?;
+        for t in fs.dict.texts() {
+            self.str(t)?;
+        }
+        self.bits(&fs.null)?;
+        let mut entries: Vec<(&Key, &Bits)> =
+            fs.values.iter().filter(|(_, b)| !b.is_empty()).collect();
+        entries.sort_by_key(|(k, _)| **k);
+        self.put(&(entries.len() as u64).to_le_bytes());
+        for (k, b) in entries {
+            match *k {
+                Key::Int(i) => {
+                    self.put(&[0]);
+                    self.put(&i.to_le_bytes());
+                }
+                Key::Str(id) => {
+                    self.put(&[1]);
+                    self.put(&id.to_le_bytes());
+                }
+            }
+            self.bits(b)?;
+        }
+        Ok(())
+    }
+}
+
+/// What a [`Part`] holds.
+enum Section<'a> {
+    Bits(&'a Bits),
+    Filter(&'a FilterState),
 }
 
 fn len32(n: usize) -> io::Result<u32> {
@@ -178,48 +228,41 @@ impl Snapshot {
     fn encode<W: Write>(&self, w: &mut CrcWriter<W>) -> io::Result<()> {
         let cleaned = self.cleaned();
         let s = &*cleaned;
-        w.put(MAGIC)?;
-        w.put(&VERSION.to_le_bytes())?;
-        w.put(&s.applied.lsn.0.to_le_bytes())?;
-        w.put(&s.applied.seq.to_le_bytes())?;
-        w.put(&len32(s.schema.filters.len())?.to_le_bytes())?;
+        let mut head = Part::default();
+        head.put(MAGIC);
+        head.put(&VERSION.to_le_bytes());
+        head.put(&s.applied.lsn.0.to_le_bytes());
+        head.put(&s.applied.seq.to_le_bytes());
+        head.len(s.schema.filters.len())?;
         for f in &s.schema.filters {
-            w.str(&f.name)?;
-            w.put(&[kind_code(f.kind)])?;
+            head.str(&f.name)?;
+            head.put(&[kind_code(f.kind)]);
         }
-        w.put(&len32(s.schema.sorts.len())?.to_le_bytes())?;
+        head.len(s.schema.sorts.len())?;
         for f in &s.schema.sorts {
-            w.str(&f.name)?;
-            w.put(&[f.bits])?;
+            head.str(&f.name)?;
+            head.put(&[f.bits]);
         }
-        w.bits(&s.alive)?;
-        for fs in &s.filters {
-            w.put(&len32(fs.dict.len())?.to_le_bytes())?;
-            for t in fs.dict.texts() {
-                w.str(t)?;
-            }
-            w.bits(&fs.null)?;
-            let mut entries: Vec<(&Key, &Bits)> =
-                fs.values.iter().filter(|(_, b)| !b.is_empty()).collect();
-            entries.sort_by_key(|(k, _)| **k);
-            w.put(&(entries.len() as u64).to_le_bytes())?;
-            for (k, b) in entries {
-                match *k {
-                    Key::Int(i) => {
-                        w.put(&[0])?;
-                        w.put(&i.to_le_bytes())?;
+        w.put(&head.0)?;
+        let sections: Vec<Section> = std::iter::once(Section::Bits(&s.alive))
+            .chain(s.filters.iter().map(Section::Filter))
+            .chain(s.sorts.iter().flat_map(|l| l.iter().map(Section::Bits)))
+            .collect();
+        // A few parts per thread at a time: memory holds a window, not the whole checkpoint.
+        for window in sections.chunks(2 * rayon::current_num_threads()) {
+            let parts: Vec<io::Result<Part>> = window
+                .par_iter()
+                .map(|section| {
+                    let mut part = Part::default();
+                    match section {
+                        Section::Bits(b) => part.bits(b)?,
+                        Section::Filter(fs) => part.filter(fs)?,
                     }
-                    Key::Str(id) => {
-                        w.put(&[1])?;
-                        w.put(&id.to_le_bytes())?;
-                    }
-                }
-                w.bits(b)?;
-            }
-        }
-        for layers in &s.sorts {
-            for layer in layers.iter() {
-                w.bits(layer)?;
+                    Ok(part)
+                })
+                .collect();
+            for part in parts {
+                w.put(&part?.0)?;
             }
         }
         Ok(())
