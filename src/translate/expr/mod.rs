@@ -43,6 +43,7 @@ mod bind;
 mod cast;
 pub(crate) mod datetime;
 mod eval;
+mod fast;
 pub(crate) mod float;
 mod fold;
 mod lexer;
@@ -83,6 +84,8 @@ pub struct BoundExpr {
     root: eval::Node,
     ty: SqlType,
     columns: Vec<usize>,
+    /// Every node is in the integer and boolean fast path's subset.
+    fast: bool,
 }
 
 impl Expr {
@@ -105,8 +108,25 @@ impl Expr {
         &self,
         resolve: &dyn Fn(&str) -> Option<ColumnSlot>,
     ) -> Result<BoundExpr, ExprError> {
-        let (root, ty, columns) = bind::bind(&self.ast, resolve)?;
-        Ok(BoundExpr { root, ty, columns })
+        // The fast path reads only integer and boolean columns.
+        let fast_columns = std::cell::Cell::new(true);
+        let resolve_noting = |name: &str| {
+            let slot = resolve(name);
+            if let Some(s) = &slot
+                && !fast::column_type(s.type_oid)
+            {
+                fast_columns.set(false);
+            }
+            slot
+        };
+        let (root, ty, columns) = bind::bind(&self.ast, &resolve_noting)?;
+        let fast = fast_columns.get() && fast::supported(&root);
+        Ok(BoundExpr {
+            root,
+            ty,
+            columns,
+            fast,
+        })
     }
 
     /// [`Expr::bind`] against `(name, type OID)` pairs; a column's index is its position.
@@ -126,6 +146,11 @@ impl Expr {
 impl BoundExpr {
     /// Evaluates the expression over one row (indexed as the [`ColumnSlot`]s said).
     pub fn eval(&self, row: &[SqlValue]) -> Result<SqlValue, EvalError> {
+        if self.fast
+            && let Ok(v) = fast::eval(&self.root, row, None)
+        {
+            return Ok(v.sql());
+        }
         self.root.eval(row, None)
     }
 
