@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use crate::translate::{DatumRef, Tuple};
 
-/// A line that is not a row of the expected shape.
+/// A COPY row (text line or binary row) that is not of the expected shape.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CopyRowError {
     /// The line has another number of columns than the COPY asked for.
@@ -25,6 +25,12 @@ pub enum CopyRowError {
     /// A backslash ends the line.
     #[error("a COPY row ends in a lone backslash")]
     TrailingBackslash,
+    /// A binary COPY row is cut short, or a length in it is negative.
+    #[error("a binary COPY row is cut short")]
+    Truncated,
+    /// A binary COPY stream does not start with its header.
+    #[error("the binary COPY data does not start with its header")]
+    Header,
 }
 
 /// The byte ranges of the lines of a buffer of whole lines (without their `\n`; a last line

@@ -1,7 +1,9 @@
 //! The parallel COPY: sessions on the exported snapshot take jobs (a table or a page range of
 //! one) from a shared queue and stream their rows, in batches, over a bounded channel to worker
-//! threads. Each worker parses the rows and translates them with its own [`Translator`] exactly
-//! as streamed INSERTs are translated. Direct and join tables' ops go to the worker's
+//! threads. A table is copied in binary when the translator reads every copied column's binary
+//! form (cheaper for Postgres to write and for the workers to read), else as text. Each worker
+//! parses the rows and translates them with its own [`Translator`] exactly as streamed INSERTs
+//! are translated. Direct and join tables' ops go to the worker's
 //! [`BulkAccumulator`] (siblings sharing their columns, merged at the end); fan-out tables'
 //! `queryOpSet`s are resolved against a snapshot of the loaded index into such accumulators, or,
 //! when they must see each other's writes, handed to the thread that owns the index. Memory is
@@ -17,14 +19,15 @@ use tokio_postgres::Client;
 
 use super::BootstrapError;
 use super::catalog::{Job, TablePlan};
-use super::copy_text::{CopyRow, lines};
+use super::copy_binary::{self, BinaryRow};
+use super::copy_text::{CopyRow, CopyRowError, lines};
 use super::progress::TableProgress;
 use crate::config::Config;
 use crate::decode::RelationCache;
 use crate::index::Snapshot;
 use crate::ops::EntityOps;
 use crate::sink::bulk::BulkAccumulator;
-use crate::translate::{TranslateStats, Translator};
+use crate::translate::{TranslateStats, Translator, Tuple};
 
 /// Bytes of rows per batch handed to a worker (a batch is passed once it reaches this size).
 const BATCH_BYTES: usize = 128 << 10;
@@ -160,17 +163,37 @@ async fn copy_job(
     let mut stream = std::pin::pin!(stream);
     let mut data = Vec::with_capacity(BATCH_BYTES + 1024);
     let mut rows = 0u64;
+    // A binary stream starts with a header (sent with the first row): the batches hold rows only.
+    let mut header = plan.binary;
     while let Some(buf) = stream.next().await {
         let buf = buf.map_err(copy_err)?;
+        let len = buf.len();
         data.extend_from_slice(&buf);
         drop(buf);
-        rows += 1;
+        if header {
+            match copy_binary::header_len(&data).map_err(|source| row_err(plan, source))? {
+                Some(n) => {
+                    data.drain(..n);
+                    header = false;
+                }
+                None => continue,
+            }
+        }
+        // Each row comes in a message; a binary stream's end marker in one of its own (or with
+        // the header, when the table is empty).
+        let marker = plan.binary && (len == 2 || data.len() == 2) && data.ends_with(&[0xff; 2]);
+        if !marker {
+            rows += 1;
+        }
         if data.len() >= BATCH_BYTES {
             progress.add(rows, data.len() as u64);
             let full = std::mem::replace(&mut data, Vec::with_capacity(BATCH_BYTES + 1024));
             rows = 0;
             send(tx, job.table, full).await?;
         }
+    }
+    if header {
+        return Err(row_err(plan, CopyRowError::Header));
     }
     if !data.is_empty() {
         progress.add(rows, data.len() as u64);
@@ -182,6 +205,13 @@ async fn copy_job(
     };
     progress.job_done(pages);
     Ok(())
+}
+
+fn row_err(plan: &TablePlan, source: CopyRowError) -> BootstrapError {
+    BootstrapError::Row {
+        table: plan.display(),
+        source,
+    }
 }
 
 async fn send(tx: &mpsc::Sender<Batch>, table: usize, data: Vec<u8>) -> Result<(), BootstrapError> {
@@ -210,6 +240,7 @@ fn worker(
         Mode::Apply(_) => BulkAccumulator::new(config.schema()),
     };
     let mut row = CopyRow::default();
+    let mut binary_row = BinaryRow::default();
     let mut ops: Vec<EntityOps> = Vec::new();
     let mut rows = 0u64;
     loop {
@@ -219,19 +250,31 @@ fn worker(
             break;
         };
         let plan = &plans[batch.table];
-        for line in lines(&batch.data) {
-            let line = &batch.data[line];
-            row.parse(line, plan.columns.len())
-                .map_err(|source| BootstrapError::Row {
-                    table: plan.display(),
-                    source,
-                })?;
-            rows += 1;
-            let tuple = row.tuple(line);
-            // Direct and join tables' ops go straight into the accumulator.
-            match mode {
-                Mode::Bulk(_) => translator.insert(plan.oid, &tuple, &mut acc),
-                _ => translator.insert(plan.oid, &tuple, &mut ops),
+        // Direct and join tables' ops go straight into the accumulator.
+        let mut insert = |tuple: &dyn Tuple| match mode {
+            Mode::Bulk(_) => translator.insert(plan.oid, tuple, &mut acc),
+            _ => translator.insert(plan.oid, tuple, &mut ops),
+        };
+        let data = &batch.data;
+        let columns = plan.columns.len();
+        if plan.binary {
+            let mut pos = 0;
+            while pos < data.len() {
+                let next = binary_row.parse(data, pos, columns);
+                match next.map_err(|source| row_err(plan, source))? {
+                    Some(next) => pos = next,
+                    None => break, // the end-of-data marker
+                }
+                rows += 1;
+                insert(&binary_row.tuple(data));
+            }
+        } else {
+            for line in lines(data) {
+                let line = &data[line];
+                row.parse(line, columns)
+                    .map_err(|source| row_err(plan, source))?;
+                rows += 1;
+                insert(&row.tuple(line));
             }
         }
         match mode {

@@ -25,6 +25,7 @@
 //! index and WAL, and starts over. The marker is written only after the checkpoint is durable.
 
 pub mod catalog;
+pub mod copy_binary;
 pub mod copy_text;
 pub mod dump;
 pub mod marker;

@@ -5,7 +5,7 @@ pub mod expr;
 pub mod value;
 
 pub use expr::{BoundExpr, ColumnSlot, EvalError, Expr, ExprError, ExprErrorKind, SqlType};
-pub use value::{SqlValue, ValueError, parse_text, to_op_value};
+pub use value::{SqlValue, ValueError, parse_binary, parse_text, reads_binary, to_op_value};
 
 mod rows;
 pub use rows::{DatumRef, FieldOp, OpSink, TranslateError, TranslateStats, Translator, Tuple};

@@ -108,6 +108,72 @@ pub fn parse_text(type_oid: u32, text: &str) -> Result<SqlValue, ValueError> {
     })
 }
 
+/// Whether [`parse_binary`] reads a column of type `type_oid` (`is_enum`: the type is an enum,
+/// whose binary form is its label): what a dump checks before it asks for binary COPY.
+pub fn reads_binary(type_oid: u32, is_enum: bool) -> bool {
+    is_enum
+        || matches!(
+            type_oid,
+            oid::BOOL
+                | oid::INT2
+                | oid::INT4
+                | oid::INT8
+                | oid::FLOAT4
+                | oid::FLOAT8
+                | oid::DATE
+                | oid::TIMESTAMP
+                | oid::TIMESTAMPTZ
+                | oid::TEXT
+                | oid::VARCHAR
+                | oid::BPCHAR
+                | oid::NAME
+        )
+}
+
+/// Parses Postgres's binary send form (binary `COPY`) of a column of type `type_oid`. Types
+/// without a decoder here are read as UTF-8 text: right for enums and text types, whose send
+/// form is their text; callers send only the types [`reads_binary`] accepts.
+pub fn parse_binary(type_oid: u32, bytes: &[u8]) -> Result<SqlValue, ValueError> {
+    let err = |type_name: &'static str| ValueError {
+        type_oid,
+        type_name,
+        text: format!("{:02x?}", &bytes[..bytes.len().min(32)]),
+    };
+    fn be<const N: usize>(bytes: &[u8]) -> Option<[u8; N]> {
+        bytes.try_into().ok()
+    }
+    Ok(match type_oid {
+        oid::BOOL => match bytes {
+            [0] => SqlValue::Bool(false),
+            [1] => SqlValue::Bool(true),
+            _ => return Err(err("boolean")),
+        },
+        oid::INT2 => SqlValue::Int2(i16::from_be_bytes(
+            be(bytes).ok_or_else(|| err("smallint"))?,
+        )),
+        oid::INT4 => SqlValue::Int4(i32::from_be_bytes(be(bytes).ok_or_else(|| err("integer"))?)),
+        oid::INT8 => SqlValue::Int8(i64::from_be_bytes(be(bytes).ok_or_else(|| err("bigint"))?)),
+        oid::FLOAT4 => SqlValue::Float4(f32::from_be_bytes(be(bytes).ok_or_else(|| err("real"))?)),
+        oid::FLOAT8 => SqlValue::Float8(f64::from_be_bytes(
+            be(bytes).ok_or_else(|| err("double precision"))?,
+        )),
+        // Days and microseconds since 2000-01-01, the infinities at the extremes: the same
+        // representation as `SqlValue`'s.
+        oid::DATE => SqlValue::Date(i32::from_be_bytes(be(bytes).ok_or_else(|| err("date"))?)),
+        oid::TIMESTAMP => SqlValue::Timestamp(i64::from_be_bytes(
+            be(bytes).ok_or_else(|| err("timestamp"))?,
+        )),
+        oid::TIMESTAMPTZ => SqlValue::TimestampTz(i64::from_be_bytes(
+            be(bytes).ok_or_else(|| err("timestamptz"))?,
+        )),
+        oid::NUMERIC => return Err(err("numeric (no binary decoder)")),
+        _ => match std::str::from_utf8(bytes) {
+            Ok(t) => SqlValue::Text(Arc::from(t)),
+            Err(_) => return Err(err("text (not UTF-8)")),
+        },
+    })
+}
+
 fn truncate(text: &str, max: usize) -> String {
     let mut end = text.len().min(max);
     while !text.is_char_boundary(end) {
@@ -220,6 +286,41 @@ fn json_number(text: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binary_values_decode_or_are_errors() {
+        assert_eq!(parse_binary(oid::BOOL, &[1]), Ok(SqlValue::Bool(true)));
+        assert_eq!(
+            parse_binary(oid::INT2, &[0x80, 0]),
+            Ok(SqlValue::Int2(i16::MIN))
+        );
+        assert_eq!(
+            parse_binary(oid::INT4, &7i32.to_be_bytes()),
+            Ok(SqlValue::Int4(7))
+        );
+        assert_eq!(
+            parse_binary(oid::TIMESTAMPTZ, &i64::MAX.to_be_bytes()),
+            Ok(SqlValue::TimestampTz(i64::MAX))
+        );
+        assert_eq!(parse_binary(oid::DATE, &[0; 4]), Ok(SqlValue::Date(0)));
+        // An enum (any OID without a decoder) is its label.
+        assert_eq!(
+            parse_binary(99_999, b"happy"),
+            Ok(SqlValue::Text("happy".into()))
+        );
+        for (ty, bytes) in [
+            (oid::BOOL, &[2][..]),
+            (oid::INT4, &[0, 0, 7][..]),
+            (oid::INT8, &[0; 4][..]),
+            (oid::FLOAT8, &[0; 9][..]),
+            (oid::TEXT, &[0xff, 0xfe][..]),
+            (oid::NUMERIC, &[0; 8][..]),
+        ] {
+            assert!(parse_binary(ty, bytes).is_err(), "{ty} {bytes:?}");
+        }
+        assert!(reads_binary(oid::TIMESTAMPTZ, false) && reads_binary(99_999, true));
+        assert!(!reads_binary(oid::NUMERIC, false) && !reads_binary(99_999, false));
+    }
 
     #[test]
     fn parses_each_supported_type() {

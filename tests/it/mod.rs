@@ -3,6 +3,7 @@
 mod bootstrap;
 mod cli;
 mod config;
+mod copy_formats;
 mod crash;
 mod dedup_property;
 mod expr_oracle;

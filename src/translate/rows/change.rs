@@ -7,7 +7,7 @@ use tracing::warn;
 use crate::config::QueryOp;
 use crate::ops::{Op, Value};
 use crate::translate::expr::BoundExpr;
-use crate::translate::value::{SqlValue, parse_text, to_op_value};
+use crate::translate::value::{SqlValue, parse_binary, parse_text, to_op_value};
 
 use super::sink::{DatumRef, FieldOp, OpSink, Tuple};
 use super::{Bound, BoundKind, BoundTrack, Row, TranslateStats};
@@ -37,8 +37,16 @@ pub(super) fn parse_row<T: Tuple + ?Sized>(
                     None
                 }
             },
+            Some(DatumRef::Binary(bytes)) => match parse_binary(bound.type_oids[c], bytes) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    stats.bad_values += 1;
+                    warn!(table = %bound.table, column = c, error = %e, "a binary column value does not decode as its type; skipped");
+                    None
+                }
+            },
             Some(DatumRef::Unchanged) => full_old.and_then(|o| o.get(c).cloned()),
-            Some(DatumRef::Binary(_)) | None => None,
+            None => None,
         };
         if let Some(v) = v {
             row.put(c, v);

@@ -3,7 +3,8 @@
 //!
 //! Expressions are parsed once when the [`Translator`] is built and bound to a table's columns
 //! when its Relation message arrives (again after every schema change). Values are parsed from
-//! pgoutput's text form only for the columns some expression, slot or value reads.
+//! their text form (pgoutput, text COPY) or binary form (binary COPY) only for the columns some
+//! expression, slot or value reads. Rows come in as a [`Tuple`] and ops go out to an [`OpSink`].
 //!
 //! Old values: with `REPLICA IDENTITY FULL` an UPDATE carries the old row and a field produces
 //! `remove(old)` + `set(new)` only when the two are distinct. Without it, an UPDATE produces
