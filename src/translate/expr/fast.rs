@@ -14,56 +14,74 @@ use super::eval::{Kind, Node};
 use super::types::{SqlType, oid};
 use crate::translate::value::SqlValue;
 
-/// A value of the fast path.
+/// The type of a fast-path value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum V {
+enum T {
     Null,
-    Bool(bool),
-    I2(i16),
-    I4(i32),
-    I8(i64),
+    Bool,
+    I2,
+    I4,
+    I8,
+}
+
+/// A value of the fast path: its type and, for booleans and integers, its value as `i64` (0 for
+/// NULL). Two scalars, so it travels in registers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct V {
+    t: T,
+    x: i64,
 }
 
 impl V {
+    const NULL: V = V { t: T::Null, x: 0 };
+
+    fn bool(b: bool) -> V {
+        V {
+            t: T::Bool,
+            x: i64::from(b),
+        }
+    }
+
     fn of(v: &SqlValue) -> Result<V, ()> {
-        Ok(match *v {
-            SqlValue::Null => V::Null,
-            SqlValue::Bool(b) => V::Bool(b),
-            SqlValue::Int2(x) => V::I2(x),
-            SqlValue::Int4(x) => V::I4(x),
-            SqlValue::Int8(x) => V::I8(x),
+        let (t, x) = match *v {
+            SqlValue::Null => (T::Null, 0),
+            SqlValue::Bool(b) => (T::Bool, i64::from(b)),
+            SqlValue::Int2(x) => (T::I2, x.into()),
+            SqlValue::Int4(x) => (T::I4, x.into()),
+            SqlValue::Int8(x) => (T::I8, x),
             _ => return Err(()),
-        })
+        };
+        Ok(V { t, x })
     }
 
     /// The value as the evaluator's.
     pub(crate) fn sql(self) -> SqlValue {
-        match self {
-            V::Null => SqlValue::Null,
-            V::Bool(b) => SqlValue::Bool(b),
-            V::I2(x) => SqlValue::Int2(x),
-            V::I4(x) => SqlValue::Int4(x),
-            V::I8(x) => SqlValue::Int8(x),
+        match self.t {
+            T::Null => SqlValue::Null,
+            T::Bool => SqlValue::Bool(self.x != 0),
+            T::I2 => SqlValue::Int2(self.x as i16),
+            T::I4 => SqlValue::Int4(self.x as i32),
+            T::I8 => SqlValue::Int8(self.x),
         }
+    }
+
+    fn is_null(self) -> bool {
+        self.t == T::Null
     }
 
     fn int(self) -> Option<i64> {
-        match self {
-            V::I2(x) => Some(x.into()),
-            V::I4(x) => Some(x.into()),
-            V::I8(x) => Some(x),
-            _ => None,
-        }
+        matches!(self.t, T::I2 | T::I4 | T::I8).then_some(self.x)
     }
 
-    /// `x` in this value's integer type, if it fits.
-    fn same_int(self, x: i64) -> Result<V, ()> {
-        Ok(match self {
-            V::I2(_) => V::I2(i16::try_from(x).map_err(drop)?),
-            V::I4(_) => V::I4(i32::try_from(x).map_err(drop)?),
-            V::I8(_) => V::I8(x),
-            _ => return Err(()),
-        })
+    /// `x` as an integer of type `t`, if it fits.
+    fn int_of(t: T, x: i64) -> Result<V, ()> {
+        let fits = match t {
+            T::I2 => i16::try_from(x).is_ok(),
+            T::I4 => i32::try_from(x).is_ok(),
+            T::I8 => true,
+            T::Null | T::Bool => false,
+        };
+        if fits { Ok(V { t, x }) } else { Err(()) }
     }
 }
 
@@ -109,35 +127,34 @@ pub(crate) fn eval(node: &Node, row: &[SqlValue], case_val: Option<V>) -> Result
     Ok(match &node.kind {
         Kind::Const(v) => V::of(v)?,
         Kind::Column(i) => V::of(row.get(*i).ok_or(())?)?,
-        Kind::CaseTest => case_val.unwrap_or(V::Null),
+        Kind::CaseTest => case_val.unwrap_or(V::NULL),
         Kind::Cast { arg, from, to } => {
             let v = eval(arg, row, case_val)?;
-            if v == V::Null || from == to {
+            if v.is_null() || from == to {
                 return Ok(v);
             }
             let x = v.int().ok_or(())?;
             match to {
-                SqlType::Int2 => V::I2(i16::try_from(x).map_err(drop)?),
-                SqlType::Int4 => V::I4(i32::try_from(x).map_err(drop)?),
-                SqlType::Int8 => V::I8(x),
+                SqlType::Int2 => V::int_of(T::I2, x)?,
+                SqlType::Int4 => V::int_of(T::I4, x)?,
+                SqlType::Int8 => V::int_of(T::I8, x)?,
                 _ => return Err(()),
             }
         }
         Kind::Neg(a) => match eval(a, row, case_val)? {
-            V::Null => V::Null,
-            v => v.same_int(v.int().ok_or(())?.checked_neg().ok_or(())?)?,
+            v if v.is_null() => v,
+            v => V::int_of(v.t, v.int().ok_or(())?.checked_neg().ok_or(())?)?,
         },
         Kind::BitNot(a) => match eval(a, row, case_val)? {
-            V::Null => V::Null,
-            V::I2(x) => V::I2(!x),
-            V::I4(x) => V::I4(!x),
-            V::I8(x) => V::I8(!x),
-            V::Bool(_) => return Err(()),
+            v if v.is_null() => v,
+            // The complement of a sign-extended value stays in its type's range.
+            v if v.int().is_some() => V { t: v.t, x: !v.x },
+            _ => return Err(()),
         },
         Kind::Arith { op, l, r } => {
             let (a, b) = (eval(l, row, case_val)?, eval(r, row, case_val)?);
-            if a == V::Null || b == V::Null {
-                return Ok(V::Null);
+            if a.is_null() || b.is_null() {
+                return Ok(V::NULL);
             }
             let (x, y) = (a.int().ok_or(())?, b.int().ok_or(())?);
             let r = match op {
@@ -148,7 +165,7 @@ pub(crate) fn eval(node: &Node, row: &[SqlValue], case_val: Option<V>) -> Result
                 BinOp::Mod if y != 0 => Some(if y == -1 { 0 } else { x % y }),
                 _ => None,
             };
-            a.same_int(r.ok_or(())?)?
+            V::int_of(a.t, r.ok_or(())?)?
         }
         Kind::Bits { op, l, r } => {
             let (a, b) = (eval(l, row, case_val)?, eval(r, row, case_val)?);
@@ -156,11 +173,11 @@ pub(crate) fn eval(node: &Node, row: &[SqlValue], case_val: Option<V>) -> Result
         }
         Kind::Compare { op, l, r } => {
             let (a, b) = (eval(l, row, case_val)?, eval(r, row, case_val)?);
-            if a == V::Null || b == V::Null {
-                return Ok(V::Null);
+            if a.is_null() || b.is_null() {
+                return Ok(V::NULL);
             }
             let ord = compare(a, b)?;
-            V::Bool(match op {
+            V::bool(match op {
                 BinOp::Eq => ord == Ordering::Equal,
                 BinOp::Ne => ord != Ordering::Equal,
                 BinOp::Lt => ord == Ordering::Less,
@@ -172,74 +189,72 @@ pub(crate) fn eval(node: &Node, row: &[SqlValue], case_val: Option<V>) -> Result
         }
         Kind::IsDistinct { negated, l, r } => {
             let (a, b) = (eval(l, row, case_val)?, eval(r, row, case_val)?);
-            let distinct = match (a == V::Null, b == V::Null) {
+            let distinct = match (a.is_null(), b.is_null()) {
                 (true, true) => false,
                 (true, false) | (false, true) => true,
                 (false, false) => compare(a, b)? != Ordering::Equal,
             };
-            V::Bool(distinct != *negated)
+            V::bool(distinct != *negated)
         }
         Kind::And(args) => {
             let mut saw_null = false;
             for arg in args {
                 match eval(arg, row, case_val)? {
-                    V::Bool(false) => return Ok(V::Bool(false)),
-                    V::Null => saw_null = true,
-                    V::Bool(true) => {}
+                    V { t: T::Bool, x: 0 } => return Ok(V::bool(false)),
+                    V { t: T::Null, .. } => saw_null = true,
+                    V { t: T::Bool, .. } => {}
                     _ => return Err(()),
                 }
             }
-            if saw_null { V::Null } else { V::Bool(true) }
+            if saw_null { V::NULL } else { V::bool(true) }
         }
         Kind::Or(args) => {
             let mut saw_null = false;
             for arg in args {
                 match eval(arg, row, case_val)? {
-                    V::Bool(true) => return Ok(V::Bool(true)),
-                    V::Null => saw_null = true,
-                    V::Bool(false) => {}
+                    V { t: T::Bool, x: 0 } => {}
+                    V { t: T::Bool, .. } => return Ok(V::bool(true)),
+                    V { t: T::Null, .. } => saw_null = true,
                     _ => return Err(()),
                 }
             }
-            if saw_null { V::Null } else { V::Bool(false) }
+            if saw_null { V::NULL } else { V::bool(false) }
         }
         Kind::Not(a) => match eval(a, row, case_val)? {
-            V::Bool(b) => V::Bool(!b),
-            V::Null => V::Null,
+            V { t: T::Bool, x } => V::bool(x == 0),
+            v if v.is_null() => v,
             _ => return Err(()),
         },
-        Kind::IsNull { negated, arg } => {
-            V::Bool((eval(arg, row, case_val)? == V::Null) != *negated)
-        }
+        Kind::IsNull { negated, arg } => V::bool(eval(arg, row, case_val)?.is_null() != *negated),
         Kind::IsBool {
             value,
             negated,
             arg,
         } => {
             let v = match eval(arg, row, case_val)? {
-                V::Bool(b) => Some(b),
-                V::Null => None,
+                V { t: T::Bool, x } => Some(x != 0),
+                V { t: T::Null, .. } => None,
                 _ => return Err(()),
             };
-            V::Bool((v == *value) != *negated)
+            V::bool((v == *value) != *negated)
         }
         Kind::Coalesce(args) => {
             for arg in args {
                 let v = eval(arg, row, case_val)?;
-                if v != V::Null {
+                if !v.is_null() {
                     return Ok(v);
                 }
             }
-            V::Null
+            V::NULL
         }
         Kind::MinMax { greatest, args, .. } => {
-            let mut best = V::Null;
+            let mut best = V::NULL;
             for arg in args {
                 let v = eval(arg, row, case_val)?;
-                if v == V::Null {
+                if v.is_null() {
                     continue;
                 }
-                if best == V::Null {
+                if best.is_null() {
                     best = v;
                     continue;
                 }
@@ -253,8 +268,8 @@ pub(crate) fn eval(node: &Node, row: &[SqlValue], case_val: Option<V>) -> Result
         }
         Kind::NullIf { l, r, .. } => {
             let (a, b) = (eval(l, row, case_val)?, eval(r, row, case_val)?);
-            if a != V::Null && b != V::Null && compare(a, b)? == Ordering::Equal {
-                V::Null
+            if !a.is_null() && !b.is_null() && compare(a, b)? == Ordering::Equal {
+                V::NULL
             } else {
                 a
             }
@@ -270,7 +285,7 @@ pub(crate) fn eval(node: &Node, row: &[SqlValue], case_val: Option<V>) -> Result
             };
             let inner = operand_val.or(case_val);
             for (cond, result) in arms {
-                if eval(cond, row, inner)? == V::Bool(true) {
+                if eval(cond, row, inner)? == V::bool(true) {
                     return eval(result, row, case_val);
                 }
             }
@@ -282,35 +297,30 @@ pub(crate) fn eval(node: &Node, row: &[SqlValue], case_val: Option<V>) -> Result
 
 /// `& | # << >>` as the evaluator computes them.
 fn bits(op: BinOp, a: V, b: V) -> Result<V, ()> {
-    use V::{I2, I4, I8, Null};
-    Ok(match (op, a, b) {
-        (_, Null, _) | (_, _, Null) => Null,
-        (BinOp::Shl, I2(x), I4(n)) => I2((x as i32).wrapping_shl(n as u32) as i16),
-        (BinOp::Shr, I2(x), I4(n)) => I2((x as i32).wrapping_shr(n as u32) as i16),
-        (BinOp::Shl, I4(x), I4(n)) => I4(x.wrapping_shl(n as u32)),
-        (BinOp::Shr, I4(x), I4(n)) => I4(x.wrapping_shr(n as u32)),
-        (BinOp::Shl, I8(x), I4(n)) => I8(x.wrapping_shl(n as u32)),
-        (BinOp::Shr, I8(x), I4(n)) => I8(x.wrapping_shr(n as u32)),
-        (op, I2(x), I2(y)) => I2(bitwise(op, x.into(), y.into())? as i16),
-        (op, I4(x), I4(y)) => I4(bitwise(op, x.into(), y.into())? as i32),
-        (op, I8(x), I8(y)) => I8(bitwise(op, x, y)?),
+    if a.is_null() || b.is_null() {
+        return Ok(V::NULL);
+    }
+    let (x, n) = (a.x, b.x as u32);
+    let x = match (op, a.t, b.t) {
+        (BinOp::Shl, T::I2, T::I4) => i64::from((x as i32).wrapping_shl(n) as i16),
+        (BinOp::Shr, T::I2, T::I4) => i64::from((x as i32).wrapping_shr(n) as i16),
+        (BinOp::Shl, T::I4, T::I4) => i64::from((x as i32).wrapping_shl(n)),
+        (BinOp::Shr, T::I4, T::I4) => i64::from((x as i32).wrapping_shr(n)),
+        (BinOp::Shl, T::I8, T::I4) => x.wrapping_shl(n),
+        (BinOp::Shr, T::I8, T::I4) => x.wrapping_shr(n),
+        // Both sign-extended from one width: so is the result.
+        (BinOp::BitAnd, ta, tb) if ta == tb && a.int().is_some() => x & b.x,
+        (BinOp::BitOr, ta, tb) if ta == tb && a.int().is_some() => x | b.x,
+        (BinOp::BitXor, ta, tb) if ta == tb && a.int().is_some() => x ^ b.x,
         _ => return Err(()),
-    })
-}
-
-fn bitwise(op: BinOp, x: i64, y: i64) -> Result<i64, ()> {
-    Ok(match op {
-        BinOp::BitAnd => x & y,
-        BinOp::BitOr => x | y,
-        BinOp::BitXor => x ^ y,
-        _ => return Err(()),
-    })
+    };
+    Ok(V { t: a.t, x })
 }
 
 /// The order of two non-NULL values: integers by value whatever their widths, booleans.
 fn compare(a: V, b: V) -> Result<Ordering, ()> {
-    match (a, b) {
-        (V::Bool(x), V::Bool(y)) => Ok(x.cmp(&y)),
+    match (a.t, b.t) {
+        (T::Bool, T::Bool) => Ok(a.x.cmp(&b.x)),
         _ => Ok(a.int().ok_or(())?.cmp(&b.int().ok_or(())?)),
     }
 }
