@@ -292,6 +292,7 @@ fn worker(
             }
         }
     }
+    acc.flush();
     Ok(WorkerOut {
         acc,
         stats: translator.stats(),

@@ -294,12 +294,20 @@ impl Dump<'_> {
         .await?;
         // The workers have ended, so the root is the only other holder of their shared columns.
         let mut acc = Arc::try_unwrap(root).unwrap_or_else(|root| root.sibling());
+        let mut accs = Vec::with_capacity(outs.len());
         for out in outs {
             translate.add(&out.stats);
             *rows += out.rows;
-            acc = acc.merge(out.acc);
+            accs.push(out.acc);
         }
-        Ok(acc)
+        tokio::task::spawn_blocking(move || {
+            for other in accs {
+                acc = acc.merge(other);
+            }
+            acc
+        })
+        .await
+        .map_err(|_| BootstrapError::Panicked("merging the dump workers"))
     }
 }
 

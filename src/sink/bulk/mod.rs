@@ -465,8 +465,9 @@ impl BulkAccumulator {
         wide.clear();
     }
 
-    /// Moves every buffered insert into the bitmaps.
-    fn flush(&mut self) {
+    /// Moves every buffered insert into the bitmaps (a dump's workers do it as they end, in
+    /// parallel, so that merging them has less to do).
+    pub fn flush(&mut self) {
         for fi in 0..self.pending.len() {
             if !self.pending[fi].is_empty() || !self.pending_wide[fi].is_empty() {
                 self.flush_field(fi);
@@ -547,13 +548,14 @@ impl OpSink for BulkAccumulator {
 }
 
 fn or_map(into: &mut HashMap<RawKey, RoaringBitmap>, from: HashMap<RawKey, RoaringBitmap>) {
-    for (k, bm) in from {
-        match into.get_mut(&k) {
-            Some(m) => *m |= bm,
-            None => {
-                into.insert(k, bm);
-            }
+    // The keys both have, in parallel; then the keys only `from` has.
+    into.par_iter_mut().for_each(|(k, bm)| {
+        if let Some(other) = from.get(k) {
+            *bm |= other;
         }
+    });
+    for (k, bm) in from {
+        into.entry(k).or_insert(bm);
     }
 }
 
