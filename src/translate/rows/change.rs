@@ -12,7 +12,8 @@ use crate::translate::value::{SqlValue, parse_binary, parse_text, to_op_value};
 use super::sink::{DatumRef, FieldOp, OpSink, Tuple};
 use super::{Bound, BoundKind, BoundTrack, Row, TranslateStats};
 
-/// Parses the needed columns of a tuple into `row` (its buffers reused). An unchanged-TOAST
+/// Parses the needed columns of a tuple into `row` (its buffers reused; every needed column is
+/// set, to its value or to unknown). An unchanged-TOAST
 /// column takes the old row's value when the old row is complete (`REPLICA IDENTITY FULL`),
 /// else stays unknown.
 pub(super) fn parse_row<T: Tuple + ?Sized>(
@@ -22,7 +23,7 @@ pub(super) fn parse_row<T: Tuple + ?Sized>(
     stats: &mut TranslateStats,
     row: &mut Row,
 ) {
-    row.reset(bound.type_oids.len());
+    row.start(bound.type_oids.len());
     for &c in &bound.needed {
         let v = match tuple.datum(c) {
             Some(DatumRef::Null) => Some(SqlValue::Null),
@@ -48,9 +49,7 @@ pub(super) fn parse_row<T: Tuple + ?Sized>(
             Some(DatumRef::Unchanged) => full_old.and_then(|o| o.get(c).cloned()),
             None => None,
         };
-        if let Some(v) = v {
-            row.put(c, v);
-        }
+        row.set(c, v);
     }
 }
 

@@ -216,37 +216,30 @@ pub struct Translator {
 
 /// A row's values: parsed where needed, unknown (unchanged TOAST or absent) where `known` is
 /// false (the value is then NULL, so the values are a slice to evaluate over as they are).
+/// Columns no source of the relation reads are never read: they keep what an earlier row left.
 #[derive(Default)]
 struct Row {
     values: Vec<SqlValue>,
     known: Vec<bool>,
-    /// The columns put since the last reset (what a reset of the same width clears).
-    put: Vec<usize>,
 }
 
 impl Row {
-    /// Empties the row to `n` unknown columns, keeping its buffers.
-    fn reset(&mut self, n: usize) {
+    /// Readies the row for a tuple of `n` columns (a row of another width starts all unknown);
+    /// the caller then sets every column it will read.
+    fn start(&mut self, n: usize) {
         if self.values.len() == n {
-            for c in self.put.drain(..) {
-                self.values[c] = SqlValue::Null;
-                self.known[c] = false;
-            }
             return;
         }
-        self.put.clear();
         self.values.clear();
         self.values.resize(n, SqlValue::Null);
         self.known.clear();
         self.known.resize(n, false);
     }
 
-    fn put(&mut self, c: usize, v: SqlValue) {
-        self.values[c] = v;
-        if !self.known[c] {
-            self.known[c] = true;
-            self.put.push(c);
-        }
+    /// Sets column `c` to `v`, or makes it unknown.
+    fn set(&mut self, c: usize, v: Option<SqlValue>) {
+        self.known[c] = v.is_some();
+        self.values[c] = v.unwrap_or(SqlValue::Null);
     }
 
     /// Makes column `c` unknown.
