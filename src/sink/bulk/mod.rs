@@ -84,7 +84,7 @@ pub(crate) struct BulkParts {
 /// A single/bool field's shared dictionary and code column.
 struct SingleColumn {
     /// Raw key ↔ code (codes from 1).
-    dict: Mutex<(HashMap<RawKey, u32>, Vec<RawKey>)>,
+    dict: Mutex<(HashMap<RawKey, u32, KeyHash>, Vec<RawKey>)>,
     codes: AtomicColumn,
 }
 
