@@ -207,6 +207,21 @@ async fn copy_job(
     Ok(())
 }
 
+/// Where a worker's translated rows go.
+enum Out<'a> {
+    Acc(&'a mut BulkAccumulator),
+    Ops(&'a mut Vec<EntityOps>),
+}
+
+impl Out<'_> {
+    fn insert<T: Tuple>(&mut self, translator: &mut Translator, oid: u32, tuple: &T) {
+        match self {
+            Out::Acc(acc) => translator.insert(oid, tuple, *acc),
+            Out::Ops(ops) => translator.insert(oid, tuple, *ops),
+        }
+    }
+}
+
 fn row_err(plan: &TablePlan, source: CopyRowError) -> BootstrapError {
     BootstrapError::Row {
         table: plan.display(),
@@ -251,9 +266,9 @@ fn worker(
         };
         let plan = &plans[batch.table];
         // Direct and join tables' ops go straight into the accumulator.
-        let mut insert = |tuple: &dyn Tuple| match mode {
-            Mode::Bulk(_) => translator.insert(plan.oid, tuple, &mut acc),
-            _ => translator.insert(plan.oid, tuple, &mut ops),
+        let mut out = match mode {
+            Mode::Bulk(_) => Out::Acc(&mut acc),
+            _ => Out::Ops(&mut ops),
         };
         let data = &batch.data;
         let columns = plan.columns.len();
@@ -266,7 +281,7 @@ fn worker(
                     None => break, // the end-of-data marker
                 }
                 rows += 1;
-                insert(&binary_row.tuple(data));
+                out.insert(&mut translator, plan.oid, &binary_row.tuple(data));
             }
         } else {
             for line in lines(data) {
@@ -274,7 +289,7 @@ fn worker(
                 row.parse(line, columns)
                     .map_err(|source| row_err(plan, source))?;
                 rows += 1;
-                insert(&row.tuple(line));
+                out.insert(&mut translator, plan.oid, &row.tuple(line));
             }
         }
         match mode {
