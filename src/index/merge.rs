@@ -26,14 +26,40 @@ const GROUP_PAIRS: usize = 1 << 20;
 const GROUP_PAGES: usize = 16;
 
 /// Bitmaps of runs of `code << 32 | slot` pairs, sorted: (code, slots) per code.
-fn runs(pairs: &mut [u64]) -> impl Iterator<Item = (u32, Bits)> + '_ {
-    pairs.sort_unstable();
+fn runs(pairs: &mut Vec<u64>) -> impl Iterator<Item = (u32, Bits)> + '_ {
+    sort_pairs(pairs);
     let mut slots = Vec::new();
     pairs.chunk_by(|a, b| a >> 32 == b >> 32).map(move |run| {
         slots.clear();
         slots.extend(run.iter().map(|&p| p as u32));
         ((run[0] >> 32) as u32, Bits::from_sorted(&slots))
     })
+}
+
+/// Sorts `code << 32 | slot` pairs. Pairs made page by page come with their slots ascending
+/// and their codes dense (a field's codes count its keys): a stable counting sort by code then
+/// sorts them in two passes; other pairs are sorted by comparison.
+fn sort_pairs(pairs: &mut Vec<u64>) {
+    let ascending = pairs.windows(2).all(|w| w[0] as u32 <= w[1] as u32);
+    let top = pairs.iter().map(|&p| (p >> 32) as usize).max().unwrap_or(0);
+    if !ascending || top > 4 * pairs.len() + 1024 {
+        pairs.sort_unstable();
+        return;
+    }
+    let mut at = vec![0usize; top + 2];
+    for &p in pairs.iter() {
+        at[(p >> 32) as usize + 1] += 1;
+    }
+    for c in 1..at.len() {
+        at[c] += at[c - 1];
+    }
+    let mut sorted = vec![0u64; pairs.len()];
+    for &p in pairs.iter() {
+        let c = (p >> 32) as usize;
+        sorted[at[c]] = p;
+        at[c] += 1;
+    }
+    *pairs = sorted;
 }
 
 impl Index {
@@ -223,4 +249,33 @@ fn spread_layers<'a>(pages: impl Iterator<Item = (u32, &'a [u32])>, nbits: usize
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Pairs made page by page (slots ascending, few codes) and any other pairs sort as a
+        /// comparison sort sorts them.
+        #[test]
+        fn pairs_sort_by_code_then_slot(
+            codes in prop::collection::vec(0u64..40, 0..3000),
+            start in 0u32..1000,
+            any_pairs in prop::collection::vec(any::<u64>(), 0..300),
+        ) {
+            let mut paged: Vec<u64> = codes
+                .iter()
+                .enumerate()
+                .map(|(i, &c)| c << 32 | u64::from(start + 3 * i as u32))
+                .collect();
+            for pairs in [&mut paged, &mut any_pairs.clone()] {
+                let mut want = pairs.clone();
+                want.sort_unstable();
+                sort_pairs(pairs);
+                prop_assert_eq!(&*pairs, &want);
+            }
+        }
+    }
 }
