@@ -134,43 +134,50 @@ pub fn reads_binary(type_oid: u32, is_enum: bool) -> bool {
 /// without a decoder here are read as UTF-8 text: right for enums and text types, whose send
 /// form is their text; callers send only the types [`reads_binary`] accepts.
 pub fn parse_binary(type_oid: u32, bytes: &[u8]) -> Result<SqlValue, ValueError> {
-    let err = |type_name: &'static str| ValueError {
+    decode_binary(type_oid, bytes).ok_or_else(|| ValueError {
         type_oid,
-        type_name,
+        type_name: match type_oid {
+            oid::BOOL => "boolean",
+            oid::INT2 => "smallint",
+            oid::INT4 => "integer",
+            oid::INT8 => "bigint",
+            oid::FLOAT4 => "real",
+            oid::FLOAT8 => "double precision",
+            oid::DATE => "date",
+            oid::TIMESTAMP => "timestamp",
+            oid::TIMESTAMPTZ => "timestamptz",
+            oid::NUMERIC => "numeric (no binary decoder)",
+            _ => "text (not UTF-8)",
+        },
         text: format!("{:02x?}", &bytes[..bytes.len().min(32)]),
-    };
+    })
+}
+
+/// [`parse_binary`] without the error's details: what a dump calls per value (a small result
+/// that comes back in registers; the caller asks `parse_binary` for the error when it fails).
+#[inline]
+pub(crate) fn decode_binary(type_oid: u32, bytes: &[u8]) -> Option<SqlValue> {
     fn be<const N: usize>(bytes: &[u8]) -> Option<[u8; N]> {
         bytes.try_into().ok()
     }
-    Ok(match type_oid {
+    Some(match type_oid {
         oid::BOOL => match bytes {
             [0] => SqlValue::Bool(false),
             [1] => SqlValue::Bool(true),
-            _ => return Err(err("boolean")),
+            _ => return None,
         },
-        oid::INT2 => SqlValue::Int2(i16::from_be_bytes(
-            be(bytes).ok_or_else(|| err("smallint"))?,
-        )),
-        oid::INT4 => SqlValue::Int4(i32::from_be_bytes(be(bytes).ok_or_else(|| err("integer"))?)),
-        oid::INT8 => SqlValue::Int8(i64::from_be_bytes(be(bytes).ok_or_else(|| err("bigint"))?)),
-        oid::FLOAT4 => SqlValue::Float4(f32::from_be_bytes(be(bytes).ok_or_else(|| err("real"))?)),
-        oid::FLOAT8 => SqlValue::Float8(f64::from_be_bytes(
-            be(bytes).ok_or_else(|| err("double precision"))?,
-        )),
+        oid::INT2 => SqlValue::Int2(i16::from_be_bytes(be(bytes)?)),
+        oid::INT4 => SqlValue::Int4(i32::from_be_bytes(be(bytes)?)),
+        oid::INT8 => SqlValue::Int8(i64::from_be_bytes(be(bytes)?)),
+        oid::FLOAT4 => SqlValue::Float4(f32::from_be_bytes(be(bytes)?)),
+        oid::FLOAT8 => SqlValue::Float8(f64::from_be_bytes(be(bytes)?)),
         // Days and microseconds since 2000-01-01, the infinities at the extremes: the same
         // representation as `SqlValue`'s.
-        oid::DATE => SqlValue::Date(i32::from_be_bytes(be(bytes).ok_or_else(|| err("date"))?)),
-        oid::TIMESTAMP => SqlValue::Timestamp(i64::from_be_bytes(
-            be(bytes).ok_or_else(|| err("timestamp"))?,
-        )),
-        oid::TIMESTAMPTZ => SqlValue::TimestampTz(i64::from_be_bytes(
-            be(bytes).ok_or_else(|| err("timestamptz"))?,
-        )),
-        oid::NUMERIC => return Err(err("numeric (no binary decoder)")),
-        _ => match std::str::from_utf8(bytes) {
-            Ok(t) => SqlValue::Text(Arc::from(t)),
-            Err(_) => return Err(err("text (not UTF-8)")),
-        },
+        oid::DATE => SqlValue::Date(i32::from_be_bytes(be(bytes)?)),
+        oid::TIMESTAMP => SqlValue::Timestamp(i64::from_be_bytes(be(bytes)?)),
+        oid::TIMESTAMPTZ => SqlValue::TimestampTz(i64::from_be_bytes(be(bytes)?)),
+        oid::NUMERIC => return None,
+        _ => SqlValue::Text(Arc::from(std::str::from_utf8(bytes).ok()?)),
     })
 }
 

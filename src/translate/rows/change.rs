@@ -7,7 +7,7 @@ use tracing::warn;
 use crate::config::QueryOp;
 use crate::ops::{Op, Value};
 use crate::translate::expr::BoundExpr;
-use crate::translate::value::{SqlValue, parse_binary, parse_text, to_op_value};
+use crate::translate::value::{SqlValue, decode_binary, parse_binary, parse_text, to_op_value};
 
 use super::sink::{DatumRef, FieldOp, OpSink, Tuple};
 use super::{Bound, BoundKind, BoundTrack, Row, TranslateStats};
@@ -38,11 +38,13 @@ pub(super) fn parse_row<T: Tuple + ?Sized>(
                     None
                 }
             },
-            Some(DatumRef::Binary(bytes)) => match parse_binary(bound.type_oids[c], bytes) {
-                Ok(v) => Some(v),
-                Err(e) => {
+            Some(DatumRef::Binary(bytes)) => match decode_binary(bound.type_oids[c], bytes) {
+                Some(v) => Some(v),
+                None => {
                     stats.bad_values += 1;
-                    warn!(table = %bound.table, column = c, error = %e, "a binary column value does not decode as its type; skipped");
+                    if let Err(e) = parse_binary(bound.type_oids[c], bytes) {
+                        warn!(table = %bound.table, column = c, error = %e, "a binary column value does not decode as its type; skipped");
+                    }
                     None
                 }
             },

@@ -237,6 +237,7 @@ impl Row {
     }
 
     /// Sets column `c` to `v`, or makes it unknown.
+    #[inline]
     fn set(&mut self, c: usize, v: Option<SqlValue>) {
         self.known[c] = v.is_some();
         self.values[c] = v.unwrap_or(SqlValue::Null);
