@@ -83,32 +83,55 @@ pub(crate) struct BulkParts {
 
 /// A single/bool field's shared dictionary and code column.
 struct SingleColumn {
-    /// Raw key ↔ code (codes from 1).
-    dict: Mutex<(HashMap<RawKey, u32, KeyHash>, Vec<RawKey>)>,
+    dict: Mutex<Dictionary>,
     codes: AtomicColumn,
+}
+
+/// Raw key ↔ code (codes from 1).
+#[derive(Default)]
+struct Dictionary {
+    /// Codes of keys in `0..SMALL_KEYS`, by key (0: none yet).
+    small: Vec<u32>,
+    /// Codes of the other keys.
+    other: HashMap<RawKey, u32, KeyHash>,
+    /// Key of each code (code `c` at `c - 1`).
+    keys: Vec<RawKey>,
 }
 
 impl SingleColumn {
     fn code(&self, raw: RawKey) -> u32 {
         let mut d = self.dict.lock().unwrap_or_else(PoisonError::into_inner);
-        let (codes, keys) = &mut *d;
-        *codes.entry(raw).or_insert_with_key(|raw| {
+        let Dictionary { small, other, keys } = &mut *d;
+        let mut next = |raw: &RawKey| {
             keys.push(raw.clone());
             u32::try_from(keys.len()).expect("fewer than 2^32 distinct keys")
-        })
+        };
+        match raw {
+            RawKey::Int(k) if (0..BulkAccumulator::SMALL_KEYS).contains(&k) => {
+                let k = k as usize;
+                if small.len() <= k {
+                    small.resize((k + 1).next_power_of_two(), 0);
+                }
+                if small[k] == 0 {
+                    small[k] = next(&raw);
+                }
+                small[k]
+            }
+            raw => *other.entry(raw).or_insert_with_key(next),
+        }
     }
 
     /// Gives `slot` code `code` unless it holds a code of a greater key.
     fn store(&self, slot: u32, code: u32) {
         self.codes.store_if(slot, code, |cur| {
             let d = self.dict.lock().unwrap_or_else(PoisonError::into_inner);
-            d.1[code as usize - 1] > d.1[cur as usize - 1]
+            d.keys[code as usize - 1] > d.keys[cur as usize - 1]
         });
     }
 
     fn key(&self, code: u32) -> RawKey {
         let d = self.dict.lock().unwrap_or_else(PoisonError::into_inner);
-        d.1[code as usize - 1].clone()
+        d.keys[code as usize - 1].clone()
     }
 }
 
@@ -181,7 +204,7 @@ impl Shared {
                         .dict
                         .into_inner()
                         .unwrap_or_else(PoisonError::into_inner)
-                        .1,
+                        .keys,
                     codes: s.codes.into_pages(),
                 })
             })
