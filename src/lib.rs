@@ -28,3 +28,10 @@ pub mod translate;
 pub mod wal;
 
 pub use lsn::{Lsn, WalKey};
+
+/// The process allocator. Bootstraps and the apply loop allocate and free many small buffers
+/// (bitmap containers, per-row values) across threads; mimalloc does that faster than the
+/// system allocator (see `docs/benchmarks.md`). Declared here, it serves every binary built on
+/// this crate: `pgroar`, the tests and the benchmarks.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
