@@ -36,6 +36,9 @@ mod apply;
 pub(crate) mod bits;
 pub mod checkpoint;
 mod columns;
+/// The page size of the writer's columns, which a dump's shared columns use too (the index takes
+/// their pages over whole).
+pub(crate) use columns::{PAGE, PAGE_BITS};
 mod dump;
 mod eval;
 pub mod filter;

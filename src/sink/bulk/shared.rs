@@ -8,10 +8,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use crate::index::bits::ones;
+use crate::index::{PAGE, PAGE_BITS};
 
-/// Slots per page.
-pub(crate) const PAGE_BITS: u32 = 16;
-const PAGE: usize = 1 << PAGE_BITS;
 /// Pages of the whole `u32` slot space.
 const PAGES: usize = 1 << (32 - PAGE_BITS);
 
