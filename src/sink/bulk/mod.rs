@@ -23,7 +23,7 @@
 mod shared;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 use roaring::RoaringBitmap;
@@ -34,7 +34,7 @@ use crate::index::{IndexStats, Snapshot};
 use crate::ops::{EntityOps, Op, Value};
 use crate::schema::{FieldRef, FilterKind, Schema};
 use crate::translate::{FieldOp, OpSink};
-use shared::{AtomicBits, AtomicColumn};
+use shared::{SMALL_KEYS, Shared};
 
 /// Counters of one accumulator (summed by `merge`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -81,153 +81,14 @@ pub(crate) struct BulkParts {
     pub stats: IndexStats,
 }
 
-/// A single/bool field's shared dictionary and code column.
-struct SingleColumn {
-    dict: Mutex<Dictionary>,
-    codes: AtomicColumn,
-}
-
-/// Raw key ↔ code (codes from 1).
-#[derive(Default)]
-struct Dictionary {
-    /// Codes of keys in `0..SMALL_KEYS`, by key (0: none yet).
-    small: Vec<u32>,
-    /// Codes of the other keys.
-    other: HashMap<RawKey, u32, KeyHash>,
-    /// Key of each code (code `c` at `c - 1`).
-    keys: Vec<RawKey>,
-}
-
-impl SingleColumn {
-    fn code(&self, raw: RawKey) -> u32 {
-        let mut d = self.dict.lock().unwrap_or_else(PoisonError::into_inner);
-        let Dictionary { small, other, keys } = &mut *d;
-        let mut next = |raw: &RawKey| {
-            keys.push(raw.clone());
-            u32::try_from(keys.len()).expect("fewer than 2^32 distinct keys")
-        };
-        match raw {
-            RawKey::Int(k) if (0..BulkAccumulator::SMALL_KEYS).contains(&k) => {
-                let k = k as usize;
-                if small.len() <= k {
-                    small.resize((k + 1).next_power_of_two(), 0);
-                }
-                if small[k] == 0 {
-                    small[k] = next(&raw);
-                }
-                small[k]
-            }
-            raw => *other.entry(raw).or_insert_with_key(next),
-        }
-    }
-
-    /// Gives `slot` code `code` unless it holds a code of a greater key.
-    fn store(&self, slot: u32, code: u32) {
-        self.codes.store_if(slot, code, |cur| {
-            let d = self.dict.lock().unwrap_or_else(PoisonError::into_inner);
-            d.keys[code as usize - 1] > d.keys[cur as usize - 1]
-        });
-    }
-
-    fn key(&self, code: u32) -> RawKey {
-        let d = self.dict.lock().unwrap_or_else(PoisonError::into_inner);
-        d.keys[code as usize - 1].clone()
-    }
-}
-
-/// A sort field's shared columns.
-struct SortColumn {
-    values: AtomicColumn,
-    touched: AtomicBits,
-}
-
-/// The columns the accumulators of one dump share.
-struct Shared {
-    alive: AtomicBits,
-    singles: Vec<Option<SingleColumn>>,
-    sorts: Vec<SortColumn>,
-}
-
-impl Shared {
-    fn new(schema: &Schema) -> Shared {
-        Shared {
-            alive: AtomicBits::new(),
-            singles: schema
-                .filters
-                .iter()
-                .map(|f| {
-                    (f.kind != FilterKind::Multi).then(|| SingleColumn {
-                        dict: Mutex::default(),
-                        codes: AtomicColumn::new(),
-                    })
-                })
-                .collect(),
-            sorts: schema
-                .sorts
-                .iter()
-                .map(|_| SortColumn {
-                    values: AtomicColumn::new(),
-                    touched: AtomicBits::new(),
-                })
-                .collect(),
-        }
-    }
-
-    /// Adds what `other` holds (an accumulator of another dump) to these columns.
-    fn absorb(&self, other: &Shared) {
-        for slot in other.alive.iter() {
-            self.alive.insert(slot);
-        }
-        for (mine, theirs) in self.singles.iter().zip(&other.singles) {
-            let (Some(mine), Some(theirs)) = (mine, theirs) else {
-                continue;
-            };
-            for (slot, code) in theirs.codes.iter() {
-                mine.store(slot, mine.code(theirs.key(code)));
-            }
-        }
-        for (mine, theirs) in self.sorts.iter().zip(&other.sorts) {
-            for slot in theirs.touched.iter() {
-                mine.values.max(slot, theirs.values.load(slot));
-                mine.touched.insert(slot);
-            }
-        }
-    }
-
-    fn into_parts(self) -> (BitPages, Vec<Option<SingleParts>>, Vec<SortParts>) {
-        let singles = self
-            .singles
-            .into_iter()
-            .map(|s| {
-                s.map(|s| SingleParts {
-                    keys: s
-                        .dict
-                        .into_inner()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .keys,
-                    codes: s.codes.into_pages(),
-                })
-            })
-            .collect();
-        let sorts = self
-            .sorts
-            .into_iter()
-            .map(|s| SortParts {
-                values: s.values.into_pages(),
-                touched: s.touched.into_pages(),
-            })
-            .collect();
-        (self.alive.into_pages(), singles, sorts)
-    }
-}
-
 /// Insert-only columns and bitmaps accumulated from dump rows (see the module note).
 pub struct BulkAccumulator {
     schema: Arc<Schema>,
     shared: Arc<Shared>,
     /// Per filter field, the codes this accumulator has used (single/bool fields).
     codes: Vec<HashMap<RawKey, u32, KeyHash>>,
-    /// Per filter field, the same for keys in `0..SMALL_KEYS`, by key (`u32::MAX`: not yet).
+    /// Per filter field, the same for keys in `0..SMALL_KEYS`, by key (0: not yet; codes start
+    /// at 1).
     small_codes: Vec<Vec<u32>>,
     /// Per filter field, the same for the first few text keys (a field of few labels).
     text_codes: Vec<Vec<(Arc<str>, u32)>>,
@@ -297,40 +158,36 @@ impl BulkAccumulator {
     /// the dump-wide dictionary.
     fn code(&mut self, fi: usize, raw: RawKey) -> u32 {
         match &raw {
-            RawKey::Int(k) if (0..Self::SMALL_KEYS).contains(k) => {
+            RawKey::Int(k) if (0..SMALL_KEYS).contains(k) => {
                 let k = *k as usize;
-                if let Some(&c) = self.small_codes[fi].get(k).filter(|&&c| c != u32::MAX) {
+                if let Some(&c) = self.small_codes[fi].get(k).filter(|&&c| c != 0) {
                     return c;
                 }
                 let c = self.dictionary_code(fi, raw);
                 let small = &mut self.small_codes[fi];
                 if small.len() <= k {
-                    small.resize((k + 1).next_power_of_two(), u32::MAX);
+                    small.resize((k + 1).next_power_of_two(), 0);
                 }
                 small[k] = c;
                 c
             }
-            RawKey::Str(t) if self.text_codes[fi].len() < Self::TEXT_CODES => {
-                if let Some((_, c)) = self.text_codes[fi].iter().find(|(s, _)| s == t) {
+            RawKey::Str(t) => {
+                let texts = &self.text_codes[fi];
+                if let Some((_, c)) = texts.iter().find(|(s, _)| s == t) {
                     return *c;
+                }
+                if texts.len() == Self::TEXT_CODES {
+                    return self.hashed_code(fi, raw);
                 }
                 let t = Arc::clone(t);
                 let c = self.dictionary_code(fi, raw);
                 self.text_codes[fi].push((t, c));
                 c
             }
-            RawKey::Str(t) => {
-                if let Some((_, c)) = self.text_codes[fi].iter().find(|(s, _)| s == t) {
-                    return *c;
-                }
-                self.hashed_code(fi, raw)
-            }
             _ => self.hashed_code(fi, raw),
         }
     }
 
-    /// Integer keys below this are cached by position (at most 4 MiB per field and worker).
-    const SMALL_KEYS: i64 = 1 << 20;
     /// Text keys cached in a list, compared in order (the labels of a field of few values).
     const TEXT_CODES: usize = 8;
 

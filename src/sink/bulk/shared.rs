@@ -1,14 +1,20 @@
 //! The columns the accumulators of one dump share: written concurrently by the worker threads
 //! with relaxed atomics (each slot normally by one row of one worker), read once the dump is
-//! over. Paged like the index's own columns (2^16 slots a page, allocated on first write), so a
+//! over; and the dump-wide dictionary of each single-value field (behind a lock: each worker
+//! asks it once per key and caches the answer). Paged like the index's own columns (2^16 slots a page, allocated on first write), so a
 //! dump holds each single-value code, sort value and alive bit once, whatever the number of
 //! workers, and the index takes the pages over instead of rebuilding them slot by slot.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
+use super::{BitPages, SingleParts, SortParts};
 use crate::index::bits::ones;
+use crate::index::keymap::KeyHash;
+use crate::index::keys::RawKey;
 use crate::index::{PAGE, PAGE_BITS};
+use crate::schema::{FilterKind, Schema};
 
 /// Pages of the whole `u32` slot space.
 const PAGES: usize = 1 << (32 - PAGE_BITS);
@@ -178,6 +184,152 @@ impl AtomicBits {
     /// The written pages (page number, 1024 words of 64 slots), ascending.
     pub(crate) fn into_pages(self) -> Vec<(u32, Box<[u64]>)> {
         self.0.into_pages(AtomicU64::into_inner)
+    }
+}
+
+/// Integer keys below this get their codes by position, in the dictionary and in each worker's
+/// cache (at most 4 MiB per field and cache).
+pub(super) const SMALL_KEYS: i64 = 1 << 20;
+
+/// A single/bool field's shared dictionary and code column.
+pub(super) struct SingleColumn {
+    dict: Mutex<Dictionary>,
+    codes: AtomicColumn,
+}
+
+/// Raw key ↔ code (codes from 1).
+#[derive(Default)]
+struct Dictionary {
+    /// Codes of keys in `0..SMALL_KEYS`, by key (0: none yet).
+    small: Vec<u32>,
+    /// Codes of the other keys.
+    other: HashMap<RawKey, u32, KeyHash>,
+    /// Key of each code (code `c` at `c - 1`).
+    keys: Vec<RawKey>,
+}
+
+impl SingleColumn {
+    /// The dump-wide code of `raw`, given on first sight.
+    pub(super) fn code(&self, raw: RawKey) -> u32 {
+        let mut d = self.dict.lock().unwrap_or_else(PoisonError::into_inner);
+        let Dictionary { small, other, keys } = &mut *d;
+        let mut next = |raw: &RawKey| {
+            keys.push(raw.clone());
+            u32::try_from(keys.len()).expect("fewer than 2^32 distinct keys")
+        };
+        match raw {
+            RawKey::Int(k) if (0..SMALL_KEYS).contains(&k) => {
+                let k = k as usize;
+                if small.len() <= k {
+                    small.resize((k + 1).next_power_of_two(), 0);
+                }
+                if small[k] == 0 {
+                    small[k] = next(&raw);
+                }
+                small[k]
+            }
+            raw => *other.entry(raw).or_insert_with_key(next),
+        }
+    }
+
+    /// Gives `slot` code `code` unless it holds a code of a greater key.
+    pub(super) fn store(&self, slot: u32, code: u32) {
+        self.codes.store_if(slot, code, |cur| {
+            let d = self.dict.lock().unwrap_or_else(PoisonError::into_inner);
+            d.keys[code as usize - 1] > d.keys[cur as usize - 1]
+        });
+    }
+
+    fn key(&self, code: u32) -> RawKey {
+        let d = self.dict.lock().unwrap_or_else(PoisonError::into_inner);
+        d.keys[code as usize - 1].clone()
+    }
+}
+
+/// A sort field's shared columns.
+pub(super) struct SortColumn {
+    pub(super) values: AtomicColumn,
+    pub(super) touched: AtomicBits,
+}
+
+/// The columns the accumulators of one dump share.
+pub(super) struct Shared {
+    pub(super) alive: AtomicBits,
+    pub(super) singles: Vec<Option<SingleColumn>>,
+    pub(super) sorts: Vec<SortColumn>,
+}
+
+impl Shared {
+    pub(super) fn new(schema: &Schema) -> Shared {
+        Shared {
+            alive: AtomicBits::new(),
+            singles: schema
+                .filters
+                .iter()
+                .map(|f| {
+                    (f.kind != FilterKind::Multi).then(|| SingleColumn {
+                        dict: Mutex::default(),
+                        codes: AtomicColumn::new(),
+                    })
+                })
+                .collect(),
+            sorts: schema
+                .sorts
+                .iter()
+                .map(|_| SortColumn {
+                    values: AtomicColumn::new(),
+                    touched: AtomicBits::new(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Adds what `other` holds (an accumulator of another dump) to these columns.
+    pub(super) fn absorb(&self, other: &Shared) {
+        for slot in other.alive.iter() {
+            self.alive.insert(slot);
+        }
+        for (mine, theirs) in self.singles.iter().zip(&other.singles) {
+            let (Some(mine), Some(theirs)) = (mine, theirs) else {
+                continue;
+            };
+            for (slot, code) in theirs.codes.iter() {
+                mine.store(slot, mine.code(theirs.key(code)));
+            }
+        }
+        for (mine, theirs) in self.sorts.iter().zip(&other.sorts) {
+            for slot in theirs.touched.iter() {
+                mine.values.max(slot, theirs.values.load(slot));
+                mine.touched.insert(slot);
+            }
+        }
+    }
+
+    /// The columns as the pages and dictionaries `Index::merge_bulk` takes.
+    pub(super) fn into_parts(self) -> (BitPages, Vec<Option<SingleParts>>, Vec<SortParts>) {
+        let singles = self
+            .singles
+            .into_iter()
+            .map(|s| {
+                s.map(|s| SingleParts {
+                    keys: s
+                        .dict
+                        .into_inner()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .keys,
+                    codes: s.codes.into_pages(),
+                })
+            })
+            .collect();
+        let sorts = self
+            .sorts
+            .into_iter()
+            .map(|s| SortParts {
+                values: s.values.into_pages(),
+                touched: s.touched.into_pages(),
+            })
+            .collect();
+        (self.alive.into_pages(), singles, sorts)
     }
 }
 
