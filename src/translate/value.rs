@@ -25,7 +25,7 @@ use crate::ops::Value;
 use super::expr::datetime::{self, DateTimeError, TsStyle};
 use super::expr::float;
 use super::expr::numeric::{Numeric, NumericError};
-use super::expr::types::oid;
+use super::expr::types::{SqlType, oid};
 
 /// A typed SQL value.
 ///
@@ -111,22 +111,11 @@ pub fn parse_text(type_oid: u32, text: &str) -> Result<SqlValue, ValueError> {
 /// Whether [`parse_binary`] reads a column of type `type_oid` (`is_enum`: the type is an enum,
 /// whose binary form is its label): what a dump checks before it asks for binary COPY.
 pub fn reads_binary(type_oid: u32, is_enum: bool) -> bool {
+    // Every type with support of its own except numeric (its binary form is not decoded here).
     is_enum
-        || matches!(
-            type_oid,
-            oid::BOOL
-                | oid::INT2
-                | oid::INT4
-                | oid::INT8
-                | oid::FLOAT4
-                | oid::FLOAT8
-                | oid::DATE
-                | oid::TIMESTAMP
-                | oid::TIMESTAMPTZ
-                | oid::TEXT
-                | oid::VARCHAR
-                | oid::BPCHAR
-                | oid::NAME
+        || !matches!(
+            SqlType::from_oid(type_oid),
+            SqlType::Numeric | SqlType::Other(_)
         )
 }
 
@@ -136,18 +125,9 @@ pub fn reads_binary(type_oid: u32, is_enum: bool) -> bool {
 pub fn parse_binary(type_oid: u32, bytes: &[u8]) -> Result<SqlValue, ValueError> {
     decode_binary(type_oid, bytes).ok_or_else(|| ValueError {
         type_oid,
-        type_name: match type_oid {
-            oid::BOOL => "boolean",
-            oid::INT2 => "smallint",
-            oid::INT4 => "integer",
-            oid::INT8 => "bigint",
-            oid::FLOAT4 => "real",
-            oid::FLOAT8 => "double precision",
-            oid::DATE => "date",
-            oid::TIMESTAMP => "timestamp",
-            oid::TIMESTAMPTZ => "timestamptz",
-            oid::NUMERIC => "numeric (no binary decoder)",
-            _ => "text (not UTF-8)",
+        type_name: match SqlType::from_oid(type_oid) {
+            SqlType::Other(_) => "text",
+            known => known.static_name(),
         },
         text: format!("{:02x?}", &bytes[..bytes.len().min(32)]),
     })

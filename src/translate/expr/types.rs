@@ -140,7 +140,8 @@ impl SqlType {
         }
     }
 
-    fn static_name(self) -> &'static str {
+    /// [`SqlType::name`] without allocating (`"other"` for [`SqlType::Other`]).
+    pub(crate) fn static_name(self) -> &'static str {
         match self {
             SqlType::Unknown => "unknown",
             SqlType::Bool => "boolean",
