@@ -32,6 +32,20 @@ pub(crate) enum BinOp {
 }
 
 impl BinOp {
+    /// What a comparison operator says of operands in order `ord` (`None`: not a comparison).
+    pub(crate) fn compares(self, ord: std::cmp::Ordering) -> Option<bool> {
+        use std::cmp::Ordering::{Equal, Greater, Less};
+        Some(match self {
+            BinOp::Eq => ord == Equal,
+            BinOp::Ne => ord != Equal,
+            BinOp::Lt => ord == Less,
+            BinOp::Le => ord != Greater,
+            BinOp::Gt => ord == Greater,
+            BinOp::Ge => ord != Less,
+            _ => return None,
+        })
+    }
+
     pub(crate) fn symbol(self) -> &'static str {
         match self {
             BinOp::Add => "+",

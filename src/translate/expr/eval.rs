@@ -145,19 +145,11 @@ impl Node {
                     return Ok(SqlValue::Null);
                 }
                 let ord = compare(&a, &b)?;
-                Ok(SqlValue::Bool(match op {
-                    BinOp::Eq => ord == Ordering::Equal,
-                    BinOp::Ne => ord != Ordering::Equal,
-                    BinOp::Lt => ord == Ordering::Less,
-                    BinOp::Le => ord != Ordering::Greater,
-                    BinOp::Gt => ord == Ordering::Greater,
-                    BinOp::Ge => ord != Ordering::Less,
-                    _ => {
-                        return Err(EvalError::Internal(
-                            "comparison with a non-comparison operator",
-                        ));
-                    }
-                }))
+                op.compares(ord)
+                    .map(SqlValue::Bool)
+                    .ok_or(EvalError::Internal(
+                        "comparison with a non-comparison operator",
+                    ))
             }
             Kind::IsDistinct { negated, l, r } => {
                 let (a, b) = (l.eval(row, case_val)?, r.eval(row, case_val)?);

@@ -176,16 +176,7 @@ pub(crate) fn eval(node: &Node, row: &[SqlValue], case_val: Option<V>) -> Result
             if a.is_null() || b.is_null() {
                 return Ok(V::NULL);
             }
-            let ord = compare(a, b)?;
-            V::bool(match op {
-                BinOp::Eq => ord == Ordering::Equal,
-                BinOp::Ne => ord != Ordering::Equal,
-                BinOp::Lt => ord == Ordering::Less,
-                BinOp::Le => ord != Ordering::Greater,
-                BinOp::Gt => ord == Ordering::Greater,
-                BinOp::Ge => ord != Ordering::Less,
-                _ => return Err(()),
-            })
+            V::bool(op.compares(compare(a, b)?).ok_or(())?)
         }
         Kind::IsDistinct { negated, l, r } => {
             let (a, b) = (eval(l, row, case_val)?, eval(r, row, case_val)?);
