@@ -7,12 +7,11 @@
 //! column numbers, so a renamed column shows as one dropped and one added.
 
 use std::collections::HashMap;
-
-use crate::index::keymap::KeyHash;
 use std::fmt;
 use std::sync::Arc;
 
 use super::message::{Column, Message, Oid, Relation, ReplicaIdentity, TupleData};
+use crate::index::keymap::KeyHash;
 
 /// The latest [`Relation`] of every relation OID seen in the stream.
 #[derive(Clone, Debug, Default)]

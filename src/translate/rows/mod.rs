@@ -28,14 +28,13 @@
 //! * a direct source without `on_delete`, a fan-out source → nothing (their DELETE emits nothing).
 
 use std::collections::HashMap;
-
-use crate::index::keymap::KeyHash;
 use std::sync::Arc;
 
 use tracing::{info, warn};
 
 use crate::config::{Config, QueryOp, QueryTemplate, SourceKind, TrackField};
 use crate::decode::{Message, Oid, OldTuple, Relation, RelationCache, RelationChange};
+use crate::index::keymap::KeyHash;
 use crate::ops::Op;
 use crate::translate::expr::{BoundExpr, ColumnSlot, Expr, ExprError};
 use crate::translate::value::SqlValue;
