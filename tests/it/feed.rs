@@ -315,13 +315,7 @@ impl Runner {
                 "applied {applied} never reached {target}: {status}\n{}",
                 self.log_tail()
             );
-            client
-                .execute(
-                    "SELECT pg_logical_emit_message(false, 'pgroar-test', '')",
-                    &[],
-                )
-                .await
-                .unwrap();
+            super::follow::nudge(client).await;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

@@ -20,6 +20,18 @@ pub async fn current_lsn(client: &Client) -> Lsn {
     row.get::<_, String>(0).parse().unwrap()
 }
 
+/// Writes a tiny non-transactional logical message: the walsender then has something past a
+/// waited-for position to report, even on a quiet cluster.
+pub async fn nudge(client: &Client) {
+    client
+        .execute(
+            "SELECT pg_logical_emit_message(false, 'pgroar-test', '')",
+            &[],
+        )
+        .await
+        .unwrap();
+}
+
 /// Waits until the pipeline reports the streaming phase.
 pub async fn wait_streaming(p: &Pipeline) {
     let deadline = Instant::now() + FOLLOW_PATIENCE;
@@ -34,8 +46,8 @@ pub async fn wait_streaming(p: &Pipeline) {
 }
 
 /// Waits until the index has applied everything written so far; returns the position waited
-/// for. A tiny non-transactional logical message gives the walsender something past the target
-/// to report, so the keepalive that covers the target comes even on a quiet cluster.
+/// for. It [`nudge`]s the server so the keepalive that covers the target comes even on a quiet
+/// cluster.
 pub async fn wait_caught_up(p: &Pipeline, client: &Client) -> Lsn {
     let target = current_lsn(client).await;
     let mut applied = p.applied();
@@ -47,13 +59,7 @@ pub async fn wait_caught_up(p: &Pipeline, client: &Client) -> Lsn {
             *applied.borrow(),
             p.status().last_error()
         );
-        client
-            .execute(
-                "SELECT pg_logical_emit_message(false, 'pgroar-test', '')",
-                &[],
-            )
-            .await
-            .unwrap();
+        nudge(client).await;
         let _ = tokio::time::timeout(Duration::from_secs(1), applied.changed()).await;
     }
     target
