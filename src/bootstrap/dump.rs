@@ -1,6 +1,7 @@
 //! The parallel COPY: sessions on the exported snapshot take jobs (a table or a page range of
 //! one) from a shared queue and stream their rows, in batches, over a bounded channel to worker
-//! threads. A table is copied in binary when the translator reads every copied column's binary
+//! threads. Each session's COPY task runs on the session's own thread ([`super::session`]);
+//! emptied batch buffers go back to the COPY tasks for reuse. A table is copied in binary when the translator reads every copied column's binary
 //! form (cheaper for Postgres to write and for the workers to read), else as text. Each worker
 //! parses the rows and translates them with its own [`Translator`] exactly as streamed INSERTs
 //! are translated. Direct and join tables' ops go to the worker's
@@ -22,6 +23,7 @@ use super::catalog::{Job, TablePlan};
 use super::copy_binary::{self, BinaryRow};
 use super::copy_text::{CopyRow, CopyRowError, lines};
 use super::progress::TableProgress;
+use super::session::CopySession;
 use crate::config::Config;
 use crate::decode::RelationCache;
 use crate::index::Snapshot;
@@ -31,6 +33,41 @@ use crate::translate::{TranslateStats, Translator, Tuple};
 
 /// Bytes of rows per batch handed to a worker (a batch is passed once it reaches this size).
 const BATCH_BYTES: usize = 128 << 10;
+
+/// Emptied batch buffers go back to the COPY tasks, so that the dump reuses a few warm buffers
+/// instead of faulting in fresh memory for every batch. One that a long row grew past this size
+/// is freed instead.
+const REUSE_BYTES: usize = 4 * BATCH_BYTES;
+
+/// Emptied batch buffers, waiting for reuse.
+#[derive(Clone)]
+struct Buffers {
+    give: crossbeam_channel::Sender<Vec<u8>>,
+    take: crossbeam_channel::Receiver<Vec<u8>>,
+}
+
+impl Buffers {
+    /// A pool holding at most `n` buffers.
+    fn new(n: usize) -> Self {
+        let (give, take) = crossbeam_channel::bounded(n);
+        Buffers { give, take }
+    }
+
+    /// An empty buffer: a reused one, or a new one.
+    fn get(&self) -> Vec<u8> {
+        self.take
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BATCH_BYTES + 1024))
+    }
+
+    /// Gives `data` back for reuse (or frees it when the pool is full or it grew too large).
+    fn put(&self, mut data: Vec<u8>) {
+        if data.capacity() <= REUSE_BYTES {
+            data.clear();
+            let _ = self.give.try_send(data);
+        }
+    }
+}
 
 /// Rows of one table, as COPY sent them, copied into one buffer of whole lines. Copying (a few
 /// dozen bytes per row) frees each received message on the thread that received it: handing the
@@ -65,7 +102,7 @@ pub struct WorkerOut {
 /// Runs `jobs` on `sessions` (each already inside the snapshot), feeding `workers` worker
 /// threads; returns their results once every job is done.
 pub async fn run(
-    sessions: &[Arc<Client>],
+    sessions: &[CopySession],
     plans: &Arc<Vec<TablePlan>>,
     jobs: Vec<Job>,
     progress: &[Arc<TableProgress>],
@@ -76,17 +113,20 @@ pub async fn run(
     let workers = workers.max(1);
     let (tx, rx) = mpsc::channel::<Batch>(workers * 2);
     let rx = Arc::new(Mutex::new(rx));
+    // Every buffer in flight: the channel's, one per worker, one per COPY task.
+    let buffers = Buffers::new(workers * 3 + sessions.len());
     let mut threads = Vec::with_capacity(workers);
     for i in 0..workers {
-        let (rx, plans, config, mode) = (
+        let (rx, plans, config, mode, buffers) = (
             Arc::clone(&rx),
             Arc::clone(plans),
             config.clone(),
             mode.clone(),
+            buffers.clone(),
         );
         let handle = std::thread::Builder::new()
             .name(format!("pgroar-dump-{i}"))
-            .spawn(move || worker(&config, &plans, &rx, &mode))
+            .spawn(move || worker(&config, &plans, &rx, &mode, &buffers))
             .map_err(|source| BootstrapError::Io {
                 what: "starting a dump worker",
                 source,
@@ -97,23 +137,28 @@ pub async fn run(
 
     let queue = Arc::new(Mutex::new(VecDeque::from(jobs)));
     let mut copies = tokio::task::JoinSet::new();
-    for session in sessions {
-        let (session, queue, plans, tx) = (
-            Arc::clone(session),
+    for copy in sessions {
+        let (session, queue, plans, tx, buffers) = (
+            Arc::clone(&copy.client),
             Arc::clone(&queue),
             Arc::clone(plans),
             tx.clone(),
+            buffers.clone(),
         );
         let progress: Vec<Arc<TableProgress>> = progress.to_vec();
-        copies.spawn(async move {
-            loop {
-                let job = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
-                let Some(job) = job else {
-                    return Ok(());
-                };
-                copy_job(&session, &plans, &job, &progress[job.table], &tx).await?;
-            }
-        });
+        // On the session's thread, beside its connection (see [`super::session`]).
+        copies.spawn_on(
+            async move {
+                loop {
+                    let job = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+                    let Some(job) = job else {
+                        return Ok(());
+                    };
+                    copy_job(&session, &plans, &job, &progress[job.table], &tx, &buffers).await?;
+                }
+            },
+            &copy.runtime,
+        );
     }
     drop(tx);
     let mut first_err = None;
@@ -150,6 +195,7 @@ async fn copy_job(
     job: &Job,
     progress: &TableProgress,
     tx: &mpsc::Sender<Batch>,
+    buffers: &Buffers,
 ) -> Result<(), BootstrapError> {
     let plan = &plans[job.table];
     let copy_err = |source| BootstrapError::Copy {
@@ -161,7 +207,7 @@ async fn copy_job(
         .await
         .map_err(copy_err)?;
     let mut stream = std::pin::pin!(stream);
-    let mut data = Vec::with_capacity(BATCH_BYTES + 1024);
+    let mut data = buffers.get();
     let mut rows = 0u64;
     // A binary stream starts with a header (sent with the first row): the batches hold rows only.
     let mut header = plan.binary;
@@ -187,7 +233,7 @@ async fn copy_job(
         }
         if data.len() >= BATCH_BYTES {
             progress.add(rows, data.len() as u64);
-            let full = std::mem::replace(&mut data, Vec::with_capacity(BATCH_BYTES + 1024));
+            let full = std::mem::replace(&mut data, buffers.get());
             rows = 0;
             send(tx, job.table, full).await?;
         }
@@ -195,7 +241,9 @@ async fn copy_job(
     if header {
         return Err(row_err(plan, CopyRowError::Header));
     }
-    if !data.is_empty() {
+    if data.is_empty() {
+        buffers.put(data);
+    } else {
         progress.add(rows, data.len() as u64);
         send(tx, job.table, data).await?;
     }
@@ -240,6 +288,7 @@ fn worker(
     plans: &[TablePlan],
     rx: &Mutex<mpsc::Receiver<Batch>>,
     mode: &Mode,
+    buffers: &Buffers,
 ) -> Result<WorkerOut, BootstrapError> {
     let mut translator =
         Translator::new(config).map_err(|e| BootstrapError::Translate(Box::new(e)))?;
@@ -306,6 +355,7 @@ fn worker(
                 }
             }
         }
+        buffers.put(batch.data);
     }
     acc.flush();
     Ok(WorkerOut {
@@ -313,4 +363,30 @@ fn worker(
         stats: translator.stats(),
         rows,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emptied_buffers_are_reused_unless_grown_or_the_pool_is_full() {
+        let pool = Buffers::new(1);
+        let mut a = pool.get();
+        a.extend_from_slice(b"rows");
+        let at = a.as_ptr();
+        pool.put(a);
+        let b = pool.get();
+        assert!(b.is_empty());
+        assert_eq!(b.as_ptr(), at, "the buffer put back is the one handed out next");
+        // The pool holds one: a second is freed, and the next two gets are one reused, one new.
+        pool.put(b);
+        pool.put(Vec::with_capacity(BATCH_BYTES));
+        let reused = pool.get();
+        assert_eq!(reused.as_ptr(), at);
+        assert!(pool.take.is_empty(), "the second buffer was freed, not queued");
+        // One a long row grew is freed, not kept.
+        pool.put(Vec::with_capacity(REUSE_BYTES + 1));
+        assert!(pool.take.is_empty());
+    }
 }

@@ -30,6 +30,7 @@ pub mod copy_text;
 pub mod dump;
 pub mod marker;
 pub mod progress;
+pub mod session;
 pub mod snapshot;
 
 use std::io;
@@ -260,7 +261,7 @@ pub struct BootstrapSummary {
 
 /// What every COPY phase of one bootstrap shares.
 struct Dump<'a> {
-    sessions: &'a [Arc<Client>],
+    sessions: &'a [session::CopySession],
     plans: &'a Arc<Vec<catalog::TablePlan>>,
     tables: &'a [Arc<progress::TableProgress>],
     config: &'a Config,
@@ -418,18 +419,19 @@ pub async fn bootstrap(
         "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
         exported.snapshot.replace('\'', "''")
     );
-    for _ in 0..options.connections.max(1) {
-        let session = connect(&conn).await?;
+    for i in 0..options.connections.max(1) {
+        let session = session::CopySession::open(&conn, format!("pgroar-copy-{i}")).await?;
         session
+            .client
             .batch_execute(&import)
             .await
             .map_err(|source| BootstrapError::Sql {
                 what: "importing the snapshot",
                 source,
             })?;
-        sessions.push(Arc::new(session));
+        sessions.push(session);
     }
-    catalog::measure(&sessions[0], &mut plans).await?;
+    catalog::measure(&sessions[0].client, &mut plans).await?;
     let consistent_point = exported.consistent_point;
     exported.release().await?;
 
@@ -514,7 +516,7 @@ pub async fn bootstrap(
     }
     for s in &sessions {
         // Read-only: ending the transaction only releases the snapshot.
-        let _ = s.batch_execute("COMMIT").await;
+        let _ = s.client.batch_execute("COMMIT").await;
     }
 
     progress.set_phase("writing the checkpoint");

@@ -72,7 +72,7 @@ use crate::wal::Wal;
 pub use conninfo::{ConnInfo, ConnInfoError, PINNED_OPTIONS, SslMode};
 pub use error::SourceError;
 pub use slot::SlotCheck;
-pub use sql::{SqlConnectError, connect_sql};
+pub use sql::{SqlConnectError, SqlConnection, connect_sql, connect_sql_parts};
 
 /// Turns row changes into ops: the calls the stream loop makes. [`Translator`] is the real one;
 /// tests can put a fault-injecting one in its place.

@@ -80,30 +80,47 @@ pub enum SqlConnectError {
 /// driving the connection on a task of the current tokio runtime; the session ends when the
 /// client is dropped.
 pub async fn connect_sql(conn: &ConnInfo) -> Result<Client, SqlConnectError> {
+    let (client, connection) = connect_sql_parts(conn).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// The connection's I/O, to be driven by whoever opened it: it ends when the client is dropped
+/// (or the server closes the session).
+pub type SqlConnection = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Opens an ordinary session like [`connect_sql`] but hands its I/O back instead of spawning it,
+/// so that the caller can drive it on a thread of its choice.
+pub async fn connect_sql_parts(
+    conn: &ConnInfo,
+) -> Result<(Client, SqlConnection), SqlConnectError> {
     let connect_err = |source| SqlConnectError::Connect {
         target: conn.display(),
         source,
     };
     let mut config = conn.sql_config();
-    let client = if conn.sslmode == SslMode::Disable || conn.is_unix_socket() {
+    if conn.sslmode == SslMode::Disable || conn.is_unix_socket() {
         config.ssl_mode(tokio_postgres::config::SslMode::Disable);
         let (client, connection) = config
             .connect(tokio_postgres::NoTls)
             .await
             .map_err(connect_err)?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        client
+        Ok((
+            client,
+            Box::pin(async move {
+                let _ = connection.await;
+            }),
+        ))
     } else {
         let tls = MakeRustlsConnect::new(client_config(conn)?);
         let (client, connection) = config.connect(tls).await.map_err(connect_err)?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        client
-    };
-    Ok(client)
+        Ok((
+            client,
+            Box::pin(async move {
+                let _ = connection.await;
+            }),
+        ))
+    }
 }
 
 /// The rustls client configuration for `conn`'s TLS settings (see the module table).
