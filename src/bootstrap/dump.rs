@@ -378,13 +378,20 @@ mod tests {
         pool.put(a);
         let b = pool.get();
         assert!(b.is_empty());
-        assert_eq!(b.as_ptr(), at, "the buffer put back is the one handed out next");
+        assert_eq!(
+            b.as_ptr(),
+            at,
+            "the buffer put back is the one handed out next"
+        );
         // The pool holds one: a second is freed, and the next two gets are one reused, one new.
         pool.put(b);
         pool.put(Vec::with_capacity(BATCH_BYTES));
         let reused = pool.get();
         assert_eq!(reused.as_ptr(), at);
-        assert!(pool.take.is_empty(), "the second buffer was freed, not queued");
+        assert!(
+            pool.take.is_empty(),
+            "the second buffer was freed, not queued"
+        );
         // One a long row grew is freed, not kept.
         pool.put(Vec::with_capacity(REUSE_BYTES + 1));
         assert!(pool.take.is_empty());

@@ -28,6 +28,7 @@ pub mod catalog;
 pub mod copy_binary;
 pub mod copy_text;
 pub mod dump;
+pub mod huge_pages;
 pub mod marker;
 pub mod progress;
 pub mod session;
@@ -353,6 +354,8 @@ pub async fn bootstrap(
     progress: &Arc<Progress>,
 ) -> Result<BootstrapSummary, BootstrapError> {
     let started = Instant::now();
+    // Small pages until the checkpoint is written (see [`huge_pages`]).
+    let _small_pages = huge_pages::NoHugePages::new();
     let data_dir = config.storage.data_dir.clone();
     let slot = config.postgres.slot.clone();
     let translator = Translator::new(config)?;
