@@ -1,15 +1,15 @@
 //! The parallel COPY: sessions on the exported snapshot take jobs (a table or a page range of
 //! one) from a shared queue and stream their rows, in batches, over a bounded channel to worker
 //! threads. Each session's COPY task runs on the session's own thread ([`super::session`]);
-//! emptied batch buffers go back to the COPY tasks for reuse. A table is copied in binary when the translator reads every copied column's binary
-//! form (cheaper for Postgres to write and for the workers to read), else as text. Each worker
-//! parses the rows and translates them with its own [`Translator`] exactly as streamed INSERTs
-//! are translated. Direct and join tables' ops go to the worker's
-//! [`BulkAccumulator`] (siblings sharing their columns, merged at the end); fan-out tables'
-//! `queryOpSet`s are resolved against a snapshot of the loaded index into such accumulators, or,
-//! when they must see each other's writes, handed to the thread that owns the index. Memory is
-//! bounded by the channel (a few batches per worker), never by a
-//! table's size; the accumulators hold bitmaps, not rows.
+//! emptied batch buffers go back to the COPY tasks for reuse. A table is copied in binary when
+//! the translator reads every copied column's binary form (cheaper for Postgres to write and for
+//! the workers to read), else as text. Each worker parses the rows and translates them with its
+//! own [`Translator`] exactly as streamed INSERTs are translated. Direct and join tables' ops go
+//! to the worker's [`BulkAccumulator`] (siblings sharing their columns, merged at the end);
+//! fan-out tables' `queryOpSet`s are resolved against a snapshot of the loaded index into such
+//! accumulators, or, when they must see each other's writes, handed to the thread that owns the
+//! index. Memory is bounded by the channel (a few batches per worker, as many buffers in the
+//! pool), never by a table's size; the accumulators hold bitmaps, not rows.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -383,7 +383,7 @@ mod tests {
             at,
             "the buffer put back is the one handed out next"
         );
-        // The pool holds one: a second is freed, and the next two gets are one reused, one new.
+        // The pool holds one: a second one put back is freed, not queued.
         pool.put(b);
         pool.put(Vec::with_capacity(BATCH_BYTES));
         let reused = pool.get();

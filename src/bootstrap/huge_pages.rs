@@ -12,7 +12,8 @@
 
 use std::sync::Mutex;
 
-/// Live guards, and whether the first of them turned the flag on.
+/// Live guards, and whether the first of them turned huge pages off (so the last turns them back
+/// on).
 static GUARDS: Mutex<(usize, bool)> = Mutex::new((0, false));
 
 /// Keeps transparent huge pages off for the process while it lives. Guards nest (bootstraps
@@ -50,7 +51,7 @@ impl Drop for NoHugePages {
 }
 
 /// Whether transparent huge pages are off for the process (always `false` off Linux).
-pub fn disabled() -> bool {
+fn disabled() -> bool {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: PR_GET_THP_DISABLE reads a flag of the calling process; no pointers.

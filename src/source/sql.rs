@@ -105,22 +105,21 @@ pub async fn connect_sql_parts(
             .connect(tokio_postgres::NoTls)
             .await
             .map_err(connect_err)?;
-        Ok((
-            client,
-            Box::pin(async move {
-                let _ = connection.await;
-            }),
-        ))
+        Ok((client, drive(connection)))
     } else {
         let tls = MakeRustlsConnect::new(client_config(conn)?);
         let (client, connection) = config.connect(tls).await.map_err(connect_err)?;
-        Ok((
-            client,
-            Box::pin(async move {
-                let _ = connection.await;
-            }),
-        ))
+        Ok((client, drive(connection)))
     }
+}
+
+/// A connection (plain or TLS) as one type; its end, error or not, is the session's end.
+fn drive<E: 'static>(
+    connection: impl std::future::Future<Output = Result<(), E>> + Send + 'static,
+) -> SqlConnection {
+    Box::pin(async move {
+        let _ = connection.await;
+    })
 }
 
 /// The rustls client configuration for `conn`'s TLS settings (see the module table).
