@@ -4,7 +4,7 @@
 //! Pipeline stages, one module each: [`source`] (the replication session: slot checks, the
 //! stream into the WAL, acknowledgements), [`decode`] (pgoutput bytes → messages, no I/O),
 //! [`translate`] (row changes + config → ops, with a local SQL expression evaluator), [`ops`]
-//! (the deltas and their JSON form), [`wal`] (the CRC-checked, LSN-keyed ops log), [`dedup`]
+//! (the deltas and their JSON form), [`filter`] (the filter language of queries and `queryOpSet`), [`wal`] (the CRC-checked, LSN-keyed ops log), [`dedup`]
 //! (per-batch collapsing), [`sink`] (the coalescing writer and the bulk accumulator), [`index`]
 //! (bitmaps, queries, checkpoints), [`pipeline`] (the apply loop and `pgroar run`) and
 //! [`server`] (HTTP queries, status, metrics). [`config`] reads the TOML configuration and
@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod config;
 pub mod decode;
 pub mod dedup;
+pub mod filter;
 pub mod index;
 pub mod lsn;
 pub mod ops;

@@ -16,6 +16,8 @@ use std::sync::Arc;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::filter::{CmpOp, Filter, Literal, ParseError};
+
 /// A value carried by an op: what a column or expression evaluated to.
 ///
 /// Equality and hashing are structural (floats compare by bit pattern), so values can key maps.
@@ -178,6 +180,125 @@ impl<'de> Deserialize<'de> for Value {
     }
 }
 
+/// A `queryOpSet` query: its text (the wire form, kept as sent) and its filter, parsed once when
+/// the op is made or decoded, so that dedup and the index share it instead of parsing the text at
+/// each stage. Equality and hashing go by the text; a text that does not parse is kept with its
+/// error (the index counts and skips such a `queryOpSet`).
+#[derive(Clone)]
+pub struct OpQuery(Arc<ParsedQuery>);
+
+struct ParsedQuery {
+    text: Arc<str>,
+    filter: Result<Filter, ParseError>,
+}
+
+impl OpQuery {
+    /// Parses `text`.
+    pub fn parse(text: impl Into<Arc<str>>) -> OpQuery {
+        let text = text.into();
+        let filter = Filter::parse(&text);
+        OpQuery(Arc::new(ParsedQuery { text, filter }))
+    }
+
+    /// A query whose text is already known to parse to `filter` (the translator builds both).
+    pub fn from_parts(text: Arc<str>, filter: Filter) -> OpQuery {
+        OpQuery(Arc::new(ParsedQuery {
+            text,
+            filter: Ok(filter),
+        }))
+    }
+
+    /// The text, as sent.
+    pub fn text(&self) -> &Arc<str> {
+        &self.0.text
+    }
+
+    /// The parsed filter, or why the text does not parse.
+    pub fn filter(&self) -> Result<&Filter, &ParseError> {
+        self.0.filter.as_ref()
+    }
+
+    /// For a query of one `field eq value` clause with a non-NULL value (the form whose slots a
+    /// parent row's values follow, see the index's joins): the field and the value.
+    pub fn join_key(&self) -> Option<(&str, &Literal)> {
+        match self.filter() {
+            Ok(Filter::Cmp {
+                field,
+                op: CmpOp::Eq,
+                value,
+            }) if *value != Literal::Null => Some((field, value)),
+            _ => None,
+        }
+    }
+}
+
+impl PartialEq for OpQuery {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.text == other.0.text
+    }
+}
+
+impl Eq for OpQuery {}
+
+impl Hash for OpQuery {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.0.text.hash(h);
+    }
+}
+
+impl fmt::Debug for OpQuery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0.text, f)
+    }
+}
+
+impl fmt::Display for OpQuery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.text)
+    }
+}
+
+impl From<&str> for OpQuery {
+    fn from(text: &str) -> Self {
+        OpQuery::parse(text)
+    }
+}
+
+impl From<String> for OpQuery {
+    fn from(text: String) -> Self {
+        OpQuery::parse(text)
+    }
+}
+
+impl From<Arc<str>> for OpQuery {
+    fn from(text: Arc<str>) -> Self {
+        OpQuery::parse(text)
+    }
+}
+
+impl Serialize for OpQuery {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for OpQuery {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(OpQuery::parse)
+    }
+}
+
+/// The op value a filter literal stands for (what a translator would have put in a `set`).
+pub fn literal_value(l: &Literal) -> Value {
+    match l {
+        Literal::Null => Value::Null,
+        Literal::Bool(b) => Value::Bool(*b),
+        Literal::Int { value, .. } => Value::Int(*value),
+        Literal::Decimal { value, .. } => Value::Float(*value),
+        Literal::Text(t) => Value::str(t),
+    }
+}
+
 /// One field-level delta.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "op")]
@@ -212,11 +333,13 @@ pub enum Op {
     /// Delete the entity: the slot leaves every bitmap and `alive`.
     #[serde(rename = "delete")]
     Delete,
-    /// Apply `ops` to every live slot matching `query`; a null query is a no-op.
+    /// Apply `ops` to every live slot matching `query`; a null query is a no-op. Where the
+    /// query is a join's `link eq key`, the ops on the join's fields set the parent row's values
+    /// instead, which every slot linked to that key follows (see `index::join`).
     #[serde(rename = "queryOpSet")]
     QueryOpSet {
         /// A filter such as `postId eq 5` or `modelVersionIds in [1, 2]`.
-        query: Option<Arc<str>>,
+        query: Option<OpQuery>,
         /// The ops applied to each matching slot.
         ops: Vec<Op>,
     },
@@ -368,7 +491,7 @@ mod tests {
             EntityOps::new(
                 456,
                 vec![Op::QueryOpSet {
-                    query: Some(Arc::from("modelVersionIds eq 456")),
+                    query: Some("modelVersionIds eq 456".into()),
                     ops: vec![
                         Op::remove("baseModel", "SD 1.5"),
                         Op::set("baseModel", "SDXL")
@@ -419,7 +542,7 @@ mod tests {
             (Op::Delete, r#"{"op":"delete"}"#),
             (
                 Op::QueryOpSet {
-                    query: Some(Arc::from("postId eq 7")),
+                    query: Some("postId eq 7".into()),
                     ops: vec![Op::set("publishedAt", 1700000000)],
                 },
                 r#"{"op":"queryOpSet","query":"postId eq 7","ops":[{"op":"set","field":"publishedAt","value":1700000000}]}"#,

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::ops::{EntityOps, Op};
+use crate::ops::{EntityOps, Op, OpQuery};
 
 use super::{Collapsed, Deduper};
 
@@ -12,8 +12,8 @@ use super::{Collapsed, Deduper};
 #[derive(Debug)]
 struct FanoutGroup {
     entity_id: i64,
-    query: Arc<str>,
-    /// Field names the query reads (its words, conservatively).
+    query: OpQuery,
+    /// Field names the query reads.
     reads: HashSet<String>,
     /// Nothing may merge into or across this group: its ops delete slots or change what its
     /// own query matches, so applying them twice differs from applying them merged.
@@ -32,7 +32,7 @@ impl FanoutGroup {
 pub(super) struct FanoutRun {
     groups: Vec<FanoutGroup>,
     /// The newest group for each (entity, query).
-    latest: HashMap<(i64, Arc<str>), usize>,
+    latest: HashMap<(i64, OpQuery), usize>,
 }
 
 impl FanoutRun {
@@ -46,7 +46,7 @@ impl FanoutRun {
                 continue;
             };
             let writes: HashSet<Arc<str>> = ops.iter().filter_map(Op::field).cloned().collect();
-            let reads = query_words(&query);
+            let reads = query_reads(&query);
             let sealed = ops
                 .iter()
                 .any(|op| matches!(op, Op::Delete | Op::QueryOpSet { .. } | Op::Truncate { .. }))
@@ -98,11 +98,10 @@ impl FanoutRun {
     }
 }
 
-/// The identifier-like words of a query: a superset of the fields it reads.
-fn query_words(query: &str) -> HashSet<String> {
-    query
-        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
-        .filter(|w| !w.is_empty())
-        .map(str::to_string)
-        .collect()
+/// The fields a query reads (none when it does not parse: the index skips such a query).
+fn query_reads(query: &OpQuery) -> HashSet<String> {
+    match query.filter() {
+        Ok(f) => f.fields().into_iter().map(str::to_string).collect(),
+        Err(_) => HashSet::new(),
+    }
 }

@@ -19,7 +19,7 @@ fn deduper() -> Deduper {
 
 fn q(query: &str, ops: Vec<Op>) -> Op {
     Op::QueryOpSet {
-        query: Some(Arc::from(query)),
+        query: Some(query.into()),
         ops,
     }
 }

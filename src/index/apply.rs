@@ -19,11 +19,10 @@
 
 use std::sync::Arc;
 
-use crate::ops::{EntityOps, Op, Value};
+use crate::ops::{EntityOps, Op, OpQuery, Value};
 use crate::schema::{FilterKind, Schema};
 
 use super::columns::{NONE, NULL};
-use super::filter::Filter;
 use super::keys::{self, BadValue, Key, RawKey};
 use super::writes::WriteLog;
 use super::{FilterState, Index};
@@ -153,7 +152,7 @@ impl Index {
         for op in &e.ops {
             match (op, slot) {
                 (Op::QueryOpSet { query, ops }, _) => {
-                    self.query_op_set(query.as_deref(), ops, e.entity_id)
+                    self.query_op_set(query.as_ref(), ops, e.entity_id)
                 }
                 (Op::Truncate { field }, _) => self.truncate(field.as_ref()),
                 (_, Some(slot)) => self.slot_op(slot, op),
@@ -381,7 +380,7 @@ impl Index {
         }
     }
 
-    fn query_op_set(&mut self, query: Option<&str>, ops: &[Op], source_id: i64) {
+    fn query_op_set(&mut self, query: Option<&OpQuery>, ops: &[Op], source_id: i64) {
         let Some(query) = query else {
             return;
         };
@@ -392,24 +391,24 @@ impl Index {
             report!(
                 self.stats.nested_query_op_sets,
                 source_id,
-                query,
+                query = %query,
                 "a queryOpSet or truncate nested in a queryOpSet is ignored"
             );
         }
-        let filter = match Filter::parse(query) {
+        let filter = match query.filter() {
             Ok(f) => f,
             Err(err) => {
                 self.stats.bad_queries += 1;
-                report!(self.stats.bad_queries, source_id, query, error = %err, "queryOpSet query does not parse; skipped");
+                report!(self.stats.bad_queries, source_id, query = %query, error = %err, "queryOpSet query does not parse; skipped");
                 return;
             }
         };
         self.settle_for_query();
-        let matched = match super::eval::evaluate(&self.state, &filter) {
+        let matched = match super::eval::evaluate(&self.state, filter) {
             Ok(m) => m,
             Err(err) => {
                 self.stats.bad_queries += 1;
-                report!(self.stats.bad_queries, source_id, query, error = %err, "queryOpSet query cannot be evaluated; skipped");
+                report!(self.stats.bad_queries, source_id, query = %query, error = %err, "queryOpSet query cannot be evaluated; skipped");
                 return;
             }
         };
@@ -639,7 +638,7 @@ mod tests {
             EntityOps::new(
                 10,
                 vec![Op::QueryOpSet {
-                    query: query.map(Arc::from),
+                    query: query.map(Into::into),
                     ops,
                 }],
             )

@@ -12,9 +12,9 @@
 //! * `NOT x` = alive − x.
 
 use super::bits::Bits;
-use super::filter::{CmpOp, Filter, FilterError, Literal};
 use super::keys::{self, Key};
 use super::{FilterState, State, slices};
+use crate::filter::{CmpOp, Filter, FilterError, Literal};
 use crate::schema::FilterKind;
 
 /// The live slots matching `f`.

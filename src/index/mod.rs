@@ -41,7 +41,6 @@ mod columns;
 pub(crate) use columns::{PAGE, PAGE_BITS};
 mod dump;
 mod eval;
-pub mod filter;
 pub(crate) mod keymap;
 pub(crate) mod keys;
 mod merge;
@@ -71,9 +70,9 @@ use writes::WriteLog;
 /// its delete.
 type Revived = HashMap<u32, Vec<(usize, Option<Key>)>>;
 
+pub use crate::filter::{CmpOp, Filter, FilterError, Literal, ParseError, ParseErrorKind};
 pub use checkpoint::CheckpointError;
 pub use dump::{DumpKey, FieldDump, IndexState};
-pub use filter::{CmpOp, Filter, FilterError, Literal, ParseError, ParseErrorKind};
 pub use keys::{CanonicalValue, canonical_filter, canonical_sort};
 pub use search::{CursorError, MAX_LIMIT, Order, Query, QueryError, QueryResult, Sort};
 

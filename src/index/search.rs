@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::WalKey;
 
 use super::bits::Bits;
-use super::filter::{Filter, FilterError};
 use super::{Snapshot, eval, slices};
+use crate::filter::{Filter, FilterError};
 
 /// The largest page a query may ask for.
 pub const MAX_LIMIT: usize = 1_000_000;
@@ -288,6 +288,11 @@ impl Snapshot {
                 eval::evaluate(&self.state, &f)?
             }
         })
+    }
+
+    /// The live slots matching a parsed filter.
+    pub(crate) fn matching_filter(&self, f: &Filter) -> Result<Bits, FilterError> {
+        eval::evaluate(&self.state, f)
     }
 }
 

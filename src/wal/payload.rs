@@ -22,7 +22,7 @@
 use std::sync::Arc;
 
 use super::format::{DecodeError, EncodeError, le_u32, le_u64};
-use crate::ops::{EntityOps, Op, Value};
+use crate::ops::{EntityOps, Op, OpQuery, Value};
 
 /// How deeply `queryOpSet` may nest (a top-level `queryOpSet` is depth 1).
 pub const MAX_OP_DEPTH: usize = 8;
@@ -73,7 +73,7 @@ fn encode_ops(ops: &[Op], depth: usize, out: &mut Vec<u8>) -> Result<(), EncodeE
                     None => out.push(0),
                     Some(q) => {
                         out.push(1);
-                        put_str(out, q, "query")?;
+                        put_str(out, q.text(), "query")?;
                     }
                 }
                 encode_ops(ops, depth + 1, out)?;
@@ -284,7 +284,8 @@ impl<'a> Reader<'a, '_> {
                 }
                 let query = match self.u8("query presence")? {
                     0 => None,
-                    1 => Some(self.str("query")?),
+                    // Parsed here, once: dedup and the index share the filter.
+                    1 => Some(OpQuery::parse(self.str("query")?)),
                     tag => {
                         return Err(DecodeError::BadTag {
                             what: "query presence",
@@ -356,7 +357,7 @@ mod tests {
                 Op::truncate(Some("tagIds")),
                 Op::truncate(None),
                 Op::QueryOpSet {
-                    query: Some(Arc::from("postId eq 7")),
+                    query: Some("postId eq 7".into()),
                     ops: vec![
                         Op::remove("baseModel", "SD 1.5"),
                         Op::set("baseModel", "SDXL"),
@@ -598,7 +599,7 @@ mod tests {
                 proptest::collection::vec(inner, 0..4),
             )
                 .prop_map(|(q, ops)| Op::QueryOpSet {
-                    query: q.map(|q| Arc::from(q.as_str())),
+                    query: q.map(OpQuery::from),
                     ops,
                 })
         })

@@ -100,7 +100,7 @@ fn fanout_entry() -> impl Strategy<Value = EntityOps> {
         EntityOps::new(
             id,
             vec![Op::QueryOpSet {
-                query: q.map(Arc::from),
+                query: q.map(pgroar::ops::OpQuery::from),
                 ops,
             }],
         )

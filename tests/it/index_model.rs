@@ -64,8 +64,8 @@ impl TOp {
             TOp::Delete => Op::Delete,
             TOp::Qos(q, ops) => Op::QueryOpSet {
                 query: q.as_ref().map(|q| match q {
-                    Query_::Good(f) => Arc::from(f.to_string()),
-                    Query_::Bad(s) => Arc::from(*s),
+                    Query_::Good(f) => f.to_string().into(),
+                    Query_::Bad(s) => (*s).into(),
                 }),
                 ops: ops.iter().map(TOp::op).collect(),
             },

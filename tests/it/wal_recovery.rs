@@ -2,7 +2,6 @@
 //! segment removal, and a reader streaming a huge transaction within the durable limit.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use pgroar::ops::{EntityOps, Op, Value};
 use pgroar::wal::{
@@ -84,7 +83,7 @@ fn varied(id: i64) -> EntityOps {
         2 => EntityOps::new(
             id,
             vec![Op::QueryOpSet {
-                query: Some(Arc::from(format!("postId eq {id}").as_str())),
+                query: Some(format!("postId eq {id}").into()),
                 ops: vec![
                     Op::remove("baseModel", "SD 1.5"),
                     Op::set("baseModel", "SDXL"),
@@ -709,7 +708,7 @@ fn seed_corpus() -> Vec<(&'static str, Vec<u8>)> {
             Op::QueryOpSet {
                 query: None,
                 ops: vec![Op::QueryOpSet {
-                    query: Some(Arc::from("postId in [1, 2]")),
+                    query: Some("postId in [1, 2]".into()),
                     ops: vec![Op::set("i", -1)],
                 }],
             },

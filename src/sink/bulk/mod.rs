@@ -230,7 +230,11 @@ impl BulkAccumulator {
             let Some(query) = query else {
                 continue;
             };
-            match snapshot.matching(Some(query)) {
+            let matched = query
+                .filter()
+                .map_err(|e| crate::filter::FilterError::Parse(e.clone()))
+                .and_then(|f| snapshot.matching_filter(f));
+            match matched {
                 Ok(slots) => {
                     for slot in slots.iter() {
                         self.add_ops(slot, ops);

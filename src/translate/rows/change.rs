@@ -5,7 +5,8 @@ use std::sync::Arc;
 use tracing::warn;
 
 use crate::config::QueryOp;
-use crate::ops::{Op, Value};
+use crate::filter::{CmpOp, Filter, Literal};
+use crate::ops::{Op, OpQuery, Value};
 use crate::translate::expr::BoundExpr;
 use crate::translate::value::{SqlValue, decode_binary, parse_binary, parse_text, to_op_value};
 
@@ -191,36 +192,67 @@ fn join_op<S: OpSink + ?Sized>(
     out.field_op(if add { FieldOp::Add } else { FieldOp::Remove }, field, v);
 }
 
-/// The fan-out query filled from a row; `None` when a value is NULL or unknown (a no-op).
-fn fan_query(clauses: &[(Arc<str>, QueryOp, Vec<usize>)], row: &Row) -> Option<Arc<str>> {
-    let mut q = String::new();
+/// The fan-out query filled from a row; `None` when a value is NULL or unknown (a no-op). The
+/// text is the wire form the triggers write; the filter is built alongside it (what parsing the
+/// text gives), so nothing downstream parses it again.
+fn fan_query(clauses: &[(Arc<str>, QueryOp, Vec<usize>)], row: &Row) -> Option<OpQuery> {
+    let mut text = String::new();
+    let mut filter: Option<Filter> = None;
     for (i, (field, op, cols)) in clauses.iter().enumerate() {
         if i > 0 {
-            q.push_str(" AND ");
+            text.push_str(" AND ");
         }
         let mut vals = Vec::with_capacity(cols.len());
+        let mut lits = Vec::with_capacity(cols.len());
         for &c in cols {
             let v = row.get(c)?;
             if v.is_null() {
                 return None;
             }
-            vals.push(query_literal(&to_op_value(v)));
+            let (word, lit) = query_literal(&to_op_value(v));
+            vals.push(word);
+            lits.push(lit);
         }
-        match op {
-            QueryOp::Eq => q.push_str(&format!("{field} eq {}", vals.first()?)),
-            QueryOp::In => q.push_str(&format!("{field} in [{}]", vals.join(", "))),
-        }
+        let clause = match op {
+            QueryOp::Eq => {
+                text.push_str(&format!("{field} eq {}", vals.first()?));
+                Filter::Cmp {
+                    field: field.to_string(),
+                    op: CmpOp::Eq,
+                    value: lits.into_iter().next()?,
+                }
+            }
+            QueryOp::In => {
+                text.push_str(&format!("{field} in [{}]", vals.join(", ")));
+                Filter::In {
+                    field: field.to_string(),
+                    values: lits,
+                }
+            }
+        };
+        filter = Some(match filter {
+            None => clause,
+            Some(left) => Filter::And(Box::new(left), Box::new(clause)),
+        });
     }
-    Some(Arc::from(q))
+    Some(OpQuery::from_parts(Arc::from(text), filter?))
 }
 
-fn query_literal(v: &Value) -> String {
+/// A value as the query text spells it, and the literal parsing that text gives.
+fn query_literal(v: &Value) -> (String, Literal) {
     match v {
-        Value::Int(i) => i.to_string(),
-        Value::Bool(b) => b.to_string(),
-        Value::Float(x) => x.to_string(),
-        Value::Null => "null".into(),
-        Value::Str(s) => format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")),
+        Value::Int(i) => (i.to_string(), Literal::int(*i)),
+        Value::Bool(b) => (b.to_string(), Literal::Bool(*b)),
+        Value::Float(x) => {
+            let word = x.to_string();
+            let lit = Literal::classify(&word);
+            (word, lit)
+        }
+        Value::Null => ("null".into(), Literal::Null),
+        Value::Str(s) => (
+            format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")),
+            Literal::Text(s.to_string()),
+        ),
     }
 }
 
@@ -415,5 +447,64 @@ fn fan_source_id(id_column: Option<usize>, row: &Row) -> i64 {
     match id_column.and_then(|c| row.get(c)).map(to_op_value) {
         Some(Value::Int(i)) => i,
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The filter built next to the text is exactly what parsing the text gives, for every
+    /// kind of value a query can be filled with.
+    #[test]
+    fn fan_queries_build_what_their_text_parses_to() {
+        let values = [
+            SqlValue::Int4(7),
+            SqlValue::Int8(-12),
+            SqlValue::Bool(true),
+            SqlValue::Float8(2.5),
+            SqlValue::Float8(3.0),
+            SqlValue::Float8(f64::NAN),
+            SqlValue::Text("SDXL 1.0".into()),
+            SqlValue::Text(r#"a "quoted" \ word"#.into()),
+            SqlValue::Text("42".into()),
+            SqlValue::Text("null".into()),
+        ];
+        let mut row = Row::default();
+        row.start(values.len());
+        for (c, v) in values.iter().enumerate() {
+            row.set(c, Some(v.clone()));
+        }
+        let clause = |field: &str, op, cols: Vec<usize>| (Arc::from(field), op, cols);
+        for c in 0..values.len() {
+            let q = fan_query(&[clause("f", QueryOp::Eq, vec![c])], &row).unwrap();
+            assert_eq!(
+                q.filter().ok(),
+                OpQuery::parse(q.text().clone()).filter().ok(),
+                "{q}"
+            );
+        }
+        let q = fan_query(
+            &[
+                clause("a", QueryOp::Eq, vec![0]),
+                clause("b", QueryOp::In, vec![1, 3, 6, 7]),
+                clause("c", QueryOp::Eq, vec![2]),
+            ],
+            &row,
+        )
+        .unwrap();
+        assert_eq!(
+            &**q.text(),
+            r#"a eq 7 AND b in [-12, 2.5, "SDXL 1.0", "a \"quoted\" \\ word"] AND c eq true"#
+        );
+        assert_eq!(
+            q.filter().ok(),
+            OpQuery::parse(q.text().clone()).filter().ok()
+        );
+        // A NULL or unknown value makes no query.
+        row.set(0, Some(SqlValue::Null));
+        assert!(fan_query(&[clause("a", QueryOp::Eq, vec![0])], &row).is_none());
+        row.set(0, None);
+        assert!(fan_query(&[clause("a", QueryOp::Eq, vec![0])], &row).is_none());
     }
 }

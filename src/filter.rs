@@ -82,7 +82,8 @@ impl Literal {
         }
     }
 
-    fn classify(word: &str) -> Literal {
+    /// The literal a bare word reads as (what the parser makes of it).
+    pub fn classify(word: &str) -> Literal {
         match word.to_ascii_lowercase().as_str() {
             "null" => return Literal::Null,
             "true" => return Literal::Bool(true),
