@@ -49,6 +49,12 @@ impl WalKey {
     pub fn end_of(lsn: Lsn) -> Self {
         WalKey { lsn, seq: u32::MAX }
     }
+
+    /// Whether the key falls between transactions (after a whole one, or before any), the only
+    /// places a reader may see; a key inside a transaction ends a part of it.
+    pub fn is_boundary(&self) -> bool {
+        self.seq == u32::MAX || *self == WalKey::ZERO
+    }
 }
 
 /// Why a string is not an LSN.

@@ -40,6 +40,8 @@ impl Drop for StopOnDrop {
 /// Everything the apply thread owns.
 pub(super) struct ApplyLoop {
     pub wal_dir: PathBuf,
+    /// The index's applied cursor at start: the WAL is read after it.
+    pub after: WalKey,
     pub durable: DurableWatch,
     pub sink: CoalescingSink,
     pub deduper: Deduper,
@@ -59,6 +61,7 @@ impl ApplyLoop {
         let _stop = StopOnDrop(Arc::clone(&self.stop));
         let ApplyLoop {
             wal_dir,
+            after,
             durable,
             sink,
             deduper,
@@ -79,7 +82,6 @@ impl ApplyLoop {
             commits: 0,
         };
         let result = (|| {
-            let after = applier.sink.snapshot().applied();
             let names = FieldNames::new(applier.deduper.field_names().cloned());
             let mut reader = WalReader::open(&wal_dir, after)?.with_field_names(names);
             let mut seen: Option<WalPosition> = None;

@@ -267,6 +267,7 @@ impl Pipeline {
 
         let apply = ApplyLoop {
             wal_dir,
+            after: applied,
             durable: durable_watch,
             sink,
             deduper: Deduper::new(&config.schema()),
@@ -408,10 +409,17 @@ async fn supervise(s: Supervised) -> Result<RunSummary, PipelineError> {
         let mut checkpointer = checkpointer
             .join()
             .map_err(|_| PipelineError::Panicked("checkpointer"))?;
-        // The index writer applies what is queued and hands the index back.
+        // The index writer applies what is queued and hands the index back. It ends at a
+        // transaction boundary unless the apply loop failed inside one: then the last published
+        // snapshot is what gets checkpointed (a checkpoint is served as soon as it is loaded).
+        let published = sink.published();
         let index = sink.shutdown()?;
         status.set_index_stats(&index.stats());
-        let snapshot = index.snapshot();
+        let snapshot = if index.applied().is_boundary() {
+            index.snapshot()
+        } else {
+            (*published.load_full()).clone()
+        };
         let checkpointed = checkpointer
             .checkpoint(&snapshot)
             .map(|_| checkpointer.last);

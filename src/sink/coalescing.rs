@@ -7,6 +7,13 @@
 //! * Readers never block the writer: after each drain of the channel the writer publishes an
 //!   immutable [`Snapshot`] (a handful of `Arc` clones) tagged with the cursor of the last
 //!   record it applied; readers load the newest one without taking a lock.
+//! * Whole transactions only: a snapshot is published only where the applied cursor is a
+//!   transaction boundary ([`WalKey::is_boundary`]). Batches may end inside a transaction (the
+//!   apply loop cuts a large one into many); the writer then keeps applying until the
+//!   transaction's last batch before it publishes, however large the transaction. Memory stays
+//!   bounded meanwhile: the last published snapshot shares every bitmap, and the writer copies
+//!   only what it touches, once. An index that starts inside a transaction (a checkpoint written
+//!   by an older version) publishes an empty index until it reaches a boundary.
 //! * Backpressure: `send` blocks while `capacity` batches are queued, so a slow writer slows the
 //!   WAL reader instead of growing memory.
 //! * Live counters: with [`CoalescingSink::spawn_observed`], the index's bad-data counters are
@@ -104,7 +111,11 @@ impl CoalescingSink {
         if let Some(observe) = observer.as_mut() {
             observe(&index.stats());
         }
-        let first = index.snapshot();
+        let first = if index.applied().is_boundary() {
+            index.snapshot()
+        } else {
+            Index::new(Arc::clone(index.schema())).snapshot()
+        };
         let (applied_tx, applied) = watch::channel(first.applied());
         let published = Arc::new(ArcSwap::from_pointee(first));
         let (tx, rx) = bounded(options.capacity.max(1));
@@ -190,14 +201,25 @@ struct Writer {
 impl Writer {
     fn run(mut self) -> Index {
         let mut waiting: Vec<crossbeam_channel::Sender<Snapshot>> = Vec::new();
-        while let Ok(first) = self.rx.recv() {
+        'publish: while let Ok(first) = self.rx.recv() {
             let started = Instant::now();
             self.handle(first, &mut waiting);
-            // Coalesce: keep applying what is already queued, up to the publish delay.
-            while started.elapsed() < self.options.max_publish_delay {
-                match self.rx.try_recv() {
+            loop {
+                // Coalesce: keep applying what is already queued, up to the publish delay.
+                while started.elapsed() < self.options.max_publish_delay {
+                    match self.rx.try_recv() {
+                        Ok(cmd) => self.handle(cmd, &mut waiting),
+                        Err(_) => break,
+                    }
+                }
+                if self.index.applied().is_boundary() {
+                    break;
+                }
+                // Inside a transaction: readers see it whole or not at all, so apply its rest
+                // before publishing.
+                match self.rx.recv() {
                     Ok(cmd) => self.handle(cmd, &mut waiting),
-                    Err(_) => break,
+                    Err(_) => break 'publish,
                 }
             }
             if let Some(observe) = self.observer.as_mut() {
@@ -230,6 +252,7 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
+    use std::time::Duration;
 
     use super::*;
     use crate::Lsn;
@@ -259,5 +282,38 @@ mod tests {
         assert_eq!((last.skipped_ids, last.clamped_values), (1, 2));
         let index = sink.shutdown().unwrap();
         assert_eq!(index.stats().clamped_values, 2);
+    }
+
+    #[test]
+    fn snapshots_hold_whole_transactions_only() {
+        let schema = Schema::from_pairs(&[("a", FilterKind::Single)], &[]).unwrap();
+        let options = SinkOptions {
+            capacity: 4,
+            max_publish_delay: Duration::ZERO,
+        };
+        let sink = CoalescingSink::spawn(Index::new(Arc::new(schema)), options);
+        let row = |slot: i64| vec![EntityOps::alive(slot, vec![Op::set("a", 1i64)])];
+        // Transaction 10 arrives in three batches; the first two end inside it.
+        sink.send(row(1), WalKey::new(Lsn(10), 0)).unwrap();
+        sink.send(row(2), WalKey::new(Lsn(10), 1)).unwrap();
+        std::thread::scope(|s| {
+            let synced = s.spawn(|| sink.sync().unwrap());
+            std::thread::sleep(Duration::from_millis(100));
+            assert_eq!(sink.snapshot().alive_count(), 0, "part of a transaction");
+            assert_eq!(*sink.applied().borrow(), WalKey::ZERO);
+            assert!(!synced.is_finished());
+            sink.send(row(3), WalKey::end_of(Lsn(10))).unwrap();
+            let snap = synced.join().unwrap();
+            assert_eq!(snap.applied(), WalKey::end_of(Lsn(10)));
+            assert_eq!(snap.alive_count(), 3);
+        });
+        // An index that starts inside a transaction shows none of it.
+        let mut index = sink.shutdown().unwrap();
+        index.apply(&row(4)[0]);
+        index.set_applied(WalKey::new(Lsn(11), 0));
+        let sink = CoalescingSink::spawn(index, SinkOptions::default());
+        assert_eq!(sink.snapshot().alive_count(), 0);
+        sink.send(row(5), WalKey::end_of(Lsn(11))).unwrap();
+        assert_eq!(sink.sync().unwrap().alive_count(), 5);
     }
 }

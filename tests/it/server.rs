@@ -283,7 +283,7 @@ fn min_lsn_waits_for_the_write_and_times_out_when_never_reached() {
         .sink()
         .send(
             vec![EntityOps::new(7, vec![Op::add("tagIds", 4242)])],
-            WalKey::new(Lsn(0x200), 0),
+            WalKey::end_of(Lsn(0x200)),
         )
         .unwrap();
     let (code, got) = waiter.join().unwrap();

@@ -24,7 +24,7 @@ fn schema() -> Arc<Schema> {
 }
 
 fn key(n: u64) -> WalKey {
-    WalKey::new(Lsn(n), 0)
+    WalKey::end_of(Lsn(n))
 }
 
 fn count(snapshot: &pgroar::index::Snapshot, filter: &str) -> u64 {
