@@ -43,9 +43,14 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
                     .map(|f| format!(" where {f}"))
                     .unwrap_or_default()
             ),
-            SourceKind::FanOut { query, track } => {
+            SourceKind::FanOut { query, track, join } => {
+                let how = if *join {
+                    "joined (LEFT JOIN semantics)"
+                } else {
+                    "applied to the matching slots"
+                };
                 println!(
-                    "  {:<24} fan-out {} tracks {} fields",
+                    "  {:<24} fan-out {} tracks {} fields, {how}",
                     s.table,
                     query.text,
                     track.len()

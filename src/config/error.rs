@@ -272,6 +272,69 @@ pub enum SourceProblem {
         /// The field.
         field: String,
     },
+    /// `join = true` on a query that is not one `field eq {column}` clause.
+    #[error(
+        "query {text:?}: join = true needs a query of one `<field> eq {{column}}` clause; \
+         queries with several clauses or `in` lists apply to the slots that match when a change \
+         arrives (join = false)"
+    )]
+    JoinNeedsEq {
+        /// The query as written.
+        text: String,
+    },
+    /// A single-valued target of a join whose link is multi-value.
+    #[error(
+        "track_fields[{item}] {text:?}: target {target:?} is single-valued, but the join's link \
+         field {link:?} is multi-value: a slot linked to several rows has no single value in \
+         SQL. Declare {target:?} as a multi-value filter field (it then holds the union of the \
+         linked rows' values), or set join = false for the trigger pipeline's behaviour (each \
+         row's change overwrites the value of the slots that match when it arrives)"
+    )]
+    JoinSingleOnMulti {
+        /// 0-based item position.
+        item: usize,
+        /// The item as written.
+        text: String,
+        /// The target.
+        target: String,
+        /// The link field.
+        link: String,
+    },
+    /// A join target that is the join's own link field.
+    #[error("track_fields[{item}] {text:?}: target {target:?} is the link field of the query")]
+    JoinTargetIsLink {
+        /// 0-based item position.
+        item: usize,
+        /// The item as written.
+        text: String,
+        /// The target.
+        target: String,
+    },
+    /// A join target that another source writes too.
+    #[error(
+        "target {target:?} follows this table's rows through the join on {link:?}, but \
+         sources[{other}] (table {other_table:?}) writes it too: a joined field has one source \
+         (or set join = false here)"
+    )]
+    JoinTargetShared {
+        /// The target.
+        target: String,
+        /// The join's link field.
+        link: String,
+        /// The other source's position.
+        other: usize,
+        /// The other source's table.
+        other_table: String,
+    },
+    /// Joins that feed each other's links in a circle.
+    #[error(
+        "the join on {link:?} is part of a cycle: its targets feed, through other joins, its \
+         own link field"
+    )]
+    JoinCycle {
+        /// This join's link field.
+        link: String,
+    },
     /// The same source declared twice.
     #[error("duplicates sources[{first}]: {what}")]
     Duplicate {

@@ -468,7 +468,11 @@ impl Config {
             http: HttpConfig { listen },
             wal: file.wal,
             index: IndexConfig {
-                schema: Arc::new(Schema { filters, sorts }),
+                schema: Arc::new(Schema {
+                    filters,
+                    sorts,
+                    joins: Vec::new(),
+                }),
                 checkpoint_interval_secs: file.index.checkpoint_interval_secs,
             },
             sources: Vec::new(),
@@ -480,6 +484,14 @@ impl Config {
             config.sources.push(c.source);
         }
         problems.extend(config.problems(Some(per_source)));
+        if problems.is_empty() {
+            // The checks above cover every rule of the schema's joins, with the sources named.
+            let schema = (*config.index.schema).clone();
+            match schema.with_joins(sources::joins(&config.sources)) {
+                Ok(schema) => config.index.schema = Arc::new(schema),
+                Err(e) => problems.push(Problem::Schema(e)),
+            }
+        }
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -591,6 +603,7 @@ impl Config {
             }
             problems.extend(found);
         }
+        problems.extend(sources::join_problems(&self.sources, &self.index.schema));
         problems
     }
 }

@@ -4,12 +4,14 @@
 //! else `query` makes a **fan-out** table, else the table is **direct**. A key that does not
 //! belong to the detected kind is an error naming it, never silently ignored.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 
-use crate::schema::{FilterKind, Schema};
+use crate::schema::{FilterKind, Join, Schema};
 
 use super::error::{Problem, SourceProblem};
-use super::template::{QueryTemplate, TrackField, is_identifier, placeholders};
+use super::template::{QueryOp, QueryTemplate, TrackField, is_identifier, placeholders};
 
 /// The default `slot_field` of a direct table: its primary key.
 pub const DEFAULT_SLOT_FIELD: &str = "id";
@@ -56,15 +58,38 @@ pub enum SourceKind {
         query: QueryTemplate,
         /// The fields the row sets on those slots.
         track: Vec<TrackField>,
+        /// The slots follow the row as a join (`link eq {column}`): the index keeps every slot
+        /// whose link equals the row's key at the row's values, whatever the order of writes.
+        /// Off, the ops apply to the slots that match when they arrive (the trigger pipeline's
+        /// behaviour).
+        join: bool,
     },
 }
 
 impl SourceKind {
+    /// For a fan-out source kept as a join: the link field (its query's one `eq` clause).
+    pub fn join_link(&self) -> Option<&str> {
+        match self {
+            SourceKind::FanOut {
+                query, join: true, ..
+            } => query.clauses.first().map(|c| c.field.as_str()),
+            _ => None,
+        }
+    }
+
     /// The tracked fields (empty for a join table).
     pub fn track(&self) -> &[TrackField] {
         match self {
             SourceKind::Direct { track, .. } | SourceKind::FanOut { track, .. } => track,
             SourceKind::Join { .. } => &[],
+        }
+    }
+
+    /// Whether the source writes index field `field`.
+    pub fn writes(&self, field: &str) -> bool {
+        match self {
+            SourceKind::Join { field: f, .. } => f == field,
+            _ => self.track().iter().any(|t| t.target == field),
         }
     }
 
@@ -92,6 +117,7 @@ pub(super) struct SourceFile {
     value_field: Option<String>,
     filter: Option<String>,
     query: Option<String>,
+    join: Option<bool>,
 }
 
 const DIRECT: &str = "direct table";
@@ -99,7 +125,7 @@ const DIRECT_KEYS: &str = "table, slot_field, track_fields, sets_alive, on_delet
 const JOIN: &str = "join table (has `field`)";
 const JOIN_KEYS: &str = "table, slot_field, field, value_field, filter";
 const FAN_OUT: &str = "fan-out table (has `query`)";
-const FAN_OUT_KEYS: &str = "table, query, track_fields";
+const FAN_OUT_KEYS: &str = "table, query, track_fields, join";
 
 impl SourceFile {
     /// Builds the typed source (best effort: malformed parts are left out) and lists the
@@ -123,6 +149,7 @@ impl SourceFile {
             ("value_field", self.value_field.is_some()),
             ("filter", self.filter.is_some()),
             ("query", self.query.is_some()),
+            ("join", self.join.is_some()),
         ];
         for (key, _) in present.into_iter().filter(|(_, is_there)| *is_there) {
             if !allowed.split(", ").any(|k| k == key) {
@@ -179,7 +206,14 @@ impl SourceFile {
                     clauses: Vec::new(),
                 }
             });
-            SourceKind::FanOut { query, track }
+            let one_eq = matches!(&query.clauses[..], [c] if c.op == QueryOp::Eq);
+            if self.join == Some(true) && !one_eq && !query.clauses.is_empty() {
+                problems.push(SourceProblem::JoinNeedsEq {
+                    text: query.text.clone(),
+                });
+            }
+            let join = self.join.unwrap_or(true) && one_eq;
+            SourceKind::FanOut { query, track, join }
         } else {
             let slot_field = self
                 .slot_field
@@ -300,12 +334,25 @@ pub(super) fn check_source(
         };
         let found = schema.field(&field.target);
         let target = field.target.clone();
+        let multi_target = found.sort.is_none()
+            && found.filter.map(|f| schema.filters[f].kind) == Some(FilterKind::Multi);
+        let link = source.kind.join_link();
+        let multi_link = link
+            .and_then(|l| schema.filter(l))
+            .is_some_and(|f| schema.filters[f].kind == FilterKind::Multi);
         if found.is_unknown() {
             push(SourceProblem::UnknownTarget { item, text, target });
-        } else if found.sort.is_none()
-            && found.filter.map(|f| schema.filters[f].kind) == Some(FilterKind::Multi)
-        {
+        } else if multi_target && link.is_none() {
             push(SourceProblem::MultiTarget { item, text, target });
+        } else if multi_link && !multi_target {
+            push(SourceProblem::JoinSingleOnMulti {
+                item,
+                text,
+                target,
+                link: link.unwrap_or_default().to_owned(),
+            });
+        } else if link == Some(target.as_str()) {
+            push(SourceProblem::JoinTargetIsLink { item, text, target });
         }
     }
     match &source.kind {
@@ -336,6 +383,69 @@ pub(super) fn check_source(
             }
         }
         SourceKind::Direct { .. } => {}
+    }
+    problems
+}
+
+/// The joins the sources declare: one per fan-out source kept as a join, in source order.
+pub(super) fn joins(sources: &[Source]) -> Vec<Join> {
+    sources
+        .iter()
+        .filter_map(|s| {
+            let link = s.kind.join_link()?;
+            Some(Join {
+                link: Arc::from(link),
+                targets: s
+                    .kind
+                    .track()
+                    .iter()
+                    .map(|t| Arc::from(t.target.as_str()))
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+/// Problems between sources that only joins have: a joined field that another source writes
+/// too, and joins whose targets feed their own links in a circle.
+pub(super) fn join_problems(sources: &[Source], schema: &Schema) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (i, s) in sources.iter().enumerate() {
+        let Some(link) = s.kind.join_link() else {
+            continue;
+        };
+        for t in s.kind.track() {
+            for (j, other) in sources.iter().enumerate() {
+                if j != i && other.kind.writes(&t.target) {
+                    problems.push(Problem::Source {
+                        index: i,
+                        table: s.table.clone(),
+                        problem: SourceProblem::JoinTargetShared {
+                            target: t.target.clone(),
+                            link: link.to_owned(),
+                            other: j,
+                            other_table: other.table.clone(),
+                        },
+                    });
+                }
+            }
+        }
+    }
+    let with_joins = Schema {
+        joins: joins(sources),
+        ..schema.clone()
+    };
+    if let Err(link) = with_joins.join_order()
+        && let Some((i, s)) = sources
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.kind.join_link() == Some(link.as_str()))
+    {
+        problems.push(Problem::Source {
+            index: i,
+            table: s.table.clone(),
+            problem: SourceProblem::JoinCycle { link },
+        });
     }
     problems
 }

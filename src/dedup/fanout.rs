@@ -66,12 +66,16 @@ impl FanoutRun {
             let idx = match mergeable {
                 Some(i) => i,
                 None => {
+                    let join = query.join_key().and_then(|(link, _)| d.join_of_link(link));
                     self.groups.push(FanoutGroup {
                         entity_id: e.entity_id,
                         reads,
                         sealed,
                         query,
-                        ops: Collapsed::default(),
+                        ops: Collapsed {
+                            join,
+                            ..Collapsed::default()
+                        },
                     });
                     self.latest.insert(key, self.groups.len() - 1);
                     self.groups.len() - 1

@@ -17,7 +17,9 @@
 //! direct entries before and after are deduped separately, and within a run of `queryOpSet`
 //! entries the nested ops of one (entity, query) are merged per field — unless a later entry
 //! of the run writes the same fields or the fields the query reads, in which case order wins
-//! and a new group starts. A `queryOpSet` whose query is null is a no-op and is dropped.
+//! and a new group starts. A `queryOpSet` whose query is null is a no-op and is dropped. In a
+//! join's `link eq key` query, the join's targets are cells of one parent row: they collapse as
+//! single-value fields whatever their kind (a multi-value target's `set a, set b` is `set b`).
 //! An entity left with no ops and no `creates_slot` is dropped; one that only creates its slot
 //! is kept.
 //!
@@ -69,6 +71,8 @@ impl Class {
 pub struct Deduper {
     /// One entry per field name (a handful): a scan is cheaper than hashing the name.
     classes: Vec<(Arc<str>, Class)>,
+    /// The schema's joins: link field and target fields.
+    joins: Vec<(Arc<str>, Vec<Arc<str>>)>,
 }
 
 impl Deduper {
@@ -90,7 +94,28 @@ impl Deduper {
                 Some((_, class)) => *class = Class::Verbatim,
             }
         }
-        Deduper { classes }
+        let joins = schema
+            .joins
+            .iter()
+            .map(|j| (j.link.clone(), j.targets.clone()))
+            .collect();
+        Deduper { classes, joins }
+    }
+
+    /// The join whose `link eq key` queries set parent rows, for a query on `link`.
+    fn join_of_link(&self, link: &str) -> Option<usize> {
+        self.joins.iter().position(|(l, _)| &**l == link)
+    }
+
+    /// How a field collapses among the nested ops of a join's query (`join`): the join's
+    /// targets are one cell of the parent row each, whatever the field's kind.
+    fn class_in(&self, field: &Arc<str>, join: Option<usize>) -> Class {
+        let class = self.class(field);
+        let target = join.is_some_and(|j| self.joins[j].1.contains(field));
+        match class {
+            Class::Multi if target => Class::ScalarFilter(FilterKind::Multi),
+            class => class,
+        }
     }
 
     /// The field names this deduper knows, as the schema's own `Arc`s (ops that share them are
@@ -471,6 +496,8 @@ fn op_value(op: &Op) -> &Value {
 /// The collapsed state of one entity (or of one queryOpSet's nested ops).
 #[derive(Debug, Default)]
 struct Collapsed {
+    /// For a join query's nested ops: the join (its targets collapse as parent cells).
+    join: Option<usize>,
     deleted: bool,
     /// Nested ops that cannot be collapsed (a delete or queryOpSet inside a queryOpSet).
     verbatim_tail: Vec<Op>,
@@ -486,8 +513,10 @@ impl Collapsed {
         {
             Some(pos) => pos,
             None => {
-                self.fields
-                    .push((name.clone(), FieldOps::new(name, d.class(name))));
+                self.fields.push((
+                    name.clone(),
+                    FieldOps::new(name, d.class_in(name, self.join)),
+                ));
                 self.fields.len() - 1
             }
         };

@@ -40,11 +40,13 @@ macro_rules! report {
     };
 }
 
-/// What one field name denotes: its filter field (position and kind) and/or sort field.
+/// What one field name denotes: its filter field (position and kind) and/or sort field, and
+/// the join (and target position) whose values it follows, if any.
 #[derive(Copy, Clone, Debug)]
 pub(super) struct Target {
     pub(super) filter: Option<(usize, FilterKind)>,
     pub(super) sort: Option<usize>,
+    pub(super) joined: Option<(usize, usize)>,
 }
 
 /// Resolves op field names to [`Target`]s: one entry per distinct name, matched by pointer
@@ -65,6 +67,7 @@ impl FieldTable {
                     let empty = Target {
                         filter: None,
                         sort: None,
+                        joined: None,
                     };
                     names.push((name.clone(), empty));
                     names.len() - 1
@@ -84,6 +87,13 @@ impl FieldTable {
         }
         for (i, si) in sorts {
             names[i].1.sort = Some(si);
+        }
+        for (j, join) in schema.joins.iter().enumerate() {
+            for (t, target) in join.targets.iter().enumerate() {
+                if let Some(entry) = names.iter_mut().find(|(n, _)| n == target) {
+                    entry.1.joined = Some((j, t));
+                }
+            }
         }
         FieldTable { names }
     }
@@ -202,6 +212,10 @@ impl Index {
             );
             return;
         };
+        if at.joined.is_some() {
+            self.joined_write(field, slot);
+            return;
+        }
         let mut applied = false;
         if let Some((fi, kind)) = at.filter {
             match keys::filter_key(kind, value) {
@@ -265,6 +279,11 @@ impl Index {
         if key.is_none() && raw != RawKey::Null {
             return; // dictionary id space exhausted
         }
+        self.single_set_key(fi, slot, key);
+    }
+
+    /// Moves `slot` into `key` (`None`: NULL) of single/bool field `fi`.
+    pub(super) fn single_set_key(&mut self, fi: usize, slot: u32, key: Option<Key>) {
         let kc = self.key_cols[fi]
             .as_mut()
             .expect("single/bool fields have a column");
@@ -285,6 +304,30 @@ impl Index {
         }
         self.log.filter(fi, key, slot, true);
         kc.col.set(slot, new);
+        if self.joins.is_link(fi) {
+            self.follow_single(fi, slot, old, new);
+        }
+    }
+
+    /// Takes `slot` out of whatever single/bool field `fi` holds for it ("no value").
+    pub(super) fn single_clear(&mut self, fi: usize, slot: u32) {
+        let kc = self.key_cols[fi]
+            .as_mut()
+            .expect("single/bool fields have a column");
+        let old = kc.col.get(slot);
+        match old {
+            NONE => return,
+            NULL => self.log.filter(fi, None, slot, false),
+            c => {
+                if let Some(k) = kc.table.key(c) {
+                    self.log.filter(fi, Some(k), slot, false);
+                }
+            }
+        }
+        kc.col.set(slot, NONE);
+        if self.joins.is_link(fi) {
+            self.follow_single(fi, slot, old, NONE);
+        }
     }
 
     fn single_remove(&mut self, fi: usize, slot: u32, raw: RawKey) {
@@ -293,28 +336,24 @@ impl Index {
             .expect("single/bool fields have a column");
         // The slot leaves its key only when that key is the removed value: compare the slot's
         // current key with the value directly (no lookups by value).
-        let key = match kc.col.get(slot) {
-            NONE => return,
-            NULL if raw == RawKey::Null => None,
-            NULL => return,
-            code => {
-                let Some(k) = kc.table.key(code) else {
-                    return;
-                };
-                let dict = &self.state.filters[fi].dict;
-                let same = match (&raw, k) {
-                    (RawKey::Int(i), Key::Int(j)) => *i == j,
-                    (RawKey::Str(s), Key::Str(id)) => dict.text(id).is_some_and(|t| t == s),
-                    _ => false,
-                };
-                if !same {
-                    return;
+        let same = match kc.col.get(slot) {
+            NONE => false,
+            NULL => raw == RawKey::Null,
+            code => match kc.table.key(code) {
+                None => false,
+                Some(k) => {
+                    let dict = &self.state.filters[fi].dict;
+                    match (&raw, k) {
+                        (RawKey::Int(i), Key::Int(j)) => *i == j,
+                        (RawKey::Str(s), Key::Str(id)) => dict.text(id).is_some_and(|t| t == s),
+                        _ => false,
+                    }
                 }
-                Some(k)
-            }
+            },
         };
-        self.log.filter(fi, key, slot, false);
-        kc.col.set(slot, NONE);
+        if same {
+            self.single_clear(fi, slot);
+        }
     }
 
     fn multi_insert(&mut self, fi: usize, slot: u32, raw: RawKey) {
@@ -322,10 +361,21 @@ impl Index {
             None if raw != RawKey::Null => return, // dictionary id space exhausted
             key => key,
         };
+        self.multi_insert_key(fi, slot, key);
+    }
+
+    /// Adds `slot` to `key` (`None`: NULL) of multi-value field `fi`.
+    pub(super) fn multi_insert_key(&mut self, fi: usize, slot: u32, key: Option<Key>) {
         if self.pending.contains(slot) {
             self.revive(slot, fi, key, true);
         }
         self.log.filter(fi, key, slot, true);
+        if let Some(k) = key
+            && self.joins.is_link(fi)
+            && self.note_link(fi, slot, k, true)
+        {
+            self.follow_multi(fi, slot, k, true);
+        }
     }
 
     fn multi_remove(&mut self, fi: usize, slot: u32, raw: RawKey) {
@@ -333,14 +383,25 @@ impl Index {
             None if raw != RawKey::Null => return, // text never seen: in no bitmap
             key => key,
         };
+        self.multi_remove_key(fi, slot, key);
+    }
+
+    /// Takes `slot` out of `key` (`None`: NULL) of multi-value field `fi`.
+    pub(super) fn multi_remove_key(&mut self, fi: usize, slot: u32, key: Option<Key>) {
         if self.pending.contains(slot) {
             self.revive(slot, fi, key, false);
         }
         self.log.filter(fi, key, slot, false);
+        if let Some(k) = key
+            && self.joins.is_link(fi)
+            && self.note_link(fi, slot, k, false)
+        {
+            self.follow_multi(fi, slot, k, false);
+        }
     }
 
     /// Stores `new` as sort field `si`'s value for `slot`, flipping only the differing layers.
-    fn sort_write(&mut self, si: usize, slot: u32, new: u32) {
+    pub(super) fn sort_write(&mut self, si: usize, slot: u32, new: u32) {
         let old = self.sort_cols[si].get(slot);
         if old == new {
             return;
@@ -368,6 +429,9 @@ impl Index {
                 }
             }
             kc.col.set(slot, NONE);
+        }
+        for links in self.joins.links.iter_mut().flatten() {
+            links.remove(&slot);
         }
         if has_multi {
             self.pending.insert(slot);
@@ -403,6 +467,25 @@ impl Index {
                 return;
             }
         };
+        // `link eq key` of a join: its targets' ops set the parent row (see `join`); any other
+        // ops apply to the matches below.
+        let joined;
+        let ops: Vec<&Op> = match query.join_key() {
+            Some((link, value))
+                if self
+                    .state
+                    .schema
+                    .filter(link)
+                    .is_some_and(|fi| self.joins.is_link(fi)) =>
+            {
+                joined = self.join_query_op_set(link, value, ops, source_id);
+                if joined.is_empty() {
+                    return;
+                }
+                joined
+            }
+            _ => ops.iter().collect(),
+        };
         self.settle_for_query();
         let matched = match super::eval::evaluate(&self.state, filter) {
             Ok(m) => m,
@@ -414,8 +497,8 @@ impl Index {
         };
         let slots: Vec<u32> = matched.iter().collect();
         for slot in slots {
-            for op in ops {
-                if !cannot_nest(&op) {
+            for op in &ops {
+                if !cannot_nest(op) {
                     self.slot_op(slot, op);
                 }
             }
@@ -716,6 +799,7 @@ mod tests {
                 unknown_fields: 1,
                 bad_queries: 0,
                 nested_query_op_sets: 0,
+                joined_field_writes: 0,
             }
         );
         assert_eq!(count(&ix, "flag eq true AND at eq 12"), 1);

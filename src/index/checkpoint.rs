@@ -1,20 +1,24 @@
 //! Checkpoints: the whole index (bitmaps, dictionaries, applied cursor) in one file.
 //!
-//! Layout of `index.ckpt`, version 1 (integers little-endian):
+//! Layout of `index.ckpt`, version 2 (integers little-endian):
 //!
 //! | part | encoding |
 //! |---|---|
 //! | magic | 8 bytes `PGROARCK` |
-//! | version | u32 = 1 |
+//! | version | u32 = 2 |
 //! | applied | u64 commit LSN, u32 seq |
-//! | schema | u32 n, n × (str name, u8 kind: 0 single, 1 multi, 2 bool); u32 m, m × (str name, u8 bits) |
+//! | schema | u32 n, n × (str name, u8 kind: 0 single, 1 multi, 2 bool); u32 m, m × (str name, u8 bits); u32 j, j × (str link, u32 t, t × str target) |
 //! | alive | bits |
-//! | per filter field, schema order | u32 d, d × str (dictionary, id order); bits (NULL); u64 k, k × (u8 tag 0 int / 1 text, i64 or u32 dictionary id, bits) |
+//! | per filter field, schema order | u32 d, d × str (dictionary, id order); bits (NULL); u64 k, k × (key, bits) |
 //! | per sort field, schema order | `bits` × bits (layer 0 first) |
+//! | per join, schema order | u64 p, p × (key, t × cell): the parent rows, keys in the link field's key space |
 //! | crc | u32 CRC32 of every byte before it |
 //!
 //! `str` = u32 length + UTF-8 bytes; `bits` = u32 chunk count, then per chunk u32 chunk id
-//! (slot >> 20), u32 byte length, and the chunk's bitmap in roaring's portable serialization.
+//! (slot >> 20), u32 byte length, and the chunk's bitmap in roaring's portable serialization;
+//! `key` = u8 tag 0 int / 1 text, then i64 or u32 dictionary id; `cell` = u8 tag 0 NULL / 1 int /
+//! 2 text, then i64 or u32 dictionary id (of the target field) unless NULL, then u32 sort value.
+//! Version 1 (no joins in the schema, no parent rows) is still read for a schema without joins.
 //!
 //! Crash safety: the file is written to a temporary file in the same directory, fsynced, renamed
 //! over `index.ckpt`, and the directory fsynced. A crash leaves the old checkpoint or the new one,
@@ -34,6 +38,7 @@ use crate::{Lsn, WalKey};
 
 use super::bits::Bits;
 use super::columns::{NONE, NULL};
+use super::join::{Cell, Parents};
 use super::keymap::KeyMap;
 use super::keys::{Dict, Key};
 use super::{FilterState, Index, Snapshot, State};
@@ -42,7 +47,9 @@ use super::{FilterState, Index, Snapshot, State};
 pub const CHECKPOINT_FILE: &str = "index.ckpt";
 const TMP_PREFIX: &str = "index.ckpt.tmp";
 const MAGIC: &[u8; 8] = b"PGROARCK";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+/// The version before joins, still read for schemas without them.
+const VERSION_1: u32 = 1;
 
 /// Why a checkpoint could not be written or loaded.
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +159,43 @@ impl Part {
         Ok(())
     }
 
+    fn key(&mut self, k: Key) {
+        match k {
+            Key::Int(i) => {
+                self.put(&[0]);
+                self.put(&i.to_le_bytes());
+            }
+            Key::Str(id) => {
+                self.put(&[1]);
+                self.put(&id.to_le_bytes());
+            }
+        }
+    }
+
+    /// A join's parent rows (keys ascending, so equal states write equal bytes).
+    fn parents(&mut self, parents: &Parents) {
+        let mut rows: Vec<(&Key, &super::join::Row)> = parents.iter().collect();
+        rows.sort_by_key(|(k, _)| **k);
+        self.put(&(rows.len() as u64).to_le_bytes());
+        for (k, row) in rows {
+            self.key(*k);
+            for c in row.iter() {
+                match c.key {
+                    None => self.put(&[0]),
+                    Some(Key::Int(i)) => {
+                        self.put(&[1]);
+                        self.put(&i.to_le_bytes());
+                    }
+                    Some(Key::Str(id)) => {
+                        self.put(&[2]);
+                        self.put(&id.to_le_bytes());
+                    }
+                }
+                self.put(&c.sort.to_le_bytes());
+            }
+        }
+    }
+
     /// A filter field: its dictionary, NULL bitmap and key bitmaps (keys ascending).
     fn filter(&mut self, fs: &FilterState) -> io::Result<()> {
         self.len(fs.dict.len())?;
@@ -164,16 +208,7 @@ impl Part {
         entries.sort_by_key(|(k, _)| **k);
         self.put(&(entries.len() as u64).to_le_bytes());
         for (k, b) in entries {
-            match *k {
-                Key::Int(i) => {
-                    self.put(&[0]);
-                    self.put(&i.to_le_bytes());
-                }
-                Key::Str(id) => {
-                    self.put(&[1]);
-                    self.put(&id.to_le_bytes());
-                }
-            }
+            self.key(*k);
             self.bits(b)?;
         }
         Ok(())
@@ -184,6 +219,7 @@ impl Part {
 enum Section<'a> {
     Bits(&'a Bits),
     Filter(&'a FilterState),
+    Parents(&'a Parents),
 }
 
 fn len32(n: usize) -> io::Result<u32> {
@@ -243,10 +279,19 @@ impl Snapshot {
             head.str(&f.name)?;
             head.put(&[f.bits]);
         }
+        head.len(s.schema.joins.len())?;
+        for j in &s.schema.joins {
+            head.str(&j.link)?;
+            head.len(j.targets.len())?;
+            for t in &j.targets {
+                head.str(t)?;
+            }
+        }
         w.put(&head.0)?;
         let sections: Vec<Section> = std::iter::once(Section::Bits(&s.alive))
             .chain(s.filters.iter().map(Section::Filter))
             .chain(s.sorts.iter().flat_map(|l| l.iter().map(Section::Bits)))
+            .chain(s.joins.iter().map(Section::Parents))
             .collect();
         // A few parts per thread at a time: memory holds a window, not the whole checkpoint.
         for window in sections.chunks(2 * rayon::current_num_threads()) {
@@ -257,6 +302,7 @@ impl Snapshot {
                     match section {
                         Section::Bits(b) => part.bits(b)?,
                         Section::Filter(fs) => part.filter(fs)?,
+                        Section::Parents(p) => part.parents(p),
                     }
                     Ok(part)
                 })
@@ -281,6 +327,13 @@ impl Reader<'_> {
         CheckpointError::Corrupt {
             path: self.path.to_path_buf(),
             detail: detail.into(),
+        }
+    }
+
+    fn mismatch(&self, detail: String) -> CheckpointError {
+        CheckpointError::SchemaMismatch {
+            path: self.path.to_path_buf(),
+            detail,
         }
     }
 
@@ -427,60 +480,55 @@ fn read_state(r: &mut Reader<'_>, schema: Arc<Schema>) -> Result<State, Checkpoi
         return Err(r.corrupt("not a pgroar checkpoint (bad magic)"));
     }
     let version = r.u32("version")?;
-    if version != VERSION {
+    if version != VERSION && version != VERSION_1 {
         return Err(CheckpointError::Version {
             path: r.path.to_path_buf(),
             found: version,
         });
     }
     let applied = WalKey::new(Lsn(r.u64("applied LSN")?), r.u32("applied seq")?);
-    let mismatch = |r: &Reader<'_>, detail: String| CheckpointError::SchemaMismatch {
-        path: r.path.to_path_buf(),
-        detail,
-    };
     let n = r.u32("filter count")?;
     if n as usize != schema.filters.len() {
-        return Err(mismatch(
-            r,
-            format!(
-                "{n} filter fields in the checkpoint, {} configured",
-                schema.filters.len()
-            ),
-        ));
+        return Err(r.mismatch(format!(
+            "{n} filter fields in the checkpoint, {} configured",
+            schema.filters.len()
+        )));
     }
     for f in &schema.filters {
         let (name, kind) = (r.str("filter name")?, r.u8("filter kind")?);
         if name != *f.name || kind != kind_code(f.kind) {
-            return Err(mismatch(
-                r,
-                format!(
-                    "checkpoint filter field {name:?} (kind {kind}) where {:?} ({:?}) is configured",
-                    f.name, f.kind
-                ),
-            ));
+            return Err(r.mismatch(format!(
+                "checkpoint filter field {name:?} (kind {kind}) where {:?} ({:?}) is configured",
+                f.name, f.kind
+            )));
         }
     }
     let m = r.u32("sort count")?;
     if m as usize != schema.sorts.len() {
-        return Err(mismatch(
-            r,
-            format!(
-                "{m} sort fields in the checkpoint, {} configured",
-                schema.sorts.len()
-            ),
-        ));
+        return Err(r.mismatch(format!(
+            "{m} sort fields in the checkpoint, {} configured",
+            schema.sorts.len()
+        )));
     }
     for f in &schema.sorts {
         let (name, bits) = (r.str("sort name")?, r.u8("sort bits")?);
         if name != *f.name || bits != f.bits {
-            return Err(mismatch(
-                r,
-                format!(
-                    "checkpoint sort field {name:?} ({bits} bits) where {:?} ({} bits) is configured",
-                    f.name, f.bits
-                ),
+            return Err(r.mismatch(format!(
+                "checkpoint sort field {name:?} ({bits} bits) where {:?} ({} bits) is configured",
+                f.name, f.bits
+            )));
+        }
+    }
+    if version == VERSION_1 {
+        if !schema.joins.is_empty() {
+            return Err(r.mismatch(
+                "it was written before joins were kept (format version 1), and the config \
+                 declares joins"
+                    .into(),
             ));
         }
+    } else {
+        read_joins(r, &schema)?;
     }
     let alive = r.bits("alive")?;
     let mut filters = Vec::with_capacity(schema.filters.len());
@@ -528,13 +576,106 @@ fn read_state(r: &mut Reader<'_>, schema: Arc<Schema>) -> Result<State, Checkpoi
         }
         sorts.push(Arc::new(layers));
     }
+    let mut joins = Vec::with_capacity(schema.joins.len());
+    if version != VERSION_1 {
+        for j in &schema.joins {
+            joins.push(read_parents(r, &schema, j, &filters)?);
+        }
+    }
     Ok(State {
         schema,
         alive,
         filters,
         sorts,
+        joins,
         applied,
     })
+}
+
+/// Checks the checkpoint's joins against the configured ones.
+fn read_joins(r: &mut Reader<'_>, schema: &Schema) -> Result<(), CheckpointError> {
+    let n = r.u32("join count")?;
+    if n as usize != schema.joins.len() {
+        return Err(r.mismatch(format!(
+            "{n} joins in the checkpoint, {} configured",
+            schema.joins.len()
+        )));
+    }
+    for j in &schema.joins {
+        let link = r.str("join link")?;
+        let t = r.u32("join target count")?;
+        let mut targets = Vec::new();
+        for _ in 0..t.min(1024) {
+            targets.push(r.str("join target")?);
+        }
+        let same = link == *j.link
+            && targets.len() == j.targets.len()
+            && targets.iter().zip(&j.targets).all(|(a, b)| **a == **b);
+        if !same || t as usize != targets.len() {
+            return Err(r.mismatch(format!(
+                "checkpoint join on {link:?} giving {targets:?} where the join on {:?} giving \
+                     {:?} is configured",
+                j.link, j.targets
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Reads one join's parent rows (checking every key and dictionary id).
+fn read_parents(
+    r: &mut Reader<'_>,
+    schema: &Schema,
+    join: &crate::schema::Join,
+    filters: &[FilterState],
+) -> Result<Parents, CheckpointError> {
+    let link = schema
+        .filter(&join.link)
+        .expect("the schema checked its joins");
+    let dict_len = |fi: usize| filters[fi].dict.len();
+    let text = |r: &Reader<'_>, fi: usize, id: u32| {
+        if (id as usize) < dict_len(fi) {
+            Ok(Key::Str(id))
+        } else {
+            Err(r.corrupt(format!(
+                "join on {:?}: dictionary id {id} out of range",
+                join.link
+            )))
+        }
+    };
+    let mut parents = Parents::default();
+    for _ in 0..r.u64("parent count")? {
+        let key = match r.u8("parent key tag")? {
+            0 => Key::Int(i64::from_le_bytes(r.array("parent key")?)),
+            1 => {
+                let id = r.u32("parent key")?;
+                text(r, link, id)?
+            }
+            t => return Err(r.corrupt(format!("join on {:?}: key tag {t}", join.link))),
+        };
+        let mut row = Vec::with_capacity(join.targets.len());
+        for target in &join.targets {
+            let fi = schema.filter(target);
+            let cell_key = match (r.u8("cell tag")?, fi) {
+                (0, _) => None,
+                (1, _) => Some(Key::Int(i64::from_le_bytes(r.array("cell key")?))),
+                (2, Some(fi)) => {
+                    let id = r.u32("cell key")?;
+                    Some(text(r, fi, id)?)
+                }
+                (t, _) => return Err(r.corrupt(format!("join target {target:?}: cell tag {t}"))),
+            };
+            row.push(Cell {
+                key: cell_key,
+                sort: r.u32("cell sort value")?,
+            });
+        }
+        if parents.get(&key).is_some() {
+            return Err(r.corrupt(format!("join on {:?}: duplicate parent", join.link)));
+        }
+        parents.set(key, Some(row.into()));
+    }
+    Ok(parents)
 }
 
 /// Builds the writer around a loaded state, rebuilding the per-slot columns.

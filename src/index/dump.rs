@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use crate::WalKey;
 
-use super::Snapshot;
 use super::keys::Key;
+use super::{FilterState, Snapshot};
 
 /// A filter key in a dump: integers as themselves, text resolved from the dictionary.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -37,7 +37,13 @@ pub struct IndexState {
     pub filters: BTreeMap<String, FieldDump>,
     /// Per sort field name: slot → value, for slots with a non-zero value.
     pub sorts: BTreeMap<String, BTreeMap<u32, u32>>,
+    /// Per join (schema order): each parent key → its value per target (filter key, or `None`
+    /// for NULL; and sort value), for parents with a value.
+    pub parents: Vec<ParentsDump>,
 }
+
+/// One join's parent rows in a dump: key → per target (filter key or `None` for NULL, sort value).
+pub type ParentsDump = BTreeMap<DumpKey, Vec<(Option<DumpKey>, u32)>>;
 
 impl Snapshot {
     /// The canonical dump of this snapshot (lazy cleanups already applied).
@@ -58,14 +64,7 @@ impl Snapshot {
                 if bits.is_empty() {
                     continue;
                 }
-                let key = match *k {
-                    Key::Int(i) => DumpKey::Int(i),
-                    Key::Str(id) => DumpKey::Str(fs.dict.text(id).map_or_else(
-                        || format!("<missing dictionary id {id}>"),
-                        |t| t.to_string(),
-                    )),
-                };
-                d.values.insert(key, bits.iter().collect());
+                d.values.insert(dump_key(fs, *k), bits.iter().collect());
             }
             out.filters.insert(f.name.to_string(), d);
         }
@@ -78,6 +77,40 @@ impl Snapshot {
             }
             out.sorts.insert(f.name.to_string(), values);
         }
+        for (j, parents) in s.schema.joins.iter().zip(&s.joins) {
+            let link = s
+                .schema
+                .filter(&j.link)
+                .expect("a join's link is a filter field");
+            let target_fields: Vec<Option<usize>> =
+                j.targets.iter().map(|t| s.schema.filter(t)).collect();
+            let mut rows = BTreeMap::new();
+            for (k, row) in parents.iter() {
+                let cells = row
+                    .iter()
+                    .zip(&target_fields)
+                    .map(|(c, fi)| {
+                        let key = match (c.key, fi) {
+                            (Some(k), Some(fi)) => Some(dump_key(&s.filters[*fi], k)),
+                            _ => None,
+                        };
+                        (key, c.sort)
+                    })
+                    .collect();
+                rows.insert(dump_key(&s.filters[link], *k), cells);
+            }
+            out.parents.push(rows);
+        }
         out
+    }
+}
+
+fn dump_key(fs: &FilterState, k: Key) -> DumpKey {
+    match k {
+        Key::Int(i) => DumpKey::Int(i),
+        Key::Str(id) => DumpKey::Str(fs.dict.text(id).map_or_else(
+            || format!("<missing dictionary id {id}>"),
+            |t| t.to_string(),
+        )),
     }
 }

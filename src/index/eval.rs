@@ -178,7 +178,7 @@ fn interval(field: &str, op: CmpOp, v: &Literal) -> Result<(i128, i128), FilterE
 }
 
 /// The union of several bitmaps, built chunk by chunk in place.
-fn union<'a>(bits: impl Iterator<Item = &'a Bits>) -> Bits {
+pub(super) fn union<'a>(bits: impl Iterator<Item = &'a Bits>) -> Bits {
     let mut acc: Option<Bits> = None;
     let mut many: Option<std::collections::BTreeMap<u32, roaring::RoaringBitmap>> = None;
     for b in bits {

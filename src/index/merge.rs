@@ -71,6 +71,7 @@ impl Index {
         self.flush_pending();
         let parts = acc.into_parts();
         self.stats.add(&parts.stats);
+        self.load_parents(parts.parents);
         self.state
             .alive
             .or_assign(&Bits::from_word_pages(&parts.alive));

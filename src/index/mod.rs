@@ -41,6 +41,7 @@ mod columns;
 pub(crate) use columns::{PAGE, PAGE_BITS};
 mod dump;
 mod eval;
+mod join;
 pub(crate) mod keymap;
 pub(crate) mod keys;
 mod merge;
@@ -72,7 +73,7 @@ type Revived = HashMap<u32, Vec<(usize, Option<Key>)>>;
 
 pub use crate::filter::{CmpOp, Filter, FilterError, Literal, ParseError, ParseErrorKind};
 pub use checkpoint::CheckpointError;
-pub use dump::{DumpKey, FieldDump, IndexState};
+pub use dump::{DumpKey, FieldDump, IndexState, ParentsDump};
 pub use keys::{CanonicalValue, canonical_filter, canonical_sort};
 pub use search::{CursorError, MAX_LIMIT, Order, Query, QueryError, QueryResult, Sort};
 
@@ -93,6 +94,8 @@ pub struct IndexStats {
     pub bad_queries: u64,
     /// `queryOpSet`s and `truncate`s nested inside a `queryOpSet`, ignored.
     pub nested_query_op_sets: u64,
+    /// Ops that wrote a field which follows a join other than through its join, skipped.
+    pub joined_field_writes: u64,
 }
 
 impl IndexStats {
@@ -105,6 +108,7 @@ impl IndexStats {
         self.unknown_fields += o.unknown_fields;
         self.bad_queries += o.bad_queries;
         self.nested_query_op_sets += o.nested_query_op_sets;
+        self.joined_field_writes += o.joined_field_writes;
     }
 }
 
@@ -128,6 +132,8 @@ pub(crate) struct State {
     pub filters: Vec<FilterState>,
     /// Per sort field, in schema order: layer b holds the slots whose value has bit b set.
     pub sorts: Vec<Arc<Vec<Bits>>>,
+    /// Per join, in schema order: the parent rows (see `join`).
+    pub joins: Vec<join::Parents>,
     pub applied: WalKey,
 }
 
@@ -141,6 +147,7 @@ impl State {
                 .iter()
                 .map(|s| Arc::new(vec![Bits::new(); usize::from(s.bits)]))
                 .collect(),
+            joins: vec![join::Parents::default(); schema.joins.len()],
             applied: WalKey::ZERO,
             schema,
         }
@@ -178,6 +185,8 @@ pub struct Index {
     sort_cols: Vec<Column>,
     /// Op field name → filter/sort field.
     fields: FieldTable,
+    /// Which fields link or follow joins, and each multi-value link's keys per slot.
+    joins: join::Joins,
     /// Bitmap writes not yet applied (see [`writes`]).
     log: WriteLog,
     /// Deleted slots not yet taken out of multi-value bitmaps.
@@ -205,6 +214,7 @@ impl Clone for Index {
             key_cols: self.key_cols.clone(),
             sort_cols: self.sort_cols.clone(),
             fields: self.fields.clone(),
+            joins: self.joins.clone(),
             log: self.log.emptied(),
             pending: settled
                 .stale
@@ -232,6 +242,7 @@ impl Index {
         let sort_cols = vec![Column::default(); schema.sorts.len()];
         Index {
             fields: FieldTable::new(&schema),
+            joins: join::Joins::new(&schema),
             log: WriteLog::new(
                 schema.filters.len(),
                 schema.sorts.iter().map(|s| usize::from(s.bits)),
@@ -414,6 +425,7 @@ impl Index {
     fn from_state(state: State) -> Index {
         let mut index = Index::new(state.schema.clone());
         index.state = state;
+        index.rebuild_links();
         index
     }
 }

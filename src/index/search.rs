@@ -290,6 +290,20 @@ impl Snapshot {
         })
     }
 
+    /// Every slot, live or not, whose filter field `fi` holds the value `value` stands for (a
+    /// join's children; the state has no pending deleted slots while a dump loads).
+    pub(crate) fn linked(&self, fi: usize, value: &crate::filter::Literal) -> Bits {
+        let kind = self.state.schema.filters[fi].kind;
+        let fs = &self.state.filters[fi];
+        let key = match super::keys::filter_key(kind, &crate::ops::literal_value(value)) {
+            Ok(super::keys::RawKey::Int(i)) => Some(super::keys::Key::Int(i)),
+            Ok(super::keys::RawKey::Str(t)) => fs.dict.get(&t).map(super::keys::Key::Str),
+            Ok(super::keys::RawKey::Null) | Err(_) => None,
+        };
+        key.and_then(|k| fs.values.get(&k).cloned())
+            .unwrap_or_default()
+    }
+
     /// The live slots matching a parsed filter.
     pub(crate) fn matching_filter(&self, f: &Filter) -> Result<Bits, FilterError> {
         eval::evaluate(&self.state, f)

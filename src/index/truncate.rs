@@ -10,6 +10,12 @@
 //!
 //! Dictionaries and code tables stay: they are append-only, and the ids they hold stay valid.
 //!
+//! Joins (see `join`): a `truncate` of a field a join follows means its parent table was emptied:
+//! every parent row loses the field, and every slot that held a value in it holds NULL (a
+//! multi-value target: nothing). A `truncate` of a join's link field empties the link on every
+//! slot, and with it the join's targets (a slot whose link holds nothing holds nothing there).
+//! A whole-index truncate leaves the parent rows alone: they are another table's.
+//!
 //! The writer's deferred work is settled first, so none of it lands after the truncate: a
 //! snapshot's settled copy is adopted, and for a field truncate the write log is applied and the
 //! pending multi-value cleanup run (the values revived slots were given go back before the field
@@ -42,8 +48,14 @@ impl Index {
             );
             return;
         };
+        if let Some((j, t)) = at.joined {
+            // The parent table was emptied: its rows go, the linked slots' values go NULL.
+            self.truncate_target(j, t);
+            self.stats.applied_ops += 1;
+            return;
+        }
         if let Some((fi, _)) = at.filter {
-            self.truncate_filter(fi);
+            self.empty_filter(fi);
         }
         if let Some(si) = at.sort {
             self.truncate_sort(si);
@@ -73,10 +85,13 @@ impl Index {
         for col in &mut self.sort_cols {
             *col = Column::default();
         }
+        for links in self.joins.links.iter_mut().flatten() {
+            links.clear();
+        }
     }
 
     /// Filter field `fi` emptied on every slot.
-    fn truncate_filter(&mut self, fi: usize) {
+    pub(super) fn truncate_filter(&mut self, fi: usize) {
         // After this, no logged write, pending cleanup or revived value refers to the field.
         self.flush_pending();
         let fs = &mut self.state.filters[fi];
@@ -88,7 +103,7 @@ impl Index {
     }
 
     /// Sort field `si` reset on every slot.
-    fn truncate_sort(&mut self, si: usize) {
+    pub(super) fn truncate_sort(&mut self, si: usize) {
         self.settle();
         self.flush_log();
         let bits = usize::from(self.state.schema.sorts[si].bits);

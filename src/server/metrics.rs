@@ -201,6 +201,7 @@ impl ServerMetrics {
             b.unknown_fields,
             b.bad_queries,
             b.nested_query_op_sets,
+            b.joined_field_writes,
         ]) {
             c.absolute(v);
         }

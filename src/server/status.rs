@@ -119,13 +119,14 @@ pub struct Status {
 }
 
 /// The bad-data counters of [`IndexStats`], by metric label.
-pub(crate) const BAD_DATA_KINDS: [&str; 6] = [
+pub(crate) const BAD_DATA_KINDS: [&str; 7] = [
     "skipped_id",
     "clamped_value",
     "bad_value",
     "unknown_field",
     "bad_query",
     "nested_query_op_set",
+    "joined_field_write",
 ];
 
 /// The translator's bad-data counters of [`TranslateStats`], by metric label (the same
@@ -154,6 +155,7 @@ fn bad_data(s: &IndexStats) -> [u64; BAD_DATA_KINDS.len()] {
         s.unknown_fields,
         s.bad_queries,
         s.nested_query_op_sets,
+        s.joined_field_writes,
     ]
 }
 
@@ -345,6 +347,7 @@ impl Status {
             unknown_fields: v[3],
             bad_queries: v[4],
             nested_query_op_sets: v[5],
+            joined_field_writes: v[6],
         }
     }
 
@@ -512,6 +515,9 @@ pub struct BadData {
     pub bad_queries: u64,
     /// Nested `queryOpSet`s ignored.
     pub nested_query_op_sets: u64,
+    /// Ops that wrote a field following a join other than through it, skipped.
+    #[serde(default)]
+    pub joined_field_writes: u64,
 }
 
 /// The last error, for JSON.
@@ -582,6 +588,7 @@ impl StatusReport {
                 unknown_fields: s.unknown_fields,
                 bad_queries: s.bad_queries,
                 nested_query_op_sets: s.nested_query_op_sets,
+                joined_field_writes: s.joined_field_writes,
             },
             last_error: status.last_error().map(|e| ErrorReport {
                 at_unix_seconds: e

@@ -1,9 +1,10 @@
 //! The start-up check of what each source table's replica identity lets the stream carry.
 //!
 //! A DELETE (and an UPDATE that changes the key) carries only the replica identity's columns.
-//! A direct table whose DELETE would not carry its `slot_field`, or a join table whose DELETE
-//! would not carry `slot_field` and `value_field`, cannot be kept in sync: that is an error whose
-//! message gives the `ALTER TABLE … REPLICA IDENTITY …` fix. Everything else is reported as what
+//! A direct table whose DELETE would not carry its `slot_field`, a join table whose DELETE
+//! would not carry `slot_field` and `value_field`, or a joined fan-out table whose DELETE would
+//! not carry the columns its query reads, cannot be kept in sync: that is an error whose message
+//! gives the `ALTER TABLE … REPLICA IDENTITY …` fix. Everything else is reported as what
 //! the identity allows (e.g. an UPDATE without old values becomes `set(new)`, and the index
 //! moves the slot out of its old value itself).
 
@@ -134,8 +135,32 @@ pub async fn check_replica_identity(
                     ));
                 }
             }
-            SourceKind::FanOut { .. } => {
-                notes.push("DELETEs produce no ops (fan-out tables never do)".into())
+            SourceKind::FanOut { query, join, .. } => {
+                let missing: Vec<String> = query
+                    .columns()
+                    .into_iter()
+                    .filter(|c| !carries(c))
+                    .collect();
+                let list = missing
+                    .iter()
+                    .map(|c| format!("{c:?}"))
+                    .collect::<Vec<_>>()
+                    .join(" and ");
+                if missing.is_empty() {
+                    notes.push(
+                        "a DELETE sets the fields it gives NULL on the slots its query selects"
+                            .into(),
+                    );
+                } else if *join {
+                    problems.push(format!(
+                        "table {:?} (fan-out, joined): a DELETE would not carry {list}, which its query {:?} reads (replica identity {identity}), so the slots joined to a deleted row would keep its values; {fix}",
+                        source.table, query.text
+                    ));
+                } else {
+                    notes.push(format!(
+                        "a DELETE does not carry {list}: it produces no ops, and the matching slots keep the deleted row's values"
+                    ));
+                }
             }
         }
         reports.push(IdentityReport {

@@ -55,9 +55,12 @@ impl Boot {
         let mut text = feed::config_text(&self.db.url(), &self.slot, &self.data(), 0, 64 << 20);
         if self.row_by_row {
             let track =
-                r#"track_fields = ["extract(epoch from {publishedAt})::bigint as publishedAt""#;
+                r#"track_fields = ["extract(epoch from {publishedAt})::bigint as publishedAt"]"#;
             assert!(text.contains(track));
-            text = text.replace(track, &format!(r#"{track}, "{{id}} as postId""#));
+            // Writing its own link, the source cannot be a join: it applies to the matches.
+            let own = r#"track_fields = ["extract(epoch from {publishedAt})::bigint as publishedAt", "{id} as postId"]
+join = false"#;
+            text = text.replace(track, own);
         }
         Config::from_toml_str(&text, std::iter::empty()).expect("config")
     }

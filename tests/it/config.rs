@@ -171,7 +171,8 @@ fn the_example_loads() {
         }
     );
     match &config.sources[2].kind {
-        SourceKind::FanOut { query, track } => {
+        SourceKind::FanOut { query, track, join } => {
+            assert!(join, "one eq clause: kept as a join by default");
             assert_eq!(query.clauses.len(), 1);
             assert_eq!(query.clauses[0].field, "postId");
             assert_eq!(query.clauses[0].op, QueryOp::Eq);

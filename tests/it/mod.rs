@@ -10,6 +10,7 @@ mod expr_oracle;
 mod feed;
 mod follow;
 mod index_model;
+mod join_model;
 mod pg_smoke;
 mod pgoutput_capture;
 mod server;

@@ -28,10 +28,11 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use roaring::RoaringBitmap;
 
+use crate::filter::Literal;
 use crate::index::keymap::KeyHash;
 use crate::index::keys::{self, BadValue, RawKey};
 use crate::index::{IndexStats, Snapshot};
-use crate::ops::{EntityOps, Op, Value};
+use crate::ops::{EntityOps, Op, Value, literal_value};
 use crate::schema::{FieldRef, FilterKind, Schema};
 use crate::translate::{FieldOp, OpSink};
 use shared::{SMALL_KEYS, Shared};
@@ -70,8 +71,14 @@ pub(crate) struct SortParts {
     pub touched: BitPages,
 }
 
+/// A joined parent row a dump saw: its join, its key (the query's value) and, per target
+/// position, its value.
+pub(crate) type ParentRow = (usize, Value, Vec<(usize, Value)>);
+
 /// What `Index::merge_bulk` consumes.
 pub(crate) struct BulkParts {
+    /// Joined parent rows, to load as the index's parent rows.
+    pub parents: Vec<ParentRow>,
     pub alive: BitPages,
     /// Per filter field: `Some` for single/bool fields.
     pub singles: Vec<Option<SingleParts>>,
@@ -105,6 +112,8 @@ pub struct BulkAccumulator {
     scratch: Vec<u64>,
     /// The slot of the entity whose ops arrive through [`OpSink`] (`None`: its id does not fit).
     current: Option<u32>,
+    /// Joined parent rows seen by [`BulkAccumulator::add_fan_out`].
+    parents: Vec<ParentRow>,
     stats: BulkStats,
 }
 
@@ -132,6 +141,7 @@ impl BulkAccumulator {
             names: Vec::new(),
             scratch: Vec::new(),
             current: None,
+            parents: Vec::new(),
             stats: BulkStats::default(),
             shared,
             schema,
@@ -219,7 +229,10 @@ impl BulkAccumulator {
 
     /// Adds a fan-out row's ops: each `queryOpSet`'s ops go to every live slot its query
     /// matches in `snapshot` (the index the other tables loaded); other ops are counted and
-    /// ignored, as are queries that do not parse or evaluate.
+    /// ignored, as are queries that do not parse or evaluate. A join's `link eq key` query is a
+    /// parent row: it is kept (the index loads it as the join's parent row), and its values go to
+    /// every slot whose link holds the key, live or not, NULL values of multi-value targets
+    /// excepted (they contribute nothing to the union).
     pub fn add_fan_out(&mut self, snapshot: &Snapshot, e: &EntityOps) {
         self.stats.entities += 1;
         for op in &e.ops {
@@ -230,6 +243,12 @@ impl BulkAccumulator {
             let Some(query) = query else {
                 continue;
             };
+            if let Some((link, value)) = query.join_key()
+                && let Some(j) = self.schema.joins.iter().position(|j| &*j.link == link)
+            {
+                self.add_parent(snapshot, j, value, ops);
+                continue;
+            }
             let matched = query
                 .filter()
                 .map_err(|e| crate::filter::FilterError::Parse(e.clone()))
@@ -246,6 +265,42 @@ impl BulkAccumulator {
                 }
             }
         }
+    }
+
+    /// A parent row of join `j` with key `value`: kept, and its values given to the linked slots.
+    fn add_parent(&mut self, snapshot: &Snapshot, j: usize, value: &Literal, ops: &[Op]) {
+        let join = &self.schema.joins[j];
+        let mut cells = Vec::with_capacity(ops.len());
+        let mut given = Vec::with_capacity(ops.len());
+        for op in ops {
+            let (Op::Set { field, value } | Op::Add { field, value }) = op else {
+                self.stats.unsupported += 1;
+                continue;
+            };
+            let Some(t) = join.targets.iter().position(|t| t == field) else {
+                self.stats.index.joined_field_writes += 1;
+                continue;
+            };
+            cells.push((t, value.clone()));
+            let multi = self
+                .schema
+                .filter(field)
+                .map(|fi| self.schema.filters[fi].kind)
+                == Some(FilterKind::Multi);
+            if !(multi && value.is_null()) {
+                given.push((field, value));
+            }
+        }
+        let link = self
+            .schema
+            .filter(&join.link)
+            .expect("a join's link is a filter field");
+        for slot in snapshot.linked(link, value).iter() {
+            for (field, value) in &given {
+                self.add_value(slot, field, value);
+            }
+        }
+        self.parents.push((j, literal_value(value), cells));
     }
 
     fn add_ops(&mut self, slot: u32, ops: &[Op]) {
@@ -374,6 +429,7 @@ impl BulkAccumulator {
                 or_map(mine, theirs);
             }
         }
+        self.parents.append(&mut other.parents);
         let (a, b) = (&mut self.stats, other.stats);
         a.entities += b.entities;
         a.unsupported += b.unsupported;
@@ -391,6 +447,7 @@ impl BulkAccumulator {
         });
         let (alive, singles, sorts) = shared.into_parts();
         BulkParts {
+            parents: self.parents,
             alive,
             singles,
             multi: self.filters,

@@ -289,24 +289,48 @@ pub(super) fn insert<S: OpSink + ?Sized>(
             }
             join_op(bound, source, row, true, out, stats);
         }
-        BoundKind::FanOut { clauses, id, track } => {
+        BoundKind::FanOut {
+            clauses, id, track, ..
+        } => {
             let source_id = fan_source_id(*id, row);
-            let ops = track
-                .iter()
-                .filter_map(|t| {
-                    Some(Op::Set {
-                        field: t.target.clone(),
-                        value: eval(bound, t, row, slice, source_id, stats)?,
-                    })
-                })
-                .collect();
             out.entity(source_id, false);
             out.op(Op::QueryOpSet {
                 query: fan_query(clauses, row),
-                ops,
+                ops: fan_sets(bound, track, row, source_id, stats),
             });
         }
     }
+}
+
+/// A fan-out row's values: `set` of every tracked field (what an INSERT gives its slots).
+fn fan_sets(
+    bound: &Bound,
+    track: &[BoundTrack],
+    row: &Row,
+    source_id: i64,
+    stats: &mut TranslateStats,
+) -> Vec<Op> {
+    track
+        .iter()
+        .filter_map(|t| {
+            Some(Op::Set {
+                field: t.target.clone(),
+                value: eval(bound, t, row, row.slice(), source_id, stats)?,
+            })
+        })
+        .collect()
+}
+
+/// A fan-out row's removal: `set` NULL of every tracked field, on the slots its old values
+/// select (a parent DELETE: the slots joined to it hold NULL, as a LEFT JOIN without a match).
+fn fan_clear(track: &[BoundTrack]) -> Vec<Op> {
+    track
+        .iter()
+        .map(|t| Op::Set {
+            field: t.target.clone(),
+            value: Value::Null,
+        })
+        .collect()
 }
 
 pub(super) fn delete<S: OpSink + ?Sized>(
@@ -339,7 +363,19 @@ pub(super) fn delete<S: OpSink + ?Sized>(
             }
             join_op(bound, source, old, false, out, stats);
         }
-        BoundKind::FanOut { .. } => {}
+        BoundKind::FanOut {
+            clauses, id, track, ..
+        } => {
+            // The old row may carry only its key (default replica identity): the query needs
+            // only the columns it reads, which the start-up check requires there.
+            if let Some(query) = fan_query(clauses, old) {
+                out.entity(fan_source_id(*id, old), false);
+                out.op(Op::QueryOpSet {
+                    query: Some(query),
+                    ops: fan_clear(track),
+                });
+            }
+        }
     }
 }
 
@@ -419,8 +455,30 @@ pub(super) fn update<S: OpSink + ?Sized>(
                 join_op(bound, source, new, holds, out, stats);
             }
         }
-        BoundKind::FanOut { clauses, id, track } => {
+        BoundKind::FanOut {
+            clauses,
+            id,
+            track,
+            join,
+        } => {
             let source_id = fan_source_id(*id, new);
+            // A joined row whose key changed: the slots of the old key lose it, those of the new
+            // key get every value.
+            if *join
+                && let Some(old_query) = old.and_then(|o| fan_query(clauses, o))
+                && Some(&old_query) != fan_query(clauses, new).as_ref()
+            {
+                out.entity(source_id, false);
+                out.op(Op::QueryOpSet {
+                    query: Some(old_query),
+                    ops: fan_clear(track),
+                });
+                out.op(Op::QueryOpSet {
+                    query: fan_query(clauses, new),
+                    ops: fan_sets(bound, track, new, source_id, stats),
+                });
+                return;
+            }
             let new_slice = new.slice();
             let old_full_row = old.filter(|_| old_full);
             let old_slice = old_full_row.map(Row::slice);

@@ -25,7 +25,17 @@
 //!   table's values too: nothing is emitted, the case is counted
 //!   ([`TranslateStats::truncates_not_applied`]) and logged naming both tables (the index keeps
 //!   the truncated rows' values until a re-bootstrap);
-//! * a direct source without `on_delete`, a fan-out source → nothing (their DELETE emits nothing).
+//! * a fan-out source kept as a join → `truncate` of each of its fields: every parent row goes,
+//!   and every slot joined to one holds NULL (with a whole-index `truncate` when the statement
+//!   also truncates a direct source);
+//! * a direct source without `on_delete`, a fan-out source not kept as a join → nothing (a
+//!   TRUNCATE has no rows to build their queries from).
+//!
+//! Fan-out sources: INSERT → `queryOpSet(query, [set every field])`; UPDATE → `queryOpSet(query,
+//! ops)` with the changed fields as above, except that a joined row whose query columns changed
+//! gives `queryOpSet(old query, [set every field NULL])` then `queryOpSet(new query, [set every
+//! field])`; DELETE → `queryOpSet(old query, [set every field NULL])` (the index treats a parent
+//! whose values are all NULL as gone).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -149,6 +159,7 @@ enum Kind {
     FanOut {
         query: QueryTemplate,
         track: Vec<Track>,
+        join: bool,
     },
 }
 
@@ -188,6 +199,8 @@ enum BoundKind {
         clauses: Vec<(Arc<str>, QueryOp, Vec<usize>)>,
         id: Option<usize>,
         track: Vec<BoundTrack>,
+        /// The index keeps the slots joined to the row (see `SourceKind::FanOut::join`).
+        join: bool,
     },
 }
 
@@ -310,9 +323,14 @@ impl Translator {
                     value: value_field.clone(),
                     filter: filter.as_deref().map(|f| parse("filter", f)).transpose()?,
                 },
-                SourceKind::FanOut { query, track: t } => Kind::FanOut {
+                SourceKind::FanOut {
+                    query,
+                    track: t,
+                    join,
+                } => Kind::FanOut {
                     query: query.clone(),
                     track: track(t)?,
+                    join: *join,
                 },
             };
             sources.push(Source {
@@ -460,7 +478,7 @@ impl Translator {
                         })
                         .transpose()?,
                 },
-                Kind::FanOut { query, track } => {
+                Kind::FanOut { query, track, join } => {
                     let mut clauses = Vec::new();
                     for c in &query.clauses {
                         let cols = c
@@ -474,6 +492,7 @@ impl Translator {
                         clauses,
                         id: rel.column_index("id"),
                         track: bind_track(track)?,
+                        join: *join,
                     }
                 }
             };
@@ -591,16 +610,41 @@ impl Translator {
                 }
             )
         };
+        let mut ops = Vec::new();
         if let Some(&i) = truncated.iter().find(|&&i| deletes_slots(&self.sources[i])) {
             // Every slot goes: what the other truncated tables own goes with it.
             info!(table = %self.sources[i].table, "TRUNCATE of a direct source: every slot is deleted");
-            out.entity(0, false);
-            out.op(Op::Truncate { field: None });
-            return;
+            ops.push(Op::Truncate { field: None });
+        } else {
+            self.truncate_join_fields(&truncated, &mut ops);
         }
-        let mut done: Vec<&Arc<str>> = Vec::new();
-        let mut ops = Vec::new();
+        // A joined parent table emptied: its rows go, the slots joined to them hold NULL.
         for &i in &truncated {
+            if let Kind::FanOut {
+                track, join: true, ..
+            } = &self.sources[i].kind
+            {
+                info!(table = %self.sources[i].table, "TRUNCATE of a joined table: the fields it gives are NULL on every slot");
+                for t in track {
+                    ops.push(Op::Truncate {
+                        field: Some(t.target.clone()),
+                    });
+                }
+            }
+        }
+        if !ops.is_empty() {
+            out.entity(0, false);
+            for op in ops {
+                out.op(op);
+            }
+        }
+    }
+
+    /// The `truncate` of each multi-value field a truncated join table feeds, unless another
+    /// table feeds it too (see the module docs).
+    fn truncate_join_fields(&mut self, truncated: &[usize], ops: &mut Vec<Op>) {
+        let mut done: Vec<&Arc<str>> = Vec::new();
+        for &i in truncated {
             let Kind::Join { field, .. } = &self.sources[i].kind else {
                 continue; // a DELETE of its rows emits nothing
             };
@@ -638,12 +682,6 @@ impl Translator {
                      {others}, whose values clearing it would remove; the index keeps the \
                      truncated rows' values until a re-bootstrap restores exactness"
                 );
-            }
-        }
-        if !ops.is_empty() {
-            out.entity(0, false);
-            for op in ops {
-                out.op(op);
             }
         }
     }
@@ -685,7 +723,7 @@ impl Source {
                 }
                 c
             }
-            Kind::FanOut { query, track } => {
+            Kind::FanOut { query, track, .. } => {
                 let mut c = track_cols(track);
                 c.extend(
                     query
@@ -728,6 +766,7 @@ impl BoundKind {
                 clauses,
                 id,
                 track: t,
+                ..
             } => {
                 let mut c = track(t);
                 c.extend(clauses.iter().flat_map(|(_, _, cols)| cols.iter().copied()));

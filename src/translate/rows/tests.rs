@@ -18,6 +18,7 @@ url = "postgres://localhost/db"
 filters = [
   { name = "a", kind = "single" }, { name = "c", kind = "single" }, { name = "p", kind = "single" },
   { name = "tagIds", kind = "multi" }, { name = "toolIds", kind = "multi" },
+  { name = "pc", kind = "single" }, { name = "pd", kind = "single" },
 ]
 [[sources]]
 table = "items"
@@ -45,7 +46,12 @@ value_field = "v"
 [[sources]]
 table = "posts"
 query = "p eq {id}"
+track_fields = ["{c} as pc", "{d} as pd"]
+[[sources]]
+table = "lists"
+query = "p eq {id}"
 track_fields = ["c"]
+join = false
 "#;
     Config::from_toml_str(text, std::iter::empty()).expect("test config")
 }
@@ -57,8 +63,9 @@ const TABLES: &[(Oid, &str, &[&str])] = &[
     (3, "tags", &["item", "v"]),
     (4, "tools", &["item", "v"]),
     (5, "more_tools", &["item", "v"]),
-    (6, "posts", &["id", "c"]),
+    (6, "posts", &["id", "c", "d"]),
     (7, "unrelated", &["id"]),
+    (8, "lists", &["id", "c"]),
 ];
 
 fn translator() -> (Translator, RelationCache) {
@@ -143,8 +150,34 @@ fn a_field_another_table_feeds_is_not_cleared_unless_both_are_truncated() {
 
 #[test]
 fn sources_whose_delete_emits_nothing_emit_nothing() {
-    // A direct source without on_delete, a fan-out source, a table no source reads.
-    let (out, stats) = truncate(&[2, 6, 7]);
+    // A direct source without on_delete, a fan-out source not kept as a join, a table no
+    // source reads.
+    let (out, stats) = truncate(&[2, 8, 7]);
     assert!(out.is_empty(), "{out:?}");
     assert_eq!((stats.truncates, stats.truncates_not_applied), (2, 0));
+}
+
+#[test]
+fn a_joined_table_empties_the_fields_it_gives() {
+    let (out, _) = truncate(&[6]);
+    assert_eq!(
+        out,
+        vec![EntityOps::new(
+            0,
+            vec![Op::truncate(Some("pc")), Op::truncate(Some("pd"))]
+        )]
+    );
+    // Truncated with the direct table: every slot goes, and so do the parent rows.
+    let (out, _) = truncate(&[6, 1]);
+    assert_eq!(
+        out,
+        vec![EntityOps::new(
+            0,
+            vec![
+                Op::truncate(None),
+                Op::truncate(Some("pc")),
+                Op::truncate(Some("pd"))
+            ]
+        )]
+    );
 }

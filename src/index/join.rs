@@ -1,0 +1,932 @@
+//! Joins: slots whose fields follow a parent table through a link field, as SQL's
+//! `LEFT JOIN parent ON parent.key = child.link` says (DESIGN §2, "fan-out fields follow the
+//! join").
+//!
+//! A [`Join`](crate::schema::Join) names a link filter field and its target fields. The index
+//! keeps, per join, the parent rows it has learned: key (in the link field's key space) → one
+//! [`Cell`] per target (the value as the target field files it; NULL where the parent has none).
+//! Parent rows are learned from the ops themselves — a `queryOpSet` whose query is
+//! `link eq key` sets the parent's cells instead of writing the matching slots — so an index fed
+//! by trigger-made ops keeps the join too.
+//!
+//! Guarantees, after every op:
+//! * **Single-value link.** A slot whose link holds key `k` has, in each target, the cell of
+//!   parent `k`, or NULL when there is no parent `k` (or the parent's value is NULL); a slot
+//!   whose link is NULL has NULL; a slot whose link holds nothing (never set, removed, the field
+//!   truncated) holds nothing in the targets either.
+//! * **Multi-value link.** Each target is a multi-value field holding the union of the non-NULL
+//!   values of the parents whose keys the slot's link holds (nothing when none). NULL parent
+//!   values, like missing parents, contribute nothing, so a parent DELETE is the same op as
+//!   setting every target NULL. Per link field the writer keeps each slot's link keys exactly
+//!   ([`SlotLinks`]), since the link's bitmaps keep a deleted slot's bits until a lazy cleanup.
+//! * **Any order.** A parent change rewrites the targets of the slots linked to it; a change of a
+//!   slot's link (a `set`/`add`/`remove`, whichever source or `queryOpSet` wrote it) rewrites
+//!   that slot's targets from the parent rows. A target may itself be the link of another join
+//!   (the writes cascade; the schema refuses cycles).
+//! * **Targets have one writer.** An op that writes a join's target other than through its
+//!   join's `link eq key` queries is skipped and counted (`joined_field_writes`).
+//! * A parent row whose cells are all NULL is dropped: memory holds the parents that give a
+//!   value. Rows live in shards behind `Arc`s, so a snapshot shares them and the first write
+//!   after one copies a single shard.
+//!
+//! Crash windows: none of its own. The parent rows are part of the index's state: checkpoints
+//! write them, and after a crash the ops the last checkpoint does not reflect are replayed from
+//! the WAL like any others. The per-slot link keys are rebuilt from the link bitmaps on load.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::filter::Literal;
+use crate::ops::{Op, Value, literal_value};
+use crate::schema::{FilterKind, Schema};
+
+use super::Index;
+use super::columns::{NONE, NULL};
+use super::keymap::KeyHash;
+use super::keys::{self, BadValue, Key, RawKey};
+use crate::sink::bulk::ParentRow;
+
+/// A parent's value in one target, as the target field files it.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Cell {
+    /// The filter key (`None`: NULL); unused when the target is only a sort field.
+    pub key: Option<Key>,
+    /// The sort value (0 for NULL); unused when the target is only a filter field.
+    pub sort: u32,
+}
+
+impl Cell {
+    /// NULL.
+    pub(crate) const NULL: Cell = Cell { key: None, sort: 0 };
+}
+
+/// A parent row: one cell per target of its join.
+pub(crate) type Row = Arc<[Cell]>;
+
+/// Shards of the parent rows.
+const SHARD_BITS: u32 = 8;
+
+/// One join's parent rows, sharded for cheap copy-on-write (see the module note).
+#[derive(Clone)]
+pub(crate) struct Parents {
+    shards: Arc<Vec<Arc<HashMap<Key, Row, KeyHash>>>>,
+    len: usize,
+}
+
+impl Default for Parents {
+    fn default() -> Self {
+        Parents {
+            shards: Arc::new(vec![Arc::default(); 1 << SHARD_BITS]),
+            len: 0,
+        }
+    }
+}
+
+fn shard_of(k: &Key) -> usize {
+    let z = k.word().wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (z >> (64 - SHARD_BITS)) as usize
+}
+
+impl Parents {
+    /// The row of parent `k`.
+    pub(crate) fn get(&self, k: &Key) -> Option<&Row> {
+        self.shards[shard_of(k)].get(k)
+    }
+
+    /// Sets parent `k`'s row; a row of NULL cells (or `None`) drops the parent.
+    pub(crate) fn set(&mut self, k: Key, row: Option<Row>) {
+        let shard = Arc::make_mut(
+            Arc::make_mut(&mut self.shards)
+                .get_mut(shard_of(&k))
+                .expect("shard"),
+        );
+        let before = shard.len();
+        match row.filter(|r| r.iter().any(|c| *c != Cell::NULL)) {
+            Some(r) => {
+                shard.insert(k, r);
+            }
+            None => {
+                shard.remove(&k);
+            }
+        }
+        self.len = self.len + shard.len() - before;
+    }
+
+    /// Number of parents with a value.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Every parent, in no particular order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Key, &Row)> {
+        self.shards.iter().flat_map(|s| s.iter())
+    }
+
+    /// Sets target `t` NULL in every row (a TRUNCATE of the parent table, one target at a time).
+    fn clear_target(&mut self, t: usize) {
+        let keys: Vec<(Key, Row)> = self
+            .iter()
+            .filter(|(_, r)| r[t] != Cell::NULL)
+            .map(|(k, r)| (*k, r.clone()))
+            .collect();
+        for (k, row) in keys {
+            let mut cells = row.to_vec();
+            cells[t] = Cell::NULL;
+            self.set(k, Some(cells.into()));
+        }
+    }
+}
+
+/// How the writer reaches one target of a join.
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct TargetSpec {
+    /// The filter field and its kind.
+    pub filter: Option<(usize, FilterKind)>,
+    /// The sort field.
+    pub sort: Option<usize>,
+}
+
+impl TargetSpec {
+    /// A multi-value target holds a set of cells (the union over the slot's parents).
+    fn multi(&self) -> Option<usize> {
+        match self.filter {
+            Some((fi, FilterKind::Multi)) => Some(fi),
+            _ => None,
+        }
+    }
+}
+
+/// One join, resolved against the schema.
+#[derive(Clone, Debug)]
+pub(crate) struct JoinSpec {
+    /// The link filter field.
+    pub link: usize,
+    /// Whether the link is multi-value.
+    pub link_multi: bool,
+    /// The targets, in the join's order.
+    pub targets: Vec<TargetSpec>,
+}
+
+/// Per slot, the keys its multi-value link holds.
+pub(crate) type SlotLinks = HashMap<u32, Vec<Key>, KeyHash>;
+
+/// The writer's join bookkeeping (the parent rows themselves live in the state).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Joins {
+    pub specs: Vec<JoinSpec>,
+    /// Per filter field: the joins it is the link of (empty for most fields).
+    pub by_link: Vec<Vec<usize>>,
+    /// Per filter field: for a multi-value link, each slot's link keys.
+    pub links: Vec<Option<SlotLinks>>,
+}
+
+impl Joins {
+    /// The joins of `schema`, resolved (the schema has checked them).
+    pub(crate) fn new(schema: &Schema) -> Joins {
+        let mut by_link = vec![Vec::new(); schema.filters.len()];
+        let mut links: Vec<Option<SlotLinks>> = vec![None; schema.filters.len()];
+        let mut specs = Vec::with_capacity(schema.joins.len());
+        for (j, join) in schema.joins.iter().enumerate() {
+            let link = schema
+                .filter(&join.link)
+                .expect("a join's link is a filter field");
+            let link_multi = schema.filters[link].kind == FilterKind::Multi;
+            by_link[link].push(j);
+            if link_multi {
+                links[link].get_or_insert_with(SlotLinks::default);
+            }
+            let targets = join
+                .targets
+                .iter()
+                .map(|t| {
+                    let at = schema.field(t);
+                    TargetSpec {
+                        filter: at.filter.map(|fi| (fi, schema.filters[fi].kind)),
+                        sort: at.sort,
+                    }
+                })
+                .collect();
+            specs.push(JoinSpec {
+                link,
+                link_multi,
+                targets,
+            });
+        }
+        Joins {
+            specs,
+            by_link,
+            links,
+        }
+    }
+
+    /// Whether filter field `fi` links a join.
+    #[inline]
+    pub(crate) fn is_link(&self, fi: usize) -> bool {
+        self.by_link.get(fi).is_some_and(|j| !j.is_empty())
+    }
+}
+
+/// What a single-value link holds for one slot.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Link {
+    /// No value at all: the targets hold nothing.
+    Absent,
+    /// NULL: no parent, so the targets are NULL.
+    Null,
+    /// A parent key.
+    Key(Key),
+}
+
+impl Index {
+    /// The link state a single-value link column code stands for.
+    fn link_of_code(&self, fi: usize, code: u32) -> Link {
+        match code {
+            NONE => Link::Absent,
+            NULL => Link::Null,
+            c => self.key_cols[fi]
+                .as_ref()
+                .and_then(|kc| kc.table.key(c))
+                .map_or(Link::Absent, Link::Key),
+        }
+    }
+
+    /// A single-value link of `slot` moved from code `old` to code `new`: its joins' targets
+    /// follow.
+    pub(super) fn follow_single(&mut self, fi: usize, slot: u32, old: u32, new: u32) {
+        let (old, new) = (self.link_of_code(fi, old), self.link_of_code(fi, new));
+        for n in 0..self.joins.by_link[fi].len() {
+            let j = self.joins.by_link[fi][n];
+            let parents = &self.state.joins[j];
+            let row = |l: Link| match l {
+                Link::Key(k) => parents.get(&k).cloned(),
+                _ => None,
+            };
+            let (old_row, new_row) = (row(old), row(new));
+            for t in 0..self.joins.specs[j].targets.len() {
+                let spec = self.joins.specs[j].targets[t];
+                let cell = |l: Link, r: &Option<Row>| match l {
+                    Link::Absent => None,
+                    _ => Some(r.as_ref().map_or(Cell::NULL, |r| r[t])),
+                };
+                let (was, now) = (cell(old, &old_row), cell(new, &new_row));
+                self.put_cell(spec, slot, was, now);
+            }
+        }
+    }
+
+    /// Gives `slot` cell `now` (`None`: nothing) in a target of a single-value link, where it
+    /// had `was`.
+    fn put_cell(&mut self, spec: TargetSpec, slot: u32, was: Option<Cell>, now: Option<Cell>) {
+        if let Some(fi) = spec.multi() {
+            // A set of at most one value: the parent's, unless NULL.
+            let (a, b) = (was.and_then(|c| c.key), now.and_then(|c| c.key));
+            if a != b {
+                if let Some(k) = a {
+                    self.multi_remove_key(fi, slot, Some(k));
+                }
+                if let Some(k) = b {
+                    self.multi_insert_key(fi, slot, Some(k));
+                }
+            }
+        } else if let Some((fi, _)) = spec.filter {
+            match now {
+                None => self.single_clear(fi, slot),
+                Some(c) => self.single_set_key(fi, slot, c.key),
+            }
+        }
+        if let Some(si) = spec.sort {
+            self.sort_write(si, slot, now.map_or(0, |c| c.sort));
+        }
+    }
+
+    /// `slot`'s multi-value link `fi` gained (`added`) or lost key `k`: the union its joins'
+    /// targets hold follows. The slot's link keys are already updated.
+    pub(super) fn follow_multi(&mut self, fi: usize, slot: u32, k: Key, added: bool) {
+        for n in 0..self.joins.by_link[fi].len() {
+            let j = self.joins.by_link[fi][n];
+            let Some(row) = self.state.joins[j].get(&k).cloned() else {
+                continue; // no parent: contributes nothing
+            };
+            for t in 0..row.len() {
+                let Some(v) = row[t].key else { continue };
+                let Some(tfi) = self.joins.specs[j].targets[t].multi() else {
+                    continue;
+                };
+                if added {
+                    self.multi_insert_key(tfi, slot, Some(v));
+                } else if !self.linked_value(j, slot, t, v, k) {
+                    self.multi_remove_key(tfi, slot, Some(v));
+                }
+            }
+        }
+    }
+
+    /// Whether a parent of join `j` other than `except` that `slot` links to has `v` in target
+    /// `t`.
+    fn linked_value(&self, j: usize, slot: u32, t: usize, v: Key, except: Key) -> bool {
+        let fi = self.joins.specs[j].link;
+        let Some(keys) = self.joins.links[fi].as_ref().and_then(|m| m.get(&slot)) else {
+            return false;
+        };
+        let parents = &self.state.joins[j];
+        keys.iter()
+            .filter(|&&k| k != except)
+            .any(|k| parents.get(k).is_some_and(|r| r[t].key == Some(v)))
+    }
+
+    /// Records that `slot`'s multi-value link `fi` now holds (or no longer holds) `k`; `true`
+    /// when that changed something.
+    pub(super) fn note_link(&mut self, fi: usize, slot: u32, k: Key, holds: bool) -> bool {
+        let Some(map) = self.joins.links[fi].as_mut() else {
+            return false;
+        };
+        let keys = map.entry(slot).or_default();
+        let at = keys.iter().position(|&x| x == k);
+        let changed = match (at, holds) {
+            (None, true) => {
+                keys.push(k);
+                true
+            }
+            (Some(i), false) => {
+                keys.swap_remove(i);
+                true
+            }
+            _ => false,
+        };
+        if keys.is_empty() {
+            map.remove(&slot);
+        }
+        changed
+    }
+
+    /// A `queryOpSet` whose query is `link eq key` for a join link: the ops on that join's
+    /// targets set parent `key`'s cells, and the linked slots follow. Returns the ops it did not
+    /// take (other fields), which apply to the query's matches as usual.
+    pub(super) fn join_query_op_set<'o>(
+        &mut self,
+        link: &str,
+        value: &Literal,
+        ops: &'o [Op],
+        source_id: i64,
+    ) -> Vec<&'o Op> {
+        let Some(fi) = self.state.schema.filter(link) else {
+            return ops.iter().collect();
+        };
+        let mut rest = Vec::new();
+        // Per join on this link: the ops for its targets, in order.
+        let mut mine: Vec<(usize, usize, &Op)> = Vec::new();
+        for op in ops {
+            let joined = op
+                .field()
+                .and_then(|f| self.fields.get(f))
+                .and_then(|at| at.joined)
+                .filter(|&(j, _)| self.joins.specs[j].link == fi);
+            match (joined, op) {
+                (Some((j, t)), Op::Set { .. } | Op::Add { .. } | Op::Remove { .. }) => {
+                    mine.push((j, t, op))
+                }
+                _ => rest.push(op),
+            }
+        }
+        if mine.is_empty() {
+            return rest;
+        }
+        let kind = self.state.schema.filters[fi].kind;
+        let key = match keys::filter_key(kind, &literal_value(value)) {
+            Ok(RawKey::Null) | Err(BadValue) => None,
+            Ok(raw) => self.key_of(fi, &raw),
+        };
+        let Some(key) = key else {
+            self.stats.bad_queries += 1;
+            tracing::warn!(source_id, link, value = %value, "a join query's key is not a value of its link field; skipped");
+            return rest;
+        };
+        let mut joins: Vec<usize> = mine.iter().map(|&(j, _, _)| j).collect();
+        joins.dedup();
+        for j in joins {
+            let ops: Vec<(usize, &Op)> = mine
+                .iter()
+                .filter(|m| m.0 == j)
+                .map(|&(_, t, op)| (t, op))
+                .collect();
+            self.set_parent(j, key, &ops);
+        }
+        rest
+    }
+
+    /// Applies ops to parent `key`'s row of join `j`, then rewrites the linked slots' targets
+    /// whose cell changed.
+    fn set_parent(&mut self, j: usize, key: Key, ops: &[(usize, &Op)]) {
+        let n = self.joins.specs[j].targets.len();
+        let old: Vec<Cell> = match self.state.joins[j].get(&key) {
+            Some(r) => r.to_vec(),
+            None => vec![Cell::NULL; n],
+        };
+        let mut new = old.clone();
+        for &(t, op) in ops {
+            let spec = self.joins.specs[j].targets[t];
+            let (value, field) = match op {
+                Op::Set { value, field }
+                | Op::Add { value, field }
+                | Op::Remove { value, field } => (value, field),
+                _ => continue,
+            };
+            let Some(cell) = self.cell_of(spec, field, value) else {
+                continue;
+            };
+            self.stats.applied_ops += 1;
+            match op {
+                Op::Remove { .. } => {
+                    if new[t] == cell {
+                        new[t] = Cell::NULL;
+                    }
+                }
+                _ => new[t] = cell,
+            }
+        }
+        let changed: Vec<usize> = (0..n).filter(|&t| old[t] != new[t]).collect();
+        if changed.is_empty() {
+            return;
+        }
+        self.state.joins[j].set(key, Some(new.clone().into()));
+        let link = self.joins.specs[j].link;
+        self.settle_for_query();
+        let Some(bits) = self.state.filters[link].values.get(&key) else {
+            return;
+        };
+        let slots: Vec<u32> = bits.iter().collect();
+        if self.joins.specs[j].link_multi {
+            for slot in slots {
+                // The bitmap keeps deleted slots' bits until a lazy cleanup; the link keys are
+                // exact.
+                let linked = self.joins.links[link]
+                    .as_ref()
+                    .and_then(|m| m.get(&slot))
+                    .is_some_and(|keys| keys.contains(&key));
+                if !linked {
+                    continue;
+                }
+                for &t in &changed {
+                    let Some(tfi) = self.joins.specs[j].targets[t].multi() else {
+                        continue;
+                    };
+                    if let Some(v) = old[t].key
+                        && !self.linked_value(j, slot, t, v, key)
+                    {
+                        self.multi_remove_key(tfi, slot, Some(v));
+                    }
+                    if let Some(v) = new[t].key {
+                        self.multi_insert_key(tfi, slot, Some(v));
+                    }
+                }
+            }
+        } else {
+            for slot in slots {
+                for &t in &changed {
+                    let spec = self.joins.specs[j].targets[t];
+                    self.put_cell(spec, slot, Some(old[t]), Some(new[t]));
+                }
+            }
+        }
+    }
+
+    /// The cell `value` makes in a target; `None` (counted) when the field cannot hold it.
+    fn cell_of(&mut self, spec: TargetSpec, field: &str, value: &Value) -> Option<Cell> {
+        let mut cell = Cell::NULL;
+        if let Some((fi, kind)) = spec.filter {
+            match keys::filter_key(kind, value) {
+                Ok(raw) => {
+                    cell.key = self.key_of(fi, &raw);
+                    if cell.key.is_none() && raw != RawKey::Null {
+                        return None; // dictionary id space exhausted
+                    }
+                }
+                Err(BadValue) => {
+                    self.stats.bad_values += 1;
+                    tracing::warn!(field, value = %value, "a joined row's value the field cannot hold; skipped");
+                    return None;
+                }
+            }
+        }
+        if let Some(si) = spec.sort {
+            match keys::sort_value(&self.state.schema.sorts[si], value) {
+                Ok(v) => {
+                    if v.clamped {
+                        self.stats.clamped_values += 1;
+                    }
+                    cell.sort = v.value;
+                }
+                Err(BadValue) => {
+                    self.stats.bad_values += 1;
+                    tracing::warn!(field, value = %value, "a joined row's value the field cannot hold; skipped");
+                    return None;
+                }
+            }
+        }
+        Some(cell)
+    }
+
+    /// An op wrote joined target `at` other than through its join: skipped and counted.
+    pub(super) fn joined_write(&mut self, field: &str, slot: u32) {
+        self.stats.joined_field_writes += 1;
+        let n = self.stats.joined_field_writes;
+        if n <= 10 {
+            tracing::warn!(
+                field,
+                slot,
+                "an op writes a field that follows a join; skipped (the field takes its values from the joined rows)"
+            );
+        }
+    }
+
+    /// A `truncate` of joined target `(j, t)`: the parent table was emptied, so every parent's
+    /// cell goes NULL and every slot that held a value in the target holds NULL (a multi-value
+    /// target: nothing).
+    pub(super) fn truncate_target(&mut self, j: usize, t: usize) {
+        self.state.joins[j].clear_target(t);
+        let spec = self.joins.specs[j].targets[t];
+        if let Some(fi) = spec.multi() {
+            self.empty_filter(fi);
+        } else if let Some((fi, _)) = spec.filter {
+            self.settle_for_query();
+            let fs = &self.state.filters[fi];
+            let mut slots: Vec<u32> = Vec::new();
+            for (_, bits) in fs.values.iter() {
+                slots.extend(bits.iter());
+            }
+            for slot in slots {
+                self.single_set_key(fi, slot, None);
+            }
+        }
+        if let Some(si) = spec.sort {
+            self.truncate_sort(si);
+        }
+    }
+
+    /// Empties filter field `fi` on every slot, and what follows it through joins.
+    pub(super) fn empty_filter(&mut self, fi: usize) {
+        self.truncate_filter(fi);
+        if self.joins.is_link(fi) {
+            self.truncate_links(fi);
+        }
+    }
+
+    /// Link field `fi` was emptied on every slot: its joins' targets hold nothing anywhere.
+    fn truncate_links(&mut self, fi: usize) {
+        if let Some(map) = self.joins.links[fi].as_mut() {
+            map.clear();
+        }
+        for n in 0..self.joins.by_link[fi].len() {
+            let j = self.joins.by_link[fi][n];
+            for t in 0..self.joins.specs[j].targets.len() {
+                let spec = self.joins.specs[j].targets[t];
+                if let Some((tfi, _)) = spec.filter {
+                    self.empty_filter(tfi);
+                }
+                if let Some(si) = spec.sort {
+                    self.truncate_sort(si);
+                }
+            }
+        }
+    }
+
+    /// Loads the parent rows a dump saw (the dump has given the linked slots their values).
+    pub(super) fn load_parents(&mut self, rows: Vec<ParentRow>) {
+        for (j, key, values) in rows {
+            let link = self.joins.specs[j].link;
+            let kind = self.state.schema.filters[link].kind;
+            let key = match keys::filter_key(kind, &key) {
+                Ok(RawKey::Null) | Err(BadValue) => None,
+                Ok(raw) => self.key_of(link, &raw),
+            };
+            let Some(key) = key else {
+                self.stats.bad_queries += 1;
+                continue;
+            };
+            let mut row = vec![Cell::NULL; self.joins.specs[j].targets.len()];
+            for (t, value) in values {
+                let spec = self.joins.specs[j].targets[t];
+                let field = self.state.schema.joins[j].targets[t].clone();
+                if let Some(cell) = self.cell_of(spec, &field, &value) {
+                    row[t] = cell;
+                }
+            }
+            self.state.joins[j].set(key, Some(row.into()));
+        }
+    }
+
+    /// Completes the joins after a dump: the multi-value links' per-slot keys, and NULL in the
+    /// targets of every slot whose single-value link holds NULL or a key no parent row has (the
+    /// dump gave values only to the slots of the parents it saw).
+    pub fn finish_joins(&mut self) {
+        self.rebuild_links();
+        let order = self.state.schema.join_order().unwrap_or_default();
+        for j in order {
+            if self.joins.specs[j].link_multi {
+                continue;
+            }
+            self.settle_for_query();
+            let fs = &self.state.filters[self.joins.specs[j].link];
+            let linked = super::eval::union(
+                std::iter::once(&fs.null).chain(fs.values.iter().map(|(_, b)| b)),
+            );
+            for t in 0..self.joins.specs[j].targets.len() {
+                let Some((tfi, kind)) = self.joins.specs[j].targets[t].filter else {
+                    continue; // a sort field's NULL is 0: nothing to give
+                };
+                if kind == FilterKind::Multi {
+                    continue; // NULL contributes nothing to a union
+                }
+                self.settle_for_query();
+                let tfs = &self.state.filters[tfi];
+                let has = super::eval::union(
+                    std::iter::once(&tfs.null).chain(tfs.values.iter().map(|(_, b)| b)),
+                );
+                for slot in linked.andnot(&has).iter() {
+                    self.single_set_key(tfi, slot, None);
+                }
+            }
+        }
+    }
+
+    /// Rebuilds every multi-value link's per-slot keys from its bitmaps (after a load or a bulk
+    /// merge; the state has no pending deleted slots then).
+    pub(super) fn rebuild_links(&mut self) {
+        for fi in 0..self.joins.links.len() {
+            if self.joins.links[fi].is_none() {
+                continue;
+            }
+            let mut map = SlotLinks::default();
+            for (k, bits) in self.state.filters[fi].values.iter() {
+                for slot in bits.iter() {
+                    map.entry(slot).or_default().push(*k);
+                }
+            }
+            self.joins.links[fi] = Some(map);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::WalKey;
+    use crate::index::{DumpKey, Index};
+    use crate::ops::{EntityOps, Op, Value};
+    use crate::schema::{FilterKind, Join, Schema};
+
+    /// Products link to a shop (`shopId`, single) and to model versions (`mvIds`, multi); a shop
+    /// gives `region` and `tier`, a model version gives `bases` (multi); `post` (single) links a
+    /// post that gives the product a model version of its own (`mvId`, which links `mvBase`).
+    fn index() -> Index {
+        let schema = Schema::from_pairs(
+            &[
+                ("shopId", FilterKind::Single),
+                ("region", FilterKind::Single),
+                ("mvIds", FilterKind::Multi),
+                ("bases", FilterKind::Multi),
+                ("post", FilterKind::Single),
+                ("mvId", FilterKind::Single),
+                ("mvBase", FilterKind::Single),
+            ],
+            &[("tier", 8)],
+        )
+        .unwrap()
+        .with_joins(vec![
+            join("shopId", &["region", "tier"]),
+            join("mvIds", &["bases"]),
+            join("post", &["mvId"]),
+            join("mvId", &["mvBase"]),
+        ])
+        .unwrap();
+        Index::new(Arc::new(schema))
+    }
+
+    fn join(link: &str, targets: &[&str]) -> Join {
+        Join {
+            link: link.into(),
+            targets: targets.iter().map(|t| Arc::from(*t)).collect(),
+        }
+    }
+
+    fn parent(query: &str, ops: Vec<Op>) -> EntityOps {
+        EntityOps::new(
+            1,
+            vec![Op::QueryOpSet {
+                query: Some(query.into()),
+                ops,
+            }],
+        )
+    }
+
+    fn count(ix: &Index, f: &str) -> u64 {
+        ix.snapshot().count(Some(f)).unwrap()
+    }
+
+    #[test]
+    fn a_child_follows_its_parent_whatever_the_order() {
+        let mut ix = index();
+        // A child before its parent: NULL (a LEFT JOIN), then the parent's values.
+        ix.apply(&EntityOps::alive(1, vec![Op::set("shopId", 7)]));
+        assert_eq!(count(&ix, "region eq null"), 1);
+        ix.apply(&parent(
+            "shopId eq 7",
+            vec![Op::set("region", "eu"), Op::set("tier", 3)],
+        ));
+        assert_eq!(count(&ix, "region eq eu AND tier eq 3"), 1);
+        // A child after its parent gets the values at once.
+        ix.apply(&EntityOps::alive(2, vec![Op::set("shopId", 7)]));
+        assert_eq!(count(&ix, "region eq eu AND tier eq 3"), 2);
+        // Moved to a parent that does not exist, to NULL, back.
+        ix.apply(&EntityOps::new(1, vec![Op::set("shopId", 8)]));
+        ix.apply(&EntityOps::new(2, vec![Op::set("shopId", Value::Null)]));
+        assert_eq!(
+            (count(&ix, "region eq null"), count(&ix, "tier eq 0")),
+            (2, 2)
+        );
+        ix.apply(&EntityOps::new(2, vec![Op::set("shopId", 7)]));
+        assert_eq!(count(&ix, "region eq eu"), 1);
+        // The parent changes one field (REPLICA IDENTITY FULL), then is deleted.
+        ix.apply(&parent(
+            "shopId eq 7",
+            vec![Op::remove("region", "eu"), Op::set("region", "us")],
+        ));
+        assert_eq!(count(&ix, "region eq us AND tier eq 3"), 1);
+        ix.apply(&parent(
+            "shopId eq 7",
+            vec![Op::set("region", Value::Null), Op::set("tier", Value::Null)],
+        ));
+        assert_eq!(
+            (count(&ix, "region eq null"), count(&ix, "tier eq 0")),
+            (2, 2)
+        );
+        assert_eq!(
+            ix.snapshot().state.joins[0].len(),
+            0,
+            "a NULL row is dropped"
+        );
+        // A removed link holds nothing, and so do its targets.
+        ix.apply(&parent("shopId eq 8", vec![Op::set("region", "ap")]));
+        assert_eq!(count(&ix, "region eq ap"), 1);
+        ix.apply(&EntityOps::new(1, vec![Op::remove("shopId", 8)]));
+        assert_eq!(count(&ix, "region eq ap OR region eq null"), 1);
+        // Deleted and inserted again: the values of the new link only.
+        ix.apply(&EntityOps::alive(1, vec![Op::set("shopId", 8)]));
+        ix.apply(&EntityOps::alive(1, vec![Op::Delete, Op::set("shopId", 9)]));
+        assert_eq!(count(&ix, "region eq null"), 2);
+    }
+
+    #[test]
+    fn a_multi_value_link_holds_the_union_of_its_parents_values() {
+        let mut ix = index();
+        ix.apply(&parent("mvIds eq 1", vec![Op::set("bases", "SDXL")]));
+        ix.apply(&parent("mvIds eq 2", vec![Op::set("bases", "SDXL")]));
+        ix.apply(&parent("mvIds eq 3", vec![Op::set("bases", "SD1")]));
+        ix.apply(&parent("mvIds eq 4", vec![Op::set("bases", Value::Null)]));
+        ix.apply(&EntityOps::alive(
+            5,
+            vec![
+                Op::add("mvIds", 1),
+                Op::add("mvIds", 2),
+                Op::add("mvIds", 4),
+            ],
+        ));
+        assert_eq!(count(&ix, "bases eq SDXL"), 1);
+        assert_eq!(count(&ix, "bases eq null OR bases eq SD1"), 0);
+        // One of two links to SDXL goes: still SDXL.
+        ix.apply(&EntityOps::new(5, vec![Op::remove("mvIds", 1)]));
+        assert_eq!(count(&ix, "bases eq SDXL"), 1);
+        // The other parent changes: SD1 in, SDXL out.
+        ix.apply(&parent(
+            "mvIds eq 2",
+            vec![Op::remove("bases", "SDXL"), Op::set("bases", "SD1")],
+        ));
+        assert_eq!(
+            (count(&ix, "bases eq SDXL"), count(&ix, "bases eq SD1")),
+            (0, 1)
+        );
+        ix.apply(&EntityOps::new(
+            5,
+            vec![Op::add("mvIds", 3), Op::add("mvIds", 1)],
+        ));
+        assert_eq!(count(&ix, "bases eq SDXL AND bases eq SD1"), 1);
+        // Parent 3 deleted: SD1 stays through parent 2.
+        ix.apply(&parent("mvIds eq 3", vec![Op::set("bases", Value::Null)]));
+        assert_eq!(count(&ix, "bases eq SD1"), 1);
+        // The slot deleted while its bits wait for the lazy cleanup: a parent change does not
+        // bring its values back, and a new life starts from its new links only.
+        ix.apply(&EntityOps::new(5, vec![Op::Delete]));
+        ix.apply(&parent("mvIds eq 1", vec![Op::set("bases", "XL")]));
+        ix.apply(&EntityOps::alive(5, vec![Op::add("mvIds", 3)]));
+        let st = ix.debug_state();
+        assert!(st.filters["bases"].values.is_empty(), "{st:?}");
+        ix.apply(&EntityOps::new(5, vec![Op::add("mvIds", 1)]));
+        assert_eq!(count(&ix, "bases eq XL"), 1);
+    }
+
+    #[test]
+    fn joins_cascade_through_a_target_that_links_another_join() {
+        let mut ix = index();
+        ix.apply(&parent("mvId eq 10", vec![Op::set("mvBase", "SDXL")]));
+        ix.apply(&EntityOps::alive(1, vec![Op::set("post", 100)]));
+        assert_eq!(count(&ix, "mvId eq null AND mvBase eq null"), 1);
+        ix.apply(&parent("post eq 100", vec![Op::set("mvId", 10)]));
+        assert_eq!(count(&ix, "mvId eq 10 AND mvBase eq SDXL"), 1);
+        ix.apply(&parent("mvId eq 10", vec![Op::set("mvBase", "SD1")]));
+        assert_eq!(count(&ix, "mvBase eq SD1"), 1);
+        ix.apply(&parent("post eq 100", vec![Op::set("mvId", 11)]));
+        assert_eq!(count(&ix, "mvId eq 11 AND mvBase eq null"), 1);
+        // The post's table truncated: mvId NULL, and so the model's base.
+        ix.apply(&parent("post eq 100", vec![Op::set("mvId", 10)]));
+        ix.apply(&EntityOps::new(0, vec![Op::truncate(Some("mvId"))]));
+        assert_eq!(count(&ix, "mvId eq null AND mvBase eq null"), 1);
+    }
+
+    #[test]
+    fn truncates_and_direct_writes_keep_the_join() {
+        let mut ix = index();
+        ix.apply(&parent(
+            "shopId eq 7",
+            vec![Op::set("region", "eu"), Op::set("tier", 2)],
+        ));
+        ix.apply(&parent("mvIds eq 1", vec![Op::set("bases", "SDXL")]));
+        for id in 1..=3 {
+            ix.apply(&EntityOps::alive(
+                id,
+                vec![
+                    Op::set("shopId", if id == 3 { 8 } else { 7 }),
+                    Op::add("mvIds", 1),
+                ],
+            ));
+        }
+        // A write to a joined field from anywhere else is skipped and counted.
+        ix.apply(&EntityOps::new(1, vec![Op::set("region", "xx")]));
+        ix.apply(&parent("shopId in [7]", vec![Op::set("region", "yy")]));
+        assert_eq!(count(&ix, "region eq eu"), 2);
+        assert_eq!(ix.stats().joined_field_writes, 3);
+        // The shops' table emptied, one target at a time: NULL where there was a link.
+        ix.apply(&EntityOps::new(0, vec![Op::truncate(Some("region"))]));
+        assert_eq!(
+            (count(&ix, "region eq null"), count(&ix, "tier eq 2")),
+            (3, 2)
+        );
+        ix.apply(&EntityOps::new(0, vec![Op::truncate(Some("tier"))]));
+        assert_eq!(count(&ix, "tier eq 0"), 3);
+        assert_eq!(ix.debug_state().parents[0].len(), 0);
+        ix.apply(&EntityOps::alive(4, vec![Op::set("shopId", 7)]));
+        assert_eq!(count(&ix, "region eq null"), 4);
+        // The link table emptied: the union is empty everywhere, the parents stay.
+        ix.apply(&EntityOps::new(0, vec![Op::truncate(Some("mvIds"))]));
+        assert_eq!(count(&ix, "bases eq SDXL"), 0);
+        ix.apply(&EntityOps::new(2, vec![Op::add("mvIds", 1)]));
+        assert_eq!(count(&ix, "bases eq SDXL"), 1);
+        // Every slot deleted: the parents stay for the slots to come.
+        ix.apply(&EntityOps::new(0, vec![Op::truncate(None)]));
+        ix.apply(&parent("shopId eq 7", vec![Op::set("region", "eu")]));
+        ix.apply(&EntityOps::alive(
+            9,
+            vec![Op::set("shopId", 7), Op::add("mvIds", 1)],
+        ));
+        assert_eq!(count(&ix, "region eq eu AND bases eq SDXL"), 1);
+    }
+
+    #[test]
+    fn checkpoints_carry_the_parents_and_the_links() {
+        let mut ix = index();
+        ix.apply(&parent(
+            "shopId eq 7",
+            vec![Op::set("region", "eu"), Op::set("tier", 200)],
+        ));
+        ix.apply(&parent("shopId eq 8", vec![Op::set("tier", 1)]));
+        ix.apply(&parent("mvIds eq 1", vec![Op::set("bases", "SDXL")]));
+        ix.apply(&parent("mvIds eq 2", vec![Op::set("bases", "SDXL")]));
+        ix.apply(&EntityOps::alive(
+            1,
+            vec![
+                Op::set("shopId", 7),
+                Op::add("mvIds", 1),
+                Op::add("mvIds", 2),
+            ],
+        ));
+        ix.set_applied(WalKey::end_of(crate::Lsn(5)));
+        let dir = tempfile::tempdir().unwrap();
+        ix.snapshot().write_checkpoint(dir.path()).unwrap();
+        let mut loaded = Index::load_checkpoint(dir.path(), ix.schema().clone())
+            .unwrap()
+            .unwrap();
+        assert_eq!(loaded.debug_state(), ix.debug_state());
+        assert_eq!(
+            loaded.debug_state().parents[0][&DumpKey::Int(7)],
+            vec![(Some(DumpKey::Str("eu".into())), 0), (None, 200)]
+        );
+        for i in [&mut ix, &mut loaded] {
+            i.apply(&EntityOps::new(1, vec![Op::remove("mvIds", 1)]));
+            i.apply(&EntityOps::new(1, vec![Op::set("shopId", 8)]));
+            i.apply(&EntityOps::alive(2, vec![Op::set("shopId", 7)]));
+        }
+        assert_eq!(loaded.debug_state(), ix.debug_state());
+        assert_eq!(count(&loaded, "bases eq SDXL AND tier eq 1"), 1);
+    }
+}
