@@ -271,6 +271,58 @@ async fn a_200k_row_transaction_streams_through() {
     assert!(per_txn.values().any(|&n| n == 200_000), "{per_txn:?}");
 }
 
+/// A reader polling the served snapshot while single transactions insert, rewrite, and
+/// truncate-then-reload 200k rows (each cut into 20 apply batches) sees every transaction whole
+/// or not at all: only the states between transactions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_never_sees_part_of_a_transaction() {
+    const N: u64 = 200_000;
+    let f = Fixture::new("stream_whole");
+    let client = f.client().await;
+    let p = f.start().await;
+    wait_streaming(&p).await;
+    let published = p.published();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut seen = std::collections::BTreeMap::<(u64, u64, u64), u64>::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let snap = published.load_full();
+                let count = |f: &str| snap.count(Some(f)).unwrap();
+                let state = (snap.alive_count(), count("a eq 1"), count("a eq 2"));
+                *seen.entry(state).or_default() += 1;
+            }
+            seen
+        })
+    };
+    let sql =
+        |a: u64| format!("INSERT INTO items SELECT i, {a}, NULL, i FROM generate_series(1, {N}) i");
+    client.batch_execute(&sql(0)).await.unwrap();
+    wait_caught_up(&p, &client).await;
+    client
+        .batch_execute("UPDATE items SET a = 1")
+        .await
+        .unwrap();
+    wait_caught_up(&p, &client).await;
+    client
+        .batch_execute(&format!("BEGIN; TRUNCATE items; {}; COMMIT", sql(2)))
+        .await
+        .unwrap();
+    wait_caught_up(&p, &client).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = reader.join().unwrap();
+    let whole = [(0, 0, 0), (N, 0, 0), (N, N, 0), (N, 0, N)];
+    for state in seen.keys() {
+        assert!(
+            whole.contains(state),
+            "a reader saw (live, a = 1, a = 2) = {state:?}, which no committed prefix had: {seen:?}"
+        );
+    }
+    assert!(seen.contains_key(&(N, 0, N)), "{seen:?}");
+    p.join_after_stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_resumes_without_loss_or_duplicates() {
     let f = Fixture::new("stream_restart");
