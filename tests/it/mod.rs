@@ -11,6 +11,7 @@ mod feed;
 mod follow;
 mod index_model;
 mod join_model;
+mod joins;
 mod pg_smoke;
 mod pgoutput_capture;
 mod server;
