@@ -63,8 +63,12 @@ impl Cell {
 /// A parent row: one cell per target of its join.
 pub(crate) type Row = Arc<[Cell]>;
 
+/// Logged writes of a link field beyond which setting a parent applies them before reading
+/// its children (instead of replaying them).
+const LINK_REPLAY_MAX: usize = 4096;
+
 /// Shards of the parent rows.
-const SHARD_BITS: u32 = 8;
+const SHARD_BITS: u32 = 12;
 
 /// One join's parent rows, sharded for cheap copy-on-write (see the module note).
 #[derive(Clone)]
@@ -451,11 +455,27 @@ impl Index {
         }
         self.state.joins[j].set(key, Some(new.clone().into()));
         let link = self.joins.specs[j].link;
-        self.settle_for_query();
-        let Some(bits) = self.state.filters[link].values.get(&key) else {
-            return;
-        };
-        let slots: Vec<u32> = bits.iter().collect();
+        // The linked slots: the link's bitmap of the key with the key's logged writes replayed
+        // over it (the log keeps its batching; applying it here, per parent, cost more than the
+        // rest of the join). A long log of the link is applied first, alone, so that the
+        // replay stays short whatever the number of parents a batch sets.
+        if self.log.filter_len(link) > LINK_REPLAY_MAX {
+            self.settle();
+            self.log.apply_filter(link, &mut self.state.filters[link]);
+        }
+        let mut linked = self.state.filters[link]
+            .values
+            .get(&key)
+            .cloned()
+            .unwrap_or_default();
+        for (slot, set) in self.log.filter_writes(link, Some(key)) {
+            if set {
+                linked.insert(slot);
+            } else {
+                linked.remove(slot);
+            }
+        }
+        let slots: Vec<u32> = linked.iter().collect();
         if self.joins.specs[j].link_multi {
             for slot in slots {
                 // The bitmap keeps deleted slots' bits until a lazy cleanup; the link keys are
@@ -776,6 +796,23 @@ mod tests {
         ix.apply(&EntityOps::alive(1, vec![Op::set("shopId", 8)]));
         ix.apply(&EntityOps::alive(1, vec![Op::Delete, Op::set("shopId", 9)]));
         assert_eq!(count(&ix, "region eq null"), 2);
+    }
+
+    #[test]
+    fn a_parent_finds_its_children_in_a_short_or_a_long_unapplied_log() {
+        for children in [3u32, super::LINK_REPLAY_MAX as u32 + 10] {
+            let mut ix = index();
+            let mut batch: Vec<EntityOps> = (0..children)
+                .map(|c| EntityOps::alive(i64::from(c) + 10, vec![Op::set("shopId", 7)]))
+                .collect();
+            // One child moves away and another dies inside the same batch.
+            batch.push(EntityOps::new(10, vec![Op::set("shopId", 8)]));
+            batch.push(EntityOps::new(11, vec![Op::Delete]));
+            batch.push(parent("shopId eq 7", vec![Op::set("region", "eu")]));
+            ix.apply_batch(&batch);
+            assert_eq!(count(&ix, "region eq eu"), u64::from(children) - 2);
+            assert_eq!(count(&ix, "shopId eq 8 AND region eq null"), 1);
+        }
     }
 
     #[test]

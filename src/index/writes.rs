@@ -241,53 +241,90 @@ impl WriteLog {
                 writes.clear();
             }
         }
-        let mut group = Vec::new();
-        let mut runs: Vec<(usize, usize)> = Vec::new();
         for (log, fs) in self.filters.iter_mut().zip(filters.iter_mut()) {
-            // By key, then slot, then op order.
-            log.sort_unstable();
-            runs.clear();
-            let mut start = 0;
-            for run in log.chunk_by(|a, b| key_bits(*a) == key_bits(*b)) {
-                runs.push((start, start + run.len()));
-                start += run.len();
-            }
-            // Three stages, a window of keys apart: start loading the shard entries of the
-            // next window (their address needs no lookup), look up this window's keys in their
-            // shards (now in cache) and start loading their bitmaps, then apply this window.
-            let key_at = |a: usize| unpack_key(log[a]);
-            let windows: Vec<&[(usize, usize)]> = runs.chunks(PREFETCH_GROUPS).collect();
-            if let Some(first) = windows.first() {
-                first
-                    .iter()
-                    .filter_map(|&(a, _)| key_at(a))
-                    .for_each(|k| fs.values.prefetch_shard(&k));
-            }
-            for (n, window) in windows.iter().enumerate() {
-                if let Some(next) = windows.get(n + 1) {
-                    next.iter()
-                        .filter_map(|&(a, _)| key_at(a))
-                        .for_each(|k| fs.values.prefetch_shard(&k));
-                }
-                for &(a, _) in window.iter() {
-                    if let Some(k) = key_at(a) {
-                        fs.values.prefetch(&k);
-                    }
-                }
-                for &(a, b) in window.iter() {
-                    let run = &log[a..b];
-                    group.clear();
-                    group.extend(run.iter().map(|&w| bitmap_write(w)));
-                    match unpack_key(run[0]) {
-                        None => fs.null.apply_sorted(&group),
-                        Some(k) => fs.values.apply_sorted(k, &group),
-                    }
-                }
-            }
-            log.clear();
+            apply_filter_log(log, fs);
         }
         self.len = 0;
     }
+
+    /// Number of logged writes of filter field `fi`.
+    pub(crate) fn filter_len(&self, fi: usize) -> usize {
+        self.filters[fi].len()
+    }
+
+    /// Applies the logged writes of filter field `fi` alone to its state `fs` (the writer's).
+    pub(crate) fn apply_filter(&mut self, fi: usize, fs: &mut FilterState) {
+        self.len -= self.filters[fi].len();
+        apply_filter_log(&mut self.filters[fi], fs);
+    }
+
+    /// The logged writes of filter field `fi` to key `key` (`None`: NULL), in op order, as
+    /// (slot, set): replayed over that key's bitmap, they give what it holds once the log is
+    /// applied (a join's children, read without applying the rest of the log).
+    pub(crate) fn filter_writes(
+        &self,
+        fi: usize,
+        key: Option<Key>,
+    ) -> impl Iterator<Item = (u32, bool)> + '_ {
+        let bits = key_bits(pack_filter(key, 0, 0, false));
+        self.filters[fi]
+            .iter()
+            .filter(move |&&w| key_bits(w) == bits)
+            .map(|&w| {
+                let b = bitmap_write(w);
+                (slot_of(b), sets(b))
+            })
+    }
+}
+
+/// Applies one filter field's logged writes to its state and empties the log.
+fn apply_filter_log(log: &mut Vec<FilterWrite>, fs: &mut FilterState) {
+    if log.is_empty() {
+        return;
+    }
+    let mut group = Vec::new();
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    // By key, then slot, then op order.
+    log.sort_unstable();
+    runs.clear();
+    let mut start = 0;
+    for run in log.chunk_by(|a, b| key_bits(*a) == key_bits(*b)) {
+        runs.push((start, start + run.len()));
+        start += run.len();
+    }
+    // Three stages, a window of keys apart: start loading the shard entries of the
+    // next window (their address needs no lookup), look up this window's keys in their
+    // shards (now in cache) and start loading their bitmaps, then apply this window.
+    let key_at = |a: usize| unpack_key(log[a]);
+    let windows: Vec<&[(usize, usize)]> = runs.chunks(PREFETCH_GROUPS).collect();
+    if let Some(first) = windows.first() {
+        first
+            .iter()
+            .filter_map(|&(a, _)| key_at(a))
+            .for_each(|k| fs.values.prefetch_shard(&k));
+    }
+    for (n, window) in windows.iter().enumerate() {
+        if let Some(next) = windows.get(n + 1) {
+            next.iter()
+                .filter_map(|&(a, _)| key_at(a))
+                .for_each(|k| fs.values.prefetch_shard(&k));
+        }
+        for &(a, _) in window.iter() {
+            if let Some(k) = key_at(a) {
+                fs.values.prefetch(&k);
+            }
+        }
+        for &(a, b) in window.iter() {
+            let run = &log[a..b];
+            group.clear();
+            group.extend(run.iter().map(|&w| bitmap_write(w)));
+            match unpack_key(run[0]) {
+                None => fs.null.apply_sorted(&group),
+                Some(k) => fs.values.apply_sorted(k, &group),
+            }
+        }
+    }
+    log.clear();
 }
 
 #[cfg(test)]
