@@ -124,6 +124,10 @@ fn drive<E: 'static>(
 
 /// The rustls client configuration for `conn`'s TLS settings (see the module table).
 pub fn client_config(conn: &ConnInfo) -> Result<ClientConfig, SqlConnectError> {
+    // The ring provider has no post-quantum key exchange (hence its deprecation in newer
+    // rustls): the handshake uses the classical groups every PostgreSQL server offers, and
+    // ring needs no extra build tools.
+    #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
