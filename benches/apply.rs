@@ -7,6 +7,13 @@
 //!
 //! Besides the loop itself, the two stages are timed alone over the same batches.
 //!
+//! Three workloads, side by side: the plain one; the same with a `Post` fan-out applied to the
+//! current matches (`join = false`, the cost baseline); and the same fan-out kept as a
+//! join (`postId eq {id}` giving `publishedAt` and `availability`): each image links one of 200k
+//! posts, 1% of the stream's entities update a post (every linked image follows), 0.5% move an
+//! image to another post, and new images link a post. Its throughput also counts raw ops in: a
+//! post update is one `queryOpSet` of two nested ops, however many images follow it.
+//!
 //! Run: `cargo bench --bench apply`
 //!
 //! Quick probe (no criterion; prints the best of `PROBE_REPS` runs, default 20, of the same
@@ -15,7 +22,9 @@
 //!
 //! ```sh
 //! cargo bench --bench apply --no-run   # prints the binary's path
-//! PROBE=1 target/release/deps/apply-<hash> --bench
+//! PROBE=1 target/release/deps/apply-<hash> --bench        # all workloads, and what 200k
+//!                                                          # posts' parent rows take
+//! PROBE=1 PROBE_ONLY=join target/release/deps/apply-<hash> --bench   # one (for a profiler)
 //! ```
 //!
 //! With `PROBE_PUBLISH=n` the probe also takes a snapshot after every `n`th batch (counted in
@@ -31,25 +40,79 @@ use pgroar::WalKey;
 use pgroar::dedup::Deduper;
 use pgroar::index::Index;
 use pgroar::ops::{EntityOps, Op, Value};
-use pgroar::schema::{FilterKind, Schema};
+use pgroar::schema::{FilterKind, Join, Schema};
 use pgroar::wal::{FieldNames, decode_entity_ops_with, encode_entity_ops};
 
 const SLOTS: u32 = 1_000_000;
 const BATCH: usize = 10_000;
 
-fn schema() -> Arc<Schema> {
+/// Posts the join workload's images link (five images per post).
+const POSTS: u64 = 200_000;
+
+/// The three streams the benchmark runs side by side.
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum Workload {
+    /// Images only.
+    Plain,
+    /// Images linking posts, the post fan-out applied to the current matches (`join = false`).
+    FanOut,
+    /// The same, the post fan-out kept as a join.
+    Join,
+}
+
+impl Workload {
+    const ALL: [Workload; 3] = [Workload::Plain, Workload::FanOut, Workload::Join];
+
+    fn name(self) -> &'static str {
+        match self {
+            Workload::Plain => "plain",
+            Workload::FanOut => "fanout",
+            Workload::Join => "join",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Workload::Plain => "apply",
+            Workload::FanOut => "apply with the Post fan-out, join = false",
+            Workload::Join => "apply with the Post join",
+        }
+    }
+
+    fn posts(self) -> bool {
+        self != Workload::Plain
+    }
+}
+
+fn schema(w: Workload) -> Arc<Schema> {
+    let mut filters = vec![
+        ("nsfwLevel", FilterKind::Single),
+        ("type", FilterKind::Single),
+        ("userId", FilterKind::Single),
+        ("tagIds", FilterKind::Multi),
+        ("hasMeta", FilterKind::Bool),
+    ];
+    let mut sorts = vec![("existedAt", 32), ("reactionCount", 32)];
+    if !w.posts() {
+        return Arc::new(Schema::from_pairs(&filters, &sorts).unwrap());
+    }
+    filters.extend([
+        ("postId", FilterKind::Single),
+        ("availability", FilterKind::Single),
+    ]);
+    sorts.push(("publishedAt", 32));
+    if w == Workload::FanOut {
+        return Arc::new(Schema::from_pairs(&filters, &sorts).unwrap());
+    }
+    let joins = vec![Join {
+        link: "postId".into(),
+        targets: vec!["publishedAt".into(), "availability".into()],
+    }];
     Arc::new(
-        Schema::from_pairs(
-            &[
-                ("nsfwLevel", FilterKind::Single),
-                ("type", FilterKind::Single),
-                ("userId", FilterKind::Single),
-                ("tagIds", FilterKind::Multi),
-                ("hasMeta", FilterKind::Bool),
-            ],
-            &[("existedAt", 32), ("reactionCount", 32)],
-        )
-        .unwrap(),
+        Schema::from_pairs(&filters, &sorts)
+            .unwrap()
+            .with_joins(joins)
+            .unwrap(),
     )
 }
 
@@ -71,7 +134,15 @@ impl Rng {
 const NSFW: [i64; 6] = [1, 2, 4, 8, 16, 32];
 const TYPES: [&str; 3] = ["image", "video", "audio"];
 
-fn image(id: u32, rng: &mut Rng) -> EntityOps {
+fn image(id: u32, rng: &mut Rng, w: Workload) -> EntityOps {
+    let mut e = plain_image(id, rng);
+    if w.posts() {
+        e.ops.push(Op::set("postId", rng.below(POSTS) as i64));
+    }
+    e
+}
+
+fn plain_image(id: u32, rng: &mut Rng) -> EntityOps {
     EntityOps::alive(
         i64::from(id),
         vec![
@@ -108,10 +179,41 @@ fn update(rng: &mut Rng) -> EntityOps {
     EntityOps::new(id, ops)
 }
 
+const AVAILABILITY: [&str; 3] = ["Public", "Private", "Unsearchable"];
+
+/// A post row: its `queryOpSet` as an INSERT (every field), or as an UPDATE with old values.
+fn post(id: u64, rng: &mut Rng, update: bool) -> EntityOps {
+    let at = 1_600_000_000 + rng.below(100_000_000) as i64;
+    let availability = AVAILABILITY[rng.below(3) as usize];
+    let ops = if update && rng.below(2) == 0 {
+        vec![
+            Op::remove("publishedAt", 1_600_000_000i64),
+            Op::set("publishedAt", at),
+        ]
+    } else if update {
+        vec![
+            Op::remove("availability", "Public"),
+            Op::set("availability", availability),
+        ]
+    } else {
+        vec![
+            Op::set("publishedAt", at),
+            Op::set("availability", availability),
+        ]
+    };
+    EntityOps::new(
+        id as i64,
+        vec![Op::QueryOpSet {
+            query: Some(format!("postId eq {id}").into()),
+            ops,
+        }],
+    )
+}
+
 /// `batches` batches of the steady-state stream, as the apply loop gets them: each entity
 /// encoded to a WAL payload and decoded again with the schema's field names, as the WAL reader
 /// hands them over (names share the schema's `Arc`s).
-fn stream(rng: &mut Rng, batches: usize, deduper: &Deduper) -> Vec<Vec<EntityOps>> {
+fn stream(rng: &mut Rng, batches: usize, deduper: &Deduper, w: Workload) -> Vec<Vec<EntityOps>> {
     let mut names = FieldNames::new(deduper.field_names().cloned());
     let mut buf = Vec::new();
     let mut read_back = |e: EntityOps| {
@@ -122,9 +224,14 @@ fn stream(rng: &mut Rng, batches: usize, deduper: &Deduper) -> Vec<Vec<EntityOps
     (0..batches)
         .map(|_| {
             (0..BATCH)
-                .map(|_| match rng.below(100) {
-                    0..=4 => image(SLOTS + rng.below(100_000) as u32, rng),
-                    5 => EntityOps::new(rng.below(u64::from(SLOTS)) as i64, vec![Op::Delete]),
+                .map(|_| match rng.below(200) {
+                    0..=9 => image(SLOTS + rng.below(100_000) as u32, rng, w),
+                    10..=11 => EntityOps::new(rng.below(u64::from(SLOTS)) as i64, vec![Op::Delete]),
+                    12..=13 if w.posts() => post(rng.below(POSTS), rng, true),
+                    14 if w.posts() => EntityOps::new(
+                        rng.below(u64::from(SLOTS)) as i64,
+                        vec![Op::set("postId", rng.below(POSTS) as i64)],
+                    ),
                     _ => update(rng),
                 })
                 .map(&mut read_back)
@@ -133,22 +240,73 @@ fn stream(rng: &mut Rng, batches: usize, deduper: &Deduper) -> Vec<Vec<EntityOps
         .collect()
 }
 
-/// The 1M-slot base index, a deduper for its schema, and 10 batches of the stream.
-fn setup() -> (Index, Deduper, Vec<Vec<EntityOps>>) {
-    let schema = schema();
+/// The 1M-slot base index (with posts, their 200k posts), a deduper for its schema, and
+/// 10 batches of the stream.
+fn setup(w: Workload) -> (Index, Deduper, Vec<Vec<EntityOps>>) {
+    let schema = schema(w);
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut base = Index::new(schema.clone());
     for id in 0..SLOTS {
-        base.apply(&image(id, &mut rng));
+        base.apply(&image(id, &mut rng, w));
     }
+    if w.posts() {
+        for id in 0..POSTS {
+            base.apply(&post(id, &mut rng, false));
+        }
+    }
+    base.set_applied(WalKey::end_of(pgroar::Lsn(1)));
     let deduper = Deduper::new(&schema);
-    let batches = stream(&mut rng, 10, &deduper);
+    let batches = stream(&mut rng, 10, &deduper, w);
     (base, deduper, batches)
 }
 
-/// The same loop as the criterion benchmark, timed stage by stage (see the module note).
+/// The same loop as the criterion benchmark, timed stage by stage (see the module note), for
+/// both workloads.
 fn probe() {
-    let (base, deduper, batches) = setup();
+    // PROBE_ONLY=plain, fanout or join runs one workload (for a profiler).
+    let only = std::env::var("PROBE_ONLY").ok();
+    if only.is_none() {
+        parents_memory();
+    }
+    for w in Workload::ALL {
+        if only.as_deref().is_some_and(|o| o != w.name()) {
+            continue;
+        }
+        print!("{}: ", w.title());
+        probe_one(w);
+    }
+}
+
+/// Resident memory of this process, in bytes (Linux).
+fn resident() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// What the join's parent rows cost: 200k posts learned by an index without images.
+fn parents_memory() {
+    let mut rng = Rng(7);
+    let posts: Vec<EntityOps> = (0..POSTS).map(|id| post(id, &mut rng, false)).collect();
+    let mut index = Index::new(schema(Workload::Join));
+    let before = resident();
+    index.apply_batch(&posts);
+    index.set_applied(WalKey::end_of(pgroar::Lsn(1)));
+    let after = resident();
+    println!(
+        "parent rows: {POSTS} posts (two fields each) take {:.1} MiB, {:.0} bytes a post",
+        (after - before) as f64 / f64::from(1 << 20),
+        (after - before) as f64 / POSTS as f64
+    );
+    std::hint::black_box(&index);
+}
+
+fn probe_one(w: Workload) {
+    let (base, deduper, batches) = setup(w);
     let ops: usize = batches.iter().flatten().map(|e| e.ops.len()).sum();
     let reps: usize = std::env::var("PROBE_REPS")
         .ok()
@@ -174,7 +332,7 @@ fn probe() {
             index.apply_batch(&deduped);
             apply += secs(t);
             let t = Instant::now();
-            index.set_applied(WalKey::new(pgroar::Lsn(i as u64 + 1), 0));
+            index.set_applied(WalKey::end_of(pgroar::Lsn(i as u64 + 2)));
             flush += secs(t);
             if publish_every.is_some_and(|n| (i + 1) % n == 0) {
                 let t = Instant::now();
@@ -205,10 +363,16 @@ fn bench(c: &mut Criterion) {
         probe();
         return;
     }
-    let (base, deduper, batches) = setup();
+    for w in Workload::ALL {
+        bench_one(c, w);
+    }
+}
+
+fn bench_one(c: &mut Criterion, w: Workload) {
+    let (base, deduper, batches) = setup(w);
     let ops: usize = batches.iter().flatten().map(|e| e.ops.len()).sum();
 
-    let mut group = c.benchmark_group("apply");
+    let mut group = c.benchmark_group(w.title());
     group.sample_size(10);
     group.throughput(Throughput::Elements(ops as u64));
     group.bench_function("dedup+apply 100k entity-ops", |b| {
@@ -217,7 +381,7 @@ fn bench(c: &mut Criterion) {
             |(mut index, batches)| {
                 for (i, batch) in batches.into_iter().enumerate() {
                     index.apply_batch(&deduper.dedup(batch));
-                    index.set_applied(WalKey::new(pgroar::Lsn(i as u64 + 1), 0));
+                    index.set_applied(WalKey::end_of(pgroar::Lsn(i as u64 + 2)));
                 }
                 index
             },
@@ -233,7 +397,7 @@ fn bench(c: &mut Criterion) {
             |mut index| {
                 for (i, batch) in deduped.iter().enumerate() {
                     index.apply_batch(batch);
-                    index.set_applied(WalKey::new(pgroar::Lsn(i as u64 + 1), 0));
+                    index.set_applied(WalKey::end_of(pgroar::Lsn(i as u64 + 2)));
                 }
                 index
             },
