@@ -218,7 +218,8 @@ pub enum SourceProblem {
     /// A `track_fields` target that is a multi-value filter field.
     #[error(
         "track_fields[{item}] {text:?}: target {target:?} is a multi-value filter field; \
-         multi-value fields are fed by join tables (`field`), not track_fields"
+         multi-value fields are fed by join tables (`field`), or by a fan-out kept as a join \
+         (query `<field> eq {{column}}`, join = true)"
     )]
     MultiTarget {
         /// 0-based item position.
