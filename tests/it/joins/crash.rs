@@ -83,8 +83,20 @@ async fn case(identity: &str, before: &[Txn], after: &[Step]) -> Result<usize, S
             child = runner.spawn(&["run"]);
         }
     }
-    // Every link moved away and back: each product's joined fields are derived again from the
-    // parent rows the last run holds (a run that lost some, say in its checkpoint, shows here).
+    // The index the kills left, once caught up, then again after every link moved away and
+    // back: each product's joined fields derived again from the parent rows the last run holds
+    // (a run that lost some, say in its checkpoint, shows there).
+    runner.wait_ready(&mut child).await;
+    runner.wait_caught_up(&client).await;
+    check(
+        &runner,
+        child,
+        &data,
+        &client,
+        (identity, kills, "after the kills"),
+    )
+    .await?;
+    let mut child = runner.spawn(&["run"]);
     client
         .batch_execute(
             r#"UPDATE product SET "shopId" = -"shopId"; UPDATE product SET "shopId" = -"shopId";
@@ -94,6 +106,26 @@ async fn case(identity: &str, before: &[Txn], after: &[Step]) -> Result<usize, S
         .unwrap();
     runner.wait_ready(&mut child).await;
     runner.wait_caught_up(&client).await;
+    check(
+        &runner,
+        child,
+        &data,
+        &client,
+        (identity, kills, "after every link moved"),
+    )
+    .await?;
+    Ok(kills)
+}
+
+/// Stops the caught-up `child` with SIGTERM (it must exit 0) and compares the index it left
+/// with SQL's LEFT JOIN.
+async fn check(
+    runner: &Runner,
+    mut child: crate::it::feed::Guard,
+    data: &std::path::Path,
+    client: &tokio_postgres::Client,
+    (identity, kills, when): (&str, usize, &str),
+) -> Result<(), String> {
     // SAFETY: kill takes a pid and a signal number, no pointers.
     let rc = unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) };
     assert_eq!(rc, 0);
@@ -118,13 +150,13 @@ async fn case(identity: &str, before: &[Txn], after: &[Step]) -> Result<usize, S
     let index = Index::load_checkpoint(&data.join("index"), schema)
         .unwrap()
         .expect("a checkpoint");
-    let want = sql_products(&client).await;
+    let want = sql_products(client).await;
     match first_difference(&want, &index_products(&index.debug_state())) {
         Some(d) => Err(format!(
-            "replica identity {identity}, after {kills} kills: {d}\n{}",
+            "replica identity {identity}, {when} ({kills} kills): {d}\n{}",
             runner.log_tail()
         )),
-        None => Ok(kills),
+        None => Ok(()),
     }
 }
 
