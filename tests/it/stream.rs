@@ -287,7 +287,10 @@ async fn a_reader_never_sees_part_of_a_transaction() {
         let stop = stop.clone();
         std::thread::spawn(move || {
             let mut seen = std::collections::BTreeMap::<(u64, u64, u64), u64>::new();
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            // One more look after the stop: the last state was published before it.
+            let mut last = false;
+            while !last {
+                last = stop.load(std::sync::atomic::Ordering::Acquire);
                 let snap = published.load_full();
                 let count = |f: &str| snap.count(Some(f)).unwrap();
                 let state = (snap.alive_count(), count("a eq 1"), count("a eq 2"));
@@ -310,7 +313,7 @@ async fn a_reader_never_sees_part_of_a_transaction() {
         .await
         .unwrap();
     wait_caught_up(&p, &client).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop.store(true, std::sync::atomic::Ordering::Release);
     let seen = reader.join().unwrap();
     let whole = [(0, 0, 0), (N, 0, 0), (N, N, 0), (N, 0, N)];
     for state in seen.keys() {
