@@ -18,9 +18,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pgroar::bootstrap::{self, BootstrapOptions, Progress};
+use pgroar::bootstrap::{self, BootstrapOptions};
 use pgroar::cluster::{Cluster, ClusterOptions};
 use pgroar::config::Config;
+use pgroar::status::Progress;
 use tokio_postgres::NoTls;
 
 const TABLES: [(&str, &str); 3] = [

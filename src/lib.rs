@@ -25,6 +25,7 @@ pub mod schema;
 pub mod server;
 pub mod sink;
 pub mod source;
+pub mod status;
 pub mod translate;
 pub mod wal;
 

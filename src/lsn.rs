@@ -34,6 +34,18 @@ pub struct WalKey {
 }
 
 impl WalKey {
+    /// Whether an index that has applied up to this key reflects every transaction that
+    /// committed before `lsn`.
+    ///
+    /// Keys carry commit LSNs, so any applied key at or past `lsn` means every earlier commit is
+    /// in. The pipeline can also publish `WalKey::end_of(Lsn(p - 1))` once it knows that nothing
+    /// committed before `p` is still outstanding (a transaction's end LSN, or an idle keepalive's
+    /// WAL end when everything received is applied); that covers `p` too, so a `min_lsn` read
+    /// with `pg_current_wal_lsn()` after a commit is reached without waiting for a later commit.
+    pub fn covers(self, lsn: Lsn) -> bool {
+        lsn == Lsn::ZERO || self >= WalKey::end_of(Lsn(lsn.0 - 1))
+    }
+
     /// The key before every record.
     pub const ZERO: WalKey = WalKey {
         lsn: Lsn::ZERO,
@@ -104,5 +116,19 @@ mod tests {
         assert!("16B3748".parse::<Lsn>().is_err());
         assert!("0/xyz".parse::<Lsn>().is_err());
         assert!("100000000/0".parse::<Lsn>().is_err());
+    }
+
+    #[test]
+    fn covers_means_every_earlier_commit_is_in() {
+        let at = |l: u64, s: u32| WalKey::new(Lsn(l), s);
+        assert!(WalKey::ZERO.covers(Lsn::ZERO));
+        assert!(!WalKey::ZERO.covers(Lsn(1)));
+        // Mid-transaction at 100: every commit before 100 is applied.
+        assert!(at(100, 0).covers(Lsn(100)));
+        assert!(!at(100, 0).covers(Lsn(101)));
+        assert!(!WalKey::end_of(Lsn(100)).covers(Lsn(102)));
+        // The pipeline's "nothing outstanding before 150".
+        assert!(WalKey::end_of(Lsn(149)).covers(Lsn(150)));
+        assert!(!at(149, 7).covers(Lsn(150)));
     }
 }

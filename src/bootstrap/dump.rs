@@ -22,13 +22,13 @@ use super::BootstrapError;
 use super::catalog::{Job, TablePlan};
 use super::copy_binary::{self, BinaryRow};
 use super::copy_text::{CopyRow, CopyRowError, lines};
-use super::progress::TableProgress;
 use super::session::CopySession;
 use crate::config::Config;
 use crate::decode::RelationCache;
 use crate::index::Snapshot;
 use crate::ops::EntityOps;
 use crate::sink::bulk::BulkAccumulator;
+use crate::status::TableProgress;
 use crate::translate::{TranslateStats, Translator, Tuple};
 
 /// Bytes of rows per batch handed to a worker (a batch is passed once it reaches this size).

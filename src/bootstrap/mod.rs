@@ -46,11 +46,11 @@ use crate::config::Config;
 use crate::index::{CheckpointError, Index};
 use crate::sink::bulk::BulkAccumulator;
 use crate::source::{ConnInfo, ConnInfoError};
+use crate::status::{Progress, TableProgress, TableReport};
 use crate::translate::{TranslateError, TranslateStats, Translator};
 use crate::{Lsn, WalKey};
 
 pub use marker::{DataDir, Marker, MarkerError};
-pub use progress::{Progress, ProgressReport, TableReport};
 
 /// Why a bootstrap failed.
 #[derive(Debug, thiserror::Error)]
@@ -264,7 +264,7 @@ pub struct BootstrapSummary {
 struct Dump<'a> {
     sessions: &'a [session::CopySession],
     plans: &'a Arc<Vec<catalog::TablePlan>>,
-    tables: &'a [Arc<progress::TableProgress>],
+    tables: &'a [Arc<TableProgress>],
     config: &'a Config,
     workers: usize,
 }
@@ -443,7 +443,7 @@ pub async fn bootstrap(
     let fan: Vec<usize> = (0..plans.len()).filter(|&i| plans[i].fan_out).collect();
     let bulk_jobs = catalog::jobs(&plans, &bulk, options.chunk_pages);
     let fan_jobs = catalog::jobs(&plans, &fan, options.chunk_pages);
-    let tables: Vec<Arc<progress::TableProgress>> = plans
+    let tables: Vec<Arc<TableProgress>> = plans
         .iter()
         .enumerate()
         .map(|(i, p)| {
@@ -452,12 +452,7 @@ pub async fn bootstrap(
                 .chain(&fan_jobs)
                 .filter(|j| j.table == i)
                 .count() as u64;
-            Arc::new(progress::TableProgress::new(
-                p.display(),
-                p.pages,
-                p.est_rows,
-                jobs,
-            ))
+            Arc::new(TableProgress::new(p.display(), p.pages, p.est_rows, jobs))
         })
         .collect();
     progress.set_tables(tables.clone());

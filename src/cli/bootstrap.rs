@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use pgroar::bootstrap::{self, BootstrapOptions, Progress};
+use pgroar::bootstrap::{self, BootstrapOptions};
 use pgroar::config::Config;
 use pgroar::server::bootstrapping::serve_progress;
+use pgroar::status::Progress;
 use tokio::net::TcpListener;
 use tracing::info;
 
@@ -105,7 +106,7 @@ pub(crate) async fn bootstrap_then_stream(
         secs = summary.elapsed.as_secs_f64(),
         bad_slot_ids = summary.translate.bad_slot_ids,
         eval_errors = summary.translate.eval_errors,
-        bad_values = summary.translate.bad_values,
+        unparsable_values = summary.translate.unparsable_values,
         "bootstrap complete"
     );
     if !stream {

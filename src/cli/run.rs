@@ -8,7 +8,6 @@ use std::path::Path;
 use anyhow::Context;
 use pgroar::bootstrap::{self, BootstrapOptions, DataDir};
 use pgroar::config::Config;
-use pgroar::pipeline;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
@@ -43,7 +42,7 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
 
 /// Streams until SIGTERM/SIGINT, then logs where the pipeline stopped.
 pub(crate) async fn stream(config: Config) -> anyhow::Result<()> {
-    let summary = pipeline::run(config, shutdown_signal()).await?;
+    let summary = pgroar::server::run(config, shutdown_signal()).await?;
     info!(
         durable = %summary.durable,
         applied = %summary.applied.lsn,

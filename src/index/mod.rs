@@ -59,6 +59,7 @@ use roaring::RoaringBitmap;
 
 use crate::WalKey;
 use crate::schema::{FilterKind, Schema};
+use crate::status::Counter;
 
 use apply::FieldTable;
 use bits::Bits;
@@ -109,6 +110,20 @@ impl IndexStats {
         self.bad_queries += o.bad_queries;
         self.nested_query_op_sets += o.nested_query_op_sets;
         self.joined_field_writes += o.joined_field_writes;
+    }
+
+    /// The bad-data counters as the status table names them (`applied_ops` is counted by the
+    /// apply loop as ops handed over).
+    pub fn counts(&self) -> [(Counter, u64); 7] {
+        [
+            (Counter::SkippedIds, self.skipped_ids),
+            (Counter::ClampedValues, self.clamped_values),
+            (Counter::BadValues, self.bad_values),
+            (Counter::UnknownFields, self.unknown_fields),
+            (Counter::BadQueries, self.bad_queries),
+            (Counter::NestedQueryOpSets, self.nested_query_op_sets),
+            (Counter::JoinedFieldWrites, self.joined_field_writes),
+        ]
     }
 }
 

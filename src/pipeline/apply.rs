@@ -19,9 +19,8 @@ use super::PipelineError;
 use crate::WalKey;
 use crate::dedup::Deduper;
 use crate::ops::EntityOps;
-use crate::server::Status;
 use crate::sink::coalescing::CoalescingSink;
-use crate::source::PhaseTracker;
+use crate::status::{Counter, PhaseTracker, Status};
 use crate::wal::{DurableWatch, FieldNames, WalEntry, WalPosition, WalReader};
 
 /// How long the loop waits for new durable data before looking at its finish flag again.
@@ -151,8 +150,10 @@ impl Applier {
         };
         let batch = self.deduper.dedup(mem::take(&mut self.batch));
         self.sink.send(batch, upto)?;
-        self.status.add_ops(mem::take(&mut self.ops));
-        self.status.add_transactions(mem::take(&mut self.commits));
+        self.status
+            .add(Counter::OpsApplied, mem::take(&mut self.ops));
+        self.status
+            .add(Counter::Transactions, mem::take(&mut self.commits));
         Ok(())
     }
 }

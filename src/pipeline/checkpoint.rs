@@ -17,8 +17,8 @@ use tracing::{info, warn};
 
 use super::PipelineError;
 use crate::index::Snapshot;
-use crate::server::Status;
 use crate::source::{error_chain, lock};
+use crate::status::Status;
 use crate::wal::Wal;
 use crate::{Lsn, WalKey};
 

@@ -34,7 +34,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
@@ -42,13 +41,12 @@ use tracing::{error, info, warn};
 use crate::config::Config;
 use crate::dedup::Deduper;
 use crate::index::{CheckpointError, Index, Snapshot};
-use crate::server::{self, ServerError, ServerOptions, ServerState, Status};
 use crate::sink::coalescing::{CoalescingSink, SinkError, SinkOptions};
 use crate::source::{
-    ConnInfo, PhaseTracker, Source, SourceError, SourceOptions, Translate, connect_sql,
-    error_chain, lock,
+    ConnInfo, Source, SourceError, SourceOptions, Translate, connect_sql, error_chain, lock,
 };
-use crate::translate::{IdentityError, TranslateError, Translator, check_replica_identity};
+use crate::status::{PhaseTracker, Status};
+use crate::translate::{IdentityError, TranslateError, check_replica_identity};
 use crate::wal::{Wal, WalError, WalOptions};
 use crate::{Lsn, WalKey};
 
@@ -99,18 +97,6 @@ pub enum PipelineError {
     /// A source table's replica identity cannot support its source.
     #[error(transparent)]
     Identity(#[from] IdentityError),
-    /// The HTTP address cannot be bound.
-    #[error("cannot listen on {addr}")]
-    Listen {
-        /// The address.
-        addr: std::net::SocketAddr,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
-    /// The HTTP server failed.
-    #[error(transparent)]
-    Server(#[from] ServerError),
     /// A pipeline thread or task panicked.
     #[error("the {0} panicked")]
     Panicked(&'static str),
@@ -257,7 +243,7 @@ impl Pipeline {
         // Bad-data counters go to the status with every snapshot: visible while running.
         let sink_status = Arc::clone(&status);
         let sink = CoalescingSink::spawn_observed(index, options.sink.clone(), move |stats| {
-            sink_status.set_index_stats(stats)
+            sink_status.set_totals(stats.counts())
         });
         let published = sink.published();
         let applied_rx = sink.applied();
@@ -414,7 +400,7 @@ async fn supervise(s: Supervised) -> Result<RunSummary, PipelineError> {
         // snapshot is what gets checkpointed (a checkpoint is served as soon as it is loaded).
         let published = sink.published();
         let index = sink.shutdown()?;
-        status.set_index_stats(&index.stats());
+        status.set_totals(index.stats().counts());
         let snapshot = if index.applied().is_boundary() {
             index.snapshot()
         } else {
@@ -444,48 +430,10 @@ async fn supervise(s: Supervised) -> Result<RunSummary, PipelineError> {
     Ok(summary)
 }
 
-/// `pgroar run`: checks the config's expressions and the tables' replica identities, serves
-/// HTTP on `[http].listen`, and streams until `shutdown` completes.
-pub async fn run(
-    config: Config,
-    shutdown: impl Future<Output = ()>,
-) -> Result<RunSummary, PipelineError> {
-    let translator = Translator::new(&config)?;
-    check_identities(&config).await?;
-    let listener = TcpListener::bind(config.http.listen)
-        .await
-        .map_err(|source| PipelineError::Listen {
-            addr: config.http.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().unwrap_or(config.http.listen);
-    let options = PipelineOptions::from_config(&config);
-    let pipeline = Pipeline::start(config, translator, options).await?;
-    let state = ServerState::new(
-        Arc::clone(pipeline.status()),
-        pipeline.published(),
-        pipeline.applied(),
-        ServerOptions::default(),
-    );
-    let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(server::serve(listener, state, async move {
-        let _ = server_stopped.await;
-    }));
-    info!(%addr, "serving HTTP");
-    let result = pipeline.run_until(shutdown).await;
-    let _ = server_stop.send(());
-    match server.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => warn!(error = %error_chain(&e), "the HTTP server failed"),
-        Err(_) => warn!("the HTTP server panicked"),
-    }
-    result
-}
-
 /// The start-up replica identity check, on an ordinary connection. Refuses to start when a
 /// source table's identity cannot support it; a connection problem only warns (the stream
 /// retries on its own).
-async fn check_identities(config: &Config) -> Result<(), PipelineError> {
+pub async fn check_identities(config: &Config) -> Result<(), PipelineError> {
     let conn = ConnInfo::parse(&config.postgres.url).map_err(SourceError::from)?;
     let client = match connect_sql(&conn).await {
         Ok(client) => client,

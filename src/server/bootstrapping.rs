@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 use super::ServerError;
-use crate::bootstrap::{Progress, ProgressReport};
+use crate::status::{Progress, ProgressReport};
 
 #[derive(Clone)]
 struct BootState {

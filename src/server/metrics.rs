@@ -8,7 +8,8 @@
 use metrics::{Counter, Gauge, Histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use super::status::{BAD_DATA_KINDS, Phase, StatusReport, TRANSLATE_BAD_DATA_KINDS};
+use super::status::StatusReport;
+use crate::status::{BAD_DATA_HELP, BAD_DATA_METRIC, COUNTERS, Group, Phase};
 
 /// Buckets of the query latency histogram, in seconds.
 const LATENCY_BUCKETS: [f64; 16] = [
@@ -43,15 +44,10 @@ pub(crate) struct ServerMetrics {
     lag_bytes: Gauge,
     lag_seconds: Gauge,
     server_lsn_age: Gauge,
-    ops: Counter,
-    transactions: Counter,
-    rows: Counter,
-    truncates: Counter,
-    reconnects: Counter,
+    /// One per row of [`COUNTERS`], in its order.
+    counters: [Counter; COUNTERS.len()],
     alive: Gauge,
     phase: [Gauge; Phase::ALL.len()],
-    bad_data: [Counter; BAD_DATA_KINDS.len()],
-    translate_bad_data: [Counter; TRANSLATE_BAD_DATA_KINDS.len()],
     queries: [Counter; OUTCOMES.len()],
     duration: Histogram,
     waiting: Gauge,
@@ -94,29 +90,12 @@ impl ServerMetrics {
                 Unit::Seconds,
                 "Seconds since the server's WAL position was read (NaN while unknown)"
             );
-            describe_counter!("pgroar_ops_applied_total", "Ops applied to the index");
-            describe_counter!(
-                "pgroar_transactions_total",
-                "Source transactions applied to the index"
-            );
-            describe_counter!(
-                "pgroar_rows_translated_total",
-                "Row changes of source tables translated into ops"
-            );
-            describe_counter!(
-                "pgroar_truncates_total",
-                "TRUNCATEs of source tables received"
-            );
-            describe_counter!(
-                "pgroar_reconnects_total",
-                "Replication connections re-established"
-            );
+            for spec in COUNTERS.iter().filter(|s| s.group == Group::Total) {
+                describe_counter!(spec.metric, spec.help);
+            }
+            describe_counter!(BAD_DATA_METRIC, BAD_DATA_HELP);
             describe_gauge!("pgroar_alive_slots", "Live slots in the published snapshot");
             describe_gauge!("pgroar_phase", "1 for the pipeline's current phase, else 0");
-            describe_counter!(
-                "pgroar_bad_data_total",
-                "Bad data skipped or clamped (by the translator or the index writer), by kind"
-            );
             describe_counter!("pgroar_queries_total", "Queries answered, by outcome");
             describe_gauge!(
                 "pgroar_min_lsn_waits",
@@ -133,16 +112,12 @@ impl ServerMetrics {
                 lag_bytes: gauge!("pgroar_lag_bytes"),
                 lag_seconds: gauge!("pgroar_lag_seconds"),
                 server_lsn_age: gauge!("pgroar_server_lsn_age_seconds"),
-                ops: counter!("pgroar_ops_applied_total"),
-                transactions: counter!("pgroar_transactions_total"),
-                rows: counter!("pgroar_rows_translated_total"),
-                truncates: counter!("pgroar_truncates_total"),
-                reconnects: counter!("pgroar_reconnects_total"),
+                counters: COUNTERS.map(|spec| match spec.kind {
+                    Some(kind) => counter!(spec.metric, "kind" => kind),
+                    None => counter!(spec.metric),
+                }),
                 alive: gauge!("pgroar_alive_slots"),
                 phase: Phase::ALL.map(|p| gauge!("pgroar_phase", "phase" => p.as_str())),
-                bad_data: BAD_DATA_KINDS.map(|k| counter!("pgroar_bad_data_total", "kind" => k)),
-                translate_bad_data: TRANSLATE_BAD_DATA_KINDS
-                    .map(|k| counter!("pgroar_bad_data_total", "kind" => k)),
                 queries: OUTCOMES.map(|o| counter!("pgroar_queries_total", "outcome" => o)),
                 duration: metrics::histogram!(QUERY_DURATION),
                 waiting: gauge!("pgroar_min_lsn_waits"),
@@ -184,33 +159,12 @@ impl ServerMetrics {
         self.lag_seconds.set(report.lag_seconds.unwrap_or(f64::NAN));
         self.server_lsn_age
             .set(report.server_lsn_age_seconds.unwrap_or(f64::NAN));
-        self.ops.absolute(report.ops_applied_total);
-        self.transactions.absolute(report.transactions_total);
-        self.rows.absolute(report.rows_translated_total);
-        self.truncates.absolute(report.truncates_total);
-        self.reconnects.absolute(report.reconnects_total);
+        for (c, spec) in self.counters.iter().zip(&COUNTERS) {
+            c.absolute(report.counts.get(spec.counter));
+        }
         self.alive.set(report.alive_slots as f64);
         for (g, p) in self.phase.iter().zip(Phase::ALL) {
             g.set(if p == report.phase { 1.0 } else { 0.0 });
-        }
-        let b = &report.bad_data;
-        for (c, v) in self.bad_data.iter().zip([
-            b.skipped_ids,
-            b.clamped_values,
-            b.bad_values,
-            b.unknown_fields,
-            b.bad_queries,
-            b.nested_query_op_sets,
-            b.joined_field_writes,
-        ]) {
-            c.absolute(v);
-        }
-        for (c, v) in
-            self.translate_bad_data
-                .iter()
-                .zip([b.bad_slot_ids, b.eval_errors, b.unparsable_values])
-        {
-            c.absolute(v);
         }
         self.handle.render()
     }

@@ -12,25 +12,23 @@
 //! from the sink's published cell, on the blocking pool, with no lock held across an await; the
 //! pipeline updates [`Status`] with atomics only. A `min_lsn` wait ends when the applied
 //! cursor covers it ([`covers`]), when its timeout passes, or at shutdown; while it waits, its
-//! position is registered ([`ReadDemand`]) so that the replication source writes the Mark that
+//! position is registered ([`crate::status::ReadDemand`]) so that the replication source writes the Mark that
 //! proves it as soon as it knows one, instead of at its next keepalive Mark.
 //!
 //! # Metrics
 //! `pgroar_lsn{stage="received|durable|applied|checkpointed|server"}`, `pgroar_lag_bytes`
 //! (server − applied), `pgroar_lag_seconds`, `pgroar_server_lsn_age_seconds`,
-//! `pgroar_ops_applied_total`, `pgroar_transactions_total`, `pgroar_rows_translated_total`,
-//! `pgroar_truncates_total`, `pgroar_reconnects_total`, `pgroar_alive_slots`,
-//! `pgroar_phase{phase}`, `pgroar_bad_data_total{kind}` (the translator's `bad_slot_id`,
-//! `eval_error`, `unparsable_value` and the index writer's `skipped_id`, `clamped_value`,
-//! `bad_value`, `unknown_field`, `bad_query`, `nested_query_op_set`, all counted live),
+//! `pgroar_alive_slots`, `pgroar_phase{phase}`, one metric per counter of
+//! [`crate::status::COUNTERS`] (`pgroar_ops_applied_total`, …, and
+//! `pgroar_bad_data_total{kind}` for the bad-data kinds),
 //! `pgroar_queries_total{outcome="ok|bad_request|timeout|unavailable|error"}`,
 //! `pgroar_min_lsn_waits` (queries waiting for their `min_lsn` now) and the histogram
 //! `pgroar_query_duration_seconds`. Every server has its own registry: nothing process-global.
 
 pub mod bootstrapping;
-mod demand;
 mod metrics;
 mod query;
+mod run;
 mod status;
 
 use std::future::Future;
@@ -49,13 +47,11 @@ use tokio::sync::{Semaphore, watch};
 use crate::WalKey;
 use crate::index::Snapshot;
 use crate::sink::coalescing::CoalescingSink;
+use crate::status::{Phase, Status};
 
-pub use demand::{ReadDemand, ReadWait};
-pub use query::{ErrorBody, QueryRequest, QueryResponse, SortRequest, covers};
-pub use status::{
-    BadData, ErrorInfo, ErrorReport, History, Phase, RATE_WINDOW, StageLags, StageLsns, Status,
-    StatusReport,
-};
+pub use query::{ErrorBody, QueryRequest, QueryResponse, SortRequest};
+pub use run::{RunError, run};
+pub use status::{ErrorReport, History, RATE_WINDOW, StageLags, StageLsns, StatusReport};
 
 use metrics::ServerMetrics;
 

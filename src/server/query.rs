@@ -17,8 +17,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use crate::Lsn;
 use crate::index::{FilterError, Order, Query, QueryError, QueryResult, Sort};
-use crate::{Lsn, WalKey};
 
 use super::ServerState;
 use super::metrics::Outcome;
@@ -175,18 +175,6 @@ impl From<QueryError> for ApiError {
     }
 }
 
-/// Whether an index that has applied up to `applied` reflects every transaction that committed
-/// before `lsn`.
-///
-/// Keys carry commit LSNs, so any applied key at or past `lsn` means every earlier commit is in.
-/// The pipeline can also publish `WalKey::end_of(Lsn(p - 1))` once it knows that nothing
-/// committed before `p` is still outstanding (a transaction's end LSN, or an idle keepalive's
-/// WAL end when everything received is applied); that covers `p` too, so a `min_lsn` read with
-/// `pg_current_wal_lsn()` after a commit is reached without waiting for a later commit.
-pub fn covers(applied: WalKey, lsn: Lsn) -> bool {
-    lsn == Lsn::ZERO || applied >= WalKey::end_of(Lsn(lsn.0 - 1))
-}
-
 /// `POST /query`.
 pub(crate) async fn handle(State(state): State<ServerState>, body: Bytes) -> Response {
     let (outcome, ran_for, response) = match run(&state, &body).await {
@@ -270,7 +258,7 @@ fn unavailable(state: &ServerState, error: String) -> ApiError {
 /// Waits until the applied cursor covers `min`, at most `timeout`.
 async fn wait_for(state: &ServerState, min: Lsn, timeout: Duration) -> Result<(), ApiError> {
     let mut applied = state.inner.applied.clone();
-    if covers(*applied.borrow(), min) {
+    if applied.borrow().covers(min) {
         return Ok(());
     }
     let _waiting = state.inner.metrics.waiting();
@@ -278,7 +266,7 @@ async fn wait_for(state: &ServerState, min: Lsn, timeout: Duration) -> Result<()
     let _demand = state.inner.status.read_demand().register(min);
     let mut shutdown = state.inner.shutdown.subscribe();
     let reached = tokio::select! {
-        r = tokio::time::timeout(timeout, applied.wait_for(|k| covers(*k, min))) => {
+        r = tokio::time::timeout(timeout, applied.wait_for(|k| k.covers(min))) => {
             r.map(|seen| seen.is_ok())
         }
         _ = shutdown.wait_for(|&down| down) => {
@@ -290,7 +278,7 @@ async fn wait_for(state: &ServerState, min: Lsn, timeout: Duration) -> Result<()
         Ok(false) => {
             // The sink is gone; what it published last still answers if it is far enough.
             let last = *applied.borrow();
-            if covers(last, min) {
+            if last.covers(min) {
                 Ok(())
             } else {
                 Err(unavailable(
@@ -323,20 +311,6 @@ async fn wait_for(state: &ServerState, min: Lsn, timeout: Duration) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn covers_means_every_earlier_commit_is_in() {
-        let at = |l: u64, s: u32| WalKey::new(Lsn(l), s);
-        assert!(covers(WalKey::ZERO, Lsn::ZERO));
-        assert!(!covers(WalKey::ZERO, Lsn(1)));
-        // Mid-transaction at 100: every commit before 100 is applied.
-        assert!(covers(at(100, 0), Lsn(100)));
-        assert!(!covers(at(100, 0), Lsn(101)));
-        assert!(!covers(WalKey::end_of(Lsn(100)), Lsn(102)));
-        // The pipeline's "nothing outstanding before 150".
-        assert!(covers(WalKey::end_of(Lsn(149)), Lsn(150)));
-        assert!(!covers(at(149, 7), Lsn(150)));
-    }
 
     #[test]
     fn requests_refuse_unknown_keys_and_default_the_order() {

@@ -53,7 +53,6 @@ pub mod sql;
 mod stream;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -65,7 +64,7 @@ use crate::Lsn;
 use crate::config::Config;
 use crate::decode::{Message, RelationCache, RelationChange};
 use crate::ops::EntityOps;
-use crate::server::{Phase, Status};
+use crate::status::{PhaseTracker, Status};
 use crate::translate::{TranslateError, TranslateStats, Translator};
 use crate::wal::Wal;
 
@@ -175,50 +174,6 @@ impl Default for SourceOptions {
             backoff_max: Self::DEFAULT_BACKOFF_MAX,
             stable_after: Duration::from_secs(30),
         }
-    }
-}
-
-/// Decides the published [`Phase`] from whether the stream is up and whether the apply loop is
-/// still replaying the WAL tail: ready ("streaming") needs both.
-#[derive(Debug, Default)]
-pub struct PhaseTracker {
-    connected: AtomicBool,
-    replaying: AtomicBool,
-    stopping: AtomicBool,
-}
-
-impl PhaseTracker {
-    /// The stream is up (`true`) or down.
-    pub fn set_connected(&self, status: &Status, connected: bool) {
-        self.connected.store(connected, Ordering::SeqCst);
-        self.publish(status, !connected);
-    }
-
-    /// The apply loop is replaying the WAL tail (`true`) or has caught up.
-    pub fn set_replaying(&self, status: &Status, replaying: bool) {
-        self.replaying.store(replaying, Ordering::SeqCst);
-        self.publish(status, false);
-    }
-
-    /// Shutdown has begun; the phase stays `stopping`.
-    pub fn set_stopping(&self, status: &Status) {
-        self.stopping.store(true, Ordering::SeqCst);
-        status.set_phase(Phase::Stopping);
-    }
-
-    fn publish(&self, status: &Status, lost: bool) {
-        let phase = if self.stopping.load(Ordering::SeqCst) {
-            Phase::Stopping
-        } else if self.replaying.load(Ordering::SeqCst) {
-            Phase::Replaying
-        } else if self.connected.load(Ordering::SeqCst) {
-            Phase::Streaming
-        } else if lost {
-            Phase::Reconnecting
-        } else {
-            return;
-        };
-        status.set_phase(phase);
     }
 }
 
@@ -470,7 +425,7 @@ impl<T: Translate> Source<T> {
     /// Fsyncs the WAL on the blocking pool; returns the durable LSN. The translator's counters
     /// are published on the way (a few atomic stores per group commit).
     async fn sync_wal(&mut self) -> Result<Lsn, SourceError> {
-        self.status.set_translate_stats(&self.translator.stats());
+        self.status.set_totals(self.translator.stats().counts());
         let wal = Arc::clone(&self.wal);
         let durable = tokio::task::spawn_blocking(move || lock(&wal).sync())
             .await
@@ -504,21 +459,5 @@ mod tests {
         let d: Vec<u64> = (1..=6).map(|n| backoff(&o, n).as_millis() as u64).collect();
         assert_eq!(d, [100, 200, 400, 800, 1000, 1000]);
         assert_eq!(backoff(&o, u32::MAX), Duration::from_secs(1));
-    }
-
-    #[test]
-    fn phases_follow_the_stream_and_the_replay() {
-        let status = Status::new("s", "p");
-        let t = PhaseTracker::default();
-        t.set_replaying(&status, true);
-        t.set_connected(&status, true);
-        assert_eq!(status.phase(), Phase::Replaying);
-        t.set_replaying(&status, false);
-        assert_eq!(status.phase(), Phase::Streaming);
-        t.set_connected(&status, false);
-        assert_eq!(status.phase(), Phase::Reconnecting);
-        t.set_stopping(&status);
-        t.set_connected(&status, true);
-        assert_eq!(status.phase(), Phase::Stopping);
     }
 }

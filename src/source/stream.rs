@@ -12,6 +12,7 @@ use tracing::{debug, info};
 use super::{OpenTxn, Source, SourceError, Translate, from_wire, lock, to_wire};
 use crate::Lsn;
 use crate::decode::{Message, decode_message};
+use crate::status::Counter;
 
 /// How a session ended without a fatal error.
 pub(super) enum SessionEnd {
@@ -32,7 +33,7 @@ impl<T: Translate> Source<T> {
         stop: &mut watch::Receiver<bool>,
     ) -> Result<Option<SourceError>, SourceError> {
         if self.sessions > 0 {
-            self.status.add_reconnect();
+            self.status.add(Counter::Reconnects, 1);
         }
         self.sessions += 1;
         self.phase.set_connected(&self.status, true);
@@ -247,7 +248,7 @@ impl<T: Translate> Source<T> {
 
     /// When a query waits for a position the WAL does not prove complete yet but a Mark would
     /// (a Mark or Commit at `m` proves every position up to `m + 1`, see
-    /// [`crate::server::covers`]), marks the highest position known to be complete: just below
+    /// [`WalKey::covers`](crate::WalKey::covers)), marks the highest position known to be complete: just below
     /// the last commit's end, or the last keepalive's (ahead of the keepalive Mark interval).
     /// Returns whether it wrote one.
     ///

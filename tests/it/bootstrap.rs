@@ -9,11 +9,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use pgroar::Lsn;
-use pgroar::bootstrap::{self, BootstrapError, BootstrapOptions, DataDir, Progress};
+use pgroar::bootstrap::{self, BootstrapError, BootstrapOptions, DataDir};
 use pgroar::cluster::TestDb;
 use pgroar::config::Config;
 use pgroar::index::Index;
 use pgroar::pipeline::{Pipeline, PipelineOptions};
+use pgroar::status::Progress;
 use pgroar::translate::Translator;
 use tempfile::TempDir;
 use tokio_postgres::Client;

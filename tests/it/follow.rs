@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use pgroar::Lsn;
 use pgroar::pipeline::Pipeline;
-use pgroar::server::Phase;
+use pgroar::status::Phase;
 use tokio_postgres::Client;
 
 /// How long any of these waits may take before the test fails.

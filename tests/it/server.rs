@@ -11,10 +11,9 @@ use std::time::Duration;
 use pgroar::index::{Index, Order, Query, Snapshot, Sort};
 use pgroar::ops::{EntityOps, Op};
 use pgroar::schema::{FilterKind, Schema};
-use pgroar::server::{
-    ErrorBody, Phase, QueryResponse, ServerOptions, ServerState, Status, StatusReport, serve,
-};
+use pgroar::server::{ErrorBody, QueryResponse, ServerOptions, ServerState, StatusReport, serve};
 use pgroar::sink::coalescing::{CoalescingSink, SinkOptions};
+use pgroar::status::{COUNTERS, Counter, Group, Phase, Status};
 use pgroar::{Lsn, WalKey};
 use serde_json::{Value, json};
 
@@ -377,14 +376,22 @@ fn status_reports_stages_lags_and_errors() {
     s.set_durable(Lsn(0x1_0000_0400));
     s.set_checkpointed(Lsn(0x100));
     s.set_server_lsn(Lsn(0x1_0000_0480));
-    s.add_ops(12_345);
-    s.add_transactions(77);
-    s.add_reconnect();
+    s.add(Counter::OpsApplied, 12_345);
+    s.add(Counter::Transactions, 77);
+    s.add(Counter::Reconnects, 1);
     s.set_error("replication connection lost: connection reset by peer");
     let (code, text) = server.get("/status");
     assert_eq!(code, 200, "{text}");
     let raw: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(raw["lsn"]["received"], "1/500");
+    // Every declared counter is in the report: totals at the top, bad data in `bad_data`.
+    for spec in &COUNTERS {
+        let v = match spec.group {
+            Group::Total => &raw[spec.key],
+            Group::BadData => &raw["bad_data"][spec.key],
+        };
+        assert!(v.is_u64(), "{} missing from {raw}", spec.key);
+    }
     assert_eq!(raw["lsn"]["applied"], "0/180");
     let r: StatusReport = serde_json::from_value(raw).unwrap();
     assert_eq!(
@@ -400,9 +407,9 @@ fn status_reports_stages_lags_and_errors() {
     assert!(r.server_lsn_age_seconds.unwrap() >= 0.0);
     assert_eq!(
         (
-            r.ops_applied_total,
-            r.transactions_total,
-            r.reconnects_total
+            r.counts.get(Counter::OpsApplied),
+            r.counts.get(Counter::Transactions),
+            r.counts.get(Counter::Reconnects)
         ),
         (12_345, 77, 1)
     );
@@ -421,12 +428,15 @@ fn metrics_expose_stage_positions_counters_and_query_latency() {
     s.set_durable(Lsn(0x800));
     s.set_checkpointed(Lsn(0x100));
     s.set_server_lsn(Lsn(0x1000));
-    s.add_ops(321);
-    s.set_index_stats(&pgroar::index::IndexStats {
-        clamped_values: 4,
-        skipped_ids: 2,
-        ..Default::default()
-    });
+    s.add(Counter::OpsApplied, 321);
+    s.set_totals(
+        pgroar::index::IndexStats {
+            clamped_values: 4,
+            skipped_ids: 2,
+            ..Default::default()
+        }
+        .counts(),
+    );
     for _ in 0..3 {
         assert_eq!(server.post(&json!({ "filter": "nsfwLevel eq 4" })).0, 200);
     }
@@ -448,6 +458,13 @@ fn metrics_expose_stage_positions_counters_and_query_latency() {
     assert_eq!(g(r#"pgroar_phase{phase="streaming"}"#), 0.0);
     assert_eq!(g(r#"pgroar_bad_data_total{kind="clamped_value"}"#), 4.0);
     assert_eq!(g(r#"pgroar_bad_data_total{kind="skipped_id"}"#), 2.0);
+    // Every declared counter is exported.
+    for spec in &COUNTERS {
+        match spec.kind {
+            Some(kind) => g(&format!(r#"{}{{kind="{kind}"}}"#, spec.metric)),
+            None => g(spec.metric),
+        };
+    }
     assert_eq!(g(r#"pgroar_queries_total{outcome="ok"}"#), 3.0);
     assert_eq!(g(r#"pgroar_queries_total{outcome="bad_request"}"#), 1.0);
     assert_eq!(g("pgroar_query_duration_seconds_count"), 3.0);

@@ -277,7 +277,11 @@ async fn run(identity_full: bool) {
     );
     let stats = translator.stats();
     assert_eq!(
-        (stats.bad_slot_ids, stats.eval_errors, stats.bad_values),
+        (
+            stats.bad_slot_ids,
+            stats.eval_errors,
+            stats.unparsable_values
+        ),
         (0, 0, 0),
         "{stats:?}"
     );

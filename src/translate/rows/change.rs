@@ -34,7 +34,7 @@ pub(super) fn parse_row<T: Tuple + ?Sized>(
             {
                 Some(Ok(v)) => Some(v),
                 _ => {
-                    stats.bad_values += 1;
+                    stats.unparsable_values += 1;
                     warn!(table = %bound.table, column = c, "a column value does not parse as its type; skipped");
                     None
                 }
@@ -42,7 +42,7 @@ pub(super) fn parse_row<T: Tuple + ?Sized>(
             Some(DatumRef::Binary(bytes)) => match decode_binary(bound.type_oids[c], bytes) {
                 Some(v) => Some(v),
                 None => {
-                    stats.bad_values += 1;
+                    stats.unparsable_values += 1;
                     if let Err(e) = parse_binary(bound.type_oids[c], bytes) {
                         warn!(table = %bound.table, column = c, error = %e, "a binary column value does not decode as its type; skipped");
                     }

@@ -46,6 +46,7 @@ use crate::config::{Config, QueryOp, QueryTemplate, SourceKind, TrackField};
 use crate::decode::{Message, Oid, OldTuple, Relation, RelationCache, RelationChange};
 use crate::index::keymap::KeyHash;
 use crate::ops::Op;
+use crate::status::Counter;
 use crate::translate::expr::{BoundExpr, ColumnSlot, Expr, ExprError};
 use crate::translate::value::SqlValue;
 
@@ -118,7 +119,7 @@ pub struct TranslateStats {
     /// Fields skipped because an expression failed on the row.
     pub eval_errors: u64,
     /// Column values that did not parse as their type.
-    pub bad_values: u64,
+    pub unparsable_values: u64,
     /// Source tables truncated (each table of a TRUNCATE message counts once).
     pub truncates: u64,
     /// Join-table TRUNCATEs not applied to the index because another table also feeds the
@@ -132,9 +133,21 @@ impl TranslateStats {
         self.rows += o.rows;
         self.bad_slot_ids += o.bad_slot_ids;
         self.eval_errors += o.eval_errors;
-        self.bad_values += o.bad_values;
+        self.unparsable_values += o.unparsable_values;
         self.truncates += o.truncates;
         self.truncates_not_applied += o.truncates_not_applied;
+    }
+
+    /// The counters as the status table names them.
+    pub fn counts(&self) -> [(Counter, u64); 6] {
+        [
+            (Counter::RowsTranslated, self.rows),
+            (Counter::BadSlotIds, self.bad_slot_ids),
+            (Counter::EvalErrors, self.eval_errors),
+            (Counter::UnparsableValues, self.unparsable_values),
+            (Counter::Truncates, self.truncates),
+            (Counter::TruncatesNotApplied, self.truncates_not_applied),
+        ]
     }
 }
 

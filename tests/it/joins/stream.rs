@@ -11,13 +11,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pgroar::bootstrap::{self, BootstrapOptions, Progress};
+use pgroar::bootstrap::{self, BootstrapOptions};
 use pgroar::cluster::TestDb;
 use pgroar::config::Config;
 use pgroar::dedup::Deduper;
 use pgroar::index::Index;
 use pgroar::pipeline::{Pipeline, PipelineOptions};
 use pgroar::sink::coalescing::{CoalescingSink, SinkOptions};
+use pgroar::status::Progress;
 use pgroar::translate::Translator;
 use pgroar::{Lsn, WalKey};
 use proptest::prelude::*;

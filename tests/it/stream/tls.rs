@@ -7,7 +7,8 @@ use std::process::Command;
 
 use pgroar::cluster::{Cluster, ClusterOptions, TestDb};
 use pgroar::config::Config;
-use pgroar::pipeline::{self, PipelineError};
+use pgroar::pipeline::PipelineError;
+use pgroar::server::RunError;
 use pgroar::source::{ConnInfo, SqlConnectError, connect_sql};
 use pgroar::translate::IdentityError;
 
@@ -85,11 +86,11 @@ value_field = "tag"
     .unwrap();
     // item_tags' default identity (its primary key, id) leaves a DELETE without item_id and
     // tag: `run` refuses to start, naming the table and the fix.
-    let err = pipeline::run(config, std::future::pending())
+    let err = pgroar::server::run(config, std::future::pending())
         .await
         .expect_err("the identity check refuses item_tags");
     match &err {
-        PipelineError::Identity(IdentityError::Problems(problems)) => {
+        RunError::Pipeline(PipelineError::Identity(IdentityError::Problems(problems))) => {
             let text = problems.join("\n");
             assert!(text.contains("item_tags"), "{text}");
             assert!(text.contains("REPLICA IDENTITY"), "{text}");

@@ -1,0 +1,69 @@
+//! `pgroar run` as a library call: the pipeline, with the HTTP surface over it.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use super::{ServerOptions, ServerState, serve};
+use crate::config::Config;
+use crate::pipeline::{Pipeline, PipelineError, PipelineOptions, RunSummary, check_identities};
+use crate::source::error_chain;
+use crate::translate::Translator;
+
+/// Why [`run`] could not start, or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The pipeline could not start, or stopped with an error.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    /// The HTTP address cannot be bound.
+    #[error("cannot listen on {addr}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `pgroar run`: checks the config's expressions and the tables' replica identities, serves
+/// HTTP on `[http].listen`, and streams until `shutdown` completes. A failure of the HTTP
+/// server alone is logged; the pipeline goes on until `shutdown`.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunSummary, RunError> {
+    let translator = Translator::new(&config).map_err(PipelineError::from)?;
+    check_identities(&config).await?;
+    let listener = TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|source| RunError::Listen {
+            addr: config.http.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().unwrap_or(config.http.listen);
+    let options = PipelineOptions::from_config(&config);
+    let pipeline = Pipeline::start(config, translator, options).await?;
+    let state = ServerState::new(
+        Arc::clone(pipeline.status()),
+        pipeline.published(),
+        pipeline.applied(),
+        ServerOptions::default(),
+    );
+    let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, state, async move {
+        let _ = server_stopped.await;
+    }));
+    info!(%addr, "serving HTTP");
+    let result = pipeline.run_until(shutdown).await;
+    let _ = server_stop.send(());
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(error = %error_chain(&e), "the HTTP server failed"),
+        Err(_) => warn!("the HTTP server panicked"),
+    }
+    Ok(result?)
+}
