@@ -32,6 +32,9 @@
 //! after a snapshot copies what it touches first, so this measures the copy-on-write tax of
 //! publishing often. Without it, the index is cloned once per run of 10 batches.
 
+// A benchmark or test may unwrap: a failure is the run's answer.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -386,7 +389,7 @@ fn bench_one(c: &mut Criterion, w: Workload) {
                 index
             },
             BatchSize::LargeInput,
-        )
+        );
     });
     // The two stages alone, over the same batches (throughput still counts raw ops in): apply
     // replays batches deduped beforehand; dedup is timed without applying.
@@ -402,7 +405,7 @@ fn bench_one(c: &mut Criterion, w: Workload) {
                 index
             },
             BatchSize::LargeInput,
-        )
+        );
     });
     group.bench_function("dedup alone 100k entity-ops", |b| {
         b.iter_batched(
@@ -414,7 +417,7 @@ fn bench_one(c: &mut Criterion, w: Workload) {
                     .collect::<Vec<_>>()
             },
             BatchSize::LargeInput,
-        )
+        );
     });
     group.finish();
 }

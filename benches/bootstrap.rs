@@ -14,6 +14,9 @@
 //! PGROAR_BOOTSTRAP_IMAGES=100000 cargo bench --bench bootstrap # a quick run
 //! ```
 
+// A benchmark or test may unwrap: a failure is the run's answer.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -21,6 +21,9 @@
 //! PGROAR_DRAIN_ROWS=100000 cargo bench --bench drain # a quick run
 //! ```
 
+// A benchmark or test may unwrap: a failure is the run's answer.
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -3,6 +3,9 @@
 //! (~5k tags, Zipf-like, ~10 per slot), hasMeta (bool); sorted by existedAt (unix seconds over
 //! three years) or id.
 
+// A benchmark or test may unwrap: a failure is the run's answer.
+#![allow(clippy::unwrap_used)]
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -134,7 +137,7 @@ fn bench(c: &mut Criterion) {
         assert_eq!(r.ids.len(), 50);
         eprintln!("{name}: total {}", r.total);
         g.bench_function(*name, |b| {
-            b.iter(|| black_box(snap.query(black_box(&q)).unwrap()))
+            b.iter(|| black_box(snap.query(black_box(&q)).unwrap()));
         });
     }
     let first = snap
@@ -145,7 +148,7 @@ fn bench(c: &mut Criterion) {
         first.next_cursor,
     );
     g.bench_function("second_page_via_cursor", |b| {
-        b.iter(|| black_box(snap.query(black_box(&second)).unwrap()))
+        b.iter(|| black_box(snap.query(black_box(&second)).unwrap()));
     });
     let unsorted = Query {
         filter: Some("nsfwLevel eq 1".into()),
@@ -154,7 +157,7 @@ fn bench(c: &mut Criterion) {
         cursor: None,
     };
     g.bench_function("nsfw_eq_unsorted", |b| {
-        b.iter(|| black_box(snap.query(black_box(&unsorted)).unwrap()))
+        b.iter(|| black_box(snap.query(black_box(&unsorted)).unwrap()));
     });
     g.finish();
 
@@ -174,7 +177,7 @@ fn bench(c: &mut Criterion) {
                 ],
             ));
             black_box(s)
-        })
+        });
     });
 }
 

@@ -10,6 +10,9 @@
 //!
 //! Run: `cargo bench --bench wal_append -- --warm-up-time 1 --measurement-time 3`
 
+// A benchmark or test may unwrap: a failure is the run's answer.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use criterion::{
@@ -91,7 +94,7 @@ fn wal_append(c: &mut Criterion) {
         let mut lsn = 0u64;
         g.throughput(Throughput::Elements((group * OPS_PER_TXN) as u64));
         g.bench_function(BenchmarkId::new("sync_every_txns", group), |b| {
-            b.iter(|| round(&mut wal, &pool, &mut lsn, group, true))
+            b.iter(|| round(&mut wal, &pool, &mut lsn, group, true));
         });
     }
     let dir = bench_dir();
@@ -99,7 +102,7 @@ fn wal_append(c: &mut Criterion) {
     let mut lsn = 0u64;
     g.throughput(Throughput::Elements((1000 * OPS_PER_TXN) as u64));
     g.bench_function("buffered_no_sync", |b| {
-        b.iter(|| round(&mut wal, &pool, &mut lsn, 1000, false))
+        b.iter(|| round(&mut wal, &pool, &mut lsn, 1000, false));
     });
     g.finish();
 }

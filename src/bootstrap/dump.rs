@@ -12,6 +12,7 @@
 //! pool), never by a table's size; the accumulators hold bitmaps, not rows.
 
 use std::collections::VecDeque;
+use std::sync::PoisonError;
 use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt;
@@ -150,7 +151,10 @@ pub async fn run(
         copies.spawn_on(
             async move {
                 loop {
-                    let job = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+                    let job = queue
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .pop_front();
                     let Some(job) = job else {
                         return Ok(());
                     };
@@ -309,7 +313,10 @@ fn worker(
     let mut rows = 0u64;
     loop {
         // One worker waits on the channel at a time; the others wait for the lock.
-        let batch = rx.lock().unwrap_or_else(|e| e.into_inner()).blocking_recv();
+        let batch = rx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .blocking_recv();
         let Some(batch) = batch else {
             break;
         };

@@ -11,6 +11,7 @@
 //! left alone.
 
 use std::sync::Mutex;
+use std::sync::PoisonError;
 
 /// Live guards, and whether the first of them turned huge pages off (so the last turns them back
 /// on).
@@ -24,7 +25,7 @@ impl NoHugePages {
     /// Turns transparent huge pages off unless they already are; a kernel that refuses leaves
     /// them as they were.
     pub fn new() -> Self {
-        let mut guards = GUARDS.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guards = GUARDS.lock().unwrap_or_else(PoisonError::into_inner);
         if guards.0 == 0 {
             guards.1 = set_disabled(true);
         }
@@ -41,7 +42,7 @@ impl Default for NoHugePages {
 
 impl Drop for NoHugePages {
     fn drop(&mut self) {
-        let mut guards = GUARDS.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guards = GUARDS.lock().unwrap_or_else(PoisonError::into_inner);
         guards.0 -= 1;
         if guards.0 == 0 && guards.1 {
             set_disabled(false);

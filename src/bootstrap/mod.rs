@@ -230,7 +230,7 @@ pub struct BootstrapOptions {
 
 impl Default for BootstrapOptions {
     fn default() -> Self {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         BootstrapOptions {
             connections: cores.clamp(2, 8),
             workers: cores.clamp(1, 8),

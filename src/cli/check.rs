@@ -54,7 +54,7 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
                     s.table,
                     query.text,
                     track.len()
-                )
+                );
             }
         }
     }

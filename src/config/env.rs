@@ -92,7 +92,7 @@ fn set(
         ("http", "listen") => file.http.listen = value,
         ("wal", "segment_bytes") => parsed(&mut file.wal.segment_bytes, "wal.segment_bytes")?,
         ("wal", "group_commit_max_ms") => {
-            parsed(&mut file.wal.group_commit_max_ms, "wal.group_commit_max_ms")?
+            parsed(&mut file.wal.group_commit_max_ms, "wal.group_commit_max_ms")?;
         }
         ("wal", "group_commit_max_bytes") => parsed(
             &mut file.wal.group_commit_max_bytes,

@@ -320,7 +320,7 @@ pub(super) fn check_source(
             index,
             table: source.table.clone(),
             problem,
-        })
+        });
     };
     if source.table.trim().is_empty() {
         push(SourceProblem::MissingTable);

@@ -44,7 +44,10 @@ impl RelationCache {
             Message::Insert(m) => (m.relation, [Some(&m.new), None]),
             Message::Update(m) => (
                 m.relation,
-                [m.old.as_ref().map(|o| o.tuple()), Some(&m.new)],
+                [
+                    m.old.as_ref().map(super::message::OldTuple::tuple),
+                    Some(&m.new),
+                ],
             ),
             Message::Delete(m) => (m.relation, [Some(m.old.tuple()), None]),
             _ => return Ok(None),

@@ -162,7 +162,7 @@ impl Index {
         for op in &e.ops {
             match (op, slot) {
                 (Op::QueryOpSet { query, ops }, _) => {
-                    self.query_op_set(query.as_ref(), ops, e.entity_id)
+                    self.query_op_set(query.as_ref(), ops, e.entity_id);
                 }
                 (Op::Truncate { field }, _) => self.truncate(field.as_ref()),
                 (_, Some(slot)) => self.slot_op(slot, op),

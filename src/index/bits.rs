@@ -384,7 +384,7 @@ impl Bits {
             match (bm.min(), bm.max()) {
                 (Some(lo), Some(hi)) if range.contains(&lo) && range.contains(&hi) => {
                     n += bm.len();
-                    out.push((id, Arc::new(bm)))
+                    out.push((id, Arc::new(bm)));
                 }
                 _ => return None,
             }
@@ -701,7 +701,7 @@ impl Bits {
         match (&mut self.repr, &other.repr) {
             (Repr::Chunked(mine), Repr::Chunked(b)) => chunked::or_assign(mine, b),
             (Repr::Chunked(mine), Repr::Small(s)) => {
-                chunked::or_assign(mine, &chunks_of_sorted(s.slots()))
+                chunked::or_assign(mine, &chunks_of_sorted(s.slots()));
             }
             (Repr::Small(_), _) => {
                 let union = self.or(other);
@@ -734,7 +734,7 @@ impl Bits {
         match (&mut self.repr, &other.repr) {
             (Repr::Chunked(mine), Repr::Chunked(b)) => chunked::andnot_assign(mine, b),
             (Repr::Chunked(mine), Repr::Small(s)) => {
-                chunked::andnot_assign(mine, &chunks_of_sorted(s.slots()))
+                chunked::andnot_assign(mine, &chunks_of_sorted(s.slots()));
             }
             (Repr::Small(_), _) => {
                 let rest = self.andnot(other);

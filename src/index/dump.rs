@@ -110,7 +110,7 @@ fn dump_key(fs: &FilterState, k: Key) -> DumpKey {
         Key::Int(i) => DumpKey::Int(i),
         Key::Str(id) => DumpKey::Str(fs.dict.text(id).map_or_else(
             || format!("<missing dictionary id {id}>"),
-            |t| t.to_string(),
+            std::string::ToString::to_string,
         )),
     }
 }

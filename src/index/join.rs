@@ -388,7 +388,7 @@ impl Index {
                 .filter(|&(j, _)| self.joins.specs[j].link == fi);
             match (joined, op) {
                 (Some((j, t)), Op::Set { .. } | Op::Add { .. } | Op::Remove { .. }) => {
-                    mine.push((j, t, op))
+                    mine.push((j, t, op));
                 }
                 _ => rest.push(op),
             }

@@ -95,7 +95,7 @@ impl Index {
             Task::Single(fs, kc, single) => merge_single(fs, kc, single),
             Task::Multi(fs, map) => merge_multi(fs, map),
             Task::Sort(col, layers, sort) => {
-                merge_sort(col, Arc::make_mut(layers).as_mut_slice(), sort)
+                merge_sort(col, Arc::make_mut(layers).as_mut_slice(), sort);
             }
         });
     }

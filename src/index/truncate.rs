@@ -185,7 +185,7 @@ mod tests {
                 .values()
                 .all(|f| f.null.is_empty() && f.values.is_empty())
         );
-        assert!(st.sorts.values().all(|s| s.is_empty()));
+        assert!(st.sorts.values().all(std::collections::BTreeMap::is_empty));
         // A slot that comes back inherits nothing, and a value seen before keys as before.
         ix.apply(&EntityOps::alive(1, vec![Op::set("at", 3)]));
         ix.apply(&EntityOps::alive(5, vec![Op::set("type", "image")]));

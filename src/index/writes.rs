@@ -309,12 +309,12 @@ fn apply_filter_log(log: &mut Vec<FilterWrite>, fs: &mut FilterState) {
                 .filter_map(|&(a, _)| key_at(a))
                 .for_each(|k| fs.values.prefetch_shard(&k));
         }
-        for &(a, _) in window.iter() {
+        for &(a, _) in *window {
             if let Some(k) = key_at(a) {
                 fs.values.prefetch(&k);
             }
         }
-        for &(a, b) in window.iter() {
+        for &(a, b) in *window {
             let run = &log[a..b];
             group.clear();
             group.extend(run.iter().map(|&w| bitmap_write(w)));

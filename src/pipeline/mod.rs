@@ -243,7 +243,7 @@ impl Pipeline {
         // Bad-data counters go to the status with every snapshot: visible while running.
         let sink_status = Arc::clone(&status);
         let sink = CoalescingSink::spawn_observed(index, options.sink.clone(), move |stats| {
-            sink_status.set_totals(stats.counts())
+            sink_status.set_totals(stats.counts());
         });
         let published = sink.published();
         let applied_rx = sink.applied();

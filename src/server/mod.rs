@@ -91,7 +91,8 @@ impl Default for ServerOptions {
             default_limit: Self::DEFAULT_LIMIT,
             default_timeout: Self::DEFAULT_TIMEOUT,
             max_timeout: Self::MAX_TIMEOUT,
-            max_concurrent_queries: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_concurrent_queries: std::thread::available_parallelism()
+                .map_or(2, std::num::NonZero::get),
             max_body_bytes: Self::MAX_BODY_BYTES,
         }
     }

@@ -157,7 +157,7 @@ pub fn client_config(conn: &ConnInfo) -> Result<ClientConfig, SqlConnectError> {
         (None, None) => Ok(builder.with_no_client_auth()),
         (Some(cert), Some(key)) => {
             let chain = CertificateDer::pem_file_iter(cert)
-                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .and_then(std::iter::Iterator::collect::<Result<Vec<_>, _>>)
                 .map_err(pem_err("sslcert", cert))?;
             let key = PrivateKeyDer::from_pem_file(key).map_err(pem_err("sslkey", key))?;
             builder
@@ -182,7 +182,7 @@ fn root_store(sslrootcert: Option<&Path>) -> Result<RootCertStore, SqlConnectErr
     match sslrootcert {
         Some(path) => {
             let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .and_then(std::iter::Iterator::collect::<Result<Vec<_>, _>>)
                 .map_err(pem_err("sslrootcert", path))?;
             let (added, _ignored) = roots.add_parsable_certificates(certs);
             if added == 0 {

@@ -339,7 +339,7 @@ impl<T: Translate> Source<T> {
         match tokio::time::timeout(Duration::from_secs(5), client.shutdown()).await {
             Ok(Ok(())) => info!(%durable, %acked, "replication stream stopped"),
             Ok(Err(e)) => {
-                debug!(error = %e, "replication stream ended with an error while stopping")
+                debug!(error = %e, "replication stream ended with an error while stopping");
             }
             Err(_) => {
                 client.abort();

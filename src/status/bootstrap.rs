@@ -3,6 +3,7 @@
 //! terminal and `/status` reads [`Progress::report`].
 
 use std::sync::Arc;
+use std::sync::PoisonError;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -151,22 +152,22 @@ impl Progress {
     /// Empty progress (phase `starting`).
     pub fn new() -> Arc<Progress> {
         let p = Progress::default();
-        *p.phase.write().unwrap_or_else(|e| e.into_inner()) = "starting";
+        *p.phase.write().unwrap_or_else(PoisonError::into_inner) = "starting";
         Arc::new(p)
     }
 
     /// Sets the tables (once planned).
     pub fn set_tables(&self, tables: Vec<Arc<TableProgress>>) {
-        *self.tables.write().unwrap_or_else(|e| e.into_inner()) = tables;
+        *self.tables.write().unwrap_or_else(PoisonError::into_inner) = tables;
     }
 
     /// Sets the phase shown.
     pub fn set_phase(&self, phase: &'static str) {
         info!(phase, "bootstrap");
-        *self.phase.write().unwrap_or_else(|e| e.into_inner()) = phase;
+        *self.phase.write().unwrap_or_else(PoisonError::into_inner) = phase;
         self.history
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .push((phase, Instant::now()));
     }
 
@@ -183,16 +184,16 @@ impl Progress {
     /// A copy of the counters.
     pub fn report(&self) -> ProgressReport {
         ProgressReport {
-            phase: *self.phase.read().unwrap_or_else(|e| e.into_inner()),
+            phase: *self.phase.read().unwrap_or_else(PoisonError::into_inner),
             tables: self
                 .tables
                 .read()
-                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(PoisonError::into_inner)
                 .iter()
                 .map(|t| t.report())
                 .collect(),
             phases: {
-                let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+                let history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
                 history
                     .iter()
                     .enumerate()

@@ -3,6 +3,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::PoisonError;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -64,7 +65,7 @@ pub struct DurableWatch {
 impl DurableWatch {
     /// The latest durable state.
     pub fn get(&self) -> Durable {
-        *self.shared.0.lock().unwrap_or_else(|e| e.into_inner())
+        *self.shared.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Waits until the durable end moves past `seen`, or `timeout` passes; returns the latest
@@ -72,7 +73,7 @@ impl DurableWatch {
     pub fn wait_beyond(&self, seen: WalPosition, timeout: Duration) -> Durable {
         let deadline = Instant::now() + timeout;
         let (lock, cond) = &*self.shared;
-        let mut d = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut d = lock.lock().unwrap_or_else(PoisonError::into_inner);
         while d.end <= seen {
             let now = Instant::now();
             if now >= deadline {
@@ -80,7 +81,7 @@ impl DurableWatch {
             }
             d = cond
                 .wait_timeout(d, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
         *d
@@ -88,7 +89,7 @@ impl DurableWatch {
 
     fn publish(&self, d: Durable) {
         let (lock, cond) = &*self.shared;
-        *lock.lock().unwrap_or_else(|e| e.into_inner()) = d;
+        *lock.lock().unwrap_or_else(PoisonError::into_inner) = d;
         cond.notify_all();
     }
 }

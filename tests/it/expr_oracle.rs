@@ -161,11 +161,14 @@ impl Oracle {
         let columns: Vec<(&str, u32)> =
             self.columns.iter().map(|(n, o)| (n.as_str(), *o)).collect();
         let bound = Expr::parse(expr).and_then(|e| e.bind_columns(&columns));
-        let ours = bound.as_ref().map_err(|e| e.to_string()).and_then(|b| {
-            b.eval(row)
-                .map(|v| (v, b.result_type()))
-                .map_err(|e| format!("{e} [{}]", e.sqlstate()))
-        });
+        let ours = bound
+            .as_ref()
+            .map_err(std::string::ToString::to_string)
+            .and_then(|b| {
+                b.eval(row)
+                    .map(|v| (v, b.result_type()))
+                    .map_err(|e| format!("{e} [{}]", e.sqlstate()))
+            });
         let pg = pg.map(first_row);
         let outcome = match (&ours, &pg, bound.is_ok()) {
             (Ok(_), _, _) => 0,

@@ -188,10 +188,10 @@ impl Model {
                     }
                 }
                 ("mvIds", "bases") => {
-                    set_text(self.mvs.entry(key).or_default(), text(value), remove)
+                    set_text(self.mvs.entry(key).or_default(), text(value), remove);
                 }
                 ("mvId", "mvBase") => {
-                    set_text(self.models.entry(key).or_default(), text(value), remove)
+                    set_text(self.models.entry(key).or_default(), text(value), remove);
                 }
                 ("post", "mvId") => {
                     let row = self.posts.entry(key).or_default();

@@ -307,7 +307,7 @@ impl BulkAccumulator {
         for op in ops {
             match op {
                 Op::Set { field, value } | Op::Add { field, value } => {
-                    self.add_value(slot, field, value)
+                    self.add_value(slot, field, value);
                 }
                 Op::Remove { .. } | Op::Delete | Op::QueryOpSet { .. } | Op::Truncate { .. } => {
                     self.stats.unsupported += 1;
@@ -519,7 +519,7 @@ fn radix_sort(v: &mut Vec<u64>, scratch: &mut Vec<u64>) {
             continue;
         }
         let mut at = 0;
-        for c in counts.iter_mut() {
+        for c in &mut counts {
             let n = *c;
             *c = at;
             at += n;

@@ -354,7 +354,7 @@ pub(crate) fn collect_columns(node: &Node, out: &mut Vec<usize>) {
             visit(r);
         }
         Kind::And(args) | Kind::Or(args) | Kind::Coalesce(args) | Kind::MinMax { args, .. } => {
-            args.iter().for_each(visit)
+            args.iter().for_each(visit);
         }
         Kind::Case {
             operand,

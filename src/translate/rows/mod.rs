@@ -413,7 +413,11 @@ impl Translator {
     fn bind(&self, rel: &Relation) -> Result<Bound, TranslateError> {
         let table = rel.qualified_name();
         let type_oids: Vec<Oid> = rel.columns.iter().map(|c| c.type_oid).collect();
-        let key = rel.columns.iter().map(|c| c.is_key()).collect();
+        let key = rel
+            .columns
+            .iter()
+            .map(crate::decode::Column::is_key)
+            .collect();
         let resolve = |name: &str| {
             rel.column_index(name).map(|index| ColumnSlot {
                 index,
