@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use pgroar::index::bulk::accumulate_par;
 use pgroar::index::{Index, Order, Query, Snapshot, Sort};
 use pgroar::ops::{EntityOps, Op};
 use pgroar::schema::{FilterKind, Schema};
-use pgroar::sink::bulk::accumulate_par;
 use rayon::prelude::*;
 
 const SLOTS: u32 = 1_000_000;

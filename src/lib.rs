@@ -17,6 +17,7 @@ pub mod config;
 pub mod decode;
 pub mod dedup;
 pub mod filter;
+pub(crate) mod hash;
 pub mod index;
 pub mod lsn;
 pub mod ops;

@@ -27,8 +27,8 @@ use super::session::CopySession;
 use crate::config::Config;
 use crate::decode::RelationCache;
 use crate::index::Snapshot;
+use crate::index::bulk::BulkAccumulator;
 use crate::ops::EntityOps;
-use crate::sink::bulk::BulkAccumulator;
 use crate::status::TableProgress;
 use crate::translate::{TranslateStats, Translator, Tuple};
 

@@ -43,8 +43,8 @@ use tokio_postgres::Client;
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::index::bulk::BulkAccumulator;
 use crate::index::{CheckpointError, Index};
-use crate::sink::bulk::BulkAccumulator;
 use crate::source::{ConnInfo, ConnInfoError};
 use crate::status::{Progress, TableProgress, TableReport};
 use crate::translate::{TranslateError, TranslateStats, Translator};

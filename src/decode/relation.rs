@@ -11,7 +11,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::message::{Column, Message, Oid, Relation, ReplicaIdentity, TupleData};
-use crate::index::keymap::KeyHash;
+use crate::hash::KeyHash;
 
 /// The latest [`Relation`] of every relation OID seen in the stream.
 #[derive(Clone, Debug, Default)]

@@ -36,7 +36,7 @@ mod fanout;
 
 use fanout::FanoutRun;
 
-use crate::index::keymap::KeyHash;
+use crate::hash::KeyHash;
 use crate::index::{CanonicalValue, canonical_filter, canonical_sort};
 use crate::ops::{EntityOps, Op, Value};
 use crate::schema::{FilterKind, Schema, SortField};

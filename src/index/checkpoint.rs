@@ -36,11 +36,11 @@ use roaring::RoaringBitmap;
 use crate::schema::{FilterKind, Schema};
 use crate::{Lsn, WalKey};
 
-use super::bits::Bits;
-use super::columns::{NONE, NULL};
-use super::join::{Cell, Parents};
-use super::keymap::KeyMap;
-use super::keys::{Dict, Key};
+use super::store::bits::Bits;
+use super::store::columns::{NONE, NULL};
+use super::store::keymap::KeyMap;
+use super::store::keys::{Dict, Key};
+use super::write::join::{Cell, Parents};
 use super::{FilterState, Index, Snapshot, State};
 
 /// The checkpoint's file name inside the checkpoint directory.
@@ -174,7 +174,7 @@ impl Part {
 
     /// A join's parent rows (keys ascending, so equal states write equal bytes).
     fn parents(&mut self, parents: &Parents) {
-        let mut rows: Vec<(&Key, &super::join::Row)> = parents.iter().collect();
+        let mut rows: Vec<(&Key, &super::write::join::Row)> = parents.iter().collect();
         rows.sort_by_key(|(k, _)| **k);
         self.put(&(rows.len() as u64).to_le_bytes());
         for (k, row) in rows {

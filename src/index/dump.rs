@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::WalKey;
 
-use super::keys::Key;
+use super::store::keys::Key;
 use super::{FilterState, Snapshot};
 
 /// A filter key in a dump: integers as themselves, text resolved from the dictionary.

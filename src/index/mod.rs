@@ -32,24 +32,17 @@
 //! Crash windows: the index lives in memory; [`Snapshot::write_checkpoint`] replaces the
 //! checkpoint file atomically (see [`checkpoint`]), so a crash leaves the old or the new one.
 
-mod apply;
-pub(crate) mod bits;
 pub mod checkpoint;
-mod columns;
+mod dump;
+pub mod query;
+pub(crate) mod store;
+pub mod write;
+
 /// The page size of the writer's columns, which a dump's shared columns use too (the index takes
 /// their pages over whole).
-pub(crate) use columns::{PAGE, PAGE_BITS};
-mod dump;
-mod eval;
-mod join;
-pub(crate) mod keymap;
-pub(crate) mod keys;
-mod merge;
-mod prefetch;
-pub mod search;
-mod slices;
-mod truncate;
-mod writes;
+pub(crate) use store::columns::{PAGE, PAGE_BITS};
+/// The dump path's accumulator (see [`write::bulk`]).
+pub use write::bulk;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -61,12 +54,12 @@ use crate::WalKey;
 use crate::schema::{FilterKind, Schema};
 use crate::status::Counter;
 
-use apply::FieldTable;
-use bits::Bits;
-use columns::{Column, KeyColumn};
-use keymap::KeyMap;
-use keys::{Dict, Key};
-use writes::WriteLog;
+use store::bits::Bits;
+use store::columns::{Column, KeyColumn};
+use store::keymap::KeyMap;
+use store::keys::{Dict, Key};
+use store::writes::WriteLog;
+use write::apply::FieldTable;
 
 /// Per pending slot, the multi values (filter field, key or `None` for NULL) it was given after
 /// its delete.
@@ -75,8 +68,8 @@ type Revived = HashMap<u32, Vec<(usize, Option<Key>)>>;
 pub use crate::filter::{CmpOp, Filter, FilterError, Literal, ParseError, ParseErrorKind};
 pub use checkpoint::CheckpointError;
 pub use dump::{DumpKey, FieldDump, IndexState, ParentsDump};
-pub use keys::{CanonicalValue, canonical_filter, canonical_sort};
-pub use search::{CursorError, MAX_LIMIT, Order, Query, QueryError, QueryResult, Sort};
+pub use query::search::{CursorError, MAX_LIMIT, Order, Query, QueryError, QueryResult, Sort};
+pub use store::keys::{CanonicalValue, canonical_filter, canonical_sort};
 
 /// Counters of what the writer did and what bad data it skipped.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -148,7 +141,7 @@ pub(crate) struct State {
     /// Per sort field, in schema order: layer b holds the slots whose value has bit b set.
     pub sorts: Vec<Arc<Vec<Bits>>>,
     /// Per join, in schema order: the parent rows (see `join`).
-    pub joins: Vec<join::Parents>,
+    pub joins: Vec<write::join::Parents>,
     pub applied: WalKey,
 }
 
@@ -162,7 +155,7 @@ impl State {
                 .iter()
                 .map(|s| Arc::new(vec![Bits::new(); usize::from(s.bits)]))
                 .collect(),
-            joins: vec![join::Parents::default(); schema.joins.len()],
+            joins: vec![write::join::Parents::default(); schema.joins.len()],
             applied: WalKey::ZERO,
             schema,
         }
@@ -201,7 +194,7 @@ pub struct Index {
     /// Op field name → filter/sort field.
     fields: FieldTable,
     /// Which fields link or follow joins, and each multi-value link's keys per slot.
-    joins: join::Joins,
+    joins: write::join::Joins,
     /// Bitmap writes not yet applied (see [`writes`]).
     log: WriteLog,
     /// Deleted slots not yet taken out of multi-value bitmaps.
@@ -257,7 +250,7 @@ impl Index {
         let sort_cols = vec![Column::default(); schema.sorts.len()];
         Index {
             fields: FieldTable::new(&schema),
-            joins: join::Joins::new(&schema),
+            joins: write::join::Joins::new(&schema),
             log: WriteLog::new(
                 schema.filters.len(),
                 schema.sorts.iter().map(|s| usize::from(s.bits)),

@@ -42,11 +42,12 @@ use crate::config::Config;
 use crate::dedup::Deduper;
 use crate::index::{CheckpointError, Index, Snapshot};
 use crate::sink::coalescing::{CoalescingSink, SinkError, SinkOptions};
+use crate::source::catalog::check_replica_identity;
 use crate::source::{
     ConnInfo, Source, SourceError, SourceOptions, Translate, connect_sql, error_chain, lock,
 };
 use crate::status::{PhaseTracker, Status};
-use crate::translate::{IdentityError, TranslateError, check_replica_identity};
+use crate::translate::{IdentityError, TranslateError};
 use crate::wal::{Wal, WalError, WalOptions};
 use crate::{Lsn, WalKey};
 

@@ -1,10 +1,7 @@
-//! Sinks: where deduped ops go.
+//! The sink: where deduped ops go in steady state.
 //!
-//! * [`coalescing`]: the steady-state path. A bounded channel into one writer thread that owns
-//!   the [`crate::index::Index`], applies batches in arrival order and publishes immutable
-//!   snapshots for readers.
-//! * [`bulk`]: the snapshot-dump path. Per-thread accumulators sharing their columns, merged
-//!   into the index; never through the WAL.
+//! [`coalescing`]: a bounded channel into one writer thread that owns the
+//! [`crate::index::Index`], applies batches in arrival order and publishes immutable snapshots
+//! for readers. (The dump path's accumulator is the index's own, [`crate::index::bulk`].)
 
-pub mod bulk;
 pub mod coalescing;

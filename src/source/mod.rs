@@ -46,6 +46,7 @@
 //! between creating the slot and syncing its consistent point as a Mark is covered by the
 //! slot-creation intent file (see [`slot`]): the next start adopts the slot.
 
+pub mod catalog;
 pub mod conninfo;
 mod error;
 pub mod slot;

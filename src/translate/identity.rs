@@ -1,4 +1,5 @@
-//! The start-up check of what each source table's replica identity lets the stream carry.
+//! The start-up check of what each source table's replica identity lets the stream carry. It
+//! does no I/O: `source::catalog` reads the identities and hands them here.
 //!
 //! A DELETE (and an UPDATE that changes the key) carries only the replica identity's columns.
 //! A direct table whose DELETE would not carry its `slot_field`, a join table whose DELETE
@@ -34,19 +35,6 @@ pub enum IdentityError {
     Problems(Vec<String>),
 }
 
-const QUERY: &str = r#"
-SELECT c.relreplident::text, n.nspname::text,
-       ARRAY(SELECT a.attname::text FROM pg_attribute a
-             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
-       ARRAY(SELECT a.attname::text FROM pg_index i
-             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
-             WHERE i.indrelid = c.oid
-               AND ((c.relreplident = 'd' AND i.indisprimary) OR (c.relreplident = 'i' AND i.indisreplident)))
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relname = $1 AND ($2::text IS NULL OR n.nspname = $2) AND c.relkind IN ('r', 'p')
-ORDER BY n.nspname = 'public' DESC
-LIMIT 1"#;
-
 fn quote(table: &str) -> String {
     match table.split_once('.') {
         Some((ns, name)) => format!("\"{ns}\".\"{name}\""),
@@ -54,30 +42,29 @@ fn quote(table: &str) -> String {
     }
 }
 
-/// Checks every source table's replica identity; `Err` lists every table that cannot work.
-pub async fn check_replica_identity(
-    client: &tokio_postgres::Client,
+/// What a source table's replica identity is, as the catalog says (read by
+/// `source::catalog::replica_identities`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableIdentity {
+    /// `default`, `full`, `index` or `nothing`.
+    pub identity: &'static str,
+    /// The columns an old row carries (all of them under `full`).
+    pub columns: Vec<String>,
+}
+
+/// Checks every source table's replica identity, given what the catalog says of each
+/// (`identities[i]` for `config.sources[i]`, `None` when the table does not exist); `Err`
+/// lists every table that cannot work. No I/O.
+pub fn check_identities(
     config: &Config,
+    identities: &[Option<TableIdentity>],
 ) -> Result<Vec<IdentityReport>, IdentityError> {
     let mut reports = Vec::new();
     let mut problems = Vec::new();
-    for source in &config.sources {
-        let (ns, name) = match source.table.split_once('.') {
-            Some((ns, name)) => (Some(ns), name),
-            None => (None, source.table.as_str()),
-        };
-        let Some(row) = client.query_opt(QUERY, &[&name, &ns]).await? else {
+    for (source, found) in config.sources.iter().zip(identities) {
+        let Some(TableIdentity { identity, columns }) = found.clone() else {
             problems.push(format!("table {:?} does not exist", source.table));
             continue;
-        };
-        let mode: String = row.get(0);
-        let all: Vec<String> = row.get(2);
-        let key: Vec<String> = row.get(3);
-        let (identity, columns) = match mode.as_str() {
-            "f" => ("full", all),
-            "i" => ("index", key),
-            "n" => ("nothing", Vec::new()),
-            _ => ("default", key),
         };
         let carries = |c: &str| columns.iter().any(|k| k == c);
         let fix = format!(

@@ -10,4 +10,4 @@ pub use value::{SqlValue, ValueError, parse_binary, parse_text, reads_binary, to
 mod rows;
 pub use rows::{DatumRef, FieldOp, OpSink, TranslateError, TranslateStats, Translator, Tuple};
 mod identity;
-pub use identity::{IdentityError, IdentityReport, check_replica_identity};
+pub use identity::{IdentityError, IdentityReport, TableIdentity, check_identities};

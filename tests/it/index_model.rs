@@ -5,12 +5,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use pgroar::index::bulk::{BulkAccumulator, accumulate_par};
 use pgroar::index::{
     CmpOp, DumpKey, FieldDump, Filter, Index, IndexState, Literal, Order, Query, Sort,
 };
 use pgroar::ops::{EntityOps, Op, Value};
 use pgroar::schema::{FilterKind, Schema};
-use pgroar::sink::bulk::{BulkAccumulator, accumulate_par};
 use proptest::prelude::*;
 
 const FILTERS: &[(&str, FilterKind)] = &[

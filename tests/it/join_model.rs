@@ -10,10 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use pgroar::dedup::Deduper;
+use pgroar::index::bulk::BulkAccumulator;
 use pgroar::index::{DumpKey, Index, IndexState};
 use pgroar::ops::{EntityOps, Op, Value};
 use pgroar::schema::{FilterKind, Join, Schema};
-use pgroar::sink::bulk::BulkAccumulator;
 use proptest::prelude::*;
 
 fn schema() -> Arc<Schema> {

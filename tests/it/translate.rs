@@ -321,7 +321,7 @@ async fn the_replica_identity_check_names_tables_that_cannot_work_and_the_fix() 
     .unwrap();
     let client = db.client().await.unwrap();
     let config = config(&db.url());
-    let err = pgroar::translate::check_replica_identity(&client, &config)
+    let err = pgroar::source::catalog::check_replica_identity(&client, &config)
         .await
         .unwrap_err()
         .to_string();
@@ -335,7 +335,7 @@ async fn the_replica_identity_check_names_tables_that_cannot_work_and_the_fix() 
 
     db.execute(r#"ALTER TABLE "TagsOnImage" REPLICA IDENTITY FULL"#)
         .unwrap();
-    let reports = pgroar::translate::check_replica_identity(&client, &config)
+    let reports = pgroar::source::catalog::check_replica_identity(&client, &config)
         .await
         .unwrap();
     let by_table = |t: &str| reports.iter().find(|r| r.table == t).unwrap();
@@ -346,7 +346,7 @@ async fn the_replica_identity_check_names_tables_that_cannot_work_and_the_fix() 
 
     db.execute(r#"ALTER TABLE "Image" REPLICA IDENTITY NOTHING"#)
         .unwrap();
-    let err = pgroar::translate::check_replica_identity(&client, &config)
+    let err = pgroar::source::catalog::check_replica_identity(&client, &config)
         .await
         .unwrap_err()
         .to_string();

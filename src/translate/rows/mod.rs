@@ -44,7 +44,7 @@ use tracing::{info, warn};
 
 use crate::config::{Config, QueryOp, QueryTemplate, SourceKind, TrackField};
 use crate::decode::{Message, Oid, OldTuple, Relation, RelationCache, RelationChange};
-use crate::index::keymap::KeyHash;
+use crate::hash::KeyHash;
 use crate::ops::Op;
 use crate::status::Counter;
 use crate::translate::expr::{BoundExpr, ColumnSlot, Expr, ExprError};

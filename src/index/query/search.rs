@@ -11,22 +11,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::WalKey;
 
-use super::bits::Bits;
-use super::{Snapshot, eval, slices};
+use super::{eval, slices};
 use crate::filter::{Filter, FilterError};
+use crate::index::Snapshot;
+use crate::index::store::bits::Bits;
 
 /// The largest page a query may ask for.
 pub const MAX_LIMIT: usize = 1_000_000;
 
-/// Sort direction.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Order {
-    /// Smallest first.
-    Asc,
-    /// Largest first.
-    Desc,
-}
+pub use super::slices::Order;
 
 /// Which sort field orders the results, and how.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -295,11 +288,16 @@ impl Snapshot {
     pub(crate) fn linked(&self, fi: usize, value: &crate::filter::Literal) -> Bits {
         let kind = self.state.schema.filters[fi].kind;
         let fs = &self.state.filters[fi];
-        let key = match super::keys::filter_key(kind, &crate::ops::literal_value(value)) {
-            Ok(super::keys::RawKey::Int(i)) => Some(super::keys::Key::Int(i)),
-            Ok(super::keys::RawKey::Str(t)) => fs.dict.get(&t).map(super::keys::Key::Str),
-            Ok(super::keys::RawKey::Null) | Err(_) => None,
-        };
+        let key =
+            match crate::index::store::keys::filter_key(kind, &crate::ops::literal_value(value)) {
+                Ok(crate::index::store::keys::RawKey::Int(i)) => {
+                    Some(crate::index::store::keys::Key::Int(i))
+                }
+                Ok(crate::index::store::keys::RawKey::Str(t)) => {
+                    fs.dict.get(&t).map(crate::index::store::keys::Key::Str)
+                }
+                Ok(crate::index::store::keys::RawKey::Null) | Err(_) => None,
+            };
         key.and_then(|k| fs.values.get(&k).cloned())
             .unwrap_or_default()
     }

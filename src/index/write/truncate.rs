@@ -27,14 +27,14 @@
 
 use std::sync::Arc;
 
-use super::Index;
-use super::bits::Bits;
-use super::columns::Column;
-use super::keymap::KeyMap;
+use crate::index::Index;
+use crate::index::store::bits::Bits;
+use crate::index::store::columns::Column;
+use crate::index::store::keymap::KeyMap;
 
 impl Index {
     /// Applies `truncate`: empties field `field` on every slot, or deletes every slot.
-    pub(super) fn truncate(&mut self, field: Option<&Arc<str>>) {
+    pub(in crate::index) fn truncate(&mut self, field: Option<&Arc<str>>) {
         let Some(name) = field else {
             self.truncate_all();
             self.stats.applied_ops += 1;
@@ -91,7 +91,7 @@ impl Index {
     }
 
     /// Filter field `fi` emptied on every slot.
-    pub(super) fn truncate_filter(&mut self, fi: usize) {
+    pub(in crate::index) fn truncate_filter(&mut self, fi: usize) {
         // After this, no logged write, pending cleanup or revived value refers to the field.
         self.flush_pending();
         let fs = &mut self.state.filters[fi];
@@ -103,7 +103,7 @@ impl Index {
     }
 
     /// Sort field `si` reset on every slot.
-    pub(super) fn truncate_sort(&mut self, si: usize) {
+    pub(in crate::index) fn truncate_sort(&mut self, si: usize) {
         self.settle();
         self.flush_log();
         let bits = usize::from(self.state.schema.sorts[si].bits);

@@ -34,7 +34,7 @@ use std::sync::Arc;
 
 use roaring::RoaringBitmap;
 
-use super::writes::{Write, sets, slot_of, winners};
+use super::packed::{Write, sets, slot_of, winners};
 use chunked::{chunks_of_sorted, roaring_of_sorted, roaring_of_words};
 
 /// Bits of slot id that select the chunk: chunks hold 2^20 slots.

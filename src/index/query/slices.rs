@@ -6,8 +6,19 @@
 
 use std::ops::RangeInclusive;
 
-use super::bits::Bits;
-use super::search::Order;
+use serde::{Deserialize, Serialize};
+
+use crate::index::store::bits::Bits;
+
+/// Sort direction.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// Smallest first.
+    Asc,
+    /// Largest first.
+    Desc,
+}
 
 /// Which side of a comparison a caller keeps besides equality.
 #[derive(Copy, Clone, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use roaring::RoaringBitmap;
 
 use super::{Chunk, chunk_of, chunk_range, ones};
-use crate::index::writes::{Write, sets, slot_of, winners};
+use crate::index::store::packed::{Write, sets, slot_of, winners};
 
 /// Sorted, distinct slots cut into chunks.
 pub(super) fn chunks_of_sorted(slots: &[u32]) -> Vec<Chunk> {

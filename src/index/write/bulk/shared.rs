@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use super::{BitPages, SingleParts, SortParts};
-use crate::index::bits::ones;
-use crate::index::keymap::KeyHash;
-use crate::index::keys::RawKey;
+use crate::hash::KeyHash;
+use crate::index::store::bits::ones;
+use crate::index::store::keys::RawKey;
 use crate::index::{PAGE, PAGE_BITS};
 use crate::schema::{FilterKind, Schema};
 

@@ -29,8 +29,8 @@ use rayon::prelude::*;
 use roaring::RoaringBitmap;
 
 use crate::filter::Literal;
-use crate::index::keymap::KeyHash;
-use crate::index::keys::{self, BadValue, RawKey};
+use crate::hash::KeyHash;
+use crate::index::store::keys::{self, BadValue, RawKey};
 use crate::index::{IndexStats, Snapshot};
 use crate::ops::{EntityOps, Op, Value, literal_value};
 use crate::schema::{FieldRef, FilterKind, Schema};

@@ -14,11 +14,11 @@ use rayon::prelude::*;
 use roaring::RoaringBitmap;
 
 use super::apply::key_in;
-use super::bits::{Bits, ones};
-use super::columns::{Column, KeyColumn, NONE, NULL, PAGE, PAGE_BITS};
-use super::keys::{Key, RawKey};
-use super::{FilterState, Index};
-use crate::sink::bulk::{SingleParts, SortParts};
+use crate::index::store::bits::{Bits, ones};
+use crate::index::store::columns::{Column, KeyColumn, NONE, NULL, PAGE, PAGE_BITS};
+use crate::index::store::keys::{Key, RawKey};
+use crate::index::write::bulk::{SingleParts, SortParts};
+use crate::index::{FilterState, Index};
 
 /// Pairs (code, slot) a single-value field sorts at a time.
 const GROUP_PAIRS: usize = 1 << 20;
@@ -67,7 +67,7 @@ impl Index {
     /// semantics even when the index is not empty: a slot the accumulator gives a value leaves
     /// its previous key / sort bits first. When the accumulator holds one slot under two keys of
     /// a single-value field, the greater key (integers before text, then by value) wins.
-    pub fn merge_bulk(&mut self, acc: crate::sink::bulk::BulkAccumulator) {
+    pub fn merge_bulk(&mut self, acc: crate::index::write::bulk::BulkAccumulator) {
         self.flush_pending();
         let parts = acc.into_parts();
         self.stats.add(&parts.stats);

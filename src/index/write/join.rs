@@ -40,11 +40,11 @@ use crate::filter::Literal;
 use crate::ops::{Op, Value, literal_value};
 use crate::schema::{FilterKind, Schema};
 
-use super::Index;
-use super::columns::{NONE, NULL};
-use super::keymap::KeyHash;
-use super::keys::{self, BadValue, Key, RawKey};
-use crate::sink::bulk::ParentRow;
+use crate::hash::KeyHash;
+use crate::index::Index;
+use crate::index::store::columns::{NONE, NULL};
+use crate::index::store::keys::{self, BadValue, Key, RawKey};
+use crate::index::write::bulk::ParentRow;
 
 /// A parent's value in one target, as the target field files it.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
@@ -257,7 +257,7 @@ impl Index {
 
     /// A single-value link of `slot` moved from code `old` to code `new`: its joins' targets
     /// follow.
-    pub(super) fn follow_single(&mut self, fi: usize, slot: u32, old: u32, new: u32) {
+    pub(in crate::index) fn follow_single(&mut self, fi: usize, slot: u32, old: u32, new: u32) {
         let (old, new) = (self.link_of_code(fi, old), self.link_of_code(fi, new));
         for n in 0..self.joins.by_link[fi].len() {
             let j = self.joins.by_link[fi][n];
@@ -306,7 +306,7 @@ impl Index {
 
     /// `slot`'s multi-value link `fi` gained (`added`) or lost key `k`: the union its joins'
     /// targets hold follows. The slot's link keys are already updated.
-    pub(super) fn follow_multi(&mut self, fi: usize, slot: u32, k: Key, added: bool) {
+    pub(in crate::index) fn follow_multi(&mut self, fi: usize, slot: u32, k: Key, added: bool) {
         for n in 0..self.joins.by_link[fi].len() {
             let j = self.joins.by_link[fi][n];
             let Some(row) = self.state.joins[j].get(&k).cloned() else {
@@ -341,7 +341,13 @@ impl Index {
 
     /// Records that `slot`'s multi-value link `fi` now holds (or no longer holds) `k`; `true`
     /// when that changed something.
-    pub(super) fn note_link(&mut self, fi: usize, slot: u32, k: Key, holds: bool) -> bool {
+    pub(in crate::index) fn note_link(
+        &mut self,
+        fi: usize,
+        slot: u32,
+        k: Key,
+        holds: bool,
+    ) -> bool {
         let Some(map) = self.joins.links[fi].as_mut() else {
             return false;
         };
@@ -367,7 +373,7 @@ impl Index {
     /// A `queryOpSet` whose query is `link eq key` for a join link: the ops on that join's
     /// targets set parent `key`'s cells, and the linked slots follow. Returns the ops it did not
     /// take (other fields), which apply to the query's matches as usual.
-    pub(super) fn join_query_op_set<'o>(
+    pub(in crate::index) fn join_query_op_set<'o>(
         &mut self,
         link: &str,
         value: &Literal,
@@ -548,7 +554,7 @@ impl Index {
     }
 
     /// An op wrote joined target `at` other than through its join: skipped and counted.
-    pub(super) fn joined_write(&mut self, field: &str, slot: u32) {
+    pub(in crate::index) fn joined_write(&mut self, field: &str, slot: u32) {
         self.stats.joined_field_writes += 1;
         let n = self.stats.joined_field_writes;
         if n <= 10 {
@@ -563,7 +569,7 @@ impl Index {
     /// A `truncate` of joined target `(j, t)`: the parent table was emptied, so every parent's
     /// cell goes NULL and every slot that held a value in the target holds NULL (a multi-value
     /// target: nothing).
-    pub(super) fn truncate_target(&mut self, j: usize, t: usize) {
+    pub(in crate::index) fn truncate_target(&mut self, j: usize, t: usize) {
         self.state.joins[j].clear_target(t);
         let spec = self.joins.specs[j].targets[t];
         if let Some(fi) = spec.multi() {
@@ -585,7 +591,7 @@ impl Index {
     }
 
     /// Empties filter field `fi` on every slot, and what follows it through joins.
-    pub(super) fn empty_filter(&mut self, fi: usize) {
+    pub(in crate::index) fn empty_filter(&mut self, fi: usize) {
         self.truncate_filter(fi);
         if self.joins.is_link(fi) {
             self.truncate_links(fi);
@@ -612,7 +618,7 @@ impl Index {
     }
 
     /// Loads the parent rows a dump saw (the dump has given the linked slots their values).
-    pub(super) fn load_parents(&mut self, rows: Vec<ParentRow>) {
+    pub(in crate::index) fn load_parents(&mut self, rows: Vec<ParentRow>) {
         for (j, key, values) in rows {
             let link = self.joins.specs[j].link;
             let kind = self.state.schema.filters[link].kind;
@@ -648,7 +654,7 @@ impl Index {
             }
             self.settle_for_query();
             let fs = &self.state.filters[self.joins.specs[j].link];
-            let linked = super::eval::union(
+            let linked = crate::index::query::eval::union(
                 std::iter::once(&fs.null).chain(fs.values.iter().map(|(_, b)| b)),
             );
             for t in 0..self.joins.specs[j].targets.len() {
@@ -660,7 +666,7 @@ impl Index {
                 }
                 self.settle_for_query();
                 let tfs = &self.state.filters[tfi];
-                let has = super::eval::union(
+                let has = crate::index::query::eval::union(
                     std::iter::once(&tfs.null).chain(tfs.values.iter().map(|(_, b)| b)),
                 );
                 for slot in linked.andnot(&has).iter() {
@@ -672,7 +678,7 @@ impl Index {
 
     /// Rebuilds every multi-value link's per-slot keys from its bitmaps (after a load or a bulk
     /// merge; the state has no pending deleted slots then).
-    pub(super) fn rebuild_links(&mut self) {
+    pub(in crate::index) fn rebuild_links(&mut self) {
         for fi in 0..self.joins.links.len() {
             if self.joins.links[fi].is_none() {
                 continue;

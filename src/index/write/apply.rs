@@ -15,17 +15,17 @@
 //!
 //! Bad data never stops the stream: unknown fields, values a field cannot hold, out-of-range
 //! sort values (clamped), ids that do not fit a slot and bad queries are counted in
-//! [`IndexStats`](super::IndexStats) and logged (warn for the first few of each kind, then debug).
+//! [`IndexStats`](crate::index::IndexStats) and logged (warn for the first few of each kind, then debug).
 
 use std::sync::Arc;
 
 use crate::ops::{EntityOps, Op, OpQuery, Value};
 use crate::schema::{FilterKind, Schema};
 
-use super::columns::{NONE, NULL};
-use super::keys::{self, BadValue, Key, RawKey};
-use super::writes::WriteLog;
-use super::{FilterState, Index};
+use crate::index::store::columns::{NONE, NULL};
+use crate::index::store::keys::{self, BadValue, Key, RawKey};
+use crate::index::store::writes::WriteLog;
+use crate::index::{FilterState, Index};
 
 /// Bad-data reports of one kind beyond this many are logged at debug level.
 const LOUD_REPORTS: u64 = 10;
@@ -43,22 +43,22 @@ macro_rules! report {
 /// What one field name denotes: its filter field (position and kind) and/or sort field, and
 /// the join (and target position) whose values it follows, if any.
 #[derive(Copy, Clone, Debug)]
-pub(super) struct Target {
-    pub(super) filter: Option<(usize, FilterKind)>,
-    pub(super) sort: Option<usize>,
-    pub(super) joined: Option<(usize, usize)>,
+pub(in crate::index) struct Target {
+    pub(in crate::index) filter: Option<(usize, FilterKind)>,
+    pub(in crate::index) sort: Option<usize>,
+    pub(in crate::index) joined: Option<(usize, usize)>,
 }
 
 /// Resolves op field names to [`Target`]s: one entry per distinct name, matched by pointer
 /// first (ops that reuse the schema's `Arc`s) and then by text.
 #[derive(Clone, Debug, Default)]
-pub(super) struct FieldTable {
+pub(in crate::index) struct FieldTable {
     names: Vec<(Arc<str>, Target)>,
 }
 
 impl FieldTable {
     /// The table of `schema`'s filter and sort field names.
-    pub(super) fn new(schema: &Schema) -> FieldTable {
+    pub(in crate::index) fn new(schema: &Schema) -> FieldTable {
         let mut names: Vec<(Arc<str>, Target)> = Vec::new();
         let mut entry = |name: &Arc<str>| -> usize {
             match names.iter().position(|(n, _)| n == name) {
@@ -98,7 +98,7 @@ impl FieldTable {
         FieldTable { names }
     }
 
-    pub(super) fn get(&self, name: &Arc<str>) -> Option<Target> {
+    pub(in crate::index) fn get(&self, name: &Arc<str>) -> Option<Target> {
         self.names
             .iter()
             .find(|(n, _)| Arc::ptr_eq(n, name) || **n == **name)
@@ -261,7 +261,7 @@ impl Index {
     }
 
     /// The key a raw value has in filter `fi`, adding text to the dictionary.
-    pub(super) fn key_of(&mut self, fi: usize, raw: &RawKey) -> Option<Key> {
+    pub(in crate::index) fn key_of(&mut self, fi: usize, raw: &RawKey) -> Option<Key> {
         key_in(&mut self.state.filters[fi], raw)
     }
 
@@ -283,7 +283,7 @@ impl Index {
     }
 
     /// Moves `slot` into `key` (`None`: NULL) of single/bool field `fi`.
-    pub(super) fn single_set_key(&mut self, fi: usize, slot: u32, key: Option<Key>) {
+    pub(in crate::index) fn single_set_key(&mut self, fi: usize, slot: u32, key: Option<Key>) {
         let kc = self.key_cols[fi]
             .as_mut()
             .expect("single/bool fields have a column");
@@ -310,7 +310,7 @@ impl Index {
     }
 
     /// Takes `slot` out of whatever single/bool field `fi` holds for it ("no value").
-    pub(super) fn single_clear(&mut self, fi: usize, slot: u32) {
+    pub(in crate::index) fn single_clear(&mut self, fi: usize, slot: u32) {
         let kc = self.key_cols[fi]
             .as_mut()
             .expect("single/bool fields have a column");
@@ -365,7 +365,7 @@ impl Index {
     }
 
     /// Adds `slot` to `key` (`None`: NULL) of multi-value field `fi`.
-    pub(super) fn multi_insert_key(&mut self, fi: usize, slot: u32, key: Option<Key>) {
+    pub(in crate::index) fn multi_insert_key(&mut self, fi: usize, slot: u32, key: Option<Key>) {
         if self.pending.contains(slot) {
             self.revive(slot, fi, key, true);
         }
@@ -387,7 +387,7 @@ impl Index {
     }
 
     /// Takes `slot` out of `key` (`None`: NULL) of multi-value field `fi`.
-    pub(super) fn multi_remove_key(&mut self, fi: usize, slot: u32, key: Option<Key>) {
+    pub(in crate::index) fn multi_remove_key(&mut self, fi: usize, slot: u32, key: Option<Key>) {
         if self.pending.contains(slot) {
             self.revive(slot, fi, key, false);
         }
@@ -401,7 +401,7 @@ impl Index {
     }
 
     /// Stores `new` as sort field `si`'s value for `slot`, flipping only the differing layers.
-    pub(super) fn sort_write(&mut self, si: usize, slot: u32, new: u32) {
+    pub(in crate::index) fn sort_write(&mut self, si: usize, slot: u32, new: u32) {
         let old = self.sort_cols[si].get(slot);
         if old == new {
             return;
@@ -487,7 +487,7 @@ impl Index {
             _ => ops.iter().collect(),
         };
         self.settle_for_query();
-        let matched = match super::eval::evaluate(&self.state, filter) {
+        let matched = match crate::index::query::eval::evaluate(&self.state, filter) {
             Ok(m) => m,
             Err(err) => {
                 self.stats.bad_queries += 1;
@@ -507,7 +507,7 @@ impl Index {
 }
 
 /// The key of `raw` in a filter field (`None`: NULL, or a text its dictionary has no room for).
-pub(super) fn key_in(fs: &mut FilterState, raw: &RawKey) -> Option<Key> {
+pub(in crate::index) fn key_in(fs: &mut FilterState, raw: &RawKey) -> Option<Key> {
     match raw {
         RawKey::Null => None,
         RawKey::Int(i) => Some(Key::Int(*i)),
@@ -519,7 +519,7 @@ pub(super) fn key_in(fs: &mut FilterState, raw: &RawKey) -> Option<Key> {
 mod tests {
     use std::sync::Arc;
 
-    use crate::index::writes::WriteLog;
+    use crate::index::store::writes::WriteLog;
     use crate::index::{Index, IndexStats};
     use crate::ops::{EntityOps, Op, Value};
     use crate::schema::{FilterKind, Schema};

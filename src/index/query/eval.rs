@@ -11,10 +11,11 @@
 //!   ranges use the sort layers (bit-sliced, no scan of the keys).
 //! * `NOT x` = alive − x.
 
-use super::bits::Bits;
-use super::keys::{self, Key};
-use super::{FilterState, State, slices};
+use super::slices;
 use crate::filter::{CmpOp, Filter, FilterError, Literal};
+use crate::index::store::bits::Bits;
+use crate::index::store::keys::{self, Key};
+use crate::index::{FilterState, State};
 use crate::schema::FilterKind;
 
 /// The live slots matching `f`.
@@ -178,7 +179,7 @@ fn interval(field: &str, op: CmpOp, v: &Literal) -> Result<(i128, i128), FilterE
 }
 
 /// The union of several bitmaps, built chunk by chunk in place.
-pub(super) fn union<'a>(bits: impl Iterator<Item = &'a Bits>) -> Bits {
+pub(in crate::index) fn union<'a>(bits: impl Iterator<Item = &'a Bits>) -> Bits {
     let mut acc: Option<Bits> = None;
     let mut many: Option<std::collections::BTreeMap<u32, roaring::RoaringBitmap>> = None;
     for b in bits {

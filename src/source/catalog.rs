@@ -1,0 +1,59 @@
+//! Catalog reads the start-up checks need: what each source table's replica identity lets a
+//! DELETE carry. The judgement of what that means for each source is the translator's
+//! ([`crate::translate::check_identities`]), which does no I/O.
+
+use crate::config::Config;
+use crate::translate::{IdentityError, IdentityReport, TableIdentity, check_identities};
+
+const QUERY: &str = r#"
+SELECT c.relreplident::text, n.nspname::text,
+       ARRAY(SELECT a.attname::text FROM pg_attribute a
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
+       ARRAY(SELECT a.attname::text FROM pg_index i
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+             WHERE i.indrelid = c.oid
+               AND ((c.relreplident = 'd' AND i.indisprimary) OR (c.relreplident = 'i' AND i.indisreplident)))
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relname = $1 AND ($2::text IS NULL OR n.nspname = $2) AND c.relkind IN ('r', 'p')
+ORDER BY n.nspname = 'public' DESC
+LIMIT 1"#;
+
+/// What the catalog says of each source table's replica identity, in `config.sources` order
+/// (`None`: no such table).
+pub async fn replica_identities(
+    client: &tokio_postgres::Client,
+    config: &Config,
+) -> Result<Vec<Option<TableIdentity>>, tokio_postgres::Error> {
+    let mut out = Vec::with_capacity(config.sources.len());
+    for source in &config.sources {
+        let (ns, name) = match source.table.split_once('.') {
+            Some((ns, name)) => (Some(ns), name),
+            None => (None, source.table.as_str()),
+        };
+        let Some(row) = client.query_opt(QUERY, &[&name, &ns]).await? else {
+            out.push(None);
+            continue;
+        };
+        let mode: String = row.get(0);
+        let all: Vec<String> = row.get(2);
+        let key: Vec<String> = row.get(3);
+        let (identity, columns) = match mode.as_str() {
+            "f" => ("full", all),
+            "i" => ("index", key),
+            "n" => ("nothing", Vec::new()),
+            _ => ("default", key),
+        };
+        out.push(Some(TableIdentity { identity, columns }));
+    }
+    Ok(out)
+}
+
+/// Reads every source table's replica identity and checks it; `Err` lists every table that
+/// cannot work (or the catalog read's failure).
+pub async fn check_replica_identity(
+    client: &tokio_postgres::Client,
+    config: &Config,
+) -> Result<Vec<IdentityReport>, IdentityError> {
+    let identities = replica_identities(client, config).await?;
+    check_identities(config, &identities)
+}
