@@ -12,6 +12,7 @@ mod follow;
 mod index_model;
 mod join_model;
 mod joins;
+mod layers;
 mod pg_smoke;
 mod pgoutput_capture;
 mod server;
