@@ -270,6 +270,45 @@ struct Dump<'a> {
 }
 
 impl Dump<'_> {
+    /// Runs `jobs` (fan-out tables) with their ops applied to `index` in order on a loader
+    /// thread, adding the workers' counters to `translate` and `rows`.
+    async fn apply(
+        &self,
+        mut index: Index,
+        jobs: Vec<catalog::Job>,
+        translate: &mut TranslateStats,
+        rows: &mut u64,
+    ) -> Result<Index, BootstrapError> {
+        let (to_index, from_workers) = crossbeam_channel::bounded::<Vec<crate::ops::EntityOps>>(8);
+        let loader = std::thread::spawn(move || {
+            for ops in from_workers {
+                for e in &ops {
+                    index.apply(e);
+                }
+            }
+            index
+        });
+        let outs = dump::run(
+            self.sessions,
+            self.plans,
+            jobs,
+            self.tables,
+            self.config,
+            self.workers,
+            dump::Mode::Apply(to_index),
+        )
+        .await;
+        let loaded = tokio::task::spawn_blocking(move || loader.join())
+            .await
+            .map_err(|_| BootstrapError::Panicked("the index loader"))?
+            .map_err(|_| BootstrapError::Panicked("the index loader"))?;
+        for out in outs? {
+            translate.add(&out.stats);
+            *rows += out.rows;
+        }
+        Ok(loaded)
+    }
+
     /// Runs `jobs` into sibling bulk accumulators (fan-out rows resolved against `fan_out`)
     /// and returns their merge, adding the workers' counters to `translate` and `rows`.
     async fn bulk(
@@ -356,16 +395,14 @@ pub async fn bootstrap(
     let started = Instant::now();
     // Small pages until the checkpoint is written (see [`huge_pages`]).
     let _small_pages = huge_pages::NoHugePages::new();
-    let data_dir = config.storage.data_dir.clone();
-    let slot = config.postgres.slot.clone();
     let translator = Translator::new(config)?;
     let conn = ConnInfo::parse(&config.postgres.url)?;
-    let state = marker::state(&data_dir)?;
+    let state = marker::state(&config.storage.data_dir)?;
     if let DataDir::Complete(m) = &state
         && !options.force
     {
         return Err(BootstrapError::AlreadyBootstrapped {
-            data_dir,
+            data_dir: config.storage.data_dir.clone(),
             slot: m.slot.clone(),
             consistent_point: m.consistent_point,
         });
@@ -373,14 +410,70 @@ pub async fn bootstrap(
     progress.set_phase("checking the publication and tables");
     let control = connect(&conn).await?;
     let mut plans = catalog::plan(&control, config, &translator).await?;
+    start_over(&control, config, &state, options.force).await?;
+    progress.set_phase("creating the slot and its snapshot");
+    let (sessions, consistent_point) =
+        open_sessions(&conn, config, options.connections.max(1), &mut plans).await?;
+    let plans = Arc::new(plans);
+    let (mut index, translate, rows) = load(config, options, progress, &sessions, &plans).await?;
+    for s in &sessions {
+        // Read-only: ending the transaction only releases the snapshot.
+        let _ = s.client.batch_execute("COMMIT").await;
+    }
+    if !config.schema().joins.is_empty() {
+        progress.set_phase("completing the joins");
+        index = tokio::task::spawn_blocking(move || {
+            index.finish_joins();
+            index
+        })
+        .await
+        .map_err(|_| BootstrapError::Panicked("completing the joins"))?;
+    }
+    progress.set_phase("writing the checkpoint");
+    let alive = index.alive_count();
+    commit(config, index, consistent_point, rows).await?;
+    progress.set_phase("done");
+    progress.finish();
+    let report = progress.report();
+    let summary = BootstrapSummary {
+        consistent_point,
+        rows,
+        alive,
+        phases: report.phases,
+        tables: report.tables,
+        translate,
+        elapsed: started.elapsed(),
+    };
+    info!(
+        rows,
+        alive,
+        consistent_point = %consistent_point,
+        secs = summary.elapsed.as_secs_f64(),
+        "bootstrap complete"
+    );
+    Ok(summary)
+}
 
-    // Start over: drop the slots this directory owns, wipe its index and WAL.
+/// Starts over: drops the slots this directory owns (the configured one only with `force`, or
+/// when an unfinished or discarded bootstrap of this directory made it), wipes the index and
+/// WAL, and writes the intent naming the slot about to be created.
+async fn start_over(
+    control: &Client,
+    config: &Config,
+    state: &DataDir,
+    force: bool,
+) -> Result<(), BootstrapError> {
+    let data_dir = &config.storage.data_dir;
+    let slot = &config.postgres.slot;
     let mut ours: Vec<String> = Vec::new();
-    match &state {
+    match state {
         DataDir::Empty => {
-            if snapshot::slot_state(&control, &slot).await?.is_some() {
-                if !options.force {
-                    return Err(BootstrapError::SlotExists { slot, data_dir });
+            if snapshot::slot_state(control, slot).await?.is_some() {
+                if !force {
+                    return Err(BootstrapError::SlotExists {
+                        slot: slot.clone(),
+                        data_dir: data_dir.clone(),
+                    });
                 }
                 ours.push(slot.clone());
             }
@@ -402,28 +495,39 @@ pub async fn bootstrap(
     ours.sort();
     ours.dedup();
     for s in &ours {
-        if snapshot::drop_slot(&control, s).await? {
+        if snapshot::drop_slot(control, s).await? {
             info!(slot = %s, "dropped the stale replication slot");
         }
     }
-    marker::wipe(&data_dir)?;
-    marker::write_intent(&data_dir, &slot)?;
+    marker::wipe(data_dir)?;
+    marker::write_intent(data_dir, slot)?;
+    Ok(())
+}
 
-    progress.set_phase("creating the slot and its snapshot");
-    let exported = snapshot::create(&conn, &slot, &config.postgres.publication).await?;
+/// Creates the slot with its exported snapshot, opens `n` COPY sessions that import it,
+/// measures the tables in it, and releases the exporting session. Returns the sessions and the
+/// slot's consistent point.
+async fn open_sessions(
+    conn: &ConnInfo,
+    config: &Config,
+    n: usize,
+    plans: &mut [catalog::TablePlan],
+) -> Result<(Vec<session::CopySession>, Lsn), BootstrapError> {
+    let slot = &config.postgres.slot;
+    let exported = snapshot::create(conn, slot, &config.postgres.publication).await?;
     info!(
         slot = %slot,
         consistent_point = %exported.consistent_point,
         snapshot = %exported.snapshot,
         "created the replication slot"
     );
-    let mut sessions = Vec::with_capacity(options.connections.max(1));
+    let mut sessions = Vec::with_capacity(n);
     let import = format!(
         "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
         exported.snapshot.replace('\'', "''")
     );
-    for i in 0..options.connections.max(1) {
-        let session = session::CopySession::open(&conn, format!("pgroar-copy-{i}")).await?;
+    for i in 0..n {
+        let session = session::CopySession::open(conn, format!("pgroar-copy-{i}")).await?;
         session
             .client
             .batch_execute(&import)
@@ -434,15 +538,27 @@ pub async fn bootstrap(
             })?;
         sessions.push(session);
     }
-    catalog::measure(&sessions[0].client, &mut plans).await?;
+    catalog::measure(&sessions[0].client, plans).await?;
     let consistent_point = exported.consistent_point;
     exported.release().await?;
+    Ok((sessions, consistent_point))
+}
 
-    let plans = Arc::new(plans);
+/// Copies every table into a new index: the direct and join tables in bulk and merged, then
+/// the fan-out tables (in bulk against a snapshot of that index when no fan-out writes what a
+/// query reads, else applied in order). Returns the index, the translator's counters and the
+/// rows copied.
+async fn load(
+    config: &Config,
+    options: &BootstrapOptions,
+    progress: &Arc<Progress>,
+    sessions: &[session::CopySession],
+    plans: &Arc<Vec<catalog::TablePlan>>,
+) -> Result<(Index, TranslateStats, u64), BootstrapError> {
     let bulk: Vec<usize> = (0..plans.len()).filter(|&i| !plans[i].fan_out).collect();
     let fan: Vec<usize> = (0..plans.len()).filter(|&i| plans[i].fan_out).collect();
-    let bulk_jobs = catalog::jobs(&plans, &bulk, options.chunk_pages);
-    let fan_jobs = catalog::jobs(&plans, &fan, options.chunk_pages);
+    let bulk_jobs = catalog::jobs(plans, &bulk, options.chunk_pages);
+    let fan_jobs = catalog::jobs(plans, &fan, options.chunk_pages);
     let tables: Vec<Arc<TableProgress>> = plans
         .iter()
         .enumerate()
@@ -456,10 +572,9 @@ pub async fn bootstrap(
         })
         .collect();
     progress.set_tables(tables.clone());
-
     let dump = Dump {
-        sessions: &sessions,
-        plans: &plans,
+        sessions,
+        plans,
         tables: &tables,
         config,
         workers: options.workers,
@@ -472,66 +587,38 @@ pub async fn bootstrap(
         .await?;
     progress.set_phase("merging bitmaps");
     let mut index = merge(Index::new(config.schema()), acc).await?;
-
-    if !fan.is_empty() && fan_out_in_bulk(config) {
-        progress.set_phase("copying fan-out tables");
+    if fan.is_empty() {
+        return Ok((index, translate, rows));
+    }
+    progress.set_phase("copying fan-out tables");
+    if fan_out_in_bulk(config) {
         let snapshot = Some(index.snapshot());
         let acc = dump
             .bulk(fan_jobs, snapshot, &mut translate, &mut rows)
             .await?;
         progress.set_phase("merging fan-out values");
         index = merge(index, acc).await?;
-    } else if !fan.is_empty() {
-        progress.set_phase("copying fan-out tables");
-        let (to_index, from_workers) = crossbeam_channel::bounded::<Vec<crate::ops::EntityOps>>(8);
-        let loader = std::thread::spawn(move || {
-            for ops in from_workers {
-                for e in &ops {
-                    index.apply(e);
-                }
-            }
-            index
-        });
-        let outs = dump::run(
-            &sessions,
-            &plans,
-            fan_jobs,
-            &tables,
-            config,
-            options.workers,
-            dump::Mode::Apply(to_index),
-        )
-        .await;
-        let loaded = tokio::task::spawn_blocking(move || loader.join())
-            .await
-            .map_err(|_| BootstrapError::Panicked("the index loader"))?
-            .map_err(|_| BootstrapError::Panicked("the index loader"))?;
-        for out in outs? {
-            translate.add(&out.stats);
-            rows += out.rows;
-        }
-        index = loaded;
+    } else {
+        index = dump
+            .apply(index, fan_jobs, &mut translate, &mut rows)
+            .await?;
     }
-    for s in &sessions {
-        // Read-only: ending the transaction only releases the snapshot.
-        let _ = s.client.batch_execute("COMMIT").await;
-    }
+    Ok((index, translate, rows))
+}
 
-    if !config.schema().joins.is_empty() {
-        progress.set_phase("completing the joins");
-        index = tokio::task::spawn_blocking(move || {
-            index.finish_joins();
-            index
-        })
-        .await
-        .map_err(|_| BootstrapError::Panicked("completing the joins"))?;
-    }
-    progress.set_phase("writing the checkpoint");
+/// Sets the index's cursor at the consistent point, writes its checkpoint, then the marker
+/// (the commit point of the bootstrap).
+async fn commit(
+    config: &Config,
+    mut index: Index,
+    consistent_point: Lsn,
+    rows: u64,
+) -> Result<(), BootstrapError> {
     // The snapshot holds every transaction that committed before the consistent point; one
     // whose commit record starts exactly at it is streamed. The cursor says "everything
     // committed at or before this LSN is here", so it is one byte below the point.
     index.set_applied(WalKey::end_of(Lsn(consistent_point.0.saturating_sub(1))));
-    let alive = index.alive_count();
+    let data_dir = &config.storage.data_dir;
     let index_dir = data_dir.join("index");
     let snapshot = index.snapshot();
     tokio::task::spawn_blocking(move || {
@@ -545,9 +632,9 @@ pub async fn bootstrap(
     .await
     .map_err(|_| BootstrapError::Panicked("the checkpoint writer"))??;
     marker::write_marker(
-        &data_dir,
+        data_dir,
         &Marker {
-            slot: slot.clone(),
+            slot: config.postgres.slot.clone(),
             consistent_point,
             rows,
             finished_unix: std::time::SystemTime::now()
@@ -555,26 +642,7 @@ pub async fn bootstrap(
                 .map_or(0, |d| d.as_secs()),
         },
     )?;
-    progress.set_phase("done");
-    progress.finish();
-    let report = progress.report();
-    let summary = BootstrapSummary {
-        consistent_point,
-        rows,
-        alive,
-        phases: report.phases,
-        tables: report.tables,
-        translate,
-        elapsed: started.elapsed(),
-    };
-    info!(
-        rows,
-        alive,
-        consistent_point = %consistent_point,
-        secs = summary.elapsed.as_secs_f64(),
-        "bootstrap complete"
-    );
-    Ok(summary)
+    Ok(())
 }
 
 #[cfg(test)]
