@@ -176,50 +176,8 @@ impl Pipeline {
         options: PipelineOptions,
     ) -> Result<Pipeline, PipelineError> {
         let data_dir = config.storage.data_dir.clone();
-        let wal_dir = data_dir.join("wal");
-        let index_dir = data_dir.join("index");
-        std::fs::create_dir_all(&index_dir).map_err(|source| PipelineError::Io {
-            path: index_dir.clone(),
-            source,
-        })?;
-        let schema = config.schema();
-        let wal_options = WalOptions {
-            segment_bytes: options.segment_bytes,
-            ..WalOptions::default()
-        };
-        let (dir, open_dir) = (index_dir.clone(), wal_dir.clone());
-        let (mut wal, report, index) = tokio::task::spawn_blocking(move || {
-            let (wal, report) = Wal::open(&open_dir, wal_options)?;
-            let index = Index::load_checkpoint(&dir, schema)?;
-            Ok::<_, PipelineError>((wal, report, index))
-        })
-        .await
-        .map_err(|_| PipelineError::Panicked("start-up task"))??;
-        info!(wal = %report.summary(), "WAL opened");
-        let loaded = index.is_some();
-        let index = index.unwrap_or_else(|| Index::new(config.schema()));
+        let (wal, index, loaded) = recover(&config, &options).await?;
         let applied = index.applied();
-        if applied.lsn > wal.durable_lsn() {
-            // A checkpoint at a transaction boundary (e.g. a bootstrap's consistent point) ahead
-            // of an empty WAL: record that position so streaming resumes from it.
-            if applied.seq != u32::MAX {
-                return Err(PipelineError::CheckpointAheadOfWal {
-                    applied,
-                    durable: wal.durable_lsn(),
-                    data_dir,
-                });
-            }
-            wal.mark(applied.lsn)?;
-            wal.sync()?;
-        }
-        info!(
-            checkpoint = if loaded { "loaded" } else { "none" },
-            applied = %applied.lsn,
-            seq = applied.seq,
-            durable = %wal.durable_lsn(),
-            "index ready; replaying the WAL after it"
-        );
-
         let status = Arc::new(Status::new(
             config.postgres.slot.clone(),
             config.postgres.publication.clone(),
@@ -240,7 +198,6 @@ impl Pipeline {
             Arc::clone(&phase),
             options.source.clone(),
         )?;
-
         // Bad-data counters go to the status with every snapshot: visible while running.
         let sink_status = Arc::clone(&status);
         let sink = CoalescingSink::spawn_observed(index, options.sink.clone(), move |stats| {
@@ -251,9 +208,8 @@ impl Pipeline {
         let (stop_tx, stop_rx) = watch::channel(false);
         let stop = Arc::new(stop_tx);
         let finish = Arc::new(AtomicBool::new(false));
-
         let apply = ApplyLoop {
-            wal_dir,
+            wal_dir: data_dir.join("wal"),
             after: applied,
             durable: durable_watch,
             sink,
@@ -264,16 +220,9 @@ impl Pipeline {
             finish: Arc::clone(&finish),
             stop: Arc::clone(&stop),
         };
-        let apply = std::thread::Builder::new()
-            .name("pgroar-apply".into())
-            .spawn(move || apply.run())
-            .map_err(|source| PipelineError::Io {
-                path: data_dir.clone(),
-                source,
-            })?;
-
+        let apply = spawn_thread("pgroar-apply", &data_dir, move || apply.run())?;
         let checkpointer = Checkpointer {
-            dir: index_dir,
+            dir: data_dir.join("index"),
             wal: Arc::clone(&wal),
             status: Arc::clone(&status),
             last: applied,
@@ -281,14 +230,9 @@ impl Pipeline {
         let (ckpt_stop, ckpt_stop_rx) = crossbeam_channel::bounded::<()>(1);
         let ckpt_published = Arc::clone(&published);
         let interval = options.checkpoint_interval;
-        let checkpointer = std::thread::Builder::new()
-            .name("pgroar-checkpoint".into())
-            .spawn(move || checkpointer.run(ckpt_published, interval, ckpt_stop_rx))
-            .map_err(|source| PipelineError::Io {
-                path: data_dir.clone(),
-                source,
-            })?;
-
+        let checkpointer = spawn_thread("pgroar-checkpoint", &data_dir, move || {
+            checkpointer.run(ckpt_published, interval, ckpt_stop_rx)
+        })?;
         let source = tokio::spawn(source.run(stop_rx));
         let supervisor = tokio::spawn(supervise(Supervised {
             source,
@@ -356,6 +300,73 @@ impl Pipeline {
         self.stop();
         self.join().await
     }
+}
+
+/// Opens (and recovers) the WAL and loads the newest checkpoint, or a new index when there is
+/// none (`false`). A checkpoint at a transaction boundary ahead of the WAL (a bootstrap's
+/// consistent point over an empty WAL) is recorded in the WAL as a Mark, so streaming resumes
+/// from it; one inside a transaction the WAL does not hold is an error.
+async fn recover(
+    config: &Config,
+    options: &PipelineOptions,
+) -> Result<(Wal, Index, bool), PipelineError> {
+    let data_dir = config.storage.data_dir.clone();
+    let wal_dir = data_dir.join("wal");
+    let index_dir = data_dir.join("index");
+    std::fs::create_dir_all(&index_dir).map_err(|source| PipelineError::Io {
+        path: index_dir.clone(),
+        source,
+    })?;
+    let schema = config.schema();
+    let wal_options = WalOptions {
+        segment_bytes: options.segment_bytes,
+        ..WalOptions::default()
+    };
+    let (mut wal, report, index) = tokio::task::spawn_blocking(move || {
+        let (wal, report) = Wal::open(&wal_dir, wal_options)?;
+        let index = Index::load_checkpoint(&index_dir, schema)?;
+        Ok::<_, PipelineError>((wal, report, index))
+    })
+    .await
+    .map_err(|_| PipelineError::Panicked("start-up task"))??;
+    info!(wal = %report.summary(), "WAL opened");
+    let loaded = index.is_some();
+    let index = index.unwrap_or_else(|| Index::new(config.schema()));
+    let applied = index.applied();
+    if applied.lsn > wal.durable_lsn() {
+        if applied.seq != u32::MAX {
+            return Err(PipelineError::CheckpointAheadOfWal {
+                applied,
+                durable: wal.durable_lsn(),
+                data_dir,
+            });
+        }
+        wal.mark(applied.lsn)?;
+        wal.sync()?;
+    }
+    info!(
+        checkpoint = if loaded { "loaded" } else { "none" },
+        applied = %applied.lsn,
+        seq = applied.seq,
+        durable = %wal.durable_lsn(),
+        "index ready; replaying the WAL after it"
+    );
+    Ok((wal, index, loaded))
+}
+
+/// Starts a named pipeline thread.
+fn spawn_thread<R: Send + 'static>(
+    name: &str,
+    data_dir: &std::path::Path,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> Result<std::thread::JoinHandle<R>, PipelineError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|source| PipelineError::Io {
+            path: data_dir.to_path_buf(),
+            source,
+        })
 }
 
 /// The parts the supervisor joins at the end.
