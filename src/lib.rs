@@ -2,16 +2,20 @@
 //! logical replication.
 //!
 //! Pipeline stages, one module each: [`source`] (the replication session: slot checks, the
-//! stream into the WAL, acknowledgements), [`decode`] (pgoutput bytes → messages, no I/O),
-//! [`translate`] (row changes + config → ops, with a local SQL expression evaluator), [`ops`]
-//! (the deltas and their JSON form), [`filter`] (the filter language of queries and `queryOpSet`), [`wal`] (the CRC-checked, LSN-keyed ops log), [`dedup`]
-//! (per-batch collapsing), [`sink`] (the coalescing writer and the bulk accumulator), [`index`]
-//! (bitmaps, queries, checkpoints), [`pipeline`] (the apply loop and `pgroar run`) and
-//! [`server`] (HTTP queries, status, metrics). [`config`] reads the TOML configuration and
-//! [`cluster`] starts throwaway Postgres clusters for tests and the demo.
+//! stream into the WAL, acknowledgements, catalog reads), [`decode`] (pgoutput bytes → messages,
+//! no I/O), [`translate`] (row changes + config → ops, with a local SQL expression evaluator),
+//! [`ops`] (the deltas and their JSON form), [`filter`] (the filter language of queries and
+//! `queryOpSet`), [`wal`] (the CRC-checked, LSN-keyed ops log), [`dedup`] (per-batch
+//! collapsing), [`sink`] (the coalescing writer), [`index`] (bitmaps, queries, joins, the bulk
+//! accumulator, checkpoints), [`pipeline`] (the running pipeline), [`bootstrap`] (the
+//! snapshot-consistent dump) and [`server`] (`pgroar run`: HTTP queries, status, metrics).
+//! [`status`] holds what the stages report; [`config`] reads the TOML configuration; `cluster`
+//! (feature `test-utils`) starts throwaway Postgres clusters for tests. `docs/architecture.md`
+//! shows the modules by layer.
 #![warn(missing_docs)]
 
 pub mod bootstrap;
+#[cfg(feature = "test-utils")]
 pub mod cluster;
 pub mod config;
 pub mod decode;
