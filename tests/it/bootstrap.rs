@@ -19,9 +19,9 @@ use pgroar::translate::Translator;
 use tempfile::TempDir;
 use tokio_postgres::Client;
 
-use super::follow::{current_lsn, wait_caught_up};
+use super::support::follow::{current_lsn, wait_caught_up};
 
-use super::feed::{
+use super::support::feed::{
     self, IDS, PATIENCE, Runner, SCHEMA, assert_published_order, assert_server_matches,
     assert_snapshot_matches, insert_sql, workload,
 };

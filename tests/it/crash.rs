@@ -18,7 +18,7 @@ use pgroar::wal::Wal;
 use tempfile::TempDir;
 use tokio_postgres::Client;
 
-use super::feed::{
+use super::support::feed::{
     IDS, PATIENCE, Rng, Runner, SCHEMA, assert_server_matches, config_text, insert_sql, workload,
 };
 

@@ -18,7 +18,7 @@ use pgroar::{Lsn, WalKey};
 use tempfile::TempDir;
 use tokio_postgres::Client;
 
-use super::follow::{current_lsn, wait_caught_up, wait_streaming};
+use super::support::follow::{current_lsn, wait_caught_up, wait_streaming};
 
 mod binary;
 mod served;

@@ -17,7 +17,7 @@ use pgroar::wal::{WalEntry, WalReader};
 use tempfile::TempDir;
 use tokio_postgres::Client;
 
-use super::follow::{wait_caught_up, wait_streaming};
+use super::support::follow::{wait_caught_up, wait_streaming};
 
 const PUBLICATION: &str = "pgroar_truncate";
 /// How long any wait for the pipeline may take before the test fails.

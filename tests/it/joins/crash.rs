@@ -18,7 +18,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestRunner};
 
 use super::{Txn, config_text, first_difference, index_products, schema_sql, sql_products, txn};
-use crate::it::feed::{PATIENCE, Runner};
+use crate::it::support::feed::{PATIENCE, Runner};
 
 /// Cases per replica identity unless `PGROAR_JOIN_KILL_CASES` says otherwise.
 const CASES: u32 = 4;
@@ -121,7 +121,7 @@ async fn case(identity: &str, before: &[Txn], after: &[Step]) -> Result<usize, S
 /// with SQL's LEFT JOIN.
 async fn check(
     runner: &Runner,
-    mut child: crate::it::feed::Guard,
+    mut child: crate::it::support::feed::Guard,
     data: &std::path::Path,
     client: &tokio_postgres::Client,
     (identity, kills, when): (&str, usize, &str),

@@ -30,7 +30,7 @@ use super::{
     TRIGGERS, Txn, config_text, first_difference, index_products, schema_sql, sql_products,
     trigger_ops, txn,
 };
-use crate::it::follow::{wait_caught_up, wait_streaming};
+use crate::it::support::follow::{wait_caught_up, wait_streaming};
 
 /// Cases per run unless `PGROAR_JOIN_CASES` says otherwise.
 const CASES: u32 = 200;
