@@ -4,9 +4,11 @@ mod bootstrap;
 mod check;
 mod query;
 mod run;
+mod status;
 mod wal;
 
-use std::path::PathBuf;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
@@ -38,6 +40,8 @@ enum Command {
         #[arg(long, short, env = "PGROAR_CONFIG")]
         config: PathBuf,
     },
+    /// Print a running server's status: phase, positions, lag, rates and every counter.
+    Status(status::StatusArgs),
     /// Inspect the ops WAL.
     Wal {
         #[command(subcommand)]
@@ -62,6 +66,32 @@ pub fn run() -> anyhow::Result<()> {
         Command::Check { config } => check::run(&config),
         Command::Query(args) => query::run(args),
         Command::Run { config } => run::run(&config),
+        Command::Status(args) => status::run(&args),
         Command::Wal { command } => wal::run(command),
     }
+}
+
+/// The base URL of a running server: `server` (`host:port` or a URL), else the config's listen
+/// address (a wildcard listen address is reached on loopback).
+fn server_url(config: Option<&Path>, server: Option<&str>) -> anyhow::Result<String> {
+    use anyhow::Context;
+    if let Some(s) = server {
+        let s = s.trim_end_matches('/');
+        return Ok(if s.starts_with("http://") || s.starts_with("https://") {
+            s.to_owned()
+        } else {
+            format!("http://{s}")
+        });
+    }
+    let path = config.context("give --config or --server")?;
+    let config = pgroar::config::Config::load(path)
+        .with_context(|| format!("config {} is not valid", path.display()))?;
+    let mut addr: SocketAddr = config.http.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        });
+    }
+    Ok(format!("http://{addr}"))
 }

@@ -1,12 +1,10 @@
 //! `pgroar query`: sends one query to a running server's `POST /query` and prints the answer.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use pgroar::Lsn;
-use pgroar::config::Config;
 use pgroar::index::Order;
 use pgroar::server::{ErrorBody, QueryRequest, QueryResponse, SortRequest};
 
@@ -63,32 +61,8 @@ fn parse_sort(text: &str) -> Result<SortRequest, String> {
     })
 }
 
-/// The base URL of the server: `--server`, else the config's listen address (a wildcard
-/// listen address is reached on loopback).
-fn base_url(args: &QueryArgs) -> anyhow::Result<String> {
-    if let Some(s) = &args.server {
-        let s = s.trim_end_matches('/');
-        return Ok(if s.starts_with("http://") || s.starts_with("https://") {
-            s.to_owned()
-        } else {
-            format!("http://{s}")
-        });
-    }
-    let path = args.config.as_ref().context("give --config or --server")?;
-    let config =
-        Config::load(path).with_context(|| format!("config {} is not valid", path.display()))?;
-    let mut addr: SocketAddr = config.http.listen;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(match addr.ip() {
-            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        });
-    }
-    Ok(format!("http://{addr}"))
-}
-
 pub fn run(args: QueryArgs) -> anyhow::Result<()> {
-    let base = base_url(&args)?;
+    let base = super::server_url(args.config.as_deref(), args.server.as_deref())?;
     let request = QueryRequest {
         filter: args.filter,
         sort: args.sort,

@@ -640,3 +640,55 @@ fn waits_end_when_the_writer_stops_or_the_server_shuts_down() {
         "{got}"
     );
 }
+
+#[test]
+fn the_status_command_prints_the_phase_and_every_counter() {
+    let server = TestServer::filled();
+    let s = &server.status;
+    s.set_phase(Phase::Streaming);
+    for (i, spec) in COUNTERS.iter().enumerate() {
+        s.add(spec.counter, 1000 + i as u64);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), server.addr);
+    let status = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_pgroar"))
+            .arg("status")
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env_remove("PGROAR_HTTP_LISTEN")
+            .output()
+            .unwrap()
+    };
+    let out = status(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("phase") && text.contains("streaming"), "{text}");
+    for (i, spec) in COUNTERS.iter().enumerate() {
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(spec.key))
+            .unwrap_or_else(|| panic!("no {} in\n{text}", spec.key));
+        assert!(line.contains(&(1000 + i).to_string()), "{line}");
+    }
+    // --json is the server's report as it is.
+    let out = status(&["--json"]);
+    let r: StatusReport = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r.counts.get(Counter::OpsApplied), 1000);
+    // Nothing listening: the error says what to start.
+    let dead = format!("127.0.0.1:{}", {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    });
+    let out = Command::new(env!("CARGO_BIN_EXE_pgroar"))
+        .args(["status", "--server", &dead])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is `pgroar run` running?"));
+}
