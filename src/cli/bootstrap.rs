@@ -14,7 +14,7 @@ use pgroar::status::Progress;
 use tokio::net::TcpListener;
 use tracing::info;
 
-use super::run::shutdown_signal;
+use super::serve::shutdown_signal;
 
 /// Options of `pgroar bootstrap`.
 #[derive(Args, Debug)]
@@ -112,5 +112,5 @@ pub(crate) async fn bootstrap_then_stream(
     if !stream {
         return Ok(());
     }
-    super::run::stream(config).await
+    super::serve::stream(config).await
 }

@@ -4,6 +4,7 @@ mod bootstrap;
 mod check;
 mod query;
 mod run;
+mod serve;
 mod status;
 mod wal;
 

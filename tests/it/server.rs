@@ -668,7 +668,10 @@ fn the_status_command_prints_the_phase_and_every_counter() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("phase") && text.contains("streaming"), "{text}");
+    assert!(
+        text.contains("phase") && text.contains("streaming"),
+        "{text}"
+    );
     for (i, spec) in COUNTERS.iter().enumerate() {
         let line = text
             .lines()

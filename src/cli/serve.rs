@@ -1,0 +1,52 @@
+//! Serving until a signal: what `pgroar run` and `pgroar bootstrap` (after its dump) share.
+
+use pgroar::config::Config;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{info, warn};
+
+/// Streams until SIGTERM/SIGINT, then logs where the pipeline stopped.
+pub(crate) async fn stream(config: Config) -> anyhow::Result<()> {
+    let summary = pgroar::server::run(config, shutdown_signal()).await?;
+    info!(
+        durable = %summary.durable,
+        applied = %summary.applied.lsn,
+        checkpointed = %summary.checkpointed.lsn,
+        "stopped cleanly"
+    );
+    Ok(())
+}
+
+/// Completes at the first SIGTERM or SIGINT. A second one exits at once: everything
+/// acknowledged is already in the WAL, so skipping the drain and final checkpoint loses nothing.
+pub(crate) async fn shutdown_signal() {
+    let mut term = signal(SignalKind::terminate()).ok();
+    let terminate = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+    info!("signal received: stopping (send it again to exit at once)");
+    tokio::spawn(async move {
+        let again = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = again => {}
+        }
+        warn!("second signal: exiting without the final checkpoint");
+        std::process::exit(130);
+    });
+}
