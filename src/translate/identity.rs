@@ -9,7 +9,7 @@
 //! the identity allows (e.g. an UPDATE without old values becomes `set(new)`, and the index
 //! moves the slot out of its old value itself).
 
-use crate::config::{Config, SourceKind};
+use crate::config::{Config, Source, SourceKind};
 
 /// What one source table's replica identity allows.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,104 +62,108 @@ pub fn check_identities(
     let mut reports = Vec::new();
     let mut problems = Vec::new();
     for (source, found) in config.sources.iter().zip(identities) {
-        let Some(TableIdentity { identity, columns }) = found.clone() else {
+        let Some(found) = found else {
             problems.push(format!("table {:?} does not exist", source.table));
             continue;
         };
-        let carries = |c: &str| columns.iter().any(|k| k == c);
-        let fix = format!(
-            "fix: ALTER TABLE {t} REPLICA IDENTITY FULL; (or a unique index on the columns and ALTER TABLE {t} REPLICA IDENTITY USING INDEX …)",
-            t = quote(&source.table)
-        );
-        let mut notes = Vec::new();
-        if identity == "full" {
-            notes.push(
-                "UPDATEs carry old values: ops are remove(old) + set(new) for changed fields"
-                    .to_string(),
-            );
-        } else {
-            notes.push(
-                "UPDATEs carry no old values: ops are set(new); the index moves the slot out of its old value"
-                    .to_string(),
-            );
-        }
-        match &source.kind {
-            SourceKind::Direct {
-                slot_field,
-                on_delete,
-                ..
-            } => {
-                if *on_delete && !carries(slot_field) {
-                    problems.push(format!(
-                        "table {:?} (direct, on_delete): a DELETE would not carry slot_field {slot_field:?} (replica identity {identity}); {fix}",
-                        source.table
-                    ));
-                }
-            }
-            SourceKind::Join {
-                slot_field,
-                value_field,
-                filter,
-                ..
-            } => {
-                let missing: Vec<&str> = [slot_field, value_field]
-                    .into_iter()
-                    .filter(|c| !carries(c))
-                    .map(String::as_str)
-                    .collect();
-                if !missing.is_empty() {
-                    problems.push(format!(
-                        "table {:?} (join): a DELETE would not carry {} (replica identity {identity}); {fix}",
-                        source.table,
-                        missing.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(" and ")
-                    ));
-                }
-                if let Some(f) = filter
-                    && identity != "full"
-                {
-                    notes.push(format!(
-                        "a DELETE cannot evaluate the filter {f:?}: the value is removed regardless (a no-op when it was filtered out)"
-                    ));
-                }
-            }
-            SourceKind::FanOut { query, join, .. } => {
-                let missing: Vec<String> = query
-                    .columns()
-                    .into_iter()
-                    .filter(|c| !carries(c))
-                    .collect();
-                let list = missing
-                    .iter()
-                    .map(|c| format!("{c:?}"))
-                    .collect::<Vec<_>>()
-                    .join(" and ");
-                if missing.is_empty() {
-                    notes.push(
-                        "a DELETE sets the fields it gives NULL on the slots its query selects"
-                            .into(),
-                    );
-                } else if *join {
-                    problems.push(format!(
-                        "table {:?} (fan-out, joined): a DELETE would not carry {list}, which its query {:?} reads (replica identity {identity}), so the slots joined to a deleted row would keep its values; {fix}",
-                        source.table, query.text
-                    ));
-                } else {
-                    notes.push(format!(
-                        "a DELETE does not carry {list}: it produces no ops, and the matching slots keep the deleted row's values"
-                    ));
-                }
-            }
-        }
-        reports.push(IdentityReport {
-            table: source.table.clone(),
-            identity,
-            columns,
-            notes,
-        });
+        let (report, stops) = judge(source, found);
+        reports.push(report);
+        problems.extend(stops);
     }
     if problems.is_empty() {
         Ok(reports)
     } else {
         Err(IdentityError::Problems(problems))
     }
+}
+
+/// What `found` means for `source`: its report, and the problems that stop it (none if it works).
+fn judge(source: &Source, found: &TableIdentity) -> (IdentityReport, Vec<String>) {
+    let TableIdentity { identity, columns } = found;
+    let identity = *identity;
+    let carries = |c: &str| columns.iter().any(|k| k == c);
+    let fix = format!(
+        "fix: ALTER TABLE {t} REPLICA IDENTITY FULL; (or a unique index on the columns and ALTER TABLE {t} REPLICA IDENTITY USING INDEX …)",
+        t = quote(&source.table)
+    );
+    let mut notes = vec![if identity == "full" {
+        "UPDATEs carry old values: ops are remove(old) + set(new) for changed fields".to_string()
+    } else {
+        "UPDATEs carry no old values: ops are set(new); the index moves the slot out of its old value"
+            .to_string()
+    }];
+    let mut problems: Vec<String> = Vec::new();
+    match &source.kind {
+        SourceKind::Direct {
+            slot_field,
+            on_delete,
+            ..
+        } => {
+            if *on_delete && !carries(slot_field) {
+                problems.push(format!(
+                    "table {:?} (direct, on_delete): a DELETE would not carry slot_field {slot_field:?} (replica identity {identity}); {fix}",
+                    source.table
+                ));
+            }
+        }
+        SourceKind::Join {
+            slot_field,
+            value_field,
+            filter,
+            ..
+        } => {
+            let missing: Vec<&str> = [slot_field, value_field]
+                .into_iter()
+                .filter(|c| !carries(c))
+                .map(String::as_str)
+                .collect();
+            if !missing.is_empty() {
+                problems.push(format!(
+                    "table {:?} (join): a DELETE would not carry {} (replica identity {identity}); {fix}",
+                    source.table,
+                    missing.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(" and ")
+                ));
+            }
+            if let Some(f) = filter
+                && identity != "full"
+            {
+                notes.push(format!(
+                    "a DELETE cannot evaluate the filter {f:?}: the value is removed regardless (a no-op when it was filtered out)"
+                ));
+            }
+        }
+        SourceKind::FanOut { query, join, .. } => {
+            let missing: Vec<String> = query
+                .columns()
+                .into_iter()
+                .filter(|c| !carries(c))
+                .collect();
+            let list = missing
+                .iter()
+                .map(|c| format!("{c:?}"))
+                .collect::<Vec<_>>()
+                .join(" and ");
+            if missing.is_empty() {
+                notes.push(
+                    "a DELETE sets the fields it gives NULL on the slots its query selects".into(),
+                );
+            } else if *join {
+                problems.push(format!(
+                    "table {:?} (fan-out, joined): a DELETE would not carry {list}, which its query {:?} reads (replica identity {identity}), so the slots joined to a deleted row would keep its values; {fix}",
+                    source.table, query.text
+                ));
+            } else {
+                notes.push(format!(
+                    "a DELETE does not carry {list}: it produces no ops, and the matching slots keep the deleted row's values"
+                ));
+            }
+        }
+    }
+    let report = IdentityReport {
+        table: source.table.clone(),
+        identity,
+        columns: columns.clone(),
+        notes,
+    };
+    (report, problems)
 }
