@@ -132,9 +132,34 @@ impl SourceFile {
     /// problems found; `index` is the entry's position in the file.
     pub(super) fn into_source(self, index: usize) -> Converted {
         let table = self.table.clone().unwrap_or_default();
-        let mut problems = Vec::new();
+        let mut problems = self.foreign_keys();
         let mut track_items = Vec::new();
-        let (kind_name, allowed) = if self.field.is_some() {
+        let kind = if let Some(field) = self.field.clone() {
+            self.into_join(field, &mut problems)
+        } else if let Some(text) = self.query.clone() {
+            self.into_fan_out(text, &mut problems, &mut track_items)
+        } else {
+            self.into_direct(&mut problems, &mut track_items)
+        };
+        let problems = problems
+            .into_iter()
+            .map(|problem| Problem::Source {
+                index,
+                table: table.clone(),
+                problem,
+            })
+            .collect();
+        Converted {
+            source: Source { table, kind },
+            track_items,
+            problems,
+        }
+    }
+
+    /// The keys present that the entry's kind (told by `field`, `query`, or neither) does not
+    /// take.
+    fn foreign_keys(&self) -> Vec<SourceProblem> {
+        let (kind, allowed) = if self.field.is_some() {
             (JOIN, JOIN_KEYS)
         } else if self.query.is_some() {
             (FAN_OUT, FAN_OUT_KEYS)
@@ -151,109 +176,101 @@ impl SourceFile {
             ("query", self.query.is_some()),
             ("join", self.join.is_some()),
         ];
-        for (key, _) in present.into_iter().filter(|(_, is_there)| *is_there) {
-            if !allowed.split(", ").any(|k| k == key) {
-                problems.push(SourceProblem::KeyNotForKind {
-                    key,
-                    kind: kind_name,
-                    allowed,
-                });
-            }
-        }
+        present
+            .into_iter()
+            .filter(|&(key, is_there)| is_there && !allowed.split(", ").any(|k| k == key))
+            .map(|(key, _)| SourceProblem::KeyNotForKind { key, kind, allowed })
+            .collect()
+    }
 
-        let kind = if let Some(field) = self.field {
-            let slot_field = match self.slot_field {
-                Some(slot) => column(&mut problems, "slot_field", slot),
-                None => {
-                    problems.push(SourceProblem::JoinNeedsSlotField);
-                    String::new()
-                }
-            };
-            let value_field = self
-                .value_field
-                .unwrap_or_else(|| DEFAULT_VALUE_FIELD.to_owned());
-            let value_field = column(&mut problems, "value_field", value_field);
-            if field.trim().is_empty() {
-                problems.push(SourceProblem::EmptyField);
-            }
-            if let Some(filter) = &self.filter
-                && let Err(error) = placeholders(filter)
-            {
-                problems.push(SourceProblem::Filter {
-                    text: filter.clone(),
-                    error,
-                });
-            }
-            SourceKind::Join {
-                slot_field,
-                field,
-                value_field,
-                filter: self.filter,
-            }
-        } else if let Some(text) = self.query {
-            let track = track_fields(
-                &mut problems,
-                &mut track_items,
-                self.track_fields.unwrap_or_default(),
-            );
-            let query = QueryTemplate::parse(&text).unwrap_or_else(|error| {
-                problems.push(SourceProblem::Query {
-                    text: text.clone(),
-                    error,
-                });
-                QueryTemplate {
-                    text,
-                    clauses: Vec::new(),
-                }
-            });
-            let one_eq = matches!(&query.clauses[..], [c] if c.op == QueryOp::Eq);
-            if self.join == Some(true) && !one_eq && !query.clauses.is_empty() {
-                problems.push(SourceProblem::JoinNeedsEq {
-                    text: query.text.clone(),
-                });
-            }
-            let join = self.join.unwrap_or(true) && one_eq;
-            SourceKind::FanOut { query, track, join }
-        } else {
-            let slot_field = self
-                .slot_field
-                .unwrap_or_else(|| DEFAULT_SLOT_FIELD.to_owned());
-            let slot_field = column(&mut problems, "slot_field", slot_field);
-            let track = track_fields(
-                &mut problems,
-                &mut track_items,
-                self.track_fields.unwrap_or_default(),
-            );
-            let on_delete = match self.on_delete {
-                None | Some(toml::Value::Boolean(false)) => false,
-                Some(toml::Value::Boolean(true)) => true,
-                Some(toml::Value::String(s)) if s == "delete_slot" || s == "true" => true,
-                Some(other) => {
-                    problems.push(SourceProblem::OnDelete {
-                        value: other.to_string(),
-                    });
-                    false
-                }
-            };
-            SourceKind::Direct {
-                slot_field,
-                track,
-                sets_alive: self.sets_alive.unwrap_or(false),
-                on_delete,
+    /// A join table feeding multi-value field `field`.
+    fn into_join(self, field: String, problems: &mut Vec<SourceProblem>) -> SourceKind {
+        let slot_field = match self.slot_field {
+            Some(slot) => column(problems, "slot_field", slot),
+            None => {
+                problems.push(SourceProblem::JoinNeedsSlotField);
+                String::new()
             }
         };
-        let problems = problems
-            .into_iter()
-            .map(|problem| Problem::Source {
-                index,
-                table: table.clone(),
-                problem,
-            })
-            .collect();
-        Converted {
-            source: Source { table, kind },
-            track_items,
-            problems,
+        let value_field = self
+            .value_field
+            .unwrap_or_else(|| DEFAULT_VALUE_FIELD.to_owned());
+        let value_field = column(problems, "value_field", value_field);
+        if field.trim().is_empty() {
+            problems.push(SourceProblem::EmptyField);
+        }
+        if let Some(filter) = &self.filter
+            && let Err(error) = placeholders(filter)
+        {
+            problems.push(SourceProblem::Filter {
+                text: filter.clone(),
+                error,
+            });
+        }
+        SourceKind::Join {
+            slot_field,
+            field,
+            value_field,
+            filter: self.filter,
+        }
+    }
+
+    /// A fan-out table whose rows reach the slots query `text` selects (a join when it is one
+    /// `eq` clause, unless `join = false`).
+    fn into_fan_out(
+        self,
+        text: String,
+        problems: &mut Vec<SourceProblem>,
+        track_items: &mut Vec<usize>,
+    ) -> SourceKind {
+        let track = track_fields(problems, track_items, self.track_fields.unwrap_or_default());
+        let query = QueryTemplate::parse(&text).unwrap_or_else(|error| {
+            problems.push(SourceProblem::Query {
+                text: text.clone(),
+                error,
+            });
+            QueryTemplate {
+                text,
+                clauses: Vec::new(),
+            }
+        });
+        let one_eq = matches!(&query.clauses[..], [c] if c.op == QueryOp::Eq);
+        if self.join == Some(true) && !one_eq && !query.clauses.is_empty() {
+            problems.push(SourceProblem::JoinNeedsEq {
+                text: query.text.clone(),
+            });
+        }
+        let join = self.join.unwrap_or(true) && one_eq;
+        SourceKind::FanOut { query, track, join }
+    }
+
+    /// A direct table: one row per slot.
+    fn into_direct(
+        self,
+        problems: &mut Vec<SourceProblem>,
+        track_items: &mut Vec<usize>,
+    ) -> SourceKind {
+        let slot_field = self
+            .slot_field
+            .unwrap_or_else(|| DEFAULT_SLOT_FIELD.to_owned());
+        let slot_field = column(problems, "slot_field", slot_field);
+        let track = track_fields(problems, track_items, self.track_fields.unwrap_or_default());
+        let on_delete = match self.on_delete {
+            None | Some(toml::Value::Boolean(false)) => false,
+            Some(toml::Value::Boolean(true)) => true,
+            Some(toml::Value::String(s)) if s == "delete_slot" || s == "true" => true,
+            Some(other) => {
+                problems.push(SourceProblem::OnDelete {
+                    value: other.to_string(),
+                });
+                false
+            }
+        };
+        SourceKind::Direct {
+            slot_field,
+            track,
+            sets_alive: self.sets_alive.unwrap_or(false),
+            on_delete,
         }
     }
 }
