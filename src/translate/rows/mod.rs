@@ -52,6 +52,7 @@ use crate::translate::value::SqlValue;
 
 mod change;
 mod sink;
+
 #[cfg(test)]
 mod tests;
 
@@ -410,6 +411,7 @@ impl Translator {
         Ok(())
     }
 
+    /// The sources of relation `rel`, bound to its columns.
     fn bind(&self, rel: &Relation) -> Result<Bound, TranslateError> {
         let table = rel.qualified_name();
         let type_oids: Vec<Oid> = rel.columns.iter().map(|c| c.type_oid).collect();
@@ -418,40 +420,7 @@ impl Translator {
             .iter()
             .map(crate::decode::Column::is_key)
             .collect();
-        let resolve = |name: &str| {
-            rel.column_index(name).map(|index| ColumnSlot {
-                index,
-                type_oid: rel.columns[index].type_oid,
-            })
-        };
-        let column = |name: &str, role: &'static str| {
-            rel.column_index(name)
-                .ok_or_else(|| TranslateError::MissingColumn {
-                    table: table.clone(),
-                    column: name.to_string(),
-                    role,
-                })
-        };
-        let bind_track = |track: &[Track]| -> Result<Vec<BoundTrack>, TranslateError> {
-            track
-                .iter()
-                .map(|t| {
-                    let expr = t
-                        .expr
-                        .bind(&resolve)
-                        .map_err(|error| TranslateError::Bind {
-                            table: table.clone(),
-                            what: format!("track field for {}", t.target),
-                            expr: t.expr.text().to_string(),
-                            error,
-                        })?;
-                    Ok(BoundTrack {
-                        expr,
-                        target: t.target.clone(),
-                    })
-                })
-                .collect()
-        };
+        let binder = Binder { rel, table: &table };
         let mut sources = Vec::new();
         let mut source_ids = Vec::new();
         let mut needed = Vec::new();
@@ -462,57 +431,7 @@ impl Translator {
             .filter(|(_, s)| s.matches(rel))
         {
             source_ids.push(i);
-            let bound = match &s.kind {
-                Kind::Direct {
-                    slot,
-                    track,
-                    sets_alive,
-                    on_delete,
-                } => BoundKind::Direct {
-                    slot: column(slot, "slot_field")?,
-                    track: bind_track(track)?,
-                    sets_alive: *sets_alive,
-                    on_delete: *on_delete,
-                },
-                Kind::Join {
-                    slot,
-                    field,
-                    value,
-                    filter,
-                } => BoundKind::Join {
-                    slot: column(slot, "slot_field")?,
-                    field: field.clone(),
-                    value: column(value, "value_field")?,
-                    filter: filter
-                        .as_ref()
-                        .map(|f| {
-                            f.bind(&resolve).map_err(|error| TranslateError::Bind {
-                                table: table.clone(),
-                                what: "filter".into(),
-                                expr: f.text().to_string(),
-                                error,
-                            })
-                        })
-                        .transpose()?,
-                },
-                Kind::FanOut { query, track, join } => {
-                    let mut clauses = Vec::new();
-                    for c in &query.clauses {
-                        let cols = c
-                            .columns
-                            .iter()
-                            .map(|n| column(n, "query template"))
-                            .collect::<Result<_, _>>()?;
-                        clauses.push((Arc::from(c.field.as_str()), c.op, cols));
-                    }
-                    BoundKind::FanOut {
-                        clauses,
-                        id: rel.column_index("id"),
-                        track: bind_track(track)?,
-                        join: *join,
-                    }
-                }
-            };
+            let bound = binder.source(&s.kind)?;
             needed.extend(bound.columns());
             sources.push(bound);
         }
@@ -791,5 +710,104 @@ impl BoundKind {
                 c
             }
         }
+    }
+}
+
+/// Binds one relation's sources to its columns.
+struct Binder<'a> {
+    rel: &'a Relation,
+    /// The relation's qualified name, for errors.
+    table: &'a str,
+}
+
+impl Binder<'_> {
+    /// A column by name, if the relation has it.
+    fn resolve(&self, name: &str) -> Option<ColumnSlot> {
+        self.rel.column_index(name).map(|index| ColumnSlot {
+            index,
+            type_oid: self.rel.columns[index].type_oid,
+        })
+    }
+
+    /// The position of column `name`, which the source needs as its `role`.
+    fn column(&self, name: &str, role: &'static str) -> Result<usize, TranslateError> {
+        self.rel
+            .column_index(name)
+            .ok_or_else(|| TranslateError::MissingColumn {
+                table: self.table.to_string(),
+                column: name.to_string(),
+                role,
+            })
+    }
+
+    /// An expression bound to the relation's columns; `what` names it in errors.
+    fn expr(&self, expr: &Expr, what: String) -> Result<BoundExpr, TranslateError> {
+        expr.bind(&|name| self.resolve(name))
+            .map_err(|error| TranslateError::Bind {
+                table: self.table.to_string(),
+                what,
+                expr: expr.text().to_string(),
+                error,
+            })
+    }
+
+    fn track(&self, track: &[Track]) -> Result<Vec<BoundTrack>, TranslateError> {
+        track
+            .iter()
+            .map(|t| {
+                Ok(BoundTrack {
+                    expr: self.expr(&t.expr, format!("track field for {}", t.target))?,
+                    target: t.target.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// One source, bound.
+    fn source(&self, kind: &Kind) -> Result<BoundKind, TranslateError> {
+        Ok(match kind {
+            Kind::Direct {
+                slot,
+                track,
+                sets_alive,
+                on_delete,
+            } => BoundKind::Direct {
+                slot: self.column(slot, "slot_field")?,
+                track: self.track(track)?,
+                sets_alive: *sets_alive,
+                on_delete: *on_delete,
+            },
+            Kind::Join {
+                slot,
+                field,
+                value,
+                filter,
+            } => BoundKind::Join {
+                slot: self.column(slot, "slot_field")?,
+                field: field.clone(),
+                value: self.column(value, "value_field")?,
+                filter: filter
+                    .as_ref()
+                    .map(|f| self.expr(f, "filter".into()))
+                    .transpose()?,
+            },
+            Kind::FanOut { query, track, join } => {
+                let mut clauses = Vec::new();
+                for c in &query.clauses {
+                    let cols = c
+                        .columns
+                        .iter()
+                        .map(|n| self.column(n, "query template"))
+                        .collect::<Result<_, _>>()?;
+                    clauses.push((Arc::from(c.field.as_str()), c.op, cols));
+                }
+                BoundKind::FanOut {
+                    clauses,
+                    id: self.rel.column_index("id"),
+                    track: self.track(track)?,
+                    join: *join,
+                }
+            }
+        })
     }
 }
