@@ -1,7 +1,7 @@
 //! Serving until a signal: what `pgroar run` and `pgroar bootstrap` (after its dump) share.
 
 use pgroar::config::Config;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::{info, warn};
 
 /// Streams until SIGTERM/SIGINT, then logs where the pipeline stopped.
@@ -20,6 +20,17 @@ pub(crate) async fn stream(config: Config) -> anyhow::Result<()> {
 /// acknowledged is already in the WAL, so skipping the drain and final checkpoint loses nothing.
 pub(crate) async fn shutdown_signal() {
     let mut term = signal(SignalKind::terminate()).ok();
+    next_signal(&mut term).await;
+    info!("signal received: stopping (send it again to exit at once)");
+    tokio::spawn(async move {
+        next_signal(&mut term).await;
+        warn!("second signal: exiting without the final checkpoint");
+        std::process::exit(130);
+    });
+}
+
+/// The next SIGINT, or SIGTERM when its handler could be installed.
+async fn next_signal(term: &mut Option<Signal>) {
     let terminate = async {
         match term.as_mut() {
             Some(t) => {
@@ -32,21 +43,4 @@ pub(crate) async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate => {}
     }
-    info!("signal received: stopping (send it again to exit at once)");
-    tokio::spawn(async move {
-        let again = async {
-            match term.as_mut() {
-                Some(t) => {
-                    t.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = again => {}
-        }
-        warn!("second signal: exiting without the final checkpoint");
-        std::process::exit(130);
-    });
 }
