@@ -258,7 +258,6 @@ fn apply_filter_log(log: &mut Vec<FilterWrite>, fs: &mut FilterState) {
     let mut runs: Vec<(usize, usize)> = Vec::new();
     // By key, then slot, then op order.
     log.sort_unstable();
-    runs.clear();
     let mut start = 0;
     for run in log.chunk_by(|a, b| key_bits(*a) == key_bits(*b)) {
         runs.push((start, start + run.len()));
