@@ -56,10 +56,17 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The code of a file without its test module.
+/// The code of a file without its inline test module (a `tests` file or folder is all test
+/// code: nothing).
 fn code(path: &Path) -> String {
+    let rel = path.strip_prefix(root().join("src")).unwrap_or(path);
+    if rel.components().any(|c| c.as_os_str() == "tests")
+        || rel.file_stem().is_some_and(|s| s == "tests")
+    {
+        return String::new();
+    }
     let text = std::fs::read_to_string(path).unwrap();
-    match text.find("#[cfg(test)]\nmod tests") {
+    match text.find("#[cfg(test)]\nmod tests {") {
         Some(i) => text[..i].to_string(),
         None => text,
     }
