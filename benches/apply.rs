@@ -44,7 +44,7 @@ use pgroar::dedup::Deduper;
 use pgroar::index::Index;
 use pgroar::ops::{EntityOps, Op, Value};
 use pgroar::schema::{FilterKind, Join, Schema};
-use pgroar::wal::{FieldNames, decode_entity_ops_with, encode_entity_ops};
+use pgroar::wal::{decode_entity_ops_with, encode_entity_ops};
 
 const SLOTS: u32 = 1_000_000;
 const BATCH: usize = 10_000;
@@ -214,15 +214,15 @@ fn post(id: u64, rng: &mut Rng, update: bool) -> EntityOps {
 }
 
 /// `batches` batches of the steady-state stream, as the apply loop gets them: each entity
-/// encoded to a WAL payload and decoded again with the schema's field names, as the WAL reader
-/// hands them over (names share the schema's `Arc`s).
+/// encoded to a WAL payload and decoded again against the schema's fields, as the WAL reader
+/// hands them over (fields carry their ids).
 fn stream(rng: &mut Rng, batches: usize, deduper: &Deduper, w: Workload) -> Vec<Vec<EntityOps>> {
-    let mut names = FieldNames::new(deduper.field_names().cloned());
+    let ids = deduper.field_ids();
     let mut buf = Vec::new();
     let mut read_back = |e: EntityOps| {
         buf.clear();
         encode_entity_ops(&e, &mut buf).unwrap();
-        decode_entity_ops_with(&buf, &mut names).unwrap()
+        decode_entity_ops_with(&buf, ids).unwrap()
     };
     (0..batches)
         .map(|_| {

@@ -17,6 +17,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::filter::{CmpOp, Filter, Literal, ParseError};
+use crate::schema::{Field, FieldIds};
 
 /// A value carried by an op: what a column or expression evaluated to.
 ///
@@ -306,8 +307,8 @@ pub enum Op {
     /// Give a field a value (single-value filters move the slot out of the old value).
     #[serde(rename = "set")]
     Set {
-        /// Index field name.
-        field: Arc<str>,
+        /// Index field.
+        field: Field,
         /// New value.
         #[serde(default = "null")]
         value: Value,
@@ -315,8 +316,8 @@ pub enum Op {
     /// Take a value away from a field (the old value of an update, or a join-table row's value).
     #[serde(rename = "remove")]
     Remove {
-        /// Index field name.
-        field: Arc<str>,
+        /// Index field.
+        field: Field,
         /// Value to take away.
         #[serde(default = "null")]
         value: Value,
@@ -324,8 +325,8 @@ pub enum Op {
     /// Add a value to a multi-value field.
     #[serde(rename = "add")]
     Add {
-        /// Index field name.
-        field: Arc<str>,
+        /// Index field.
+        field: Field,
         /// Value to add.
         #[serde(default = "null")]
         value: Value,
@@ -350,7 +351,7 @@ pub enum Op {
     Truncate {
         /// The index field to empty; `None` deletes every slot.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        field: Option<Arc<str>>,
+        field: Option<Field>,
     },
 }
 
@@ -362,7 +363,7 @@ impl Op {
     /// `set` op.
     pub fn set(field: &str, value: impl Into<Value>) -> Op {
         Op::Set {
-            field: Arc::from(field),
+            field: Field::new(field),
             value: value.into(),
         }
     }
@@ -370,7 +371,7 @@ impl Op {
     /// `remove` op.
     pub fn remove(field: &str, value: impl Into<Value>) -> Op {
         Op::Remove {
-            field: Arc::from(field),
+            field: Field::new(field),
             value: value.into(),
         }
     }
@@ -378,7 +379,7 @@ impl Op {
     /// `add` op.
     pub fn add(field: &str, value: impl Into<Value>) -> Op {
         Op::Add {
-            field: Arc::from(field),
+            field: Field::new(field),
             value: value.into(),
         }
     }
@@ -386,16 +387,34 @@ impl Op {
     /// `truncate` op: empties `field` on every slot, or deletes every slot when `None`.
     pub fn truncate(field: Option<&str>) -> Op {
         Op::Truncate {
-            field: field.map(Arc::from),
+            field: field.map(Field::new),
         }
     }
 
     /// The field a slot op touches (none for `delete`, `queryOpSet` and the table-wide
     /// `truncate`).
-    pub fn field(&self) -> Option<&Arc<str>> {
+    pub fn field(&self) -> Option<&Field> {
         match self {
             Op::Set { field, .. } | Op::Remove { field, .. } | Op::Add { field, .. } => Some(field),
             Op::Delete | Op::QueryOpSet { .. } | Op::Truncate { .. } => None,
+        }
+    }
+
+    /// Resolves the fields of this op (and of the ops nested in it) against `ids` (see
+    /// [`FieldIds`]): each name is looked up once, here, instead of at every later stage.
+    pub fn resolve(&mut self, ids: &FieldIds) {
+        let resolve = |field: &mut Field| {
+            if let Some(id) = ids.lookup(field) {
+                *field = ids.field(id).clone();
+            }
+        };
+        match self {
+            Op::Set { field, .. } | Op::Remove { field, .. } | Op::Add { field, .. } => {
+                resolve(field);
+            }
+            Op::Truncate { field: Some(field) } => resolve(field),
+            Op::QueryOpSet { ops, .. } => ops.iter_mut().for_each(|op| op.resolve(ids)),
+            Op::Delete | Op::Truncate { field: None } => {}
         }
     }
 
@@ -425,6 +444,11 @@ impl EntityOps {
             ops,
             creates_slot: false,
         }
+    }
+
+    /// Resolves every op's fields against `ids` (see [`Op::resolve`]).
+    pub fn resolve(&mut self, ids: &FieldIds) {
+        self.ops.iter_mut().for_each(|op| op.resolve(ids));
     }
 
     /// Ops that also create the slot.

@@ -76,6 +76,195 @@ impl FieldRef {
     }
 }
 
+/// A field's number among its schema's field names (see [`FieldIds`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FieldId(u32);
+
+impl FieldId {
+    /// The id as a position into per-field tables.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// An index field's name as an op carries it. Made by a schema's [`FieldIds`] (the translator,
+/// the WAL reader and `POST /ops` resolve names there once) it also carries the field's
+/// [`FieldId`], so that dedup and the index find the field without comparing text; made from a
+/// bare name it is unresolved, and those stages look it up by name. One pointer to clone;
+/// equality and hashing go by the name.
+#[derive(Clone)]
+pub struct Field(Arc<FieldInner>);
+
+struct FieldInner {
+    id: Option<FieldId>,
+    name: Box<str>,
+}
+
+impl Field {
+    /// An unresolved field called `name`.
+    pub fn new(name: &str) -> Field {
+        Field(Arc::new(FieldInner {
+            id: None,
+            name: name.into(),
+        }))
+    }
+
+    /// The name, as ops and queries spell it.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// The id the field was resolved to, if it was (see [`FieldIds::id`] for trusting it).
+    pub fn id(&self) -> Option<FieldId> {
+        self.0.id
+    }
+}
+
+impl std::ops::Deref for Field {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0.name
+    }
+}
+
+impl PartialEq for Field {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.name == other.0.name
+    }
+}
+
+impl Eq for Field {}
+
+impl std::hash::Hash for Field {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.0.name.hash(h);
+    }
+}
+
+impl PartialEq<str> for Field {
+    fn eq(&self, other: &str) -> bool {
+        *self.0.name == *other
+    }
+}
+
+impl PartialEq<Arc<str>> for Field {
+    fn eq(&self, other: &Arc<str>) -> bool {
+        *self.0.name == **other
+    }
+}
+
+impl std::fmt::Debug for Field {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0.name, f)
+    }
+}
+
+impl std::fmt::Display for Field {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.name)
+    }
+}
+
+impl From<&str> for Field {
+    fn from(name: &str) -> Field {
+        Field::new(name)
+    }
+}
+
+impl Serialize for Field {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.name)
+    }
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        std::borrow::Cow::<'de, str>::deserialize(d).map(|name| Field::new(&name))
+    }
+}
+
+/// A schema's field names, numbered once: filter names in declaration order, then the sort
+/// names that are not also filter names. Every stage builds its tables by these ids; the
+/// [`Field`]s handed out here carry them.
+#[derive(Clone, Debug, Default)]
+pub struct FieldIds {
+    fields: Vec<Field>,
+    roles: Vec<FieldRef>,
+}
+
+impl FieldIds {
+    /// The ids of `schema`'s fields.
+    pub fn new(schema: &Schema) -> FieldIds {
+        let mut ids = FieldIds::default();
+        let names = schema.filters.iter().map(|f| &f.name);
+        for name in names.chain(schema.sorts.iter().map(|s| &s.name)) {
+            if ids.lookup(name).is_none() {
+                let id = FieldId(u32::try_from(ids.fields.len()).expect("fewer than 2^32 fields"));
+                ids.fields.push(Field(Arc::new(FieldInner {
+                    id: Some(id),
+                    name: (**name).into(),
+                })));
+                ids.roles.push(schema.field(name));
+            }
+        }
+        ids
+    }
+
+    /// The field called `name`: this table's resolved [`Field`], or an unresolved one for a name
+    /// the schema does not have.
+    pub fn resolve(&self, name: &str) -> Field {
+        match self.lookup(name) {
+            Some(id) => self.fields[id.index()].clone(),
+            None => Field::new(name),
+        }
+    }
+
+    /// The id of `field` here. A field resolved by this table (or by one built from the same
+    /// schema) is found by its id, with one check that the id names it; any other by its name.
+    pub fn id(&self, field: &Field) -> Option<FieldId> {
+        if let Some(id) = field.id()
+            && let Some(mine) = self.fields.get(id.index())
+            && mine == field
+        {
+            return Some(id);
+        }
+        self.lookup(field.name())
+    }
+
+    /// The id of the field called `name`.
+    pub fn lookup(&self, name: &str) -> Option<FieldId> {
+        self.fields
+            .iter()
+            .position(|f| f.name() == name)
+            .map(|i| FieldId(i as u32))
+    }
+
+    /// The field with id `id`.
+    pub fn field(&self, id: FieldId) -> &Field {
+        &self.fields[id.index()]
+    }
+
+    /// Which filter and/or sort field id `id` is.
+    pub fn roles(&self, id: FieldId) -> FieldRef {
+        self.roles[id.index()]
+    }
+
+    /// How many fields there are (ids are `0..len`).
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// True for a schema without fields.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// Every field with its id, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = (FieldId, &Field)> {
+        self.fields.iter().map(|f| (f.id().expect("resolved"), f))
+    }
+}
+
 /// A schema that breaks a rule, with the offending field named.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SchemaError {
@@ -256,6 +445,11 @@ impl Schema {
         }
     }
 
+    /// Numbers this schema's field names (see [`FieldIds`]).
+    pub fn field_ids(&self) -> FieldIds {
+        FieldIds::new(self)
+    }
+
     /// Convenience constructor for tests and examples: `("name", kind)` filters, `("name", bits)` sorts.
     pub fn from_pairs(
         filters: &[(&str, FilterKind)],
@@ -310,5 +504,43 @@ mod tests {
         );
         assert!(s.field("nope").is_unknown());
         assert_eq!(s.sorts[0].max_value(), u32::MAX);
+    }
+
+    #[test]
+    fn field_ids_number_each_name_once_and_trust_only_their_own() {
+        let s = Schema::from_pairs(
+            &[("a", FilterKind::Single), ("id", FilterKind::Single)],
+            &[("id", 32), ("s", 8)],
+        )
+        .unwrap();
+        let ids = s.field_ids();
+        let names: Vec<&str> = ids.iter().map(|(_, f)| f.name()).collect();
+        assert_eq!(names, ["a", "id", "s"]);
+        let id = ids.lookup("id").unwrap();
+        assert_eq!(ids.resolve("id").id(), Some(id));
+        assert_eq!(
+            ids.roles(id),
+            FieldRef {
+                filter: Some(1),
+                sort: Some(0)
+            }
+        );
+        assert_eq!(ids.roles(ids.lookup("s").unwrap()).sort, Some(1));
+        assert_eq!(ids.resolve("nope").id(), None);
+        assert_eq!(ids.id(&Field::new("s")), ids.lookup("s"));
+        // Another schema's field carries an id that names a different field here: found by name.
+        let other = Schema::from_pairs(&[("s", FilterKind::Single)], &[]).unwrap();
+        let foreign = other.field_ids().resolve("s");
+        assert_eq!(foreign.id(), other.field_ids().lookup("s"));
+        assert_ne!(foreign.id(), ids.lookup("s"));
+        assert_eq!(ids.id(&foreign), ids.lookup("s"));
+        // A table built again from the same schema agrees with the first.
+        assert_eq!(s.field_ids().id(&ids.resolve("s")), ids.lookup("s"));
+        // Fields compare and hash by name, and travel as plain strings.
+        assert_eq!(foreign, Field::new("s"));
+        let json = serde_json::to_string(&ids.resolve("a")).unwrap();
+        assert_eq!(json, "\"a\"");
+        let back: Field = serde_json::from_str(&json).unwrap();
+        assert_eq!((back.name(), back.id()), ("a", None));
     }
 }

@@ -2,9 +2,9 @@
 //! later entry of the run could change what they match (see the parent module's rules).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use crate::ops::{EntityOps, Op, OpQuery};
+use crate::schema::Field;
 
 use super::{Collapsed, Deduper};
 
@@ -22,7 +22,7 @@ struct FanoutGroup {
 }
 
 impl FanoutGroup {
-    fn writes_any(&self, fields: &HashSet<Arc<str>>) -> bool {
+    fn writes_any(&self, fields: &HashSet<Field>) -> bool {
         self.ops.written_fields().any(|f| fields.contains(f))
     }
 }
@@ -45,7 +45,7 @@ impl FanoutRun {
             else {
                 continue;
             };
-            let writes: HashSet<Arc<str>> = ops.iter().filter_map(Op::field).cloned().collect();
+            let writes: HashSet<Field> = ops.iter().filter_map(Op::field).cloned().collect();
             let reads = query_reads(&query);
             let sealed = ops
                 .iter()

@@ -30,7 +30,6 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry as MapEntry;
-use std::sync::Arc;
 
 mod fanout;
 
@@ -39,7 +38,7 @@ use fanout::FanoutRun;
 use crate::hash::KeyHash;
 use crate::index::{CanonicalValue, canonical_filter, canonical_sort};
 use crate::ops::{EntityOps, Op, Value};
-use crate::schema::{FilterKind, Schema, SortField};
+use crate::schema::{Field, FieldId, FieldIds, FilterKind, Schema, SortField};
 
 /// How dedup collapses a field's ops.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,73 +68,72 @@ impl Class {
 /// Collapses batches of entity ops for one schema. Build once; reuse for every batch.
 #[derive(Clone, Debug)]
 pub struct Deduper {
-    /// One entry per field name (a handful): a scan is cheaper than hashing the name.
-    classes: Vec<(Arc<str>, Class)>,
+    /// The schema's fields, numbered.
+    ids: FieldIds,
+    /// Per field id, how its ops collapse.
+    classes: Vec<Class>,
     /// The schema's joins: link field and target fields.
-    joins: Vec<(Arc<str>, Vec<Arc<str>>)>,
+    joins: Vec<(Field, Vec<FieldId>)>,
 }
 
 impl Deduper {
     /// A deduper for the fields of `schema`.
     pub fn new(schema: &Schema) -> Self {
-        let mut classes: Vec<(Arc<str>, Class)> = Vec::new();
-        for f in &schema.filters {
-            let class = match f.kind {
-                FilterKind::Single | FilterKind::Bool => Class::ScalarFilter(f.kind),
-                FilterKind::Multi => Class::Multi,
-            };
-            classes.push((f.name.clone(), class));
-        }
-        for s in &schema.sorts {
-            // A name that is both a filter and a sort field keys values differently in each
-            // role; keep its ops as they are rather than reason about both at once.
-            match classes.iter_mut().find(|(name, _)| *name == s.name) {
-                None => classes.push((s.name.clone(), Class::ScalarSort(s.clone()))),
-                Some((_, class)) => *class = Class::Verbatim,
-            }
-        }
+        let ids = schema.field_ids();
+        let classes = ids
+            .iter()
+            .map(|(id, _)| {
+                let roles = ids.roles(id);
+                match (roles.filter.map(|f| schema.filters[f].kind), roles.sort) {
+                    (Some(FilterKind::Multi), None) => Class::Multi,
+                    (Some(kind), None) => Class::ScalarFilter(kind),
+                    (None, Some(s)) => Class::ScalarSort(schema.sorts[s].clone()),
+                    // A name that is both a filter and a sort field keys values differently in
+                    // each role; keep its ops as they are rather than reason about both at once.
+                    _ => Class::Verbatim,
+                }
+            })
+            .collect();
         let joins = schema
             .joins
             .iter()
-            .map(|j| (j.link.clone(), j.targets.clone()))
+            .map(|j| {
+                let targets = j.targets.iter().filter_map(|t| ids.lookup(t)).collect();
+                (ids.resolve(&j.link), targets)
+            })
             .collect();
-        Deduper { classes, joins }
+        Deduper {
+            ids,
+            classes,
+            joins,
+        }
     }
 
     /// The join whose `link eq key` queries set parent rows, for a query on `link`.
     fn join_of_link(&self, link: &str) -> Option<usize> {
-        self.joins.iter().position(|(l, _)| &**l == link)
+        self.joins.iter().position(|(l, _)| l.name() == link)
     }
 
     /// How a field collapses among the nested ops of a join's query (`join`): the join's
     /// targets are one cell of the parent row each, whatever the field's kind.
-    fn class_in(&self, field: &Arc<str>, join: Option<usize>) -> Class {
-        let class = self.class(field);
-        let target = join.is_some_and(|j| self.joins[j].1.contains(field));
+    fn class_in(&self, field: &Field, join: Option<usize>) -> Class {
+        let id = self.ids.id(field);
+        let class = id.map_or(Class::Verbatim, |id| self.classes[id.index()].clone());
+        let target = join.is_some_and(|j| id.is_some_and(|id| self.joins[j].1.contains(&id)));
         match class {
             Class::Multi if target => Class::ScalarFilter(FilterKind::Multi),
             class => class,
         }
     }
 
-    /// The field names this deduper knows, as the schema's own `Arc`s (ops that share them are
-    /// matched by pointer).
-    pub fn field_names(&self) -> impl Iterator<Item = &Arc<str>> {
-        self.classes.iter().map(|(name, _)| name)
+    /// The schema's fields as this deduper numbers them (the WAL reader resolves ops to them).
+    pub fn field_ids(&self) -> &FieldIds {
+        &self.ids
     }
 
     /// The position of a field in `classes`; `None` for a name the schema does not know.
-    fn position(&self, field: &Arc<str>) -> Option<usize> {
-        let by_text = || self.classes.iter().position(|(name, _)| **name == **field);
-        self.classes
-            .iter()
-            .position(|(name, _)| Arc::ptr_eq(name, field))
-            .or_else(by_text)
-    }
-
-    fn class(&self, field: &Arc<str>) -> Class {
-        self.position(field)
-            .map_or(Class::Verbatim, |i| self.classes[i].1.clone())
+    fn position(&self, field: &Field) -> Option<usize> {
+        self.ids.id(field).map(FieldId::index)
     }
 
     /// Whether collapsing `ops`, the only entry of its entity in a direct run, would give them
@@ -173,7 +171,7 @@ impl Deduper {
             }
             let len = fields[start..].iter().take_while(|&&f| f == field).count();
             let group = &ops[start..start + len];
-            let class = &self.classes[field].1;
+            let class = &self.classes[field];
             let accepted = |op: &Op| class.canonical(op_value(op)).is_some();
             let kept = match class {
                 Class::Verbatim => true,
@@ -316,7 +314,7 @@ impl Deduper {
 #[derive(Debug)]
 enum FieldOps {
     Scalar {
-        field: Arc<str>,
+        field: Field,
         class: Class,
         /// Distinct removes seen before the first set, in order.
         removes: Vec<(CanonicalValue, Value)>,
@@ -327,7 +325,7 @@ enum FieldOps {
         rejected: Vec<Op>,
     },
     Multi {
-        field: Arc<str>,
+        field: Field,
         /// Per key, the last op's value and whether it was an add.
         values: Vec<(CanonicalValue, Value, bool)>,
         rejected: Vec<Op>,
@@ -338,7 +336,7 @@ enum FieldOps {
 }
 
 impl FieldOps {
-    fn new(field: &Arc<str>, class: Class) -> FieldOps {
+    fn new(field: &Field, class: Class) -> FieldOps {
         let field = field.clone();
         match class {
             Class::ScalarFilter(_) | Class::ScalarSort(_) => FieldOps::Scalar {
@@ -501,16 +499,12 @@ struct Collapsed {
     deleted: bool,
     /// Nested ops that cannot be collapsed (a delete or queryOpSet inside a queryOpSet).
     verbatim_tail: Vec<Op>,
-    fields: Vec<(Arc<str>, FieldOps)>,
+    fields: Vec<(Field, FieldOps)>,
 }
 
 impl Collapsed {
-    fn field(&mut self, d: &Deduper, name: &Arc<str>) -> &mut FieldOps {
-        let pos = match self
-            .fields
-            .iter()
-            .position(|(f, _)| Arc::ptr_eq(f, name) || f == name)
-        {
+    fn field(&mut self, d: &Deduper, name: &Field) -> &mut FieldOps {
+        let pos = match self.fields.iter().position(|(f, _)| f == name) {
             Some(pos) => pos,
             None => {
                 self.fields.push((
@@ -555,7 +549,7 @@ impl Collapsed {
         out
     }
 
-    fn written_fields(&self) -> impl Iterator<Item = &Arc<str>> {
+    fn written_fields(&self) -> impl Iterator<Item = &Field> {
         self.fields
             .iter()
             .map(|(f, _)| f)

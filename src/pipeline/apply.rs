@@ -21,7 +21,7 @@ use crate::dedup::Deduper;
 use crate::ops::EntityOps;
 use crate::sink::coalescing::CoalescingSink;
 use crate::status::{Counter, PhaseTracker, Status};
-use crate::wal::{DurableWatch, FieldNames, WalEntry, WalPosition, WalReader};
+use crate::wal::{DurableWatch, WalEntry, WalPosition, WalReader};
 
 /// How long the loop waits for new durable data before looking at its finish flag again.
 const POLL: Duration = Duration::from_millis(50);
@@ -81,8 +81,8 @@ impl ApplyLoop {
             commits: 0,
         };
         let result = (|| {
-            let names = FieldNames::new(applier.deduper.field_names().cloned());
-            let mut reader = WalReader::open(&wal_dir, after)?.with_field_names(names);
+            let ids = applier.deduper.field_ids().clone();
+            let mut reader = WalReader::open(&wal_dir, after)?.with_field_ids(ids);
             let mut seen: Option<WalPosition> = None;
             loop {
                 let finishing = finish.load(Ordering::SeqCst);

@@ -66,7 +66,7 @@ mod writer;
 
 pub use error::WalError;
 pub use format::{DecodeError, EncodeError, RecordKind, RecordRef, decode_record};
-pub use payload::{FieldNames, decode_entity_ops, decode_entity_ops_with, encode_entity_ops};
+pub use payload::{decode_entity_ops, decode_entity_ops_with, encode_entity_ops};
 pub use reader::{WalEntry, WalReader};
 pub use recovery::{Cut, CutReason, FramingError, RecoveryMode, RecoveryReport, SegmentInfo};
 pub use segment::{WalPosition, parse_segment_file_name, segment_file_name};

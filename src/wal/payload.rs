@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use super::format::{DecodeError, EncodeError, le_u32, le_u64};
 use crate::ops::{EntityOps, Op, OpQuery, Value};
+use crate::schema::{Field, FieldIds};
 
 /// How deeply `queryOpSet` may nest (a top-level `queryOpSet` is depth 1).
 pub const MAX_OP_DEPTH: usize = 8;
@@ -133,60 +134,17 @@ fn put_str(out: &mut Vec<u8>, s: &str, what: &'static str) -> Result<(), EncodeE
     Ok(())
 }
 
-/// Field names decoded ops share: a decoded field name equal to one held here reuses its
-/// `Arc<str>` instead of allocating, so later stages (dedup, the index) that look names up by
-/// pointer first find them without comparing text. Holds at most [`FieldNames::MAX`] names;
-/// names beyond that are allocated per op as before.
-#[derive(Clone, Debug, Default)]
-pub struct FieldNames {
-    names: Vec<Arc<str>>,
-}
-
-impl FieldNames {
-    /// Most names held (a schema has a handful; the cap bounds memory against odd input).
-    pub const MAX: usize = 64;
-
-    /// A cache holding `names` first (e.g. the schema's own `Arc`s), in that order.
-    pub fn new(names: impl IntoIterator<Item = Arc<str>>) -> FieldNames {
-        let mut cache = FieldNames::default();
-        for name in names {
-            if cache.names.len() < Self::MAX && !cache.names.contains(&name) {
-                cache.names.push(name);
-            }
-        }
-        cache
-    }
-
-    /// The shared `Arc` for `name`, added when new and there is room.
-    fn get(&mut self, name: &str) -> Arc<str> {
-        if let Some(n) = self
-            .names
-            .iter()
-            .find(|n| n.len() == name.len() && ***n == *name)
-        {
-            return n.clone();
-        }
-        let n: Arc<str> = Arc::from(name);
-        if self.names.len() < Self::MAX {
-            self.names.push(n.clone());
-        }
-        n
-    }
-}
-
 /// Decodes a whole payload into an [`EntityOps`]. Every count and length is checked against the
 /// bytes left before anything is allocated; nothing may follow the last op.
 pub fn decode_entity_ops(buf: &[u8]) -> Result<EntityOps, DecodeError> {
-    decode_entity_ops_with(buf, &mut FieldNames::default())
+    decode_entity_ops_with(buf, &FieldIds::default())
 }
 
-/// [`decode_entity_ops`], taking field names (of set/remove/add/truncate ops, nested ones
-/// included) from `names`.
-pub fn decode_entity_ops_with(
-    buf: &[u8],
-    names: &mut FieldNames,
-) -> Result<EntityOps, DecodeError> {
-    let mut r = Reader { buf, names };
+/// [`decode_entity_ops`], resolving field names (of set/remove/add/truncate ops, nested ones
+/// included) against `ids`: a schema's field comes out as its shared, id-carrying [`Field`]
+/// (no allocation), any other name as an unresolved one.
+pub fn decode_entity_ops_with(buf: &[u8], ids: &FieldIds) -> Result<EntityOps, DecodeError> {
+    let mut r = Reader { buf, ids };
     let entity_id = r.u64("entity id")? as i64;
     let flags = r.u8("flags")?;
     if flags & !FLAG_CREATES_SLOT != 0 {
@@ -209,7 +167,7 @@ pub fn decode_entity_ops_with(
 /// A cursor over the bytes left.
 struct Reader<'a, 'n> {
     buf: &'a [u8],
-    names: &'n mut FieldNames,
+    ids: &'n FieldIds,
 }
 
 impl<'a> Reader<'a, '_> {
@@ -244,9 +202,9 @@ impl<'a> Reader<'a, '_> {
         Ok(Arc::from(self.text(what)?))
     }
 
-    fn field(&mut self) -> Result<Arc<str>, DecodeError> {
+    fn field(&mut self) -> Result<Field, DecodeError> {
         let name = self.text("field name")?;
-        Ok(self.names.get(name))
+        Ok(self.ids.resolve(name))
     }
 
     fn ops(&mut self, depth: usize) -> Result<Vec<Op>, DecodeError> {
@@ -381,41 +339,34 @@ mod tests {
     }
 
     #[test]
-    fn decoded_field_names_share_the_cached_arcs() {
+    fn decoded_fields_come_out_resolved_against_the_schema() {
         let e = every_kind();
         let b = encode(&e);
-        let schema: Vec<Arc<str>> = vec!["tagIds".into(), "baseModel".into()];
-        let mut names = FieldNames::new(schema.clone());
-        for _ in 0..2 {
-            let d = decode_entity_ops_with(&b, &mut names).unwrap();
-            assert_eq!(d, e);
-            let field = |op: &Op| op.field().cloned();
-            // A schema name, top level (add, truncate) and nested in a queryOpSet.
-            assert!(Arc::ptr_eq(&field(&d.ops[4]).unwrap(), &schema[0]));
-            let Op::Truncate { field: Some(t) } = &d.ops[11] else {
-                panic!("{:?}", d.ops[11]);
-            };
-            assert!(Arc::ptr_eq(t, &schema[0]));
-            let Op::QueryOpSet { ops, .. } = &d.ops[13] else {
-                panic!("{:?}", d.ops[13]);
-            };
-            assert!(Arc::ptr_eq(&field(&ops[0]).unwrap(), &schema[1]));
-            assert!(Arc::ptr_eq(&field(&ops[1]).unwrap(), &schema[1]));
-            // A name first met while decoding is shared from its second use on.
-            let (r, s) = (field(&d.ops[2]).unwrap(), field(&d.ops[3]).unwrap());
-            assert_eq!(&*r, "hasMeta");
-            assert!(Arc::ptr_eq(&r, &s));
-        }
-        // Past the cap, names are still decoded right, only no longer shared.
-        let many: Vec<Op> = (0..FieldNames::MAX + 2)
-            .map(|i| Op::set(format!("f{i}").as_str(), 1))
-            .collect();
-        let e = EntityOps::new(1, many.clone());
-        let mut names = FieldNames::default();
-        assert_eq!(decode_entity_ops_with(&encode(&e), &mut names).unwrap(), e);
-        let again = decode_entity_ops_with(&encode(&e), &mut names).unwrap();
-        assert_eq!(again, e);
-        assert_eq!(names.names.len(), FieldNames::MAX);
+        let schema = crate::schema::Schema::from_pairs(
+            &[("tagIds", crate::schema::FilterKind::Multi)],
+            &[("baseModel", 8)],
+        )
+        .unwrap();
+        let ids = schema.field_ids();
+        let d = decode_entity_ops_with(&b, &ids).unwrap();
+        assert_eq!(d, e);
+        let id = |op: &Op| op.field().and_then(Field::id);
+        let (tags, base) = (ids.lookup("tagIds"), ids.lookup("baseModel"));
+        assert!(tags.is_some() && base.is_some());
+        // A schema name, top level (add, truncate) and nested in a queryOpSet.
+        assert_eq!(id(&d.ops[4]), tags);
+        let Op::Truncate { field: Some(t) } = &d.ops[11] else {
+            panic!("{:?}", d.ops[11]);
+        };
+        assert_eq!(t.id(), tags);
+        let Op::QueryOpSet { ops, .. } = &d.ops[13] else {
+            panic!("{:?}", d.ops[13]);
+        };
+        assert_eq!((id(&ops[0]), id(&ops[1])), (base, base));
+        // A name the schema does not have comes out unresolved, and unresolved without a schema.
+        assert_eq!(&**d.ops[2].field().unwrap(), "hasMeta");
+        assert_eq!(id(&d.ops[2]), None);
+        assert_eq!(id(&decode_entity_ops(&b).unwrap().ops[4]), None);
     }
 
     #[test]
@@ -579,15 +530,15 @@ mod tests {
     fn arb_op() -> impl Strategy<Value = Op> {
         let leaf = prop_oneof![
             ("[a-z]{0,4}", arb_value()).prop_map(|(f, v)| Op::Set {
-                field: Arc::from(f.as_str()),
+                field: Field::new(&f),
                 value: v
             }),
             ("[a-z]{0,4}", arb_value()).prop_map(|(f, v)| Op::Remove {
-                field: Arc::from(f.as_str()),
+                field: Field::new(&f),
                 value: v
             }),
             ("[a-z]{0,4}", arb_value()).prop_map(|(f, v)| Op::Add {
-                field: Arc::from(f.as_str()),
+                field: Field::new(&f),
                 value: v
             }),
             Just(Op::Delete),

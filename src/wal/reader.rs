@@ -4,13 +4,14 @@ use std::path::{Path, PathBuf};
 
 use super::error::WalError;
 use super::format::{DecodeError, RecordKind, SEGMENT_HEADER_LEN, SegmentHeader};
-use super::payload::{FieldNames, decode_entity_ops_with};
+use super::payload::decode_entity_ops_with;
 use super::recovery::FramingError;
 use super::segment::{
     HeaderRead, Next, NextHeader, SegmentReader, WalPosition, list_segments, segment_file_name,
 };
 use crate::lsn::{Lsn, WalKey};
 use crate::ops::EntityOps;
+use crate::schema::FieldIds;
 
 /// One event read from the WAL.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,8 +78,8 @@ pub struct WalReader {
     next_number: u64,
     state: State,
     last_limit: Option<WalPosition>,
-    /// Field names decoded ops share (see [`FieldNames`]).
-    names: FieldNames,
+    /// The schema's fields, which decoded ops' field names resolve to.
+    ids: FieldIds,
 }
 
 impl WalReader {
@@ -110,14 +111,14 @@ impl WalReader {
             next_number: start,
             state: State::Between,
             last_limit: None,
-            names: FieldNames::default(),
+            ids: FieldIds::default(),
         })
     }
 
-    /// Makes decoded ops share the `Arc`s of `names` for their field names (e.g. the schema's),
-    /// so stages that match names by pointer first find them without comparing text.
-    pub fn with_field_names(mut self, names: FieldNames) -> WalReader {
-        self.names = names;
+    /// Resolves decoded ops' field names against `ids` (the schema's), so that later stages
+    /// find each field by its id.
+    pub fn with_field_ids(mut self, ids: FieldIds) -> WalReader {
+        self.ids = ids;
         self
     }
 
@@ -299,7 +300,7 @@ impl WalReader {
                         Next::Record { rec, .. } => {
                             let key = rec.key();
                             if key > self.after {
-                                let ops = decode_entity_ops_with(rec.payload, &mut self.names)
+                                let ops = decode_entity_ops_with(rec.payload, &self.ids)
                                     .map_err(|e| corrupt(start, e))?;
                                 return Ok(Some(WalEntry::Ops { key, ops }));
                             }

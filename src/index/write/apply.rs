@@ -17,10 +17,8 @@
 //! sort values (clamped), ids that do not fit a slot and bad queries are counted in
 //! [`IndexStats`](crate::index::IndexStats) and logged (warn for the first few of each kind, then debug).
 
-use std::sync::Arc;
-
 use crate::ops::{EntityOps, Op, OpQuery, Value};
-use crate::schema::{FilterKind, Schema};
+use crate::schema::{Field, FieldIds, FilterKind, Schema};
 
 use crate::index::store::columns::{NONE, NULL};
 use crate::index::store::keys::{self, BadValue, Key, RawKey};
@@ -49,60 +47,37 @@ pub(in crate::index) struct Target {
     pub(in crate::index) joined: Option<(usize, usize)>,
 }
 
-/// Resolves op field names to [`Target`]s: one entry per distinct name, matched by pointer
-/// first (ops that reuse the schema's `Arc`s) and then by text.
+/// Resolves op fields to [`Target`]s by their [`FieldId`]s (see [`FieldIds`]).
 #[derive(Clone, Debug, Default)]
 pub(in crate::index) struct FieldTable {
-    names: Vec<(Arc<str>, Target)>,
+    ids: FieldIds,
+    targets: Vec<Target>,
 }
 
 impl FieldTable {
-    /// The table of `schema`'s filter and sort field names.
+    /// The table of `schema`'s filter and sort fields.
     pub(in crate::index) fn new(schema: &Schema) -> FieldTable {
-        let mut names: Vec<(Arc<str>, Target)> = Vec::new();
-        let mut entry = |name: &Arc<str>| -> usize {
-            match names.iter().position(|(n, _)| n == name) {
-                Some(i) => i,
-                None => {
-                    let empty = Target {
-                        filter: None,
-                        sort: None,
-                        joined: None,
-                    };
-                    names.push((name.clone(), empty));
-                    names.len() - 1
+        let ids = schema.field_ids();
+        let targets = ids
+            .iter()
+            .map(|(id, field)| {
+                let roles = ids.roles(id);
+                let joined = schema.joins.iter().enumerate().find_map(|(j, join)| {
+                    let t = join.targets.iter().position(|t| field == t)?;
+                    Some((j, t))
+                });
+                Target {
+                    filter: roles.filter.map(|f| (f, schema.filters[f].kind)),
+                    sort: roles.sort,
+                    joined,
                 }
-            }
-        };
-        let mut filters = Vec::new();
-        for (fi, f) in schema.filters.iter().enumerate() {
-            filters.push((entry(&f.name), fi, f.kind));
-        }
-        let mut sorts = Vec::new();
-        for (si, f) in schema.sorts.iter().enumerate() {
-            sorts.push((entry(&f.name), si));
-        }
-        for (i, fi, kind) in filters {
-            names[i].1.filter = Some((fi, kind));
-        }
-        for (i, si) in sorts {
-            names[i].1.sort = Some(si);
-        }
-        for (j, join) in schema.joins.iter().enumerate() {
-            for (t, target) in join.targets.iter().enumerate() {
-                if let Some(entry) = names.iter_mut().find(|(n, _)| n == target) {
-                    entry.1.joined = Some((j, t));
-                }
-            }
-        }
-        FieldTable { names }
+            })
+            .collect();
+        FieldTable { ids, targets }
     }
 
-    pub(in crate::index) fn get(&self, name: &Arc<str>) -> Option<Target> {
-        self.names
-            .iter()
-            .find(|(n, _)| Arc::ptr_eq(n, name) || **n == **name)
-            .map(|(_, t)| *t)
+    pub(in crate::index) fn get(&self, field: &Field) -> Option<Target> {
+        self.ids.id(field).map(|id| self.targets[id.index()])
     }
 }
 

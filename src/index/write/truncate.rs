@@ -27,6 +27,8 @@
 
 use std::sync::Arc;
 
+use crate::schema::Field;
+
 use crate::index::Index;
 use crate::index::store::bits::Bits;
 use crate::index::store::columns::Column;
@@ -34,7 +36,7 @@ use crate::index::store::keymap::KeyMap;
 
 impl Index {
     /// Applies `truncate`: empties field `field` on every slot, or deletes every slot.
-    pub(in crate::index) fn truncate(&mut self, field: Option<&Arc<str>>) {
+    pub(in crate::index) fn truncate(&mut self, field: Option<&Field>) {
         let Some(name) = field else {
             self.truncate_all();
             self.stats.applied_ops += 1;

@@ -46,6 +46,7 @@ use crate::config::{Config, QueryOp, QueryTemplate, SourceKind, TrackField};
 use crate::decode::{Message, Oid, OldTuple, Relation, RelationCache, RelationChange};
 use crate::hash::KeyHash;
 use crate::ops::Op;
+use crate::schema::Field;
 use crate::status::Counter;
 use crate::translate::expr::{BoundExpr, Expr, ExprError};
 use crate::translate::value::SqlValue;
@@ -156,7 +157,7 @@ impl TranslateStats {
 
 struct Track {
     expr: Expr,
-    target: Arc<str>,
+    target: Field,
 }
 
 enum Kind {
@@ -168,7 +169,7 @@ enum Kind {
     },
     Join {
         slot: String,
-        field: Arc<str>,
+        field: Field,
         value: String,
         filter: Option<Expr>,
     },
@@ -195,7 +196,7 @@ impl Source {
 
 struct BoundTrack {
     expr: BoundExpr,
-    target: Arc<str>,
+    target: Field,
 }
 
 enum BoundKind {
@@ -207,7 +208,7 @@ enum BoundKind {
     },
     Join {
         slot: usize,
-        field: Arc<str>,
+        field: Field,
         value: usize,
         filter: Option<BoundExpr>,
     },
@@ -292,8 +293,10 @@ impl Row {
 }
 
 impl Translator {
-    /// Parses every expression of the config's sources; errors name the source and position.
+    /// Parses every expression of the config's sources, and resolves their index fields to the
+    /// schema's ids once; errors name the source and position.
     pub fn new(config: &Config) -> Result<Translator, TranslateError> {
+        let ids = config.index.schema.field_ids();
         let mut sources = Vec::with_capacity(config.sources.len());
         for (i, s) in config.sources.iter().enumerate() {
             let parse = |what: &'static str, text: &str| {
@@ -311,7 +314,7 @@ impl Translator {
                     .map(|t| {
                         Ok(Track {
                             expr: parse("track field", &t.expr)?,
-                            target: Arc::from(t.target.as_str()),
+                            target: ids.resolve(&t.target),
                         })
                     })
                     .collect()
@@ -335,7 +338,7 @@ impl Translator {
                     filter,
                 } => Kind::Join {
                     slot: slot_field.clone(),
-                    field: Arc::from(field.as_str()),
+                    field: ids.resolve(field),
                     value: value_field.clone(),
                     filter: filter.as_deref().map(|f| parse("filter", f)).transpose()?,
                 },
@@ -581,7 +584,7 @@ impl Translator {
     /// The `truncate` of each multi-value field a truncated join table feeds, unless another
     /// table feeds it too (see the module docs).
     fn truncate_join_fields(&mut self, truncated: &[usize], ops: &mut Vec<Op>) {
-        let mut done: Vec<&Arc<str>> = Vec::new();
+        let mut done: Vec<&Field> = Vec::new();
         for &i in truncated {
             let Kind::Join { field, .. } = &self.sources[i].kind else {
                 continue; // a DELETE of its rows emits nothing

@@ -2,10 +2,9 @@
 //! (a pgoutput tuple, a line of a COPY dump), [`OpSink`] receives the ops (a `Vec` of
 //! [`EntityOps`] for the stream, the bulk accumulator for a dump, with no op built per row).
 
-use std::sync::Arc;
-
 use crate::decode::{Datum, TupleData};
 use crate::ops::{EntityOps, Op, Value};
+use crate::schema::Field;
 
 /// One column value of a row, borrowed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,7 +53,7 @@ pub trait OpSink {
     /// Starts the ops of entity `id`; `creates_slot` as in [`EntityOps::creates_slot`].
     fn entity(&mut self, id: i64, creates_slot: bool);
     /// A `set`, `add` or `remove` of `value` on `field`, for the current entity.
-    fn field_op(&mut self, op: FieldOp, field: &Arc<str>, value: Value);
+    fn field_op(&mut self, op: FieldOp, field: &Field, value: Value);
     /// Any other op, for the current entity.
     fn op(&mut self, op: Op);
 }
@@ -68,8 +67,8 @@ impl OpSink for Vec<EntityOps> {
         });
     }
 
-    fn field_op(&mut self, op: FieldOp, field: &Arc<str>, value: Value) {
-        let field = Arc::clone(field);
+    fn field_op(&mut self, op: FieldOp, field: &Field, value: Value) {
+        let field = field.clone();
         self.op(match op {
             FieldOp::Set => Op::Set { field, value },
             FieldOp::Add => Op::Add { field, value },

@@ -181,3 +181,32 @@ fn a_joined_table_empties_the_fields_it_gives() {
         )]
     );
 }
+
+#[test]
+fn translated_ops_carry_the_schema_field_ids() {
+    let (mut t, _) = translator();
+    let ids = config().index.schema.field_ids();
+    let row = |vals: &[&str]| crate::decode::TupleData {
+        columns: vals
+            .iter()
+            .map(|v| crate::decode::Datum::Text(bytes::Bytes::copy_from_slice(v.as_bytes())))
+            .collect(),
+    };
+    let mut out: Vec<EntityOps> = Vec::new();
+    t.insert(1, &row(&["7", "1"]), &mut out); // direct
+    t.insert(3, &row(&["7", "2"]), &mut out); // join table
+    t.insert(6, &row(&["5", "3", "4"]), &mut out); // fan-out, joined
+    let mut fields = Vec::new();
+    for op in out.iter().flat_map(|e| &e.ops) {
+        match op {
+            Op::QueryOpSet { ops, .. } => fields.extend(ops.iter().filter_map(Op::field)),
+            op => fields.extend(op.field()),
+        }
+    }
+    let names: Vec<&str> = fields.iter().map(|f| f.name()).collect();
+    assert_eq!(names, ["a", "tagIds", "pc", "pd"]);
+    for f in fields {
+        assert_eq!(f.id(), ids.lookup(f), "{f} carries its id");
+        assert!(f.id().is_some());
+    }
+}

@@ -33,7 +33,7 @@ use crate::hash::KeyHash;
 use crate::index::store::keys::{self, BadValue, RawKey};
 use crate::index::{IndexStats, Snapshot};
 use crate::ops::{EntityOps, Op, Value, literal_value};
-use crate::schema::{FieldRef, FilterKind, Schema};
+use crate::schema::{Field, FieldIds, FieldRef, FilterKind, Schema};
 use crate::translate::{FieldOp, OpSink};
 use shared::{SMALL_KEYS, Shared};
 
@@ -106,8 +106,8 @@ pub struct BulkAccumulator {
     pending: Vec<Vec<u64>>,
     /// Per filter field, the other integer-keyed multi-value inserts not yet in `filters`.
     pending_wide: Vec<Vec<(i64, u32)>>,
-    /// Field names seen, by the address of their text (ops share their translator's names).
-    names: Vec<(Arc<str>, FieldRef)>,
+    /// The schema's fields, numbered (the translator's ops carry these ids).
+    ids: FieldIds,
     /// Room for sorting `pending`.
     scratch: Vec<u64>,
     /// The slot of the entity whose ops arrive through [`OpSink`] (`None`: its id does not fit).
@@ -138,7 +138,7 @@ impl BulkAccumulator {
             filters: vec![HashMap::new(); n],
             pending: vec![Vec::new(); n],
             pending_wide: vec![Vec::new(); n],
-            names: Vec::new(),
+            ids: schema.field_ids(),
             scratch: Vec::new(),
             current: None,
             parents: Vec::new(),
@@ -277,7 +277,7 @@ impl BulkAccumulator {
                 self.stats.unsupported += 1;
                 continue;
             };
-            let Some(t) = join.targets.iter().position(|t| t == field) else {
+            let Some(t) = join.targets.iter().position(|t| field == t) else {
                 self.stats.index.joined_field_writes += 1;
                 continue;
             };
@@ -317,7 +317,7 @@ impl BulkAccumulator {
     }
 
     /// A `set` or `add` of `value` on `field` for `slot`.
-    fn add_value(&mut self, slot: u32, field: &Arc<str>, value: &Value) {
+    fn add_value(&mut self, slot: u32, field: &Field, value: &Value) {
         let at = self.field(field);
         if at.is_unknown() {
             self.stats.index.unknown_fields += 1;
@@ -373,16 +373,11 @@ impl BulkAccumulator {
         }
     }
 
-    /// The schema field an op's name refers to (looked up by the name's address first).
-    fn field(&mut self, name: &Arc<str>) -> FieldRef {
-        if let Some((_, at)) = self.names.iter().find(|(n, _)| Arc::ptr_eq(n, name)) {
-            return *at;
-        }
-        let at = self.schema.field(name);
-        if self.names.len() < 64 {
-            self.names.push((Arc::clone(name), at));
-        }
-        at
+    /// The schema field an op's field refers to (by its id when it carries one).
+    fn field(&self, field: &Field) -> FieldRef {
+        self.ids
+            .id(field)
+            .map_or_else(FieldRef::default, |id| self.ids.roles(id))
     }
 
     /// Moves field `fi`'s buffered inserts into its bitmaps, key by key, slots ascending.
@@ -471,7 +466,7 @@ impl OpSink for BulkAccumulator {
         }
     }
 
-    fn field_op(&mut self, op: FieldOp, field: &Arc<str>, value: Value) {
+    fn field_op(&mut self, op: FieldOp, field: &Field, value: Value) {
         let Some(slot) = self.current else {
             return;
         };
