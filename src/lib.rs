@@ -10,7 +10,8 @@
 //! accumulator, checkpoints), [`pipeline`] (the running pipeline), [`bootstrap`] (the
 //! snapshot-consistent dump) and [`server`] (`pgroar run`: HTTP queries, status, metrics).
 //! [`status`] holds what the stages report; [`config`] reads the TOML configuration; `cluster`
-//! (feature `test-utils`) starts throwaway Postgres clusters for tests. `docs/architecture.md`
+//! (feature `test-utils`) starts throwaway Postgres clusters for tests, and `fixtures` (same
+//! feature) holds the image-feed schema tests and benchmarks share. `docs/architecture.md`
 //! shows the modules by layer.
 #![warn(missing_docs)]
 
@@ -21,6 +22,8 @@ pub mod config;
 pub mod decode;
 pub mod dedup;
 pub mod filter;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod fixtures;
 pub(crate) mod hash;
 pub mod index;
 pub mod lsn;

@@ -722,19 +722,7 @@ mod tests {
     use super::*;
     use crate::ops::{EntityOps, Op};
 
-    fn schema() -> Arc<Schema> {
-        Arc::new(
-            Schema::from_pairs(
-                &[
-                    ("type", FilterKind::Single),
-                    ("tags", FilterKind::Multi),
-                    ("flag", FilterKind::Bool),
-                ],
-                &[("at", 32)],
-            )
-            .unwrap(),
-        )
-    }
+    use crate::fixtures::schema;
 
     fn sample() -> Index {
         let mut index = Index::new(schema());
@@ -744,10 +732,24 @@ mod tests {
                 slot,
                 vec![
                     Op::set("type", if i % 3 == 0 { "image" } else { "video" }),
-                    Op::add("tags", i64::from(i % 7)),
-                    Op::set("flag", i % 2 == 0),
-                    Op::set("at", 1_700_000_000 + i64::from(i)),
+                    Op::add("tagIds", i64::from(i % 7)),
+                    Op::set("hasMeta", i % 2 == 0),
+                    Op::set("existedAt", 1_700_000_000 + i64::from(i)),
+                    Op::set("postId", i64::from(i % 5)),
                 ],
+            ));
+        }
+        // Parent rows of the postId join: checkpointed with the index.
+        for post in 0..3i64 {
+            index.apply(&EntityOps::new(
+                post,
+                vec![Op::QueryOpSet {
+                    query: Some(format!("postId eq {post}").into()),
+                    ops: vec![
+                        Op::set("publishedAt", 1_800_000_000 + post),
+                        Op::set("availability", "Public"),
+                    ],
+                }],
             ));
         }
         index.apply(&EntityOps::alive(
@@ -777,11 +779,19 @@ mod tests {
         for idx in [&mut a, &mut b] {
             idx.apply(&EntityOps::new(
                 0,
-                vec![Op::set("type", "gif"), Op::set("at", 5)],
+                vec![Op::set("type", "gif"), Op::set("existedAt", 5)],
             ));
             idx.apply(&EntityOps::new(40_503, vec![Op::Delete]));
         }
         assert_eq!(a.debug_state(), b.debug_state());
+        // The parent rows came back too: a slot moved to post 2 takes that post's values.
+        for idx in [&mut a, &mut b] {
+            idx.apply(&EntityOps::new(40_503 * 3, vec![Op::set("postId", 2)]));
+        }
+        assert_eq!(a.debug_state(), b.debug_state());
+        let state = b.debug_state();
+        assert_eq!(state.parents[0].len(), 3, "three posts");
+        assert_eq!(state.sorts["publishedAt"][&(40_503 * 3)], 1_800_000_002);
         // Written again over the old one; no temporary file stays behind.
         b.snapshot().write_checkpoint(dir.path()).unwrap();
         let names: Vec<_> = std::fs::read_dir(dir.path())
@@ -799,7 +809,7 @@ mod tests {
         let good = std::fs::read(&path).unwrap();
 
         let other =
-            Arc::new(Schema::from_pairs(&[("type", FilterKind::Multi)], &[("at", 32)]).unwrap());
+            Arc::new(Schema::from_pairs(&[("type", FilterKind::Multi)], &[("id", 32)]).unwrap());
         assert!(matches!(
             Index::load_checkpoint(dir.path(), other),
             Err(CheckpointError::SchemaMismatch { .. })

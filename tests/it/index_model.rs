@@ -23,6 +23,8 @@ const FILTERS: &[(&str, FilterKind)] = &[
 const SORTS: &[(&str, u8)] = &[("n", 3), ("k", 2)];
 const SLOTS: u32 = 6;
 
+/// Not the shared image-feed fixture: few values per field (so random ops collide), a name that
+/// is both filter and sort, and sorts narrow enough to clamp.
 fn schema() -> Arc<Schema> {
     Arc::new(Schema::from_pairs(FILTERS, SORTS).unwrap())
 }

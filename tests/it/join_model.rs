@@ -16,6 +16,8 @@ use pgroar::ops::{EntityOps, Op, Value};
 use pgroar::schema::{FilterKind, Join, Schema};
 use proptest::prelude::*;
 
+/// Not the shared image-feed fixture: joins that cascade (a joined field that is itself another
+/// join's link) and a sort target, which the feed does not have.
 fn schema() -> Arc<Schema> {
     let join = |link: &str, targets: &[&str]| Join {
         link: link.into(),

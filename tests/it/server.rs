@@ -8,28 +8,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use pgroar::fixtures::schema;
 use pgroar::index::{Index, Order, Query, Snapshot, Sort};
 use pgroar::ops::{EntityOps, Op};
-use pgroar::schema::{FilterKind, Schema};
 use pgroar::server::{ErrorBody, QueryResponse, ServerOptions, ServerState, StatusReport, serve};
 use pgroar::sink::coalescing::{CoalescingSink, SinkOptions};
 use pgroar::status::{COUNTERS, Counter, Group, Phase, Status};
 use pgroar::{Lsn, WalKey};
 use serde_json::{Value, json};
-
-fn schema() -> Arc<Schema> {
-    Arc::new(
-        Schema::from_pairs(
-            &[
-                ("nsfwLevel", FilterKind::Single),
-                ("tagIds", FilterKind::Multi),
-                ("type", FilterKind::Single),
-            ],
-            &[("existedAt", 32), ("score", 16)],
-        )
-        .unwrap(),
-    )
-}
 
 /// Deterministic pseudo-random entities: 1..=n, a few deleted again.
 fn entities(n: i64, seed: u64) -> Vec<EntityOps> {
@@ -46,7 +32,7 @@ fn entities(n: i64, seed: u64) -> Vec<EntityOps> {
             Op::set("nsfwLevel", [1i64, 2, 4, 8][next(4) as usize]),
             Op::set("type", if next(3) == 0 { "video" } else { "image" }),
             Op::set("existedAt", 1_700_000_000 + next(1000) as i64),
-            Op::set("score", next(300) as i64),
+            Op::set("id", next(300) as i64),
         ];
         for _ in 0..next(4) {
             ops.push(Op::add("tagIds", next(12) as i64));
@@ -220,12 +206,12 @@ fn queries_page_exactly_like_the_snapshot() {
         None,
         Some("nsfwLevel eq 1"),
         Some("nsfwLevel eq 1 AND tagIds in [4, 9]"),
-        Some("NOT type eq video OR score gte 250"),
+        Some("NOT type eq video OR id gte 250"),
     ];
     let sorts = [
         None,
         Some(("existedAt", Order::Desc)),
-        Some(("score", Order::Asc)),
+        Some(("id", Order::Asc)),
     ];
     for filter in filters {
         for sort in sorts {
@@ -259,9 +245,9 @@ fn queries_page_exactly_like_the_snapshot() {
     let want = snap.query(&query(None, None, 50)).unwrap();
     assert_eq!((got.ids, got.total), (want.ids, snap.alive_count()));
     // Order defaults to ascending; limit 0 returns only the total.
-    let (_, got) = server.post(&json!({ "sort": { "field": "score" }, "limit": 3 }));
+    let (_, got) = server.post(&json!({ "sort": { "field": "id" }, "limit": 3 }));
     let want = snap
-        .query(&query(None, Some(("score", Order::Asc)), 3))
+        .query(&query(None, Some(("id", Order::Asc)), 3))
         .unwrap();
     assert_eq!(got["ids"], json!(want.ids));
     let (_, got) = server.post(&json!({ "filter": "nsfwLevel eq 2", "limit": 0 }));
@@ -324,7 +310,7 @@ fn bad_queries_are_400_naming_what_is_wrong() {
             "unexpected end",
         ),
         (json!({ "filter": "bogus eq 1" }), "unknown_field", "bogus"),
-        (json!({ "filter": "score gt 'x'" }), "bad_value", "score"),
+        (json!({ "filter": "id gt 'x'" }), "bad_value", "id"),
         (
             json!({ "sort": { "field": "type", "order": "desc" } }),
             "unknown_sort_field",
@@ -353,7 +339,7 @@ fn bad_queries_are_400_naming_what_is_wrong() {
     // A cursor of another sort.
     let (_, page) = server.post(&json!({ "limit": 1 }));
     let (status, got) = server.post(&json!({
-        "sort": { "field": "score", "order": "asc" }, "cursor": page["next_cursor"]
+        "sort": { "field": "id", "order": "asc" }, "cursor": page["next_cursor"]
     }));
     assert_eq!((status, got["code"].as_str()), (400, Some("bad_cursor")));
     assert!(

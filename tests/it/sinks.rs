@@ -1,27 +1,12 @@
 //! The coalescing sink: arrival-order application across batches, immutable snapshots for
 //! readers, read-your-writes through the applied cursor.
 
-use std::sync::Arc;
-
+use pgroar::fixtures::schema;
 use pgroar::index::{Index, Query};
 use pgroar::ops::{EntityOps, Op};
-use pgroar::schema::{FilterKind, Schema};
 use pgroar::sink::coalescing::{CoalescingSink, SinkOptions};
 use pgroar::{Lsn, WalKey};
 use proptest::prelude::*;
-
-fn schema() -> Arc<Schema> {
-    Arc::new(
-        Schema::from_pairs(
-            &[
-                ("nsfwLevel", FilterKind::Single),
-                ("tagIds", FilterKind::Multi),
-            ],
-            &[("score", 16)],
-        )
-        .unwrap(),
-    )
-}
 
 fn key(n: u64) -> WalKey {
     WalKey::end_of(Lsn(n))
@@ -112,7 +97,7 @@ fn the_applied_cursor_is_published_for_waiters() {
     let sink = CoalescingSink::spawn(Index::new(schema()), SinkOptions::default());
     let mut applied = sink.applied();
     assert_eq!(*applied.borrow_and_update(), WalKey::ZERO);
-    sink.send(vec![EntityOps::alive(7, vec![Op::set("score", 3)])], key(5))
+    sink.send(vec![EntityOps::alive(7, vec![Op::set("id", 3)])], key(5))
         .unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -141,7 +126,7 @@ fn op() -> impl Strategy<Value = Op> {
         (0i64..3).prop_map(|v| Op::remove("nsfwLevel", v)),
         (0i64..4).prop_map(|v| Op::add("tagIds", v)),
         (0i64..4).prop_map(|v| Op::remove("tagIds", v)),
-        (0i64..70000).prop_map(|v| Op::set("score", v)),
+        (0i64..70000).prop_map(|v| Op::set("id", v)),
         Just(Op::Delete),
     ]
 }

@@ -562,6 +562,7 @@ mod tests {
     use crate::ops::Value;
     use crate::schema::FilterKind;
 
+    /// Not the shared image-feed fixture: an 8-bit sort, to see values clamped.
     fn schema() -> Arc<Schema> {
         Arc::new(
             Schema::from_pairs(
