@@ -28,6 +28,7 @@ mod parse;
 mod relation;
 
 #[cfg(test)]
+#[allow(clippy::too_many_lines, reason = "tables of hand-built cases")]
 mod tests;
 
 pub use encode::encode_message;

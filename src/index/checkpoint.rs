@@ -33,7 +33,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use roaring::RoaringBitmap;
 
-use crate::schema::{FilterKind, Schema};
+use crate::schema::{FilterField, FilterKind, Schema};
 use crate::{Lsn, WalKey};
 
 use super::store::bits::Bits;
@@ -476,6 +476,51 @@ fn remove_leftovers(dir: &Path) {
 }
 
 fn read_state(r: &mut Reader<'_>, schema: Arc<Schema>) -> Result<State, CheckpointError> {
+    let (version, applied) = read_header(r)?;
+    read_fields(r, &schema)?;
+    if version == VERSION_1 {
+        if !schema.joins.is_empty() {
+            return Err(r.mismatch(
+                "it was written before joins were kept (format version 1), and the config \
+                 declares joins"
+                    .into(),
+            ));
+        }
+    } else {
+        read_joins(r, &schema)?;
+    }
+    let alive = r.bits("alive")?;
+    let filters = schema
+        .filters
+        .iter()
+        .map(|f| read_filter(r, f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut sorts = Vec::with_capacity(schema.sorts.len());
+    for f in &schema.sorts {
+        let mut layers = Vec::with_capacity(usize::from(f.bits));
+        for _ in 0..f.bits {
+            layers.push(r.bits("sort layer")?);
+        }
+        sorts.push(Arc::new(layers));
+    }
+    let mut joins = Vec::with_capacity(schema.joins.len());
+    if version != VERSION_1 {
+        for j in &schema.joins {
+            joins.push(read_parents(r, &schema, j, &filters)?);
+        }
+    }
+    Ok(State {
+        schema,
+        alive,
+        filters,
+        sorts,
+        joins,
+        applied,
+    })
+}
+
+/// The magic, the format version (one this build reads) and the applied cursor.
+fn read_header(r: &mut Reader<'_>) -> Result<(u32, WalKey), CheckpointError> {
     if &r.array::<8>("magic")? != MAGIC {
         return Err(r.corrupt("not a pgroar checkpoint (bad magic)"));
     }
@@ -487,6 +532,11 @@ fn read_state(r: &mut Reader<'_>, schema: Arc<Schema>) -> Result<State, Checkpoi
         });
     }
     let applied = WalKey::new(Lsn(r.u64("applied LSN")?), r.u32("applied seq")?);
+    Ok((version, applied))
+}
+
+/// Checks the checkpoint's filter and sort fields against the configured ones.
+fn read_fields(r: &mut Reader<'_>, schema: &Schema) -> Result<(), CheckpointError> {
     let n = r.u32("filter count")?;
     if n as usize != schema.filters.len() {
         return Err(r.mismatch(format!(
@@ -519,76 +569,44 @@ fn read_state(r: &mut Reader<'_>, schema: Arc<Schema>) -> Result<State, Checkpoi
             )));
         }
     }
-    if version == VERSION_1 {
-        if !schema.joins.is_empty() {
-            return Err(r.mismatch(
-                "it was written before joins were kept (format version 1), and the config \
-                 declares joins"
-                    .into(),
-            ));
+    Ok(())
+}
+
+/// One filter field's dictionary, NULL bitmap and value bitmaps.
+fn read_filter(r: &mut Reader<'_>, f: &FilterField) -> Result<FilterState, CheckpointError> {
+    let mut dict = Dict::default();
+    for _ in 0..r.u32("dictionary size")? {
+        let t = r.str("dictionary entry")?;
+        if dict.push(Arc::from(t)).is_none() {
+            return Err(r.corrupt(format!("field {:?}: duplicate dictionary entry", f.name)));
         }
-    } else {
-        read_joins(r, &schema)?;
     }
-    let alive = r.bits("alive")?;
-    let mut filters = Vec::with_capacity(schema.filters.len());
-    for f in &schema.filters {
-        let mut dict = Dict::default();
-        for _ in 0..r.u32("dictionary size")? {
-            let t = r.str("dictionary entry")?;
-            if dict.push(Arc::from(t)).is_none() {
-                return Err(r.corrupt(format!("field {:?}: duplicate dictionary entry", f.name)));
-            }
-        }
-        let null = r.bits("NULL bitmap")?;
-        let mut values = KeyMap::default();
-        for _ in 0..r.u64("key count")? {
-            let key = match r.u8("key tag")? {
-                0 => Key::Int(i64::from_le_bytes(r.array("int key")?)),
-                1 => {
-                    let id = r.u32("text key")?;
-                    if id as usize >= dict.len() {
-                        return Err(r.corrupt(format!(
-                            "field {:?}: dictionary id {id} out of range",
-                            f.name
-                        )));
-                    }
-                    Key::Str(id)
+    let null = r.bits("NULL bitmap")?;
+    let mut values = KeyMap::default();
+    for _ in 0..r.u64("key count")? {
+        let key = match r.u8("key tag")? {
+            0 => Key::Int(i64::from_le_bytes(r.array("int key")?)),
+            1 => {
+                let id = r.u32("text key")?;
+                if id as usize >= dict.len() {
+                    return Err(r.corrupt(format!(
+                        "field {:?}: dictionary id {id} out of range",
+                        f.name
+                    )));
                 }
-                t => return Err(r.corrupt(format!("field {:?}: key tag {t}", f.name))),
-            };
-            let bits = r.bits("value bitmap")?;
-            if !bits.is_empty() && !values.put(key, bits) {
-                return Err(r.corrupt(format!("field {:?}: duplicate key", f.name)));
+                Key::Str(id)
             }
-        }
-        filters.push(FilterState {
-            values,
-            null,
-            dict: Arc::new(dict),
-        });
-    }
-    let mut sorts = Vec::with_capacity(schema.sorts.len());
-    for f in &schema.sorts {
-        let mut layers = Vec::with_capacity(usize::from(f.bits));
-        for _ in 0..f.bits {
-            layers.push(r.bits("sort layer")?);
-        }
-        sorts.push(Arc::new(layers));
-    }
-    let mut joins = Vec::with_capacity(schema.joins.len());
-    if version != VERSION_1 {
-        for j in &schema.joins {
-            joins.push(read_parents(r, &schema, j, &filters)?);
+            t => return Err(r.corrupt(format!("field {:?}: key tag {t}", f.name))),
+        };
+        let bits = r.bits("value bitmap")?;
+        if !bits.is_empty() && !values.put(key, bits) {
+            return Err(r.corrupt(format!("field {:?}: duplicate key", f.name)));
         }
     }
-    Ok(State {
-        schema,
-        alive,
-        filters,
-        sorts,
-        joins,
-        applied,
+    Ok(FilterState {
+        values,
+        null,
+        dict: Arc::new(dict),
     })
 }
 

@@ -62,6 +62,233 @@ struct Cursor {
     sealed_len: Option<u64>,
 }
 
+/// What one step of the reader's state machine decided.
+enum Step {
+    /// Hand this entry out.
+    Yield(WalEntry),
+    /// Nothing more within the limit yet.
+    Wait,
+    /// The sealed segment is read to its end: go on with the next one.
+    NextSegment,
+    /// The state changed; step again.
+    Again,
+}
+
+/// How far the current segment may be read.
+#[derive(Copy, Clone)]
+struct End {
+    /// The segment is sealed: its end is final, and a short record there is corrupt.
+    sealed: bool,
+    /// The offset no byte at or beyond which is read.
+    offset: u64,
+}
+
+impl Cursor {
+    /// How far this segment may be read under the writer's durable end `limit`; `None` when
+    /// the segment lies beyond it.
+    fn end(&mut self, limit: WalPosition) -> Result<Option<End>, WalError> {
+        let sealed = self.number < limit.segment;
+        let offset = if sealed {
+            match self.sealed_len {
+                Some(len) => len,
+                None => {
+                    let len = self
+                        .reader
+                        .file_len()
+                        .map_err(WalError::io("stat", self.reader.path()))?;
+                    self.sealed_len = Some(len);
+                    len
+                }
+            }
+        } else if self.number == limit.segment {
+            limit.offset
+        } else {
+            return Ok(None);
+        };
+        Ok(Some(End { sealed, offset }))
+    }
+
+    /// Outside a transaction: a Mark is yielded, a Begin starts the scan for its end.
+    fn between(&mut self, end: End, after: WalKey, state: &mut State) -> Result<Step, WalError> {
+        let at = At(self.reader.path().to_path_buf());
+        let start = self.reader.pos();
+        let rec = match self.reader.next_record(end.offset).map_err(at.io("read"))? {
+            Next::End if end.sealed => return Ok(Step::NextSegment),
+            Next::End => return Ok(Step::Wait),
+            Next::Short if end.sealed => {
+                return Err(at.corrupt(start, DecodeError::Truncated("record")));
+            }
+            Next::Short => {
+                self.reader.seek(start).map_err(at.io("seek"))?;
+                return Ok(Step::Wait);
+            }
+            Next::Bad { start, err, .. } => return Err(at.corrupt(start, err)),
+            Next::Record { start, rec } => (start, rec.kind, rec.lsn),
+        };
+        match rec {
+            (_, RecordKind::Mark, lsn) if WalKey::end_of(lsn) > after => {
+                Ok(Step::Yield(WalEntry::Mark { lsn }))
+            }
+            (_, RecordKind::Mark, _) => Ok(Step::Again),
+            (_, RecordKind::Begin, lsn) => {
+                let body = self.reader.pos();
+                *state = State::Scanning {
+                    lsn,
+                    body,
+                    scan_pos: body,
+                    count: 0,
+                };
+                Ok(Step::Again)
+            }
+            (start, kind, _) => Err(at.framing(start, FramingError::OutsideTransaction(kind))),
+        }
+    }
+
+    /// After a Begin: record headers only, up to the transaction's Commit (then its records are
+    /// read) or Abort (skipped, as is a transaction wholly at or before `after`).
+    fn scan(&mut self, end: End, after: WalKey, state: &mut State) -> Result<Step, WalError> {
+        let at = At(self.reader.path().to_path_buf());
+        let State::Scanning {
+            lsn,
+            body,
+            scan_pos,
+            mut count,
+        } = *state
+        else {
+            return Ok(Step::Again);
+        };
+        self.reader.seek(scan_pos).map_err(at.io("seek"))?;
+        loop {
+            let start = self.reader.pos();
+            let h = match self.reader.next_header(end.offset).map_err(at.io("read"))? {
+                NextHeader::End | NextHeader::Short if end.sealed => {
+                    let spans = FramingError::TransactionSpansSegments(lsn);
+                    return Err(at.framing(start, spans));
+                }
+                NextHeader::End | NextHeader::Short => {
+                    *state = State::Scanning {
+                        lsn,
+                        body,
+                        scan_pos: start,
+                        count,
+                    };
+                    return Ok(Step::Wait);
+                }
+                NextHeader::Bad { start, err } => return Err(at.corrupt(start, err)),
+                NextHeader::Header { header } => header,
+            };
+            if let Some(e) = framing_error(h.kind, h.lsn, h.seq, lsn, count) {
+                return Err(at.framing(start, e));
+            }
+            match h.kind {
+                RecordKind::Ops => count = count.saturating_add(1),
+                RecordKind::Commit if WalKey::end_of(lsn) > after => {
+                    *state = State::Committed { lsn, commit: start };
+                    self.reader.seek(body).map_err(at.io("seek"))?;
+                    return Ok(Step::Again);
+                }
+                _ => {
+                    *state = State::Between;
+                    return Ok(Step::Again);
+                }
+            }
+        }
+    }
+
+    /// Inside a committed transaction: its records with key > `after`, one at a time, then its
+    /// Commit.
+    fn committed(
+        &mut self,
+        end: End,
+        after: WalKey,
+        ids: &FieldIds,
+        state: &mut State,
+    ) -> Result<Step, WalError> {
+        let at = At(self.reader.path().to_path_buf());
+        let State::Committed { lsn, commit } = *state else {
+            return Ok(Step::Again);
+        };
+        let start = self.reader.pos();
+        match self.reader.next_record(end.offset).map_err(at.io("read"))? {
+            Next::Record { rec, .. } if start == commit => {
+                debug_assert_eq!(rec.kind, RecordKind::Commit);
+                *state = State::Between;
+                Ok(Step::Yield(WalEntry::Commit { lsn }))
+            }
+            Next::Record { rec, .. } => {
+                let key = rec.key();
+                if key <= after {
+                    return Ok(Step::Again);
+                }
+                let ops =
+                    decode_entity_ops_with(rec.payload, ids).map_err(|e| at.corrupt(start, e))?;
+                Ok(Step::Yield(WalEntry::Ops { key, ops }))
+            }
+            Next::Bad { start, err, .. } => Err(at.corrupt(start, err)),
+            // Only if a smaller limit than before was passed: wait for it to grow.
+            Next::End | Next::Short => {
+                self.reader.seek(start).map_err(at.io("seek"))?;
+                Ok(Step::Wait)
+            }
+        }
+    }
+}
+
+/// The segment file errors name.
+struct At(PathBuf);
+
+impl At {
+    fn io(&self, op: &'static str) -> impl FnOnce(std::io::Error) -> WalError + '_ {
+        move |source| WalError::Io {
+            op,
+            path: self.0.clone(),
+            source,
+        }
+    }
+
+    fn corrupt(&self, offset: u64, source: DecodeError) -> WalError {
+        WalError::Corrupt {
+            path: self.0.clone(),
+            offset,
+            source,
+        }
+    }
+
+    fn framing(&self, offset: u64, source: FramingError) -> WalError {
+        WalError::Framing {
+            path: self.0.clone(),
+            offset,
+            source,
+        }
+    }
+}
+
+/// What is wrong with a record header met while scanning transaction `lsn` after `count` Ops
+/// records, if anything.
+fn framing_error(
+    kind: RecordKind,
+    at: Lsn,
+    seq: u32,
+    lsn: Lsn,
+    count: u32,
+) -> Option<FramingError> {
+    match kind {
+        RecordKind::Begin => Some(FramingError::BeginInsideTransaction { open: lsn }),
+        RecordKind::Mark => Some(FramingError::MarkInsideTransaction { open: lsn }),
+        kind if at != lsn => Some(FramingError::LsnMismatch {
+            kind,
+            txn: lsn,
+            found: at,
+        }),
+        kind if seq != count => Some(FramingError::Seq {
+            kind,
+            expected: count,
+            found: seq,
+        }),
+        _ => None,
+    }
+}
+
 /// Reads the records of committed transactions with key > `after`, plus Commit and Mark events,
 /// in WAL order.
 ///
@@ -154,165 +381,24 @@ impl WalReader {
             let Some(c) = self.cur.as_mut() else {
                 return Ok(None);
             };
-            let sealed = c.number < limit.segment;
-            let seg_limit = if sealed {
-                match c.sealed_len {
-                    Some(len) => len,
-                    None => {
-                        let len = c
-                            .reader
-                            .file_len()
-                            .map_err(WalError::io("stat", c.reader.path()))?;
-                        c.sealed_len = Some(len);
-                        len
-                    }
-                }
-            } else if c.number == limit.segment {
-                limit.offset
-            } else {
+            let Some(end) = c.end(limit)? else {
                 return Ok(None);
             };
-            let path = c.reader.path().to_path_buf();
-            let io = |op| WalError::io(op, path.clone());
-            let corrupt = |offset, source| WalError::Corrupt {
-                path: path.clone(),
-                offset,
-                source,
+            let step = match self.state {
+                State::Between => c.between(end, self.after, &mut self.state)?,
+                State::Scanning { .. } => c.scan(end, self.after, &mut self.state)?,
+                State::Committed { .. } => {
+                    c.committed(end, self.after, &self.ids, &mut self.state)?
+                }
             };
-            let framing = |offset, source| WalError::Framing {
-                path: path.clone(),
-                offset,
-                source,
-            };
-            match self.state {
-                State::Between => {
-                    let start = c.reader.pos();
-                    match c.reader.next_record(seg_limit).map_err(io("read"))? {
-                        Next::End if sealed => {
-                            self.next_number = c.number + 1;
-                            self.cur = None;
-                        }
-                        Next::End => return Ok(None),
-                        Next::Short if sealed => {
-                            return Err(corrupt(start, DecodeError::Truncated("record")));
-                        }
-                        Next::Short => {
-                            c.reader.seek(start).map_err(io("seek"))?;
-                            return Ok(None);
-                        }
-                        Next::Bad { start, err, .. } => return Err(corrupt(start, err)),
-                        Next::Record { start, rec } => match rec.kind {
-                            RecordKind::Mark => {
-                                if WalKey::end_of(rec.lsn) > self.after {
-                                    return Ok(Some(WalEntry::Mark { lsn: rec.lsn }));
-                                }
-                            }
-                            RecordKind::Begin => {
-                                let lsn = rec.lsn;
-                                let body = c.reader.pos();
-                                self.state = State::Scanning {
-                                    lsn,
-                                    body,
-                                    scan_pos: body,
-                                    count: 0,
-                                };
-                            }
-                            kind => {
-                                return Err(framing(start, FramingError::OutsideTransaction(kind)));
-                            }
-                        },
-                    }
+            match step {
+                Step::Yield(entry) => return Ok(Some(entry)),
+                Step::Wait => return Ok(None),
+                Step::NextSegment => {
+                    self.next_number = c.number + 1;
+                    self.cur = None;
                 }
-                State::Scanning {
-                    lsn,
-                    body,
-                    scan_pos,
-                    mut count,
-                } => {
-                    c.reader.seek(scan_pos).map_err(io("seek"))?;
-                    loop {
-                        let start = c.reader.pos();
-                        let h = match c.reader.next_header(seg_limit).map_err(io("read"))? {
-                            NextHeader::End | NextHeader::Short if sealed => {
-                                return Err(framing(
-                                    start,
-                                    FramingError::TransactionSpansSegments(lsn),
-                                ));
-                            }
-                            NextHeader::End | NextHeader::Short => {
-                                self.state = State::Scanning {
-                                    lsn,
-                                    body,
-                                    scan_pos: start,
-                                    count,
-                                };
-                                return Ok(None);
-                            }
-                            NextHeader::Bad { start, err } => return Err(corrupt(start, err)),
-                            NextHeader::Header { header } => header,
-                        };
-                        let err = match h.kind {
-                            RecordKind::Begin => {
-                                Some(FramingError::BeginInsideTransaction { open: lsn })
-                            }
-                            RecordKind::Mark => {
-                                Some(FramingError::MarkInsideTransaction { open: lsn })
-                            }
-                            kind if h.lsn != lsn => Some(FramingError::LsnMismatch {
-                                kind,
-                                txn: lsn,
-                                found: h.lsn,
-                            }),
-                            kind if h.seq != count => Some(FramingError::Seq {
-                                kind,
-                                expected: count,
-                                found: h.seq,
-                            }),
-                            _ => None,
-                        };
-                        if let Some(e) = err {
-                            return Err(framing(start, e));
-                        }
-                        match h.kind {
-                            RecordKind::Ops => count = count.saturating_add(1),
-                            RecordKind::Commit if WalKey::end_of(lsn) > self.after => {
-                                self.state = State::Committed { lsn, commit: start };
-                                c.reader.seek(body).map_err(io("seek"))?;
-                                break;
-                            }
-                            // An Abort, or a Commit of a transaction wholly at or before `after`:
-                            // skip it; the reader is already past it.
-                            _ => {
-                                self.state = State::Between;
-                                break;
-                            }
-                        }
-                    }
-                }
-                State::Committed { lsn, commit } => {
-                    let start = c.reader.pos();
-                    match c.reader.next_record(seg_limit).map_err(io("read"))? {
-                        Next::Record { rec, .. } if start == commit => {
-                            debug_assert_eq!(rec.kind, RecordKind::Commit);
-                            self.state = State::Between;
-                            return Ok(Some(WalEntry::Commit { lsn }));
-                        }
-                        Next::Record { rec, .. } => {
-                            let key = rec.key();
-                            if key > self.after {
-                                let ops = decode_entity_ops_with(rec.payload, &self.ids)
-                                    .map_err(|e| corrupt(start, e))?;
-                                return Ok(Some(WalEntry::Ops { key, ops }));
-                            }
-                        }
-                        Next::Bad { start, err, .. } => return Err(corrupt(start, err)),
-                        // Only if a smaller limit than before was passed: wait for it to grow.
-                        Next::End | Next::Short => {
-                            c.reader.seek(start).map_err(io("seek"))?;
-                            return Ok(None);
-                        }
-                    }
-                }
+                Step::Again => {}
             }
         }
     }

@@ -72,6 +72,10 @@ fn immutable_extract(a: &Node) -> bool {
 
 /// `eval_const_expressions`, for the node kinds we have (`cc`: the constant operand of the
 /// enclosing simple `CASE`, if it is constant).
+#[allow(
+    clippy::too_many_lines,
+    reason = "one arm per expression node kind, a few lines each: the dispatch reads best whole"
+)]
 pub(crate) fn fold(node: Node, cc: Option<&SqlValue>) -> FoldResult {
     let pos = node.pos;
     let is_null = |n: &Node| matches!(n.as_const(), Some(SqlValue::Null));
@@ -213,77 +217,91 @@ pub(crate) fn fold(node: Node, cc: Option<&SqlValue>) -> FoldResult {
         Kind::And(args) | Kind::Or(args) if args.is_empty() => Ok(const_node(pos, SqlValue::Null)),
         Kind::And(args) => fold_bool(pos, args, cc, false),
         Kind::Or(args) => fold_bool(pos, args, cc, true),
-        Kind::Coalesce(args) => {
-            let mut out: Vec<Node> = Vec::new();
-            for a in args {
-                let a = fold(a, cc)?;
-                match a.as_const() {
-                    Some(SqlValue::Null) => continue,
-                    Some(_) if out.is_empty() => return Ok(a),
-                    Some(_) => {
-                        out.push(a);
-                        break;
-                    }
-                    None => out.push(a),
-                }
-            }
-            Ok(if out.is_empty() {
-                const_node(pos, SqlValue::Null)
-            } else {
-                Node::new(pos, Kind::Coalesce(out))
-            })
-        }
+        Kind::Coalesce(args) => fold_coalesce(pos, args, cc),
         Kind::Case {
             operand,
             arms,
             default,
-        } => {
-            let operand = match operand {
-                Some(o) => Some(fold(*o, cc)?),
-                None => None,
-            };
-            let operand_const = operand.as_ref().and_then(|o| o.as_const().cloned());
-            let inner = if operand.is_some() {
-                operand_const.as_ref()
-            } else {
-                cc
-            };
-            let mut out = Vec::new();
-            let mut default_folded = None;
-            for (cond, result) in arms {
-                let cond = fold(cond, inner)?;
-                match cond.as_const() {
-                    Some(SqlValue::Bool(true)) => {
-                        default_folded = Some(fold(result, cc)?);
-                        break;
-                    }
-                    // FALSE or NULL: the branch is dropped without looking at its result.
-                    Some(_) => continue,
-                    None => out.push((cond, fold(result, cc)?)),
-                }
+        } => fold_case(pos, operand, arms, *default, cc),
+    }
+}
+
+/// `COALESCE`: leading NULL constants dropped, everything after the first other constant too.
+fn fold_coalesce(pos: usize, args: Vec<Node>, cc: Option<&SqlValue>) -> FoldResult {
+    let mut out: Vec<Node> = Vec::new();
+    for a in args {
+        let a = fold(a, cc)?;
+        match a.as_const() {
+            Some(SqlValue::Null) => continue,
+            Some(_) if out.is_empty() => return Ok(a),
+            Some(_) => {
+                out.push(a);
+                break;
             }
-            let default = match default_folded {
-                Some(d) => d,
-                None => fold(*default, cc)?,
-            };
-            if out.is_empty() {
-                return Ok(default);
-            }
-            let operand = if operand_const.is_some() {
-                None
-            } else {
-                operand.map(Box::new)
-            };
-            Ok(Node::new(
-                pos,
-                Kind::Case {
-                    operand,
-                    arms: out,
-                    default: Box::new(default),
-                },
-            ))
+            None => out.push(a),
         }
     }
+    Ok(if out.is_empty() {
+        const_node(pos, SqlValue::Null)
+    } else {
+        Node::new(pos, Kind::Coalesce(out))
+    })
+}
+
+/// `CASE`: arms whose condition is a constant FALSE or NULL dropped, a constant TRUE arm ends
+/// it (its result becomes the default), and a constant simple-`CASE` operand folded into the
+/// conditions.
+fn fold_case(
+    pos: usize,
+    operand: Option<Box<Node>>,
+    arms: Vec<(Node, Node)>,
+    default: Node,
+    cc: Option<&SqlValue>,
+) -> FoldResult {
+    let operand = match operand {
+        Some(o) => Some(fold(*o, cc)?),
+        None => None,
+    };
+    let operand_const = operand.as_ref().and_then(|o| o.as_const().cloned());
+    let inner = if operand.is_some() {
+        operand_const.as_ref()
+    } else {
+        cc
+    };
+    let mut out = Vec::new();
+    let mut default_folded = None;
+    for (cond, result) in arms {
+        let cond = fold(cond, inner)?;
+        match cond.as_const() {
+            Some(SqlValue::Bool(true)) => {
+                default_folded = Some(fold(result, cc)?);
+                break;
+            }
+            // FALSE or NULL: the branch is dropped without looking at its result.
+            Some(_) => continue,
+            None => out.push((cond, fold(result, cc)?)),
+        }
+    }
+    let default = match default_folded {
+        Some(d) => d,
+        None => fold(default, cc)?,
+    };
+    if out.is_empty() {
+        return Ok(default);
+    }
+    let operand = if operand_const.is_some() {
+        None
+    } else {
+        operand.map(Box::new)
+    };
+    Ok(Node::new(
+        pos,
+        Kind::Case {
+            operand,
+            arms: out,
+            default: Box::new(default),
+        },
+    ))
 }
 
 /// `AND` (`decider = false`) or `OR` (`decider = true`): a constant decider ends it, the

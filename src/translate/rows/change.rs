@@ -410,14 +410,7 @@ pub(super) fn update<S: OpSink + ?Sized>(
                 insert(bound, source, new, out, stats);
                 return;
             }
-            let new_slice = new.slice();
-            let old_full_row = old.filter(|_| old_full);
-            let old_slice = old_full_row.map(Row::slice);
-            let old_pair = old_full_row.zip(old_slice);
-            let mut ops = Vec::new();
-            for t in track {
-                update_field(bound, t, new, new_slice, old_pair, id, &mut ops, stats);
-            }
+            let ops = changed_fields(bound, track, new, old.filter(|_| old_full), id, stats);
             if !ops.is_empty() {
                 out.entity(id, false);
                 for op in ops {
@@ -479,16 +472,8 @@ pub(super) fn update<S: OpSink + ?Sized>(
                 });
                 return;
             }
-            let new_slice = new.slice();
             let old_full_row = old.filter(|_| old_full);
-            let old_slice = old_full_row.map(Row::slice);
-            let old_pair = old_full_row.zip(old_slice);
-            let mut ops = Vec::new();
-            for t in track {
-                update_field(
-                    bound, t, new, new_slice, old_pair, source_id, &mut ops, stats,
-                );
-            }
+            let ops = changed_fields(bound, track, new, old_full_row, source_id, stats);
             if !ops.is_empty() {
                 out.entity(source_id, false);
                 out.op(Op::QueryOpSet {
@@ -498,6 +483,25 @@ pub(super) fn update<S: OpSink + ?Sized>(
             }
         }
     }
+}
+
+/// The ops of an UPDATE's tracked fields, for entity `id`: each field whose value changed (with
+/// the old value taken away first where the old row came whole, `old_full`).
+fn changed_fields(
+    bound: &Bound,
+    track: &[BoundTrack],
+    new: &Row,
+    old_full: Option<&Row>,
+    id: i64,
+    stats: &mut TranslateStats,
+) -> Vec<Op> {
+    let new_slice = new.slice();
+    let old_pair = old_full.map(|o| (o, o.slice()));
+    let mut ops = Vec::new();
+    for t in track {
+        update_field(bound, t, new, new_slice, old_pair, id, &mut ops, stats);
+    }
+    ops
 }
 
 /// The id a fan-out row's ops are grouped under: its `id` column when that is an integer, else 0.
