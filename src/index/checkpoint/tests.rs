@@ -1,0 +1,135 @@
+//! Checkpoint round trips, corruption and schema changes.
+
+use super::*;
+use crate::ops::{EntityOps, Op};
+
+use crate::fixtures::schema;
+
+fn sample() -> Index {
+    let mut index = Index::new(schema());
+    for i in 0..50u32 {
+        let slot = i64::from(i) * 40_503;
+        index.apply(&EntityOps::alive(
+            slot,
+            vec![
+                Op::set("type", if i % 3 == 0 { "image" } else { "video" }),
+                Op::add("tagIds", i64::from(i % 7)),
+                Op::set("hasMeta", i % 2 == 0),
+                Op::set("existedAt", 1_700_000_000 + i64::from(i)),
+                Op::set("postId", i64::from(i % 5)),
+            ],
+        ));
+    }
+    // Parent rows of the postId join: checkpointed with the index.
+    for post in 0..3i64 {
+        index.apply(&EntityOps::new(
+            post,
+            vec![Op::QueryOpSet {
+                query: Some(format!("postId eq {post}").into()),
+                ops: vec![
+                    Op::set("publishedAt", 1_800_000_000 + post),
+                    Op::set("availability", "Public"),
+                ],
+            }],
+        ));
+    }
+    index.apply(&EntityOps::alive(
+        u32::MAX.into(),
+        vec![Op::set("type", crate::ops::Value::Null)],
+    ));
+    index.set_applied(WalKey::new(Lsn(0x16B3748), 3));
+    index
+}
+
+#[test]
+fn round_trip_preserves_everything_and_the_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(
+        Index::load_checkpoint(dir.path(), schema())
+            .unwrap()
+            .is_none()
+    );
+    let mut a = sample();
+    a.snapshot().write_checkpoint(dir.path()).unwrap();
+    let mut b = Index::load_checkpoint(dir.path(), schema())
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.debug_state(), b.debug_state());
+    assert_eq!(b.applied(), WalKey::new(Lsn(0x16B3748), 3));
+    // Rebuilt columns: a set moves the slot, a delete wipes it, exactly as on the original.
+    for idx in [&mut a, &mut b] {
+        idx.apply(&EntityOps::new(
+            0,
+            vec![Op::set("type", "gif"), Op::set("existedAt", 5)],
+        ));
+        idx.apply(&EntityOps::new(40_503, vec![Op::Delete]));
+    }
+    assert_eq!(a.debug_state(), b.debug_state());
+    // The parent rows came back too: a slot moved to post 2 takes that post's values.
+    for idx in [&mut a, &mut b] {
+        idx.apply(&EntityOps::new(40_503 * 3, vec![Op::set("postId", 2)]));
+    }
+    assert_eq!(a.debug_state(), b.debug_state());
+    let state = b.debug_state();
+    assert_eq!(state.parents[0].len(), 3, "three posts");
+    assert_eq!(state.sorts["publishedAt"][&(40_503 * 3)], 1_800_000_002);
+    // Written again over the old one; no temporary file stays behind.
+    b.snapshot().write_checkpoint(dir.path()).unwrap();
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from(CHECKPOINT_FILE)]);
+}
+
+#[test]
+fn corruption_and_schema_changes_are_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    sample().snapshot().write_checkpoint(dir.path()).unwrap();
+    let path = dir.path().join(CHECKPOINT_FILE);
+    let good = std::fs::read(&path).unwrap();
+
+    let other =
+        Arc::new(Schema::from_pairs(&[("type", FilterKind::Multi)], &[("id", 32)]).unwrap());
+    assert!(matches!(
+        Index::load_checkpoint(dir.path(), other),
+        Err(CheckpointError::SchemaMismatch { .. })
+    ));
+
+    let mut flipped = good.clone();
+    flipped[good.len() / 2] ^= 0x40;
+    std::fs::write(&path, &flipped).unwrap();
+    let err = Index::load_checkpoint(dir.path(), schema()).err().unwrap();
+    assert!(matches!(err, CheckpointError::Crc { .. }), "{err}");
+    assert!(err.to_string().contains("re-bootstrapped"));
+
+    for cut in [0, 3, 20, good.len() - 1] {
+        std::fs::write(&path, &good[..cut]).unwrap();
+        assert!(
+            Index::load_checkpoint(dir.path(), schema()).is_err(),
+            "cut at {cut}"
+        );
+    }
+
+    // A huge length behind a valid CRC is refused without allocating it.
+    let mut forged = good[..good.len() - 4].to_vec();
+    let at = 8 + 4 + 12; // filter count
+    forged[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    let crc = crc32fast::hash(&forged);
+    forged.extend_from_slice(&crc.to_le_bytes());
+    std::fs::write(&path, &forged).unwrap();
+    assert!(matches!(
+        Index::load_checkpoint(dir.path(), schema()),
+        Err(CheckpointError::SchemaMismatch { .. })
+    ));
+    let mut forged = good[..good.len() - 4].to_vec();
+    let at = 8 + 4 + 12 + 4; // the first filter name's length
+    forged[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    let crc = crc32fast::hash(&forged);
+    forged.extend_from_slice(&crc.to_le_bytes());
+    std::fs::write(&path, &forged).unwrap();
+    assert!(matches!(
+        Index::load_checkpoint(dir.path(), schema()),
+        Err(CheckpointError::Corrupt { .. })
+    ));
+}
