@@ -151,7 +151,7 @@ pub enum SourceError {
     Wal(#[from] WalError),
     /// The slot-creation intent file could not be written or removed.
     #[error(transparent)]
-    Intent(#[from] super::slot::MarkerError),
+    Intent(#[from] MarkerError),
     /// A blocking WAL task could not be run.
     #[error("the WAL sync task failed: {0}")]
     Task(String),
@@ -169,4 +169,14 @@ impl SourceError {
             _ => false,
         }
     }
+}
+
+/// Why the slot-creation intent file could not be written or removed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {what} {}", path.display())]
+pub struct MarkerError {
+    pub(super) what: &'static str,
+    pub(super) path: PathBuf,
+    #[source]
+    pub(super) source: std::io::Error,
 }

@@ -16,12 +16,12 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bytes::Bytes;
 use pgwire_replication::{QueryRow, ReplicationClient};
 
-use super::error::SourceError;
+use super::error::{MarkerError, SourceError};
 use crate::Lsn;
 
 /// What the slot check found.
@@ -56,16 +56,6 @@ pub(crate) struct CheckInput<'a> {
 
 /// The intent file's name inside the data directory.
 pub const CREATING_SLOT_FILE: &str = "creating-slot";
-
-/// Why the intent file could not be written or removed.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot {what} {}", path.display())]
-pub struct MarkerError {
-    what: &'static str,
-    path: PathBuf,
-    #[source]
-    source: io::Error,
-}
 
 /// Whether the intent file in `data_dir` names `slot`.
 pub(crate) fn intent_names(data_dir: &Path, slot: &str) -> bool {

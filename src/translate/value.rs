@@ -17,6 +17,7 @@
 //! represented exactly. `timestamptz` text with any UTC offset is accepted (converted to
 //! UTC); its output is always in UTC.
 
+use std::cmp::Ordering;
 use std::fmt;
 use std::sync::Arc;
 
@@ -175,6 +176,12 @@ impl SqlValue {
         matches!(self, SqlValue::Null)
     }
 
+    /// Postgres's ordering of two non-NULL values of one category (mixed integer widths, `real`
+    /// with `double precision`, dates with timestamps); `None` across categories.
+    pub fn pg_cmp(&self, other: &SqlValue) -> Option<Ordering> {
+        pg_cmp(self, other)
+    }
+
     /// SQL `IS DISTINCT FROM` between two values of one expression (so of one type): NULL
     /// is not distinct from NULL; numbers compare by value (`1.0` and `1.00` are not
     /// distinct, nor `NaN` and `NaN`, nor `0` and `-0`); text byte by byte (a `char(n)`'s
@@ -183,10 +190,7 @@ impl SqlValue {
         match (self.is_null(), other.is_null()) {
             (true, true) => false,
             (true, false) | (false, true) => true,
-            (false, false) => !matches!(
-                super::expr::compare(self, other),
-                Ok(std::cmp::Ordering::Equal)
-            ),
+            (false, false) => !matches!(pg_cmp(self, other), Some(Ordering::Equal)),
         }
     }
 
@@ -268,6 +272,69 @@ fn json_number(text: &str) -> Value {
         // NaN / Infinity are not JSON numbers: jsonb keeps them as strings.
         _ => Value::str(text),
     }
+}
+
+/// An integer operand as `i64` with the name of its type, for range errors.
+pub(crate) fn int_parts(v: &SqlValue) -> Option<(i64, &'static str)> {
+    match v {
+        SqlValue::Int2(x) => Some((*x as i64, "smallint")),
+        SqlValue::Int4(x) => Some((*x as i64, "integer")),
+        SqlValue::Int8(x) => Some((*x, "bigint")),
+        _ => None,
+    }
+}
+
+fn float_cmp(x: f64, y: f64) -> Ordering {
+    match (x.is_nan(), y.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        (false, false) => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
+    }
+}
+
+/// A date or timestamp on one exact scale (microseconds, with the infinities outside every
+/// finite value), so `date` compares with `timestamp` without the range error of a cast.
+fn datetime_key(v: &SqlValue) -> Option<i128> {
+    Some(match *v {
+        SqlValue::Date(datetime::DATE_POS_INF) => i128::MAX,
+        SqlValue::Date(datetime::DATE_NEG_INF) => i128::MIN,
+        SqlValue::Date(d) => d as i128 * datetime::USECS_PER_DAY as i128,
+        SqlValue::Timestamp(datetime::TS_POS_INF) | SqlValue::TimestampTz(datetime::TS_POS_INF) => {
+            i128::MAX
+        }
+        SqlValue::Timestamp(datetime::TS_NEG_INF) | SqlValue::TimestampTz(datetime::TS_NEG_INF) => {
+            i128::MIN
+        }
+        SqlValue::Timestamp(t) | SqlValue::TimestampTz(t) => t as i128,
+        _ => return None,
+    })
+}
+
+/// Compares two non-NULL values of one category (mixed integer widths, `real` with `double
+/// precision`, dates with timestamps); `None` for values of different categories.
+fn pg_cmp(a: &SqlValue, b: &SqlValue) -> Option<Ordering> {
+    use SqlValue::*;
+    if let (Some((x, _)), Some((y, _))) = (int_parts(a), int_parts(b)) {
+        return Some(x.cmp(&y));
+    }
+    if let (Some(x), Some(y)) = (datetime_key(a), datetime_key(b)) {
+        return Some(x.cmp(&y));
+    }
+    Some(match (a, b) {
+        (Numeric(x), Numeric(y)) => x.pg_cmp(y),
+        (Float4(_) | Float8(_), Float4(_) | Float8(_)) => {
+            let f = |v: &SqlValue| match v {
+                Float4(x) => *x as f64,
+                Float8(x) => *x,
+                _ => 0.0,
+            };
+            float_cmp(f(a), f(b))
+        }
+        (Bool(x), Bool(y)) => x.cmp(y),
+        (Text(x), Text(y)) => x.as_bytes().cmp(y.as_bytes()),
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

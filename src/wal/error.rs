@@ -4,7 +4,7 @@ use std::io;
 use std::path::PathBuf;
 
 use super::format::{DecodeError, EncodeError};
-use super::recovery::{FramingError, RecoveryReport};
+use super::report::{FramingError, RecoveryReport};
 use crate::lsn::{Lsn, WalKey};
 
 /// What went wrong writing, recovering or reading the WAL.

@@ -61,6 +61,7 @@ pub mod format;
 pub mod payload;
 mod reader;
 pub mod recovery;
+mod report;
 mod segment;
 mod writer;
 
@@ -68,6 +69,6 @@ pub use error::WalError;
 pub use format::{DecodeError, EncodeError, RecordKind, RecordRef, decode_record};
 pub use payload::{decode_entity_ops, decode_entity_ops_with, encode_entity_ops};
 pub use reader::{WalEntry, WalReader};
-pub use recovery::{Cut, CutReason, FramingError, RecoveryMode, RecoveryReport, SegmentInfo};
+pub use report::{Cut, CutReason, FramingError, RecoveryMode, RecoveryReport, SegmentInfo};
 pub use segment::{WalPosition, parse_segment_file_name, segment_file_name};
 pub use writer::{Durable, DurableWatch, Wal, WalOptions};

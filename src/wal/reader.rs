@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use super::error::WalError;
 use super::format::{DecodeError, RecordKind, SEGMENT_HEADER_LEN, SegmentHeader};
 use super::payload::decode_entity_ops_with;
-use super::recovery::FramingError;
+use super::report::FramingError;
 use super::segment::{
     HeaderRead, Next, NextHeader, SegmentReader, WalPosition, list_segments, segment_file_name,
 };

@@ -281,6 +281,11 @@ impl SegmentReader {
     }
 }
 
+/// Fsyncs a directory, making file creations and removals in it durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir).and_then(|d| d.sync_all())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

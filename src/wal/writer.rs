@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use super::error::WalError;
 use super::format::{RecordKind, SEGMENT_HEADER_LEN, SegmentHeader, encode_marker, encode_record};
 use super::payload::encode_entity_ops;
-use super::recovery::{self, RecoveryMode, RecoveryReport, SegmentInfo};
-use super::segment::{WalPosition, segment_file_name};
+use super::recovery;
+use super::report::{RecoveryMode, RecoveryReport, SegmentInfo};
+use super::segment::{self, WalPosition, segment_file_name};
 use crate::lsn::{Lsn, WalKey};
 use crate::ops::EntityOps;
 
@@ -533,8 +534,6 @@ fn lock_dir(dir: &Path) -> Result<File, WalError> {
 }
 
 /// Fsyncs a directory, making file creations and removals in it durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), WalError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(WalError::io("fsync directory", dir))
+fn sync_dir(dir: &Path) -> Result<(), WalError> {
+    segment::sync_dir(dir).map_err(WalError::io("fsync directory", dir))
 }

@@ -3,8 +3,8 @@
 //! literals as the type they meet), then folds constant parts as its planner does
 //! ([`super::fold`]).
 
-use super::cast::cast;
-use super::eval::{Kind, Node, text};
+use super::cast::{cast, text};
+use super::eval::{Kind, Node};
 use super::fold::{collect_columns, fold};
 use super::numeric::Numeric;
 use super::parser::{Ast, AstKind, BinOp, Func, UnOp};

@@ -9,9 +9,8 @@ use std::sync::Arc;
 
 use super::EvalError;
 use super::datetime;
-use super::eval::{int_value, text};
 use super::float::{self, FloatParseError};
-use super::numeric::{Numeric, NumericError};
+use super::numeric::{self, Numeric, NumericError};
 use super::types::SqlType;
 use crate::translate::value::SqlValue;
 
@@ -80,7 +79,7 @@ fn mismatch(from: SqlType, to: SqlType) -> EvalError {
 
 /// Trims the whitespace a date/time literal may carry.
 fn literal(s: &str) -> &str {
-    s.trim_matches(float::is_pg_space)
+    s.trim_matches(numeric::is_pg_space)
 }
 
 fn datetime_input(ty: &'static str, s: &str, e: datetime::DateTimeError) -> EvalError {
@@ -145,7 +144,7 @@ fn parse_int(s: &str, ty: &'static str, min: i64, max: i64) -> Result<i64, EvalE
         text: s.to_owned(),
     };
     let b = s.as_bytes();
-    let space = |c: u8| float::is_pg_space(c as char);
+    let space = |c: u8| numeric::is_pg_space(c as char);
     let mut i = 0;
     while i < b.len() && space(b[i]) {
         i += 1;
@@ -202,7 +201,7 @@ fn to_numeric(v: SqlValue) -> Result<SqlValue, EvalError> {
                 ty: "numeric",
                 text: s.to_string(),
             },
-            other => super::eval::numeric_error(other),
+            other => numeric_error(other),
         })?,
         _ => return Err(EvalError::Internal("numeric cast of an unsupported value")),
     }))
@@ -301,7 +300,7 @@ fn to_bool(v: SqlValue) -> Result<SqlValue, EvalError> {
 }
 
 fn parse_bool(s: &str) -> Option<bool> {
-    let t = s.trim_matches(float::is_pg_space).to_ascii_lowercase();
+    let t = s.trim_matches(numeric::is_pg_space).to_ascii_lowercase();
     let is_prefix = |word: &str| !t.is_empty() && word.starts_with(t.as_str());
     match t.as_bytes().first()? {
         b't' if is_prefix("true") => Some(true),
@@ -315,6 +314,42 @@ fn parse_bool(s: &str) -> Option<bool> {
         b'0' if t == "0" => Some(false),
         _ => None,
     }
+}
+
+/// The range of the integer type named `ty`.
+fn int_range(ty: &'static str) -> (i64, i64) {
+    match ty {
+        "smallint" => (i16::MIN as i64, i16::MAX as i64),
+        "integer" => (i32::MIN as i64, i32::MAX as i64),
+        _ => (i64::MIN, i64::MAX),
+    }
+}
+
+/// An `i64` back in the integer type named `ty`, or that type's range error.
+pub(crate) fn int_value(v: i64, ty: &'static str) -> Result<SqlValue, EvalError> {
+    let (min, max) = int_range(ty);
+    if v < min || v > max {
+        return Err(EvalError::OutOfRange(ty));
+    }
+    Ok(match ty {
+        "smallint" => SqlValue::Int2(v as i16),
+        "integer" => SqlValue::Int4(v as i32),
+        _ => SqlValue::Int8(v),
+    })
+}
+
+/// The evaluation error of a failed `numeric` operation.
+pub(crate) fn numeric_error(e: NumericError) -> EvalError {
+    match e {
+        NumericError::DivisionByZero => EvalError::DivisionByZero,
+        NumericError::Overflow => EvalError::NumericOverflow,
+        NumericError::InvalidInput => EvalError::Internal("numeric input in arithmetic"),
+    }
+}
+
+/// A text value.
+pub(crate) fn text(s: &str) -> SqlValue {
+    SqlValue::Text(Arc::from(s))
 }
 
 #[cfg(test)]

@@ -6,15 +6,14 @@
 //! operand, `CASE`/`COALESCE` evaluate only what they need, as Postgres's executor does.
 
 use std::cmp::Ordering;
-use std::sync::Arc;
 
 use super::EvalError;
-use super::cast::cast;
-use super::datetime::{self, UNIX_TO_PG_USECS, USECS_PER_DAY};
-use super::numeric::{Numeric, NumericError};
+use super::cast::{cast, int_value, numeric_error};
+use super::datetime::{self, UNIX_TO_PG_USECS};
+use super::numeric::Numeric;
 use super::parser::BinOp;
 use super::types::SqlType;
-use crate::translate::value::SqlValue;
+use crate::translate::value::{SqlValue, int_parts};
 
 /// A bound node; `pos` is the byte offset in the expression text (for errors at bind time).
 #[derive(Clone, Debug)]
@@ -268,45 +267,6 @@ impl Node {
     }
 }
 
-fn int_range(ty: &'static str) -> (i64, i64) {
-    match ty {
-        "smallint" => (i16::MIN as i64, i16::MAX as i64),
-        "integer" => (i32::MIN as i64, i32::MAX as i64),
-        _ => (i64::MIN, i64::MAX),
-    }
-}
-
-/// An integer operand as `i64` with the name of its type, for range errors.
-fn int_parts(v: &SqlValue) -> Option<(i64, &'static str)> {
-    match v {
-        SqlValue::Int2(x) => Some((*x as i64, "smallint")),
-        SqlValue::Int4(x) => Some((*x as i64, "integer")),
-        SqlValue::Int8(x) => Some((*x, "bigint")),
-        _ => None,
-    }
-}
-
-/// An `i64` back in the integer type named `ty`, or that type's range error.
-pub(crate) fn int_value(v: i64, ty: &'static str) -> Result<SqlValue, EvalError> {
-    let (min, max) = int_range(ty);
-    if v < min || v > max {
-        return Err(EvalError::OutOfRange(ty));
-    }
-    Ok(match ty {
-        "smallint" => SqlValue::Int2(v as i16),
-        "integer" => SqlValue::Int4(v as i32),
-        _ => SqlValue::Int8(v),
-    })
-}
-
-pub(crate) fn numeric_error(e: NumericError) -> EvalError {
-    match e {
-        NumericError::DivisionByZero => EvalError::DivisionByZero,
-        NumericError::Overflow => EvalError::NumericOverflow,
-        NumericError::InvalidInput => EvalError::Internal("numeric input in arithmetic"),
-    }
-}
-
 fn negate(v: SqlValue) -> Result<SqlValue, EvalError> {
     Ok(match v {
         SqlValue::Null => SqlValue::Null,
@@ -479,57 +439,10 @@ fn bitwise(op: BinOp, x: i64, y: i64) -> Result<i64, EvalError> {
 }
 
 /// Postgres's float order: `NaN` equals `NaN` and is above everything; `-0 = 0`.
-fn float_cmp(x: f64, y: f64) -> Ordering {
-    match (x.is_nan(), y.is_nan()) {
-        (true, true) => Ordering::Equal,
-        (true, false) => Ordering::Greater,
-        (false, true) => Ordering::Less,
-        (false, false) => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
-    }
-}
-
-/// A date or timestamp on one exact scale (microseconds, with the infinities outside every
-/// finite value), so `date` compares with `timestamp` without the range error of a cast.
-fn datetime_key(v: &SqlValue) -> Option<i128> {
-    Some(match *v {
-        SqlValue::Date(datetime::DATE_POS_INF) => i128::MAX,
-        SqlValue::Date(datetime::DATE_NEG_INF) => i128::MIN,
-        SqlValue::Date(d) => d as i128 * USECS_PER_DAY as i128,
-        SqlValue::Timestamp(datetime::TS_POS_INF) | SqlValue::TimestampTz(datetime::TS_POS_INF) => {
-            i128::MAX
-        }
-        SqlValue::Timestamp(datetime::TS_NEG_INF) | SqlValue::TimestampTz(datetime::TS_NEG_INF) => {
-            i128::MIN
-        }
-        SqlValue::Timestamp(t) | SqlValue::TimestampTz(t) => t as i128,
-        _ => return None,
-    })
-}
-
-/// Compares two non-NULL values of one category (mixed integer widths, `real` with `double
-/// precision`, dates with timestamps).
+/// Compares two non-NULL values of one category (see [`SqlValue::pg_cmp`]).
 pub(crate) fn compare(a: &SqlValue, b: &SqlValue) -> Result<Ordering, EvalError> {
-    use SqlValue::*;
-    if let (Some((x, _)), Some((y, _))) = (int_parts(a), int_parts(b)) {
-        return Ok(x.cmp(&y));
-    }
-    if let (Some(x), Some(y)) = (datetime_key(a), datetime_key(b)) {
-        return Ok(x.cmp(&y));
-    }
-    Ok(match (a, b) {
-        (Numeric(x), Numeric(y)) => x.pg_cmp(y),
-        (Float4(_) | Float8(_), Float4(_) | Float8(_)) => {
-            let f = |v: &SqlValue| match v {
-                Float4(x) => *x as f64,
-                Float8(x) => *x,
-                _ => 0.0,
-            };
-            float_cmp(f(a), f(b))
-        }
-        (Bool(x), Bool(y)) => x.cmp(y),
-        (Text(x), Text(y)) => x.as_bytes().cmp(y.as_bytes()),
-        _ => return Err(EvalError::Internal("comparison of mismatched values")),
-    })
+    a.pg_cmp(b)
+        .ok_or(EvalError::Internal("comparison of mismatched values"))
 }
 
 /// [`compare`], or for `char(n)` (`bpchar`) the texts without trailing spaces.
@@ -641,9 +554,4 @@ fn date_part_epoch(v: SqlValue) -> Result<SqlValue, EvalError> {
         t if t < i64::MAX - UNIX_TO_PG_USECS => (t + UNIX_TO_PG_USECS) as f64 / 1_000_000.0,
         t => (t as f64 + UNIX_TO_PG_USECS as f64) / 1_000_000.0,
     }))
-}
-
-/// A text value.
-pub(crate) fn text(s: &str) -> SqlValue {
-    SqlValue::Text(Arc::from(s))
 }

@@ -7,13 +7,8 @@
 //! Conversion to `numeric` goes through 15 (`real`: 6) significant digits, like
 //! `float8_numeric`'s `%.15g`.
 
-use super::numeric::Numeric;
+use super::numeric::{Numeric, is_pg_space};
 use super::shortest;
-
-/// The whitespace Postgres's input functions skip (`isspace` in the C locale).
-pub(crate) fn is_pg_space(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c')
-}
 
 /// `float8out`.
 pub(crate) fn format_f64(x: f64) -> String {

@@ -56,7 +56,6 @@ use std::fmt;
 
 pub use numeric::{Numeric, NumericError};
 
-pub(crate) use eval::compare;
 pub use types::SqlType;
 
 use crate::translate::value::SqlValue;

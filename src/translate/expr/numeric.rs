@@ -13,6 +13,11 @@ use std::fmt;
 
 use super::bigint::Mag;
 
+/// The whitespace Postgres's input functions skip (`isspace` in the C locale).
+pub(crate) fn is_pg_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c')
+}
+
 /// Largest display scale Postgres stores (`NUMERIC_DSCALE_MAX`).
 const MAX_SCALE: u32 = 16383;
 /// Most digits before the decimal point Postgres stores.
@@ -224,7 +229,7 @@ impl Numeric {
     /// Parses `numeric_in`'s input: optional whitespace and sign, digits with an optional
     /// point and exponent (`1.5e-3`), or `NaN`, `Infinity`, `inf` (any case, signed).
     pub fn parse(text: &str) -> Result<Numeric, NumericError> {
-        let s = text.trim_matches(super::float::is_pg_space);
+        let s = text.trim_matches(is_pg_space);
         let lower = s.to_ascii_lowercase();
         match lower.as_str() {
             "nan" => return Ok(Numeric::nan()),
