@@ -19,6 +19,7 @@ pub mod bootstrap;
 #[cfg(feature = "test-utils")]
 pub mod cluster;
 pub mod config;
+pub mod dataset;
 pub mod decode;
 pub mod dedup;
 pub mod filter;
@@ -28,6 +29,7 @@ pub(crate) mod hash;
 pub mod index;
 pub mod lsn;
 pub mod ops;
+pub mod oracle;
 pub mod pipeline;
 pub mod schema;
 pub mod server;

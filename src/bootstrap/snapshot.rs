@@ -40,6 +40,26 @@ pub async fn create(
     slot: &str,
     publication: &str,
 ) -> Result<ExportedSlot, BootstrapError> {
+    create_slot(conn, slot, publication, false).await
+}
+
+/// A temporary slot (dropped when its session ends) with its snapshot exported: a consistent
+/// point and the exact SQL state there, for a check that compares an index with SQL.
+pub async fn create_temporary(
+    conn: &ConnInfo,
+    slot: &str,
+    publication: &str,
+) -> Result<ExportedSlot, BootstrapError> {
+    create_slot(conn, slot, publication, true).await
+}
+
+async fn create_slot(
+    conn: &ConnInfo,
+    slot: &str,
+    publication: &str,
+    temporary: bool,
+) -> Result<ExportedSlot, BootstrapError> {
+    let temporary = if temporary { " TEMPORARY" } else { "" };
     let cfg = conn.replication_config(slot, publication);
     let mut client = ReplicationClient::connect_gated(cfg)
         .await
@@ -51,7 +71,7 @@ pub async fn create(
     // The config allows only [a-z0-9_] in slot names, so the name needs no quoting.
     let rows = client
         .simple_query(&format!(
-            "CREATE_REPLICATION_SLOT {slot} LOGICAL pgoutput (SNAPSHOT 'use')"
+            "CREATE_REPLICATION_SLOT {slot}{temporary} LOGICAL pgoutput (SNAPSHOT 'use')"
         ))
         .await
         .map_err(wire("creating the replication slot"))?;

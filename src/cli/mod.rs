@@ -2,6 +2,7 @@
 
 mod bootstrap;
 mod check;
+mod generate;
 mod query;
 mod run;
 mod serve;
@@ -26,12 +27,11 @@ enum Command {
     /// Copy every source table under a new slot's snapshot into a fresh index, then stream
     /// from the slot's consistent point (as `run`).
     Bootstrap(bootstrap::BootstrapArgs),
-    /// Load and validate a config file; print the index fields and sync sources it defines.
-    Check {
-        /// The TOML config file (every key can be overridden as PGROAR_<SECTION>_<KEY>).
-        #[arg(long, short, env = "PGROAR_CONFIG")]
-        config: PathBuf,
-    },
+    /// Validate a config file, then compare the live index with SQL over the source tables at
+    /// one LSN, field by field; exits non-zero on any difference.
+    Check(check::CheckArgs),
+    /// Load the image-feed dataset into a throwaway database (and optionally keep changing it).
+    Generate(generate::GenerateArgs),
     /// Query a running server (`pgroar run`) and print its JSON answer.
     Query(query::QueryArgs),
     /// Stream changes into the index from the durable LSN and serve it over HTTP until
@@ -64,7 +64,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 pub fn run() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Bootstrap(args) => bootstrap::run(args),
-        Command::Check { config } => check::run(&config),
+        Command::Check(args) => check::run(&args),
+        Command::Generate(args) => generate::run(args),
         Command::Query(args) => query::run(args),
         Command::Run { config } => run::run(&config),
         Command::Status(args) => status::run(&args),

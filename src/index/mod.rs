@@ -467,6 +467,18 @@ impl Snapshot {
         }
     }
 
+    /// This snapshot with its pending cleanup done once (see [`Snapshot::state_in`]: a check
+    /// that dumps many slot ranges settles first).
+    pub fn settled(&self) -> Snapshot {
+        match self.cleaned() {
+            Cow::Borrowed(_) => self.clone(),
+            Cow::Owned(state) => Snapshot {
+                state: Arc::new(state),
+                stale: None,
+            },
+        }
+    }
+
     /// The cursor of the last WAL record this snapshot reflects.
     pub fn applied(&self) -> WalKey {
         self.state.applied

@@ -23,6 +23,8 @@ use crate::sink::coalescing::CoalescingSink;
 use crate::status::{Counter, PhaseTracker, Status};
 use crate::wal::{DurableWatch, WalEntry, WalPosition, WalReader};
 
+use super::pin::Pins;
+
 /// How long the loop waits for new durable data before looking at its finish flag again.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -51,6 +53,8 @@ pub(super) struct ApplyLoop {
     /// Set once the source has stopped: read to the final durable end, then return.
     pub finish: Arc<AtomicBool>,
     pub stop: Arc<watch::Sender<bool>>,
+    /// Requests for the snapshot at an LSN (see [`super::pin`]).
+    pub pins: Arc<Pins>,
 }
 
 impl ApplyLoop {
@@ -69,6 +73,7 @@ impl ApplyLoop {
             batch_max,
             finish,
             stop: _,
+            pins,
         } = self;
         let mut applier = Applier {
             sink,
@@ -79,6 +84,7 @@ impl ApplyLoop {
             upto: None,
             ops: 0,
             commits: 0,
+            pins,
         };
         let result = (|| {
             let ids = applier.deduper.field_ids().clone();
@@ -103,6 +109,7 @@ impl ApplyLoop {
                 }
             }
         })();
+        applier.pins.stopped();
         (applier.sink, result)
     }
 }
@@ -119,12 +126,22 @@ struct Applier {
     ops: u64,
     /// Commits the pending batch completes.
     commits: u64,
+    pins: Arc<Pins>,
 }
 
 impl Applier {
     /// Reads every committed entry before `limit`, sending batches on the way.
     fn read_to(&mut self, reader: &mut WalReader, limit: WalPosition) -> Result<(), PipelineError> {
         while let Some(entry) = reader.next(limit)? {
+            let lsn = match &entry {
+                WalEntry::Ops { key, .. } => key.lsn,
+                WalEntry::Commit { lsn } | WalEntry::Mark { lsn } => *lsn,
+            };
+            if let Some(reply) = self.pins.due(lsn) {
+                // Everything handed over so far commits before `lsn`: that is the pinned state.
+                self.send()?;
+                let _ = reply.send(Ok(self.sink.sync()?));
+            }
             match entry {
                 WalEntry::Ops { key, ops } => {
                     self.ops += ops.ops.len() as u64;

@@ -25,6 +25,7 @@
 
 mod apply;
 pub mod checkpoint;
+pub mod pin;
 
 use std::future::Future;
 use std::io;
@@ -53,6 +54,7 @@ use crate::{Lsn, WalKey};
 
 use apply::ApplyLoop;
 use checkpoint::{Checkpointer, covered_lsn};
+pub use pin::{PinError, Pins};
 
 /// Why the pipeline could not start, or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -163,6 +165,7 @@ pub struct Pipeline {
     published: Arc<ArcSwap<Snapshot>>,
     applied: watch::Receiver<WalKey>,
     stop: Arc<watch::Sender<bool>>,
+    pins: Arc<Pins>,
     supervisor: JoinHandle<Result<RunSummary, PipelineError>>,
 }
 
@@ -208,6 +211,7 @@ impl Pipeline {
         let (stop_tx, stop_rx) = watch::channel(false);
         let stop = Arc::new(stop_tx);
         let finish = Arc::new(AtomicBool::new(false));
+        let pins = Pins::new();
         let apply = ApplyLoop {
             wal_dir: data_dir.join("wal"),
             after: applied,
@@ -219,6 +223,7 @@ impl Pipeline {
             batch_max: options.apply_batch,
             finish: Arc::clone(&finish),
             stop: Arc::clone(&stop),
+            pins: Arc::clone(&pins),
         };
         let apply = spawn_thread("pgroar-apply", &data_dir, move || apply.run())?;
         let checkpointer = Checkpointer {
@@ -250,6 +255,7 @@ impl Pipeline {
             published,
             applied: applied_rx,
             stop,
+            pins,
             supervisor,
         })
     }
@@ -272,6 +278,12 @@ impl Pipeline {
     /// A receiver of the applied cursor (for read-your-writes waits).
     pub fn applied(&self) -> watch::Receiver<WalKey> {
         self.applied.clone()
+    }
+
+    /// The requests for snapshots pinned at an LSN (see [`pin`]): what `pgroar check` compares
+    /// with SQL.
+    pub fn pins(&self) -> &Arc<Pins> {
+        &self.pins
     }
 
     /// Asks the pipeline to stop: sync, acknowledge, drain, checkpoint.

@@ -26,6 +26,7 @@
 //! `pgroar_query_duration_seconds`. Every server has its own registry: nothing process-global.
 
 pub mod bootstrapping;
+pub mod check;
 mod metrics;
 mod query;
 mod run;
@@ -46,6 +47,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::WalKey;
 use crate::index::Snapshot;
+use crate::pipeline::Pins;
 use crate::sink::coalescing::CoalescingSink;
 use crate::status::{Phase, Status};
 
@@ -121,6 +123,10 @@ struct Inner {
     history: Mutex<History>,
     query_slots: Arc<Semaphore>,
     shutdown: watch::Sender<bool>,
+    /// The pipeline's pin requests (`None`: a server over a bare sink).
+    pins: Option<Arc<Pins>>,
+    /// The snapshot `POST /check/pin` keeps.
+    pinned: Mutex<Option<Snapshot>>,
 }
 
 impl ServerState {
@@ -143,8 +149,26 @@ impl ServerState {
                 query_slots: Arc::new(Semaphore::new(slots)),
                 shutdown: watch::Sender::new(false),
                 options,
+                pins: None,
+                pinned: Mutex::new(None),
             }),
         }
+    }
+
+    /// This state with the pipeline's pin requests, which `POST /check/pin` serves (call it
+    /// before the state is shared).
+    pub fn with_pins(mut self, pins: Arc<Pins>) -> ServerState {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.pins = Some(pins);
+        }
+        self
+    }
+
+    fn pinned(&self) -> std::sync::MutexGuard<'_, Option<Snapshot>> {
+        self.inner
+            .pinned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A state over `sink`'s published snapshots.
@@ -201,6 +225,8 @@ pub fn router(state: ServerState) -> Router {
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/check/pin", post(check::pin).delete(check::unpin))
+        .route("/check/state", get(check::state_in))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

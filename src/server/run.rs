@@ -52,7 +52,8 @@ pub async fn run(
         pipeline.published(),
         pipeline.applied(),
         ServerOptions::default(),
-    );
+    )
+    .with_pins(Arc::clone(pipeline.pins()));
     let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(serve(listener, state, async move {
         let _ = server_stopped.await;

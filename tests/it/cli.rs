@@ -14,7 +14,7 @@ fn pgroar() -> Command {
 fn check_accepts_the_example_and_names_the_bad_key() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/pgroar.example.toml");
     let out = pgroar()
-        .args(["check", "--config", example])
+        .args(["check", "--config-only", "--config", example])
         .output()
         .unwrap();
     assert!(

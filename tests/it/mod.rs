@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod copy_formats;
 mod crash;
+mod dataset;
 mod dedup_property;
 mod expr_oracle;
 mod index_model;
