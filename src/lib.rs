@@ -16,7 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod bootstrap;
-#[cfg(feature = "test-utils")]
+#[cfg(any(feature = "test-utils", feature = "demo"))]
 pub mod cluster;
 pub mod config;
 pub mod dataset;

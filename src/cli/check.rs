@@ -1,7 +1,7 @@
 //! `pgroar check`: load and validate a config, print what it defines, then compare the live index
 //! with SQL over the source tables at one LSN (see `pgroar::oracle`).
 
-mod live;
+pub(super) mod live;
 
 use std::path::{Path, PathBuf};
 
@@ -23,7 +23,7 @@ pub struct CheckArgs {
     /// to date in this process and compared.
     #[arg(long)]
     server: Option<String>,
-    /// Slots compared per round (memory: about 40 bytes per slot and field value).
+    /// Slots compared per round (memory: about 4 KiB per live slot of a round).
     #[arg(long, default_value_t = pgroar::oracle::CHUNK_SLOTS)]
     chunk: u32,
 }

@@ -63,6 +63,12 @@ async fn load(conn: &ConnInfo, args: &GenerateArgs) -> anyhow::Result<()> {
         identity: args.identity,
         publication: args.publication.clone(),
     };
+    load_with_bar(conn, &options).await
+}
+
+/// Loads the dataset with a progress bar; reports the sizes and time when done.
+pub(super) async fn load_with_bar(conn: &ConnInfo, options: &DatasetOptions) -> anyhow::Result<()> {
+    let images = options.images;
     let progress = Arc::new(LoadProgress::default());
     let bar = ProgressBar::new(1000).with_style(
         ProgressStyle::with_template("{msg:>12} [{bar:40}] {percent:>3}% {elapsed}")
@@ -72,11 +78,11 @@ async fn load(conn: &ConnInfo, args: &GenerateArgs) -> anyhow::Result<()> {
     bar.set_message("loading");
     let started = Instant::now();
     let task = {
-        let (conn, progress) = (conn.clone(), progress.clone());
+        let (conn, progress, options) = (conn.clone(), progress.clone(), options.clone());
         tokio::spawn(async move { dataset::generate(&conn, &options, progress).await })
     };
     while !task.is_finished() {
-        bar.set_position((progress.fraction(args.rows) * 1000.0) as u64);
+        bar.set_position((progress.fraction(images) * 1000.0) as u64);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let sizes = task.await.context("the load panicked")??;
@@ -87,7 +93,7 @@ async fn load(conn: &ConnInfo, args: &GenerateArgs) -> anyhow::Result<()> {
         sizes.users,
         sizes.tags,
         sizes.model_versions,
-        args.publication,
+        options.publication,
         started.elapsed().as_secs_f64()
     );
     Ok(())

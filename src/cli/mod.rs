@@ -2,7 +2,10 @@
 
 mod bootstrap;
 mod check;
+#[cfg(feature = "demo")]
+mod demo;
 mod generate;
+mod logging;
 mod query;
 mod run;
 mod serve;
@@ -18,6 +21,10 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "pgroar", version, about)]
 struct Cli {
+    /// Log format on stderr: `text` (colours only on a terminal) or `json` (one object per line).
+    /// The level comes from RUST_LOG (default `info`; `warn` for the demo).
+    #[arg(long, global = true, value_enum, default_value_t = logging::Format::Text)]
+    log_format: logging::Format,
     #[command(subcommand)]
     command: Command,
 }
@@ -30,6 +37,11 @@ enum Command {
     /// Validate a config file, then compare the live index with SQL over the source tables at
     /// one LSN, field by field; exits non-zero on any difference.
     Check(check::CheckArgs),
+    /// Try pgroar in a minute: a throwaway PostgreSQL with a generated image feed, bootstrapped,
+    /// streamed under a live writer, shown in a view that refreshes in place, checked against
+    /// SQL as it runs. Ctrl-C removes everything.
+    #[cfg(feature = "demo")]
+    Demo(demo::DemoArgs),
     /// Load the image-feed dataset into a throwaway database (and optionally keep changing it).
     Generate(generate::GenerateArgs),
     /// Query a running server (`pgroar run`) and print its JSON answer.
@@ -62,9 +74,17 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Runs the command line.
 pub fn run() -> anyhow::Result<()> {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    #[cfg(feature = "demo")]
+    let quiet = matches!(cli.command, Command::Demo(_));
+    #[cfg(not(feature = "demo"))]
+    let quiet = false;
+    logging::init(cli.log_format, if quiet { "warn" } else { "info" });
+    match cli.command {
         Command::Bootstrap(args) => bootstrap::run(args),
         Command::Check(args) => check::run(&args),
+        #[cfg(feature = "demo")]
+        Command::Demo(args) => demo::run(&args),
         Command::Generate(args) => generate::run(args),
         Command::Query(args) => query::run(args),
         Command::Run { config } => run::run(&config),

@@ -18,9 +18,8 @@
 //! the changes applied to the matches at the time) and are not compared; [`Oracle::skipped`]
 //! names them.
 //!
-//! Memory: the expected dump of one range (about 40 bytes per slot and value) plus the parent
-//! rows of every join (about 100 bytes each); `pgroar check` compares one million slots at a
-//! time.
+//! Memory: about 4 KiB per live slot of the range being compared (see `CHUNK_SLOTS`) plus the
+//! parent rows of every join.
 
 mod diff;
 mod live;

@@ -100,3 +100,59 @@ fn run_on_an_empty_data_dir_says_to_bootstrap_first() {
     // Nothing was created, and no connection was needed to say so.
     assert!(!data.join("wal").exists());
 }
+
+/// Logs carry no escape codes when stderr is not a terminal, come as JSON lines with
+/// `--log-format json`, and never show the password of the connection string.
+#[test]
+fn logs_are_plain_or_json_and_keep_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("feed.toml");
+    let text = pgroar::dataset::CONFIG_TOML
+        .replace(
+            "postgresql://pgroar@127.0.0.1:5432/feed",
+            "postgresql://alice:s3cret-pw@127.0.0.1:1/feed",
+        )
+        .replace(
+            "data_dir = \"pgroar-data\"",
+            &format!("data_dir = \"{}\"", dir.path().join("data").display()),
+        );
+    std::fs::write(&config, text).unwrap();
+    for json in [false, true] {
+        let mut cmd = pgroar();
+        if json {
+            cmd.args(["--log-format", "json"]);
+        }
+        let out = cmd
+            .args(["bootstrap", "--config"])
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("s3cret"), "{stderr}");
+        assert!(!stderr.contains('\x1b'), "{stderr}");
+        assert!(stderr.contains("alice@127.0.0.1:1/feed"), "{stderr}");
+        let log_lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.starts_with("error:"))
+            .collect();
+        assert!(!log_lines.is_empty(), "{stderr}");
+        for line in log_lines {
+            let parsed = serde_json::from_str::<serde_json::Value>(line);
+            assert_eq!(parsed.is_ok(), json, "{line}");
+        }
+    }
+    // `check` without a server on a directory with no index says what to do.
+    let out = pgroar()
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("holds no complete index"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+}

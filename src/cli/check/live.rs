@@ -44,7 +44,7 @@ async fn check(config: Config, args: &CheckArgs) -> anyhow::Result<()> {
         eprintln!("not compared: {} ({})", s.field, s.why);
     }
     let side = side(&config, args).await?;
-    let result = pinned_check(&config, &conn, &oracle, &side, args.chunk).await;
+    let result = pinned_check(&config, &conn, &oracle, &side, args.chunk, true).await;
     match side {
         Side::Server { base, agent } => {
             let _ = agent.delete(format!("{base}/check/pin")).call();
@@ -92,9 +92,20 @@ async fn side(config: &Config, args: &CheckArgs) -> anyhow::Result<Side> {
     if args.server.is_some() {
         bail!("no pgroar server answers at {base}");
     }
+    let data_dir = &config.storage.data_dir;
+    if !matches!(
+        pgroar::bootstrap::marker::state(data_dir)?,
+        pgroar::bootstrap::DataDir::Complete(_)
+    ) {
+        bail!(
+            "no pgroar server answers at {base}, and {} holds no complete index: start the \
+             server (`pgroar run`), or bootstrap first",
+            data_dir.display()
+        );
+    }
     eprintln!(
         "no server at {base}: bringing the index in {} up to date in this process",
-        config.storage.data_dir.display()
+        data_dir.display()
     );
     let translator = Translator::new(config)?;
     let options = PipelineOptions::from_config(config);
@@ -106,12 +117,32 @@ async fn side(config: &Config, args: &CheckArgs) -> anyhow::Result<Side> {
 
 type StateFuture = Pin<Box<dyn Future<Output = Result<IndexState, CheckError>> + Send>>;
 
+/// [`pinned_check`] without a progress bar, at the default range size.
+#[cfg(feature = "demo")]
+async fn pinned_check_quiet(
+    config: &Config,
+    conn: &ConnInfo,
+    oracle: &Oracle,
+    side: &Side,
+) -> anyhow::Result<CheckReport> {
+    pinned_check(
+        config,
+        conn,
+        oracle,
+        side,
+        pgroar::oracle::CHUNK_SLOTS,
+        false,
+    )
+    .await
+}
+
 async fn pinned_check(
     config: &Config,
     conn: &ConnInfo,
     oracle: &Oracle,
     side: &Side,
     chunk: u32,
+    show: bool,
 ) -> anyhow::Result<CheckReport> {
     for attempt in 1..=ATTEMPTS {
         let sql = SqlSnapshot::take(conn, &config.postgres.publication).await?;
@@ -123,7 +154,12 @@ async fn pinned_check(
             Err(PinFailure::Other(e)) => return Err(e),
         };
         let max = oracle.max_slot(sql.client()).await?;
-        let bar = ProgressBar::new(u64::from(max) + 1).with_style(
+        let bar = if show {
+            ProgressBar::new(u64::from(max) + 1)
+        } else {
+            ProgressBar::hidden()
+        };
+        let bar = bar.with_style(
             ProgressStyle::with_template("comparing [{bar:40}] {pos}/{len} slots {elapsed}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
@@ -262,4 +298,94 @@ fn fetch_state(agent: &ureq::Agent, url: &str, lsn: Lsn) -> Result<IndexState, C
         return Err(err(format!("GET {url}: {status}: {text}")));
     }
     serde_json::from_str(&text).map_err(|e| err(format!("reading {url}: {e}")))
+}
+
+/// The outcome of one check, for the demo's view.
+#[cfg(feature = "demo")]
+#[derive(Clone, Debug)]
+pub(in crate::cli) enum Verdict {
+    /// The index equals SQL.
+    Equal { lsn: Lsn, slots: u64, at: Instant },
+    /// It differs.
+    Differs {
+        lsn: Lsn,
+        places: usize,
+        first: String,
+        at: Instant,
+    },
+    /// The check could not run.
+    Failed(String),
+}
+
+#[cfg(feature = "demo")]
+impl Verdict {
+    /// One line for a display.
+    pub(in crate::cli) fn line(&self) -> String {
+        match self {
+            Verdict::Equal { lsn, slots, at } => format!(
+                "check: the index equals SQL at LSN {lsn} ({slots} live images, {} s ago)",
+                at.elapsed().as_secs()
+            ),
+            Verdict::Differs {
+                lsn,
+                places,
+                first,
+                at,
+            } => format!(
+                "check: the index DIFFERS from SQL at LSN {lsn} in {places} places ({} s ago): {first}",
+                at.elapsed().as_secs()
+            ),
+            Verdict::Failed(e) => format!("check: could not run: {e}"),
+        }
+    }
+}
+
+/// One check of the server at `base` against SQL.
+#[cfg(feature = "demo")]
+pub(in crate::cli) async fn check_server(config: &Config, oracle: &Oracle, base: &str) -> Verdict {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(PIN_PATIENCE + Duration::from_secs(30)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let side = Side::Server {
+        base: base.to_string(),
+        agent: agent.clone(),
+    };
+    let result = match ConnInfo::parse(&config.postgres.url) {
+        Ok(conn) => pinned_check_quiet(config, &conn, oracle, &side).await,
+        Err(e) => Err(e.into()),
+    };
+    let _ = tokio::task::spawn_blocking(move || {
+        agent.delete(format!("{}/check/pin", base_of(&side))).call()
+    })
+    .await;
+    match result {
+        Ok(r) if r.diff.is_empty() => Verdict::Equal {
+            lsn: r.lsn,
+            slots: r.slots,
+            at: Instant::now(),
+        },
+        Ok(r) => Verdict::Differs {
+            lsn: r.lsn,
+            places: r.diff.len(),
+            first: r
+                .diff
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            at: Instant::now(),
+        },
+        Err(e) => Verdict::Failed(format!("{e:#}")),
+    }
+}
+
+#[cfg(feature = "demo")]
+fn base_of(side: &Side) -> String {
+    match side {
+        Side::Server { base, .. } => base.clone(),
+        Side::Local(_) => String::new(),
+    }
 }
