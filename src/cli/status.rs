@@ -74,6 +74,33 @@ fn render(r: &StatusReport) -> String {
     let _ = writeln!(out, "{:<28} {}", "lag (time)", secs(r.lag_seconds));
     let _ = writeln!(out, "{:<28} {:.0}", "ops/s", r.ops_per_second);
     let _ = writeln!(out, "{:<28} {}", "alive slots", r.alive_slots);
+    if let Some(rss) = r.rss_bytes {
+        let _ = writeln!(
+            out,
+            "{:<28} {:.1} MiB",
+            "memory (RSS)",
+            rss as f64 / 1048576.0
+        );
+    }
+    match &r.slot_state {
+        Some(s) => {
+            let _ = writeln!(
+                out,
+                "{:<28} {}, wal_status {}, retains {:.1} MiB{} (read {:.0} s ago)",
+                "slot on the server",
+                if s.active { "active" } else { "inactive" },
+                s.wal_status,
+                s.retained_bytes as f64 / 1048576.0,
+                s.safe_wal_bytes
+                    .map(|b| format!(", {:.1} MiB before it is at risk", b as f64 / 1048576.0))
+                    .unwrap_or_default(),
+                s.age_seconds
+            );
+        }
+        None => {
+            let _ = writeln!(out, "{:<28} not read yet", "slot on the server");
+        }
+    }
     let _ = writeln!(out, "{:<28} {:.0} s", "uptime", r.uptime_seconds);
     for (title, group) in [("totals", Group::Total), ("bad data", Group::BadData)] {
         let _ = writeln!(out, "{title}:");

@@ -238,6 +238,12 @@ impl Pipeline {
         let checkpointer = spawn_thread("pgroar-checkpoint", &data_dir, move || {
             checkpointer.run(ckpt_published, interval, ckpt_stop_rx)
         })?;
+        tokio::spawn(watch_slot(
+            config.postgres.url.clone(),
+            config.postgres.slot.clone(),
+            Arc::clone(&status),
+            stop_rx.clone(),
+        ));
         let source = tokio::spawn(source.run(stop_rx));
         let supervisor = tokio::spawn(supervise(Supervised {
             source,
@@ -483,5 +489,41 @@ pub async fn check_identities(config: &Config) -> Result<(), PipelineError> {
             Ok(())
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// How often the slot's row is read for the status.
+const SLOT_WATCH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Reads the slot's row in `pg_replication_slots` into the status every few seconds, until
+/// `stop`. Failures only delay the next reading (the source reports connection trouble).
+async fn watch_slot(
+    url: String,
+    slot: String,
+    status: Arc<Status>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Ok(conn) = ConnInfo::parse(&url) else {
+        return;
+    };
+    let mut client = None;
+    while !*stop.borrow_and_update() {
+        if client.is_none() {
+            client = connect_sql(&conn).await.ok();
+        }
+        if let Some(c) = &client {
+            match crate::source::catalog::slot_state(c, &slot).await {
+                Ok(Some(state)) => status.set_slot_state(state),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "reading the slot's state failed");
+                    client = None;
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(SLOT_WATCH_INTERVAL) => {}
+            changed = stop.changed() => if changed.is_err() { return },
+        }
     }
 }

@@ -47,6 +47,10 @@ pub(crate) struct ServerMetrics {
     /// One per row of [`COUNTERS`], in its order.
     counters: [Counter; COUNTERS.len()],
     alive: Gauge,
+    slot_retained: Gauge,
+    slot_active: Gauge,
+    slot_lost: Gauge,
+    rss: Gauge,
     phase: [Gauge; Phase::ALL.len()],
     queries: [Counter; OUTCOMES.len()],
     duration: Histogram,
@@ -95,6 +99,20 @@ impl ServerMetrics {
             }
             describe_counter!(BAD_DATA_METRIC, BAD_DATA_HELP);
             describe_gauge!("pgroar_alive_slots", "Live slots in the published snapshot");
+            describe_gauge!(
+                "pgroar_slot_retained_wal_bytes",
+                Unit::Bytes,
+                "WAL the replication slot keeps on the server"
+            );
+            describe_gauge!(
+                "pgroar_slot_active",
+                "1 while a session streams from the slot"
+            );
+            describe_gauge!(
+                "pgroar_slot_lost",
+                "1 when the server reports the slot's wal_status as lost (re-bootstrap)"
+            );
+            describe_gauge!("pgroar_resident_memory_bytes", Unit::Bytes, "Process RSS");
             describe_gauge!("pgroar_phase", "1 for the pipeline's current phase, else 0");
             describe_counter!("pgroar_queries_total", "Queries answered, by outcome");
             describe_gauge!(
@@ -117,6 +135,10 @@ impl ServerMetrics {
                     None => counter!(spec.metric),
                 }),
                 alive: gauge!("pgroar_alive_slots"),
+                slot_retained: gauge!("pgroar_slot_retained_wal_bytes"),
+                slot_active: gauge!("pgroar_slot_active"),
+                slot_lost: gauge!("pgroar_slot_lost"),
+                rss: gauge!("pgroar_resident_memory_bytes"),
                 phase: Phase::ALL.map(|p| gauge!("pgroar_phase", "phase" => p.as_str())),
                 queries: OUTCOMES.map(|o| counter!("pgroar_queries_total", "outcome" => o)),
                 duration: metrics::histogram!(QUERY_DURATION),
@@ -163,6 +185,15 @@ impl ServerMetrics {
             c.absolute(report.counts.get(spec.counter));
         }
         self.alive.set(report.alive_slots as f64);
+        if let Some(slot) = &report.slot_state {
+            self.slot_retained.set(slot.retained_bytes as f64);
+            self.slot_active.set(f64::from(u8::from(slot.active)));
+            self.slot_lost
+                .set(f64::from(u8::from(slot.wal_status == "lost")));
+        }
+        if let Some(rss) = report.rss_bytes {
+            self.rss.set(rss as f64);
+        }
         for (g, p) in self.phase.iter().zip(Phase::ALL) {
             g.set(if p == report.phase { 1.0 } else { 0.0 });
         }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::Lsn;
-use crate::status::{Counter, Counts, Phase, Status};
+use crate::status::{Counter, Counts, Phase, SlotState, Status};
 
 /// Window over which ops/s is averaged.
 pub const RATE_WINDOW: Duration = Duration::from_secs(10);
@@ -92,6 +92,12 @@ pub struct StatusReport {
     pub counts: Counts,
     /// Live slots in the newest snapshot.
     pub alive_slots: u64,
+    /// The replication slot as the server last reported it (read every 10 s while running).
+    #[serde(default)]
+    pub slot_state: Option<SlotState>,
+    /// The process's resident memory, in bytes (Linux).
+    #[serde(default)]
+    pub rss_bytes: Option<u64>,
     /// The last error reported by the pipeline.
     pub last_error: Option<ErrorReport>,
     /// Seconds since start.
@@ -177,6 +183,8 @@ impl StatusReport {
             ops_per_second: history.ops_per_second(ops, now),
             counts,
             alive_slots,
+            slot_state: status.slot_state(),
+            rss_bytes: rss_bytes(),
             last_error: status.last_error().map(|e| ErrorReport {
                 at_unix_seconds: e
                     .at
@@ -191,6 +199,15 @@ impl StatusReport {
                 .as_secs_f64(),
         }
     }
+}
+
+/// The process's resident set size, from `/proc/self/statm` (`None` elsewhere).
+fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
-//! Catalog reads the start-up checks need: what each source table's replica identity lets a
-//! DELETE carry. The judgement of what that means for each source is the translator's
+//! Catalog reads: what each source table's replica identity lets a DELETE carry (the start-up
+//! checks), and the slot's row in `pg_replication_slots` (the status). The judgement of what that means for each source is the translator's
 //! ([`crate::translate::check_identities`]), which does no I/O.
+
+use tokio_postgres::Client;
 
 use crate::config::Config;
 use crate::translate::{IdentityError, IdentityReport, TableIdentity, check_identities};
@@ -56,4 +58,27 @@ pub async fn check_replica_identity(
 ) -> Result<Vec<IdentityReport>, IdentityError> {
     let identities = replica_identities(client, config).await?;
     check_identities(config, &identities)
+}
+
+/// `pg_replication_slots`' row for `slot`, if the slot exists.
+pub async fn slot_state(
+    client: &Client,
+    slot: &str,
+) -> Result<Option<crate::status::SlotState>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT active, coalesce(wal_status, 'unknown'), \
+                    coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint, \
+                    safe_wal_size \
+             FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await?;
+    Ok(row.map(|r| crate::status::SlotState {
+        active: r.get(0),
+        wal_status: r.get(1),
+        retained_bytes: u64::try_from(r.get::<_, i64>(2)).unwrap_or(0),
+        safe_wal_bytes: r.get(3),
+        age_seconds: 0.0,
+    }))
 }

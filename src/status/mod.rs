@@ -22,6 +22,7 @@ mod bootstrap;
 pub mod counters;
 mod demand;
 mod phase;
+mod slot;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -35,6 +36,7 @@ pub use bootstrap::{Progress, ProgressReport, TableProgress, TableReport};
 pub use counters::{BAD_DATA_HELP, BAD_DATA_METRIC, COUNTERS, Counter, CounterSpec, Counts, Group};
 pub use demand::{ReadDemand, ReadWait};
 pub use phase::{Phase, PhaseTracker};
+pub use slot::SlotState;
 
 /// The last error the pipeline reported.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,6 +64,8 @@ pub struct Status {
     counts: [AtomicU64; COUNTERS.len()],
     read_demand: ReadDemand,
     last_error: ArcSwapOption<ErrorInfo>,
+    /// The slot's row and when it was read.
+    slot_state: ArcSwapOption<(SlotState, Instant)>,
 }
 
 impl Status {
@@ -78,6 +82,7 @@ impl Status {
             server_lsn: AtomicU64::new(0),
             server_read_at: AtomicU64::new(0),
             counts: Default::default(),
+            slot_state: ArcSwapOption::empty(),
             read_demand: ReadDemand::default(),
             last_error: ArcSwapOption::empty(),
         }
@@ -154,6 +159,20 @@ impl Status {
     /// replication source).
     pub fn read_demand(&self) -> &ReadDemand {
         &self.read_demand
+    }
+
+    /// Records the slot's row as just read.
+    pub fn set_slot_state(&self, state: SlotState) {
+        self.slot_state
+            .store(Some(std::sync::Arc::new((state, Instant::now()))));
+    }
+
+    /// The slot's row last read, with its age.
+    pub fn slot_state(&self) -> Option<SlotState> {
+        self.slot_state.load().as_ref().map(|s| SlotState {
+            age_seconds: s.1.elapsed().as_secs_f64(),
+            ..s.0.clone()
+        })
     }
 
     /// Records `error` (with its causes, e.g. `format!("{e:#}")`) as the last error.
