@@ -34,11 +34,28 @@ pub struct BootstrapArgs {
     /// Exit once the bootstrap is durable instead of going on streaming.
     #[arg(long)]
     no_stream: bool,
+    /// Do nothing (and succeed) when the data directory already holds a complete index: for an
+    /// init step that runs before every start (a Kubernetes init container, `ExecStartPre`).
+    #[arg(long, conflicts_with = "force")]
+    if_needed: bool,
 }
 
 pub fn run(args: BootstrapArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)
         .with_context(|| format!("config {} is not valid", args.config.display()))?;
+    if args.if_needed
+        && let bootstrap::DataDir::Complete(_) = bootstrap::marker::state(&config.storage.data_dir)?
+    {
+        info!(
+            data_dir = %config.storage.data_dir.display(),
+            "the data directory already holds a complete index: nothing to bootstrap"
+        );
+        if args.no_stream {
+            return Ok(());
+        }
+        let runtime = super::runtime()?;
+        return runtime.block_on(super::serve::stream(config));
+    }
     let mut options = BootstrapOptions {
         force: args.force,
         ..BootstrapOptions::default()

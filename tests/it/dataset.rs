@@ -190,6 +190,17 @@ async fn the_generated_feed_streams_and_checks_equal_to_sql() {
     // to date in its own process and compares.
     let (ok, out) = check_binary(&dir);
     assert!(ok && out.contains("the index equals SQL at LSN"), "{out}");
+    // An init step that runs before every start leaves a complete index alone.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgroar"))
+        .args(["bootstrap", "--if-needed", "--no-stream", "--config"])
+        .arg(dir.path().join("pgroar.toml"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && said.contains("nothing to bootstrap"),
+        "{said}"
+    );
 
     // A corrupted index: one image's nsfwLevel and one tag changed behind the stream's back.
     let data = dir.path().join("data").join("index");

@@ -681,3 +681,98 @@ fn the_status_command_prints_the_phase_and_every_counter() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is `pgroar run` running?"));
 }
+
+/// The files in `deploy/` parse, and every metric their alerts and dashboard name is one this
+/// server exports. (`systemd-analyze verify` runs where it is installed; the image and the
+/// manifests themselves are not run here: docs/operations.md says so.)
+#[test]
+fn the_deploy_files_parse_and_name_only_metrics_that_exist() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    let server = TestServer::filled();
+    let (_, metrics) = server.get("/metrics");
+    let exported: std::collections::HashSet<String> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect();
+    assert!(
+        exported.contains("pgroar_slot_retained_wal_bytes"),
+        "{exported:?}"
+    );
+    let named = |text: &str| -> Vec<String> {
+        let mut names = Vec::new();
+        let mut rest = text;
+        while let Some(at) = rest.find("pgroar_") {
+            let tail = &rest[at..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            names.push(tail[..end].trim_end_matches("_bucket").to_string());
+            rest = &tail[end..];
+        }
+        names
+    };
+    let mut yaml_exprs = String::new();
+    for file in [
+        "prometheus/alerts.yml",
+        "prometheus/prometheus.yml",
+        "kubernetes/pgroar.yaml",
+    ] {
+        let docs = yaml_rust2::YamlLoader::load_from_str(&read(file))
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(!docs.is_empty(), "{file}");
+        if file.ends_with("alerts.yml") {
+            for rule in docs[0]["groups"][0]["rules"].as_vec().unwrap() {
+                yaml_exprs.push_str(rule["expr"].as_str().unwrap());
+                yaml_exprs.push('\n');
+            }
+        }
+        if file.starts_with("kubernetes") {
+            let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+            assert_eq!(kinds, ["ConfigMap", "Service", "StatefulSet"], "{file}");
+            let config = docs[0]["data"]["pgroar.toml"].as_str().unwrap();
+            let config = config.replace("[postgres]", "[postgres]\nurl = \"postgres://x@h/db\"");
+            pgroar::config::Config::from_toml_str(&config, std::iter::empty())
+                .expect("the ConfigMap's config is valid");
+        }
+    }
+    let dashboard: Value = serde_json::from_str(&read("grafana/pgroar.json")).unwrap();
+    let mut dash_exprs = String::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().unwrap() {
+            dash_exprs.push_str(t["expr"].as_str().unwrap());
+            dash_exprs.push('\n');
+        }
+    }
+    for (what, text) in [("alerts", &yaml_exprs), ("dashboard", &dash_exprs)] {
+        let names = named(text);
+        assert!(names.len() >= 8, "{what}: {names:?}");
+        for n in names {
+            assert!(
+                exported.contains(&n),
+                "{what} names {n}, which /metrics does not export"
+            );
+        }
+    }
+    // The systemd unit, with ExecStart pointed at the built binary.
+    if std::path::Path::new("/usr/bin/systemd-analyze").exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let unit = dir.path().join("pgroar.service");
+        let text = read("systemd/pgroar.service")
+            .replace("/usr/local/bin/pgroar", env!("CARGO_BIN_EXE_pgroar"));
+        std::fs::write(&unit, text).unwrap();
+        let out = Command::new("/usr/bin/systemd-analyze")
+            .arg("verify")
+            .arg(&unit)
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success() && said.trim().is_empty(), "{said}");
+    }
+}
