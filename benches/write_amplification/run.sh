@@ -29,7 +29,7 @@ for fpw in on off; do
   for db in plain triggers; do
     sql "CHECKPOINT" >/dev/null
     a=$(sql "SELECT pg_current_wal_lsn()")
-    out=$(timeout -s INT "$secs" "$pgroar" generate --url "$(url $db)" --no-load --write-rate 200 --seed 5 2>&1 | tail -1)
+    out=$(timeout -s INT "$secs" "$pgroar" generate --url "$(url $db)" --no-load --write-rate 200 --seed 5 2>&1 | tail -1 || true)
     b=$(sql "SELECT pg_current_wal_lsn()")
     n=$(echo "$out" | sed -E 's/wrote ([0-9]+) transactions.*/\1/')
     bytes=$(sql "SELECT pg_wal_lsn_diff('$b', '$a')")
