@@ -107,6 +107,7 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     let writer = Writer::connect(&conn, 7, stats.clone()).await?;
     let writing = tokio::spawn(writer.run(args.write_rate, stop.clone()));
     let base = format!("http://{addr}");
+    wait_ready(&base).await?;
     print_header(&base);
     let verdict = Arc::new(Mutex::new(None));
     let checker = tokio::spawn(check_loop(
@@ -148,6 +149,32 @@ fn config(url: &str, dir: &std::path::Path, addr: SocketAddr) -> anyhow::Result<
         )
         .replace("127.0.0.1:7070", &addr.to_string());
     Ok(Config::from_toml_str(&text, std::iter::empty())?)
+}
+
+/// Waits until the server answers `/readyz` (streaming, the index loaded).
+async fn wait_ready(base: &str) -> anyhow::Result<()> {
+    let url = format!("{base}/readyz");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let probe = url.clone();
+        let ready = tokio::task::spawn_blocking(move || {
+            ureq::get(&probe)
+                .config()
+                .timeout_global(Some(Duration::from_secs(2)))
+                .build()
+                .call()
+                .is_ok()
+        })
+        .await?;
+        if ready {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the server at {base} did not become ready within two minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn print_header(base: &str) {

@@ -148,10 +148,13 @@ where
         ..CheckReport::default()
     };
     let chunk = chunk.max(1);
+    let parents = oracle.parents(sql.client()).await?;
     let mut lo = 0u32;
     loop {
         let hi = lo.saturating_add(chunk - 1).min(max_slot);
-        let want = oracle.expected(sql.client(), lo..=hi).await?;
+        let want = oracle
+            .expected_with(sql.client(), lo..=hi, &parents)
+            .await?;
         let have = index(lo..=hi).await?;
         report.slots += want.alive.len() as u64;
         report.diff.merge(diff(&want, &have, oracle.skipped()));
@@ -161,7 +164,9 @@ where
         lo = hi + 1;
         if lo > max_slot {
             // Beyond every slot SQL has: one range for whatever the index has there.
-            let want = oracle.expected(sql.client(), lo..=u32::MAX).await?;
+            let want = oracle
+                .expected_with(sql.client(), lo..=u32::MAX, &parents)
+                .await?;
             let have = index(lo..=u32::MAX).await?;
             report.diff.merge(diff(&want, &have, oracle.skipped()));
             return Ok(report);

@@ -75,6 +75,9 @@ pub struct Skipped {
     pub why: String,
 }
 
+/// Each join's parent rows (`None` for a join no source feeds), read once per check.
+pub struct Parents(Vec<Option<BTreeMap<DumpKey, Vec<Value>>>>);
+
 /// The queries of one config.
 pub struct Oracle {
     schema: Arc<Schema>,
@@ -167,11 +170,38 @@ impl Oracle {
     }
 
     /// What the index must hold for the slots in `slots`, by SQL on `client` (run it inside a
-    /// transaction on the snapshot to compare with). The parent rows are read whole each time.
+    /// transaction on the snapshot to compare with). The parent rows are read whole each time;
+    /// [`Oracle::parents`] + [`Oracle::expected_with`] read them once for many ranges.
     pub async fn expected(
         &self,
         client: &Client,
         slots: RangeInclusive<u32>,
+    ) -> Result<IndexState, OracleError> {
+        let parents = self.parents(client).await?;
+        self.expected_with(client, slots, &parents).await
+    }
+
+    /// Every join's parent rows (schema order), by SQL on `client`.
+    pub async fn parents(&self, client: &Client) -> Result<Parents, OracleError> {
+        let mut out = Vec::with_capacity(self.parents.len());
+        for (j, q) in self.parents.iter().enumerate() {
+            out.push(match q {
+                Some(q) => Some(
+                    q.rows(client, self.kind(&self.schema.joins[j].link))
+                        .await?,
+                ),
+                None => None,
+            });
+        }
+        Ok(Parents(out))
+    }
+
+    /// [`Oracle::expected`] with the parent rows read before (on the same snapshot).
+    pub async fn expected_with(
+        &self,
+        client: &Client,
+        slots: RangeInclusive<u32>,
+        parents: &Parents,
     ) -> Result<IndexState, OracleError> {
         let mut state = Expected::new(&self.schema);
         for q in &self.direct {
@@ -191,13 +221,9 @@ impl Oracle {
         }
         let order = self.schema.join_order().unwrap_or_default();
         for j in order {
-            let Some(q) = &self.parents[j] else {
-                continue;
-            };
-            let join = &self.schema.joins[j];
-            let link_kind = self.kind(&join.link);
-            let parents = q.rows(client, link_kind).await?;
-            state.follow(&self.schema, j, &parents);
+            if let Some(Some(rows)) = parents.0.get(j) {
+                state.follow(&self.schema, j, rows);
+            }
         }
         Ok(state.finish())
     }

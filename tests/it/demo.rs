@@ -1,24 +1,26 @@
-//! `pgroar demo` as a newcomer runs it, in a pseudo-terminal (through `script`, when the machine
-//! has it): two demos side by side, each printing its address, answering `/query` while it
-//! runs, redrawing its view in place, finding the index equal to SQL, and cleaning up.
+//! The README's demo command, `./dev demo`, as a newcomer runs it, in a pseudo-terminal (through
+//! `script`, when the machine has it; with the test build of `pgroar` instead of a release
+//! build): two demos side by side, each printing its address, answering `/query` while it runs,
+//! redrawing its view in place, finding the index equal to SQL, and cleaning up.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn demo(seconds: u64) -> Child {
-    let bin = env!("CARGO_BIN_EXE_pgroar");
-    let args = format!("{bin} demo --rows 3000 --seconds {seconds} --check-every 2");
+    let dev = concat!(env!("CARGO_MANIFEST_DIR"), "/dev");
+    let args = format!("{dev} demo --rows 3000 --seconds {seconds} --check-every 2");
     let mut cmd = if std::path::Path::new("/usr/bin/script").exists() {
         let mut c = Command::new("/usr/bin/script");
         c.args(["-qfec", &args, "/dev/null"]);
         c
     } else {
-        let mut c = Command::new(bin);
+        let mut c = Command::new(dev);
         c.args(args.split_whitespace().skip(1));
         c
     };
-    cmd.stdin(Stdio::null())
+    cmd.env("PGROAR_BIN", env!("CARGO_BIN_EXE_pgroar"))
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
