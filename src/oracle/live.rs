@@ -67,7 +67,10 @@ pub struct SqlSnapshot {
 impl SqlSnapshot {
     /// Takes the snapshot (the role needs `REPLICATION`, and the server a free replication slot).
     pub async fn take(conn: &ConnInfo, publication: &str) -> Result<SqlSnapshot, CheckError> {
-        let name = format!("pgroar_check_{}", std::process::id());
+        static TAKEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = TAKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Unique per take: a closed session's temporary slot may linger for a moment.
+        let name = format!("pgroar_check_{}_{n}", std::process::id());
         let slot = create_temporary(conn, &name, publication)
             .await
             .map_err(|e| CheckError::Snapshot(Box::new(e)))?;

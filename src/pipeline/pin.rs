@@ -8,20 +8,31 @@
 //! over by then ends at a transaction boundary before `C`, since the WAL reader yields whole
 //! transactions in commit order.
 //!
-//! The race with the apply loop is settled by one rule: the loop records the LSN of each entry
-//! before it looks for a request, and a requester records its request before it looks at that
-//! LSN; whoever then takes the request out of its slot (the loop to answer it, the requester to
-//! withdraw it because the loop had already gone past `C`) decides. A request the loop is past
-//! fails with [`PinError::Passed`]; the caller takes a newer SQL snapshot and asks again.
+//! A check does not know `C` until its SQL snapshot exists, and under a steady write load the
+//! index would pass `C` while the snapshot is being taken. So a check first *holds* the index
+//! ([`Pins::hold`]): the apply loop hands over nothing more until the request names `C` (which is
+//! then at or after everything it handed over, since the snapshot is taken after the hold), or
+//! until [`HOLD_MAX`] passes and the hold lapses. Readers keep the last published snapshot
+//! meanwhile; the WAL keeps filling.
+//!
+//! Without a hold the race with the apply loop is settled by one rule: the loop records the LSN
+//! of each entry before it looks for a request, and a requester records its request before it
+//! looks at that LSN; whoever then takes the request out of its slot (the loop to answer it, the
+//! requester to withdraw it because the loop had already gone past `C`) decides. A request the
+//! loop is past fails with [`PinError::Passed`]; the caller takes a newer SQL snapshot and asks
+//! again.
 
-use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 use crate::Lsn;
 use crate::index::Snapshot;
+
+/// Longest an unanswered hold stops the apply loop.
+pub const HOLD_MAX: Duration = Duration::from_secs(30);
 
 /// Why a pinned snapshot could not be had.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,7 +43,7 @@ pub enum PinError {
         /// The requested LSN.
         lsn: Lsn,
     },
-    /// Another pin request is waiting.
+    /// Another pin request or hold is in place.
     #[error("another pinned snapshot is being taken; try again when it is done")]
     Busy,
     /// The pipeline stopped before it reached the LSN.
@@ -42,14 +53,22 @@ pub enum PinError {
 
 type Reply = Sender<Result<Snapshot, PinError>>;
 
+#[derive(Debug, Default)]
+struct Slot {
+    /// Held since, until a request arrives.
+    held: Option<Instant>,
+    request: Option<(Lsn, Reply)>,
+}
+
 /// The slot a pin request waits in, shared by the pipeline's callers and its apply loop.
 #[derive(Debug, Default)]
 pub struct Pins {
-    /// The requested LSN, `u64::MAX` when none (the loop's fast check).
+    /// The requested LSN; 0 while held without one; `u64::MAX` when none (the loop's fast check).
     target: AtomicU64,
     /// The LSN of the newest entry the apply loop has started to hand over.
     dispatched: AtomicU64,
-    request: Mutex<Option<(Lsn, Reply)>>,
+    slot: Mutex<Slot>,
+    changed: Condvar,
 }
 
 impl Pins {
@@ -58,28 +77,42 @@ impl Pins {
         Arc::new(Pins {
             target: AtomicU64::new(u64::MAX),
             dispatched: AtomicU64::new(0),
-            request: Mutex::new(None),
+            slot: Mutex::new(Slot::default()),
+            changed: Condvar::new(),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Lsn, Reply)>> {
-        self.request
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stops the apply loop from handing over anything more until [`Pins::request`] names the
+    /// LSN (or [`HOLD_MAX`] passes): take the SQL snapshot after this. Fails when another check
+    /// holds or waits.
+    pub fn hold(&self) -> Result<(), PinError> {
+        let mut slot = self.lock();
+        if slot.held.is_some() || slot.request.is_some() {
+            return Err(PinError::Busy);
+        }
+        slot.held = Some(Instant::now());
+        self.target.store(0, Ordering::SeqCst);
+        Ok(())
     }
 
     /// Asks for the snapshot at `lsn`; the answer arrives on the receiver once the apply loop
-    /// reaches the LSN (or at once, with an error).
+    /// reaches the LSN (or at once, with an error). Ends a hold.
     pub fn request(&self, lsn: Lsn) -> Receiver<Result<Snapshot, PinError>> {
         let (tx, rx) = bounded(1);
         {
             let mut slot = self.lock();
-            if slot.is_some() {
+            if slot.request.is_some() {
                 let _ = tx.send(Err(PinError::Busy));
                 return rx;
             }
-            *slot = Some((lsn, tx));
+            slot.held = None;
+            slot.request = Some((lsn, tx));
             self.target.store(lsn.0, Ordering::SeqCst);
+            self.changed.notify_all();
         }
         if self.dispatched.load(Ordering::SeqCst) >= lsn.0 {
             // The loop may already have handed over an entry at or past `lsn`: withdraw the
@@ -92,22 +125,39 @@ impl Pins {
     }
 
     fn take(&self) -> Option<(Lsn, Reply)> {
-        let taken = self.lock().take();
+        let mut slot = self.lock();
         self.target.store(u64::MAX, Ordering::SeqCst);
-        taken
+        slot.held = None;
+        slot.request.take()
     }
 
     /// For the apply loop, before it hands over an entry at `lsn`: the request this entry
     /// reaches, if any (the caller answers it with the snapshot of what it handed over before).
+    /// While a hold waits for its request, this blocks.
     pub(crate) fn due(&self, lsn: Lsn) -> Option<Sender<Result<Snapshot, PinError>>> {
+        // Record first, then look (see the module note).
         self.dispatched.fetch_max(lsn.0, Ordering::SeqCst);
         if lsn.0 < self.target.load(Ordering::SeqCst) {
             return None;
         }
         let mut slot = self.lock();
-        match slot.as_ref() {
+        while let Some(since) = slot.held {
+            let left = HOLD_MAX.saturating_sub(since.elapsed());
+            if left.is_zero() {
+                tracing::warn!("a check's hold on the index lapsed before it named its LSN");
+                slot.held = None;
+                self.target.store(u64::MAX, Ordering::SeqCst);
+                break;
+            }
+            slot = self
+                .changed
+                .wait_timeout(slot, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        match slot.request.as_ref() {
             Some((target, _)) if lsn >= *target => {
-                let (_, reply) = slot.take()?;
+                let (_, reply) = slot.request.take()?;
                 self.target.store(u64::MAX, Ordering::SeqCst);
                 Some(reply)
             }
@@ -120,6 +170,7 @@ impl Pins {
         if let Some((_, reply)) = self.take() {
             let _ = reply.send(Err(PinError::Stopped));
         }
+        self.changed.notify_all();
     }
 }
 
@@ -153,5 +204,30 @@ mod tests {
         );
         pins.stopped();
         assert_eq!(_first.recv().unwrap().err(), Some(PinError::Stopped));
+    }
+
+    #[test]
+    fn a_hold_stops_the_loop_until_the_request_names_its_lsn() {
+        let pins = Pins::new();
+        pins.hold().unwrap();
+        assert_eq!(pins.hold(), Err(PinError::Busy));
+        let loop_pins = Arc::clone(&pins);
+        let looped = std::thread::spawn(move || {
+            // Entries before the LSN pass once it is named; the one at it answers.
+            let first = loop_pins.due(Lsn(100)).is_some();
+            let second = loop_pins.due(Lsn(200));
+            (first, second)
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!looped.is_finished(), "the loop waits while held");
+        let rx = pins.request(Lsn(150));
+        let (first, second) = looped.join().unwrap();
+        assert!(!first, "an entry before the LSN is handed over");
+        second
+            .expect("the entry at the LSN takes the request")
+            .send(Err(PinError::Stopped))
+            .unwrap();
+        assert_eq!(rx.recv().unwrap().err(), Some(PinError::Stopped));
+        assert!(pins.due(Lsn(300)).is_none(), "no hold left");
     }
 }

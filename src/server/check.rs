@@ -1,5 +1,8 @@
 //! The index side of `pgroar check`: a snapshot pinned at an LSN, read range by range.
 //!
+//! * `POST /check/hold`: the index stops advancing (readers keep the last snapshot) until the pin
+//!   names its LSN, for at most 30 s: take the SQL snapshot after this, so that the index cannot
+//!   pass its LSN meanwhile.
 //! * `POST /check/pin` `{"lsn": "0/16B3748"}`: waits (up to 30 s) until the index is exactly at
 //!   that LSN — every transaction committing before it applied, none after (see
 //!   `pipeline::pin`) — and keeps that snapshot; answers `{"applied_lsn": …}`. 409 with code
@@ -103,6 +106,20 @@ pub(super) async fn pin(State(state): State<ServerState>, Json(req): Json<PinReq
             "internal",
             "pin task failed".into(),
         ),
+    }
+}
+
+pub(super) async fn hold(State(state): State<ServerState>) -> Response {
+    let Some(pins) = state.inner.pins.clone() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "unavailable",
+            "this server has no pipeline to pin".into(),
+        );
+    };
+    match pins.hold() {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => error(StatusCode::CONFLICT, "busy", e.to_string()),
     }
 }
 

@@ -227,6 +227,7 @@ pub fn router(state: ServerState) -> Router {
         .route("/readyz", get(readyz))
         .route("/check/pin", post(check::pin).delete(check::unpin))
         .route("/check/state", get(check::state_in))
+        .route("/check/hold", post(check::hold))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

@@ -55,6 +55,10 @@ async fn start(config: &Config) -> Pipeline {
 async fn check(config: &Config, pipeline: &Pipeline) -> CheckReport {
     let conn = ConnInfo::parse(&config.postgres.url).unwrap();
     let oracle = Oracle::new(config);
+    pipeline
+        .pins()
+        .hold()
+        .expect("no other check holds the index");
     let sql = SqlSnapshot::take(&conn, &config.postgres.publication)
         .await
         .expect("a SQL snapshot");

@@ -145,6 +145,8 @@ async fn pinned_check(
     show: bool,
 ) -> anyhow::Result<CheckReport> {
     for attempt in 1..=ATTEMPTS {
+        // Hold the index first: it cannot pass the snapshot's LSN while the snapshot is taken.
+        hold(side).await?;
         let sql = SqlSnapshot::take(conn, &config.postgres.publication).await?;
         let lsn = sql.lsn();
         let local = match pin(side, &sql).await {
@@ -202,6 +204,24 @@ async fn pinned_check(
         return Ok(report);
     }
     bail!("the index kept moving past every SQL snapshot")
+}
+
+/// Stops the index from advancing until the pin names its LSN (see `pipeline::pin`).
+async fn hold(side: &Side) -> anyhow::Result<()> {
+    match side {
+        Side::Local(pipeline) => pipeline.pins().hold().map_err(Into::into),
+        Side::Server { base, agent } => {
+            let (agent, url) = (agent.clone(), format!("{base}/check/hold"));
+            let mut response = tokio::task::spawn_blocking(move || agent.post(&url).send_empty())
+                .await?
+                .context("POST /check/hold")?;
+            if response.status().is_success() {
+                return Ok(());
+            }
+            let text = response.body_mut().read_to_string().unwrap_or_default();
+            bail!("the server refused to hold its index: {text}")
+        }
+    }
 }
 
 enum PinFailure {
