@@ -141,13 +141,7 @@ fn free_port() -> anyhow::Result<SocketAddr> {
 
 /// The image-feed config pointed at the demo's database, directory and port.
 fn config(url: &str, dir: &std::path::Path, addr: SocketAddr) -> anyhow::Result<Config> {
-    let text = dataset::CONFIG_TOML
-        .replace("postgresql://pgroar@127.0.0.1:5432/feed", url)
-        .replace(
-            "data_dir = \"pgroar-data\"",
-            &format!("data_dir = \"{}\"", dir.join("data").display()),
-        )
-        .replace("127.0.0.1:7070", &addr.to_string());
+    let text = dataset::config_text(url, "pgroar", &dir.join("data"), &addr.to_string());
     Ok(Config::from_toml_str(&text, std::iter::empty())?)
 }
 

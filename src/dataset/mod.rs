@@ -30,6 +30,19 @@ pub use writer::{WriteKind, Writer, WriterStats};
 /// The text of `docs/examples/image-feed.toml`: the configuration that indexes the dataset.
 pub const CONFIG_TOML: &str = include_str!("../../docs/examples/image-feed.toml");
 
+/// [`CONFIG_TOML`] pointed at a database (`url`), a replication slot, a data directory and an
+/// HTTP listen address: what the demo and the tests run.
+pub fn config_text(url: &str, slot: &str, data_dir: &std::path::Path, listen: &str) -> String {
+    CONFIG_TOML
+        .replace("postgresql://pgroar@127.0.0.1:5432/feed", url)
+        .replace("slot = \"pgroar\"", &format!("slot = \"{slot}\""))
+        .replace(
+            "data_dir = \"pgroar-data\"",
+            &format!("data_dir = \"{}\"", data_dir.display()),
+        )
+        .replace("127.0.0.1:7070", listen)
+}
+
 /// The enum types and tables, without keys (they are added after the load).
 pub const SCHEMA: &str = r#"
 CREATE TYPE "ImageType" AS ENUM ('image', 'video', 'audio');

@@ -107,15 +107,12 @@ fn run_on_an_empty_data_dir_says_to_bootstrap_first() {
 fn logs_are_plain_or_json_and_keep_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("feed.toml");
-    let text = pgroar::dataset::CONFIG_TOML
-        .replace(
-            "postgresql://pgroar@127.0.0.1:5432/feed",
-            "postgresql://alice:s3cret-pw@127.0.0.1:1/feed",
-        )
-        .replace(
-            "data_dir = \"pgroar-data\"",
-            &format!("data_dir = \"{}\"", dir.path().join("data").display()),
-        );
+    let text = pgroar::dataset::config_text(
+        "postgresql://alice:s3cret-pw@127.0.0.1:1/feed",
+        "pgroar",
+        &dir.path().join("data"),
+        "127.0.0.1:7070",
+    );
     std::fs::write(&config, text).unwrap();
     for json in [false, true] {
         let mut cmd = pgroar();

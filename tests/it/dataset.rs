@@ -24,14 +24,12 @@ const IMAGES: u32 = 20_000;
 /// The example config pointed at the test's database and directory, also written to
 /// `<dir>/pgroar.toml` for the binary.
 fn config(db: &TestDb, dir: &TempDir) -> Config {
-    let text = dataset::CONFIG_TOML
-        .replace("postgresql://pgroar@127.0.0.1:5432/feed", &db.url())
-        .replace("slot = \"pgroar\"", &format!("slot = \"s_{}\"", db.name()))
-        .replace(
-            "data_dir = \"pgroar-data\"",
-            &format!("data_dir = \"{}\"", dir.path().join("data").display()),
-        )
-        .replace("127.0.0.1:7070", "127.0.0.1:0");
+    let text = dataset::config_text(
+        &db.url(),
+        &format!("s_{}", db.name()),
+        &dir.path().join("data"),
+        "127.0.0.1:0",
+    );
     std::fs::write(dir.path().join("pgroar.toml"), &text).unwrap();
     Config::from_toml_str(&text, std::iter::empty()).expect("the example config loads")
 }

@@ -72,14 +72,12 @@ async fn the_migrations_are_idempotent_and_enough_for_a_non_superuser() {
     let url = db.url().replacen("postgres@", "pgroar@", 1);
     assert!(url.contains("pgroar@"), "{url}");
     let dir = tempfile::tempdir().unwrap();
-    let text = dataset::CONFIG_TOML
-        .replace("postgresql://pgroar@127.0.0.1:5432/feed", &url)
-        .replace("slot = \"pgroar\"", &format!("slot = \"s_{}\"", db.name()))
-        .replace(
-            "data_dir = \"pgroar-data\"",
-            &format!("data_dir = \"{}\"", dir.path().join("data").display()),
-        )
-        .replace("127.0.0.1:7070", "127.0.0.1:0");
+    let text = dataset::config_text(
+        &url,
+        &format!("s_{}", db.name()),
+        &dir.path().join("data"),
+        "127.0.0.1:0",
+    );
     let config = Config::from_toml_str(&text, std::iter::empty()).unwrap();
     bootstrap::bootstrap(&config, &BootstrapOptions::default(), &Progress::new())
         .await
