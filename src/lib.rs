@@ -37,6 +37,7 @@ pub mod sink;
 pub mod source;
 pub mod status;
 pub mod translate;
+pub mod triggers;
 pub mod wal;
 
 pub use lsn::{Lsn, WalKey};

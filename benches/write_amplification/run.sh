@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# WAL written by the demo writer's mix with and without the trigger pipeline (triggers.sql), on
+# WAL written by the demo writer's mix with and without the trigger pipeline (`pgroar triggers`
+# for docs/examples/image-feed.toml), on
 # a throwaway cluster: the write amplification pgroar removes. Prints bytes per transaction.
 #   cargo build --release --bin pgroar && benches/write_amplification/run.sh [seconds] [rows]
 # Needs the PostgreSQL server binaries (./dev installs them); runs as the postgres OS user when
@@ -23,7 +24,9 @@ for db in plain triggers; do
   sql "CREATE DATABASE $db" >/dev/null
   "$pgroar" generate --url "$(url $db)" --rows "$rows" --publication "" 2>/dev/null
 done
-as_pg "$bin/psql -h $dir -p $port -U postgres -d triggers -q -f $PWD/benches/write_amplification/triggers.sql"
+"$pgroar" triggers --config docs/examples/image-feed.toml > "$dir/triggers.sql"
+[ "$(id -u)" -eq 0 ] && chown postgres "$dir/triggers.sql"
+as_pg "$bin/psql -h $dir -p $port -U postgres -d triggers -q -v ON_ERROR_STOP=1 -f $dir/triggers.sql"
 for fpw in on off; do
   sql "ALTER SYSTEM SET full_page_writes = $fpw" >/dev/null; sql "SELECT pg_reload_conf()" >/dev/null
   for db in plain triggers; do

@@ -10,6 +10,7 @@ mod query;
 mod run;
 mod serve;
 mod status;
+mod triggers;
 mod wal;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -55,6 +56,9 @@ enum Command {
     },
     /// Print a running server's status: phase, positions, lag, rates and every counter.
     Status(status::StatusArgs),
+    /// Print the SQL of triggers that write, into an ops table, the ops the stream yields for
+    /// the same config (`--drop`: the SQL that removes them).
+    Triggers(triggers::TriggersArgs),
     /// Inspect the ops WAL.
     Wal {
         #[command(subcommand)]
@@ -89,6 +93,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Query(args) => query::run(args),
         Command::Run { config } => run::run(&config),
         Command::Status(args) => status::run(&args),
+        Command::Triggers(args) => triggers::run(&args),
         Command::Wal { command } => wal::run(command),
     }
 }

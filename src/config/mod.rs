@@ -26,7 +26,7 @@ pub use error::{ConfigError, Origin, Problem, SourceProblem};
 pub use sources::{DEFAULT_SLOT_FIELD, DEFAULT_VALUE_FIELD, Source, SourceKind};
 pub use template::{
     PlaceholderError, QueryClause, QueryOp, QueryTemplate, QueryTemplateError, TrackField,
-    TrackFieldError, is_identifier, placeholders,
+    TrackFieldError, is_identifier, placeholders, substitute,
 };
 
 /// Default publication: the name `migrations/` creates, so a default setup needs no key.

@@ -207,6 +207,49 @@ fn scan(expr: &str, out: &mut Vec<String>) -> Result<(), PlaceholderError> {
     Ok(())
 }
 
+/// `expr` with each `{name}` placeholder (outside `'…'` and `"…"`, as [`placeholders`] scans)
+/// replaced by `column(name)`: how an expression becomes SQL over a row, e.g. `NEW."name"`.
+/// Meant for expressions that scan cleanly; malformed braces are copied as they are.
+pub fn substitute(expr: &str, mut column: impl FnMut(&str) -> String) -> String {
+    let chars: Vec<char> = expr.chars().collect();
+    let mut out = String::with_capacity(expr.len() + 16);
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            quote @ ('\'' | '"') => {
+                out.push(quote);
+                i += 1;
+                while i < chars.len() {
+                    out.push(chars[i]);
+                    if chars[i] == quote {
+                        if chars.get(i + 1) == Some(&quote) {
+                            out.push(quote);
+                            i += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    i += 1;
+                }
+            }
+            '{' => {
+                let end = chars[i + 1..].iter().position(|&c| c == '}' || c == '{');
+                match end.map(|e| i + 1 + e) {
+                    Some(j) if chars[j] == '}' => {
+                        let name: String = chars[i + 1..j].iter().collect();
+                        out.push_str(&column(&name));
+                        i = j;
+                    }
+                    _ => out.push('{'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    out
+}
+
 /// Byte range of the last `as` (any case) with whitespace on both sides.
 fn last_as(item: &str) -> Option<(usize, usize)> {
     let b = item.as_bytes();

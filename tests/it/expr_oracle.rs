@@ -292,13 +292,7 @@ fn same_op_value(a: &Value, b: &Value) -> bool {
     a == b
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
+use crate::it::support::runtime;
 
 /// Rows per run (each with [`EXPRS_PER_CASE`] expressions); `PGROAR_EXPR_ORACLE_CASES`
 /// overrides it for longer hunts.

@@ -21,5 +21,6 @@ mod sinks;
 mod stream;
 mod support;
 mod translate;
+mod triggers;
 mod truncate;
 mod wal_recovery;

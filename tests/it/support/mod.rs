@@ -4,3 +4,12 @@
 
 pub mod feed;
 pub mod follow;
+
+/// A two-thread runtime for tests that drive async code from a synchronous harness (proptest).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
