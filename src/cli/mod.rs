@@ -6,6 +6,7 @@ mod check;
 mod demo;
 mod generate;
 mod logging;
+mod ops;
 mod query;
 mod run;
 mod serve;
@@ -45,6 +46,11 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Load the image-feed dataset into a throwaway database (and optionally keep changing it).
     Generate(generate::GenerateArgs),
+    /// Read the ops of a data directory as the trigger pipeline's JSON.
+    Ops {
+        #[command(subcommand)]
+        command: ops::OpsCommand,
+    },
     /// Query a running server (`pgroar run`) and print its JSON answer.
     Query(query::QueryArgs),
     /// Stream changes into the index from the durable LSN and serve it over HTTP until
@@ -90,6 +96,7 @@ pub fn run() -> anyhow::Result<()> {
         #[cfg(feature = "demo")]
         Command::Demo(args) => demo::run(&args),
         Command::Generate(args) => generate::run(args),
+        Command::Ops { command } => ops::run(command),
         Command::Query(args) => query::run(args),
         Command::Run { config } => run::run(&config),
         Command::Status(args) => status::run(&args),

@@ -20,6 +20,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("postgres", "status_interval_ms"),
     ("storage", "data_dir"),
     ("http", "listen"),
+    ("http", "token"),
     ("wal", "segment_bytes"),
     ("wal", "group_commit_max_ms"),
     ("wal", "group_commit_max_bytes"),
@@ -30,7 +31,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
 const SECTIONS: &[(&str, &str)] = &[
     ("postgres", "url, publication, slot, status_interval_ms"),
     ("storage", "data_dir"),
-    ("http", "listen"),
+    ("http", "listen, token"),
     (
         "wal",
         "segment_bytes, group_commit_max_ms, group_commit_max_bytes",
@@ -90,6 +91,7 @@ fn set(
         )?,
         ("storage", "data_dir") => file.storage.data_dir = PathBuf::from(value),
         ("http", "listen") => file.http.listen = value,
+        ("http", "token") => file.http.token = Some(value),
         ("wal", "segment_bytes") => parsed(&mut file.wal.segment_bytes, "wal.segment_bytes")?,
         ("wal", "group_commit_max_ms") => {
             parsed(&mut file.wal.group_commit_max_ms, "wal.group_commit_max_ms")?;

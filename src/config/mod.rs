@@ -208,6 +208,48 @@ impl Default for StorageConfig {
 pub struct HttpConfig {
     /// The address to listen on.
     pub listen: SocketAddr,
+    /// The bearer token `POST /ops` and the admin routes require (`None`: open).
+    pub token: Option<Token>,
+}
+
+/// A bearer token: compared in constant time, never printed (`Debug` and `Display` show
+/// `<redacted>`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// A token; `None` for an empty one (an empty `[http].token` means no token).
+    pub fn new(text: impl Into<String>) -> Option<Token> {
+        let text = text.into();
+        (!text.trim().is_empty()).then(|| Token(text.trim().to_owned()))
+    }
+
+    /// The secret itself, for an `Authorization` header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `presented` is this token, in time that does not depend on where they differ.
+    pub fn matches(&self, presented: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), presented.as_bytes());
+        let mut diff = u8::from(a.len() != b.len());
+        for (i, x) in a.iter().enumerate() {
+            diff |= x ^ b.get(i).copied().unwrap_or(0);
+        }
+        diff == 0
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::fmt::Display for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// `[wal]` (optional).
@@ -291,12 +333,14 @@ impl Default for PostgresFile {
 #[serde(default, deny_unknown_fields)]
 struct HttpFile {
     listen: String,
+    token: Option<String>,
 }
 
 impl Default for HttpFile {
     fn default() -> Self {
         HttpFile {
             listen: DEFAULT_LISTEN.to_owned(),
+            token: None,
         }
     }
 }
@@ -465,7 +509,10 @@ impl Config {
                 status_interval_ms: file.postgres.status_interval_ms,
             },
             storage: file.storage,
-            http: HttpConfig { listen },
+            http: HttpConfig {
+                listen,
+                token: file.http.token.and_then(Token::new),
+            },
             wal: file.wal,
             index: IndexConfig {
                 schema: Arc::new(Schema {

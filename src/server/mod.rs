@@ -7,6 +7,10 @@
 //! | `GET /metrics` | Prometheus text (see [`metrics`](self#metrics)) |
 //! | `GET /healthz` | 200 `ok` while the process serves |
 //! | `GET /readyz`  | 200 while the pipeline is [`Phase::Streaming`], else 503 naming the phase |
+//! | `POST /ops`    | a batch of ops in the trigger pipeline's format, written through the stream (see [`ops`](self::ops)); also at `POST /api/indexes/{name}/ops` |
+//! | `/check/*`     | the live check's pin, hold and index state (admin) |
+//!
+//! With `[http].token` set, `POST /ops` and `/check/*` answer 401 without `Authorization: Bearer <token>`.
 //!
 //! Guarantees: readers never block the pipeline. Queries run on an immutable snapshot loaded
 //! from the sink's published cell, on the blocking pool, with no lock held across an await; the
@@ -25,9 +29,11 @@
 //! `pgroar_min_lsn_waits` (queries waiting for their `min_lsn` now) and the histogram
 //! `pgroar_query_duration_seconds`. Every server has its own registry: nothing process-global.
 
+mod auth;
 pub mod bootstrapping;
 pub mod check;
 mod metrics;
+mod ops;
 mod query;
 mod run;
 mod status;
@@ -51,6 +57,7 @@ use crate::pipeline::Pins;
 use crate::sink::coalescing::CoalescingSink;
 use crate::status::{Phase, Status};
 
+pub use ops::{BatchError, OpsIntake, parse_batch};
 pub use query::{ErrorBody, QueryRequest, QueryResponse, SortRequest};
 pub use run::{RunError, run};
 pub use status::{ErrorReport, History, RATE_WINDOW, StageLags, StageLsns, StatusReport};
@@ -73,6 +80,8 @@ pub struct ServerOptions {
     pub max_concurrent_queries: usize,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// The bearer token `POST /ops` and the admin routes require (`None`: open).
+    pub token: Option<crate::config::Token>,
 }
 
 impl ServerOptions {
@@ -96,6 +105,7 @@ impl Default for ServerOptions {
             max_concurrent_queries: std::thread::available_parallelism()
                 .map_or(2, std::num::NonZero::get),
             max_body_bytes: Self::MAX_BODY_BYTES,
+            token: None,
         }
     }
 }
@@ -127,6 +137,8 @@ struct Inner {
     pins: Option<Arc<Pins>>,
     /// The snapshot `POST /check/pin` keeps.
     pinned: Mutex<Option<Snapshot>>,
+    /// Where `POST /ops` writes (`None`: a server without a pipeline).
+    ops: Option<OpsIntake>,
 }
 
 impl ServerState {
@@ -151,6 +163,7 @@ impl ServerState {
                 options,
                 pins: None,
                 pinned: Mutex::new(None),
+                ops: None,
             }),
         }
     }
@@ -160,6 +173,15 @@ impl ServerState {
     pub fn with_pins(mut self, pins: Arc<Pins>) -> ServerState {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.pins = Some(pins);
+        }
+        self
+    }
+
+    /// This state with the intake `POST /ops` writes through (call it before the state is
+    /// shared).
+    pub fn with_ops(mut self, intake: OpsIntake) -> ServerState {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.ops = Some(intake);
         }
         self
     }
@@ -219,15 +241,24 @@ impl ServerState {
 /// The routes, for embedding in another server; [`serve`] is the usual entry.
 pub fn router(state: ServerState) -> Router {
     let body_limit = state.inner.options.max_body_bytes;
+    // Writes and admin routes: behind the bearer token when one is configured.
+    let guarded = Router::new()
+        .route("/ops", post(ops::handle))
+        .route("/api/indexes/{name}/ops", post(ops::handle))
+        .route("/check/pin", post(check::pin).delete(check::unpin))
+        .route("/check/state", get(check::state_in))
+        .route("/check/hold", post(check::hold))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
     Router::new()
         .route("/query", post(query::handle))
         .route("/status", get(status_handler))
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/check/pin", post(check::pin).delete(check::unpin))
-        .route("/check/state", get(check::state_in))
-        .route("/check/hold", post(check::hold))
+        .merge(guarded)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

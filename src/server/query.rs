@@ -255,6 +255,11 @@ fn unavailable(state: &ServerState, error: String) -> ApiError {
     e
 }
 
+/// Whether the applied cursor covers `min` within `timeout` (as a `min_lsn` wait).
+pub(super) async fn wait_covered(state: &ServerState, min: Lsn, timeout: Duration) -> bool {
+    wait_for(state, min, timeout).await.is_ok()
+}
+
 /// Waits until the applied cursor covers `min`, at most `timeout`.
 async fn wait_for(state: &ServerState, min: Lsn, timeout: Duration) -> Result<(), ApiError> {
     let mut applied = state.inner.applied.clone();

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
-use super::{ServerOptions, ServerState, serve};
+use super::{OpsIntake, ServerOptions, ServerState, serve};
 use crate::config::Config;
 use crate::pipeline::{Pipeline, PipelineError, PipelineOptions, RunSummary, check_identities};
-use crate::source::error_chain;
+use crate::source::{ConnInfo, error_chain};
 use crate::translate::Translator;
 
 /// Why [`run`] could not start, or stopped.
@@ -46,14 +46,24 @@ pub async fn run(
         })?;
     let addr = listener.local_addr().unwrap_or(config.http.listen);
     let options = PipelineOptions::from_config(&config);
+    let intake = ConnInfo::parse(&config.postgres.url)
+        .ok()
+        .map(|conn| OpsIntake::new(conn, &config.postgres.slot, config.schema()));
+    let server_options = ServerOptions {
+        token: config.http.token.clone(),
+        ..ServerOptions::default()
+    };
     let pipeline = Pipeline::start(config, translator, options).await?;
-    let state = ServerState::new(
+    let mut state = ServerState::new(
         Arc::clone(pipeline.status()),
         pipeline.published(),
         pipeline.applied(),
-        ServerOptions::default(),
+        server_options,
     )
     .with_pins(Arc::clone(pipeline.pins()));
+    if let Some(intake) = intake {
+        state = state.with_ops(intake);
+    }
     let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(serve(listener, state, async move {
         let _ = server_stopped.await;

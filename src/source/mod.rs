@@ -215,6 +215,12 @@ pub struct Source<T: Translate> {
     scratch: Vec<EntityOps>,
 }
 
+/// The prefix of the logical messages that carry `POST /ops` batches to the source reading
+/// `slot` (`pg_logical_emit_message`): other pgroar instances on the database ignore them.
+pub fn ops_message_prefix(slot: &str) -> String {
+    format!("pgroar.ops:{slot}")
+}
+
 /// Locks the WAL; a panic elsewhere while holding it leaves a WAL whose own state is still
 /// consistent (every method either completes or marks it failed).
 pub(crate) fn lock(wal: &Mutex<Wal>) -> MutexGuard<'_, Wal> {

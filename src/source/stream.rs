@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use pgwire_replication::{PgWireError, ReplicationClient, ReplicationEvent};
 use tokio::sync::watch;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::{OpenTxn, Source, SourceError, Translate, from_wire, lock, to_wire};
 use crate::Lsn;
 use crate::decode::{Message, decode_message};
+use crate::ops::EntityOps;
 use crate::status::Counter;
 
 /// How a session ended without a fatal error.
@@ -142,6 +143,14 @@ impl<T: Translate> Source<T> {
                 self.commit(from_wire(lsn), from_wire(end_lsn))
             }
             ReplicationEvent::KeepAlive { wal_end, .. } => self.keepalive(from_wire(wal_end)),
+            ReplicationEvent::Message {
+                transactional: true,
+                lsn,
+                prefix,
+                content,
+            } if prefix == super::ops_message_prefix(&self.slot) => {
+                self.ops_message(from_wire(lsn), &content)
+            }
             ReplicationEvent::Message { .. } | ReplicationEvent::StoppedAt { .. } => Ok(()),
         }
     }
@@ -202,6 +211,35 @@ impl<T: Translate> Source<T> {
             }
             _ => Ok(()),
         }
+    }
+
+    /// A batch of `POST /ops`, emitted into Postgres's WAL by the server: its entity ops join the
+    /// open transaction like translated rows. One that does not decode (only another writer
+    /// using our prefix could make one) is counted and skipped.
+    fn ops_message(&mut self, at: Lsn, content: &[u8]) -> Result<(), SourceError> {
+        let Some(txn) = self.txn else {
+            return Err(SourceError::Protocol {
+                lsn: at,
+                detail: "an ops message outside a transaction".into(),
+            });
+        };
+        if txn.skip {
+            return Ok(());
+        }
+        match serde_json::from_slice::<Vec<EntityOps>>(content) {
+            Ok(batch) => {
+                let mut wal = lock(&self.wal);
+                for ops in &batch {
+                    wal.append(ops)?;
+                }
+                self.status.add(Counter::OpsBatches, 1);
+            }
+            Err(e) => {
+                self.status.add(Counter::BadOpsMessages, 1);
+                warn!(lsn = %at, error = %e, "an ops message does not decode; skipped");
+            }
+        }
+        Ok(())
     }
 
     fn commit(&mut self, lsn: Lsn, end: Lsn) -> Result<(), SourceError> {

@@ -26,6 +26,8 @@ pub enum Counter {
     TruncatesNotApplied,
     /// Replication connections re-established.
     Reconnects,
+    /// Batches of `POST /ops` received through the stream and written to the WAL.
+    OpsBatches,
     /// Rows whose slot id was NULL, unknown or not an integer.
     BadSlotIds,
     /// Fields whose expression failed on the row.
@@ -46,6 +48,8 @@ pub enum Counter {
     NestedQueryOpSets,
     /// Writes to a joined field other than through its join.
     JoinedFieldWrites,
+    /// Ops messages (our prefix) in the stream that did not decode.
+    BadOpsMessages,
 }
 
 /// How a counter is exported.
@@ -114,7 +118,7 @@ pub const BAD_DATA_HELP: &str =
     "Bad data skipped or clamped (by the translator or the index writer), by kind";
 
 /// Every counter, in [`Counter`] order.
-pub const COUNTERS: [CounterSpec; 16] = [
+pub const COUNTERS: [CounterSpec; 18] = [
     total(
         Counter::OpsApplied,
         "ops_applied_total",
@@ -150,6 +154,12 @@ pub const COUNTERS: [CounterSpec; 16] = [
         "reconnects_total",
         "pgroar_reconnects_total",
         "Replication connections re-established",
+    ),
+    total(
+        Counter::OpsBatches,
+        "ops_batches_total",
+        "pgroar_ops_batches_total",
+        "Batches of POST /ops received through the stream and written to the WAL",
     ),
     bad(
         Counter::BadSlotIds,
@@ -210,6 +220,12 @@ pub const COUNTERS: [CounterSpec; 16] = [
         "joined_field_writes",
         "joined_field_write",
         "Ops that wrote a field following a join other than through it, skipped",
+    ),
+    bad(
+        Counter::BadOpsMessages,
+        "bad_ops_messages",
+        "bad_ops_message",
+        "Ops messages in the stream (POST /ops) that did not decode, skipped",
     ),
 ];
 
@@ -317,7 +333,7 @@ mod tests {
         }
         let json = serde_json::to_value(c).unwrap();
         assert_eq!(json["ops_applied_total"], 1);
-        assert_eq!(json["bad_data"]["unparsable_values"], 9);
+        assert_eq!(json["bad_data"]["unparsable_values"], 10);
         assert_eq!(serde_json::from_value::<Counts>(json).unwrap(), c);
     }
 }

@@ -74,13 +74,31 @@ async fn check(config: Config, args: &CheckArgs) -> anyhow::Result<()> {
 }
 
 /// A running server if one answers (or `--server` names one), else the data directory.
+/// The HTTP agent of the check's server calls, sending `[http].token` when the config has one.
+fn agent(config: &Config) -> ureq::Agent {
+    let mut builder = ureq::Agent::config_builder()
+        .timeout_global(Some(PIN_PATIENCE + Duration::from_secs(30)))
+        .http_status_as_error(false);
+    if let Some(token) = config.http.token.clone() {
+        let bearer = format!("Bearer {}", token.expose());
+        builder = builder.middleware(
+            move |mut request: ureq::http::Request<ureq::SendBody>,
+                  next: ureq::middleware::MiddlewareNext| {
+                if let Ok(value) = bearer.parse() {
+                    request
+                        .headers_mut()
+                        .insert(ureq::http::header::AUTHORIZATION, value);
+                }
+                next.handle(request)
+            },
+        );
+    }
+    builder.build().into()
+}
+
 async fn side(config: &Config, args: &CheckArgs) -> anyhow::Result<Side> {
     let base = super::super::server_url(Some(&args.config), args.server.as_deref())?;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(PIN_PATIENCE + Duration::from_secs(30)))
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = agent(config);
     let probe = {
         let (agent, url) = (agent.clone(), format!("{base}/healthz"));
         tokio::task::spawn_blocking(move || agent.get(url).call().is_ok()).await?
@@ -363,11 +381,7 @@ impl Verdict {
 /// One check of the server at `base` against SQL.
 #[cfg(feature = "demo")]
 pub(in crate::cli) async fn check_server(config: &Config, oracle: &Oracle, base: &str) -> Verdict {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(PIN_PATIENCE + Duration::from_secs(30)))
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = agent(config);
     let side = Side::Server {
         base: base.to_string(),
         agent: agent.clone(),

@@ -225,9 +225,9 @@ fn the_printed_sql_installs_twice_replaces_and_drops() {
     let rt = runtime();
     let db = TestDb::new("triggers_cli");
     let dir = tempfile::tempdir().unwrap();
-    let config = feed_config(&db);
     let path = dir.path().join("pgroar.toml");
     let text = pgroar::dataset::config_text(&db.url(), "s", &dir.path().join("d"), "127.0.0.1:0");
+    let config = pgroar::config::Config::from_toml_str(&text, std::iter::empty()).unwrap();
     std::fs::write(&path, &text).unwrap();
     let print = |extra: &[&str]| {
         let mut args = vec!["triggers", "--config", path.to_str().unwrap()];

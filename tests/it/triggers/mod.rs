@@ -3,6 +3,7 @@
 //! on the same database (`REPLICA IDENTITY FULL`, before dedup, value types included).
 
 mod differential;
+mod served;
 mod workload;
 
 use std::collections::BTreeMap;
@@ -17,15 +18,22 @@ use pgroar::translate::Translator;
 use pgroar::triggers::{self, Options};
 use tokio_postgres::Client;
 
-/// The image-feed config pointed at `db` (slot and publication named after it).
+/// The image-feed config pointed at `db` (slot named after it), with a join filter on
+/// `ImageTool` so that the filter's rules are compared too.
 pub fn feed_config(db: &TestDb) -> Config {
-    let text = dataset::config_text(
-        &db.url(),
-        &format!("s_{}", db.name()),
-        std::path::Path::new("unused"),
-        "127.0.0.1:0",
-    );
+    let text = feed_config_text(db, std::path::Path::new("unused"), "127.0.0.1:0");
     Config::from_toml_str(&text, std::iter::empty()).expect("the example config loads")
+}
+
+/// [`feed_config`]'s text, with a data directory and a listen address.
+pub fn feed_config_text(db: &TestDb, data_dir: &std::path::Path, listen: &str) -> String {
+    let text = dataset::config_text(&db.url(), &format!("s_{}", db.name()), data_dir, listen);
+    let filtered = text.replace(
+        "value_field = \"toolId\"",
+        "value_field = \"toolId\"\nfilter = \"{toolId} <> 2\"",
+    );
+    assert_ne!(filtered, text);
+    filtered
 }
 
 /// The six tables (with keys, `REPLICA IDENTITY FULL`), the publication and the triggers.
