@@ -25,6 +25,7 @@ pub mod dedup;
 pub mod filter;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod fixtures;
+pub mod forward;
 pub(crate) mod hash;
 pub mod index;
 pub mod lsn;

@@ -67,6 +67,7 @@ fn render(r: &StatusReport) -> String {
         ("applied", l.applied),
         ("checkpointed", l.checkpointed),
         ("server", l.server),
+        ("forwarded", l.forwarded),
     ] {
         let _ = writeln!(out, "{:<28} {lsn}", format!("lsn {stage}"));
     }

@@ -21,6 +21,8 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("storage", "data_dir"),
     ("http", "listen"),
     ("http", "token"),
+    ("forward", "url"),
+    ("forward", "token"),
     ("wal", "segment_bytes"),
     ("wal", "group_commit_max_ms"),
     ("wal", "group_commit_max_bytes"),
@@ -32,6 +34,7 @@ const SECTIONS: &[(&str, &str)] = &[
     ("postgres", "url, publication, slot, status_interval_ms"),
     ("storage", "data_dir"),
     ("http", "listen, token"),
+    ("forward", "url, token"),
     (
         "wal",
         "segment_bytes, group_commit_max_ms, group_commit_max_bytes",
@@ -92,6 +95,8 @@ fn set(
         ("storage", "data_dir") => file.storage.data_dir = PathBuf::from(value),
         ("http", "listen") => file.http.listen = value,
         ("http", "token") => file.http.token = Some(value),
+        ("forward", "url") => file.forward.url = Some(value),
+        ("forward", "token") => file.forward.token = Some(value),
         ("wal", "segment_bytes") => parsed(&mut file.wal.segment_bytes, "wal.segment_bytes")?,
         ("wal", "group_commit_max_ms") => {
             parsed(&mut file.wal.group_commit_max_ms, "wal.group_commit_max_ms")?;

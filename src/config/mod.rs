@@ -9,6 +9,7 @@
 
 mod env;
 mod error;
+mod forward;
 mod sources;
 mod template;
 
@@ -23,6 +24,7 @@ use crate::schema::{FilterField, FilterKind, Schema, SchemaError, SortField};
 
 pub use env::{ENV_KEYS, ENV_PREFIX};
 pub use error::{ConfigError, Origin, Problem, SourceProblem};
+pub use forward::ForwardConfig;
 pub use sources::{DEFAULT_SLOT_FIELD, DEFAULT_VALUE_FIELD, Source, SourceKind};
 pub use template::{
     PlaceholderError, QueryClause, QueryOp, QueryTemplate, QueryTemplateError, TrackField,
@@ -70,6 +72,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[wal]`: the ops WAL's tuning.
     pub wal: WalConfig,
+    /// `[forward]` (optional): `Some` when `forward.url` is set.
+    pub forward: Option<ForwardConfig>,
     /// `[index]`: the index's fields.
     pub index: IndexConfig,
     /// `[[sources]]`: the tables that feed the index.
@@ -304,6 +308,8 @@ struct ConfigFile {
     #[serde(default)]
     wal: WalConfig,
     #[serde(default)]
+    forward: forward::ForwardFile,
+    #[serde(default)]
     index: IndexFile,
     #[serde(default)]
     sources: Vec<sources::SourceFile>,
@@ -514,6 +520,7 @@ impl Config {
                 token: file.http.token.and_then(Token::new),
             },
             wal: file.wal,
+            forward: file.forward.into_config(&mut problems),
             index: IndexConfig {
                 schema: Arc::new(Schema {
                     filters,

@@ -4,7 +4,8 @@
 //! Order is what makes it safe: the checkpoint file is replaced atomically and fsynced before any
 //! segment goes, and only segments whose every record is at or below what the checkpoint
 //! reflects are removed. A crash between the two leaves extra segments, which the next
-//! checkpoint removes. A failed periodic checkpoint is logged and retried at the next interval
+//! checkpoint removes. Segments the forwarding sink has not sent yet stay too (its floor). A
+//! failed periodic checkpoint is logged and retried at the next interval
 //! (the WAL still holds everything); a failed final one is returned.
 
 use std::path::PathBuf;
@@ -39,6 +40,8 @@ pub(super) struct Checkpointer {
     pub status: Arc<Status>,
     /// The cursor of the newest checkpoint on disk.
     pub last: WalKey,
+    /// The forwarding sink's cursor: segments it still needs stay (`u64::MAX`: none held).
+    pub floor: crate::forward::Floor,
 }
 
 impl Checkpointer {
@@ -76,7 +79,8 @@ impl Checkpointer {
         self.last = applied;
         let covered = covered_lsn(applied);
         self.status.set_checkpointed(covered);
-        let removed = lock(&self.wal).remove_segments_below(covered)?;
+        let floor = Lsn(self.floor.load(std::sync::atomic::Ordering::SeqCst));
+        let removed = lock(&self.wal).remove_segments_below(covered.min(floor))?;
         info!(
             applied = %applied.lsn,
             seq = applied.seq,

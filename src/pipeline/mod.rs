@@ -91,6 +91,9 @@ pub enum PipelineError {
     /// The replication source stopped with an error.
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// The forwarding sink's cursor could not be set up.
+    #[error(transparent)]
+    Forward(#[from] crate::forward::ForwardError),
     /// The index writer stopped.
     #[error(transparent)]
     Sink(#[from] SinkError),
@@ -192,6 +195,7 @@ impl Pipeline {
         let phase = Arc::new(PhaseTracker::default());
         phase.set_replaying(&status, true);
         let durable_watch = wal.durable_watch();
+        let wal_durable = wal.durable_watch();
         let wal = Arc::new(Mutex::new(wal));
         let source = Source::new(
             &config,
@@ -226,11 +230,22 @@ impl Pipeline {
             pins: Arc::clone(&pins),
         };
         let apply = spawn_thread("pgroar-apply", &data_dir, move || apply.run())?;
+        let floor = start_forwarder(
+            &config,
+            &data_dir,
+            covered_lsn(applied),
+            Forwarding {
+                durable: wal_durable,
+                status: Arc::clone(&status),
+                stop: stop_rx.clone(),
+            },
+        )?;
         let checkpointer = Checkpointer {
             dir: data_dir.join("index"),
             wal: Arc::clone(&wal),
             status: Arc::clone(&status),
             last: applied,
+            floor,
         };
         let (ckpt_stop, ckpt_stop_rx) = crossbeam_channel::bounded::<()>(1);
         let ckpt_published = Arc::clone(&published);
@@ -373,6 +388,44 @@ async fn recover(
 }
 
 /// Starts a named pipeline thread.
+/// What a forwarder shares with the pipeline.
+struct Forwarding {
+    durable: crate::wal::DurableWatch,
+    status: Arc<Status>,
+    stop: watch::Receiver<bool>,
+}
+
+/// With `[forward]`: sets the WAL floor at the forwarder's cursor (before any checkpoint can
+/// truncate) and starts its thread, which runs on its own and stops with the pipeline (see
+/// `forward`). The floor checkpoints respect (holding nothing without `[forward]`).
+fn start_forwarder(
+    config: &Config,
+    data_dir: &std::path::Path,
+    applied: crate::Lsn,
+    shared: Forwarding,
+) -> Result<crate::forward::Floor, PipelineError> {
+    let floor = crate::forward::no_floor();
+    let Some(forward) = &config.forward else {
+        return Ok(floor);
+    };
+    let cursor = crate::forward::start_cursor(data_dir, applied)?;
+    floor.store(cursor.0, std::sync::atomic::Ordering::SeqCst);
+    shared.status.set_forwarded(cursor);
+    let forwarder = crate::forward::Forwarder {
+        wal_dir: data_dir.join("wal"),
+        cursor_path: data_dir.join(crate::forward::CURSOR_FILE),
+        cursor,
+        durable: shared.durable,
+        deduper: Deduper::new(&config.schema()),
+        status: shared.status,
+        floor: Arc::clone(&floor),
+        config: forward.clone(),
+        stop: shared.stop,
+    };
+    spawn_thread("pgroar-forward", data_dir, move || forwarder.run())?;
+    Ok(floor)
+}
+
 fn spawn_thread<R: Send + 'static>(
     name: &str,
     data_dir: &std::path::Path,

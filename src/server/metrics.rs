@@ -35,7 +35,14 @@ pub(crate) enum Outcome {
 }
 
 const OUTCOMES: [&str; 5] = ["ok", "bad_request", "timeout", "unavailable", "error"];
-const STAGES: [&str; 5] = ["received", "durable", "applied", "checkpointed", "server"];
+const STAGES: [&str; 6] = [
+    "received",
+    "durable",
+    "applied",
+    "checkpointed",
+    "server",
+    "forwarded",
+];
 
 /// The metric handles of one server.
 pub(crate) struct ServerMetrics {
@@ -169,11 +176,14 @@ impl ServerMetrics {
     /// Refreshes the gauges and pipeline counters from `report` and renders everything.
     pub(crate) fn render(&self, report: &StatusReport) -> String {
         let l = &report.lsn;
-        for (g, lsn) in
-            self.lsn
-                .iter()
-                .zip([l.received, l.durable, l.applied, l.checkpointed, l.server])
-        {
+        for (g, lsn) in self.lsn.iter().zip([
+            l.received,
+            l.durable,
+            l.applied,
+            l.checkpointed,
+            l.server,
+            l.forwarded,
+        ]) {
             // f64 holds LSNs exactly up to 2^53 bytes of WAL (8 PiB).
             g.set(lsn.0 as f64);
         }

@@ -117,6 +117,9 @@ pub struct StageLsns {
     pub checkpointed: Lsn,
     /// The server's WAL position, as last read (`0/0` while unknown).
     pub server: Lsn,
+    /// Acknowledged by the forwarding sink's remote (`0/0` without one).
+    #[serde(default)]
+    pub forwarded: Lsn,
 }
 
 /// Bytes behind the server's WAL position, per stage (saturating at 0).
@@ -163,6 +166,7 @@ impl StatusReport {
             applied,
             checkpointed: status.checkpointed(),
             server: server_lsn,
+            forwarded: status.forwarded(),
         };
         let counts = status.counts();
         let ops = counts.get(Counter::OpsApplied);

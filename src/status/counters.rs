@@ -28,6 +28,10 @@ pub enum Counter {
     Reconnects,
     /// Batches of `POST /ops` received through the stream and written to the WAL.
     OpsBatches,
+    /// Batches the forwarding sink's remote acknowledged.
+    ForwardedBatches,
+    /// Forwarding attempts that failed and were retried.
+    ForwardRetries,
     /// Rows whose slot id was NULL, unknown or not an integer.
     BadSlotIds,
     /// Fields whose expression failed on the row.
@@ -118,7 +122,7 @@ pub const BAD_DATA_HELP: &str =
     "Bad data skipped or clamped (by the translator or the index writer), by kind";
 
 /// Every counter, in [`Counter`] order.
-pub const COUNTERS: [CounterSpec; 18] = [
+pub const COUNTERS: [CounterSpec; 20] = [
     total(
         Counter::OpsApplied,
         "ops_applied_total",
@@ -160,6 +164,18 @@ pub const COUNTERS: [CounterSpec; 18] = [
         "ops_batches_total",
         "pgroar_ops_batches_total",
         "Batches of POST /ops received through the stream and written to the WAL",
+    ),
+    total(
+        Counter::ForwardedBatches,
+        "forwarded_batches_total",
+        "pgroar_forwarded_batches_total",
+        "Batches the forwarding sink's remote acknowledged",
+    ),
+    total(
+        Counter::ForwardRetries,
+        "forward_retries_total",
+        "pgroar_forward_retries_total",
+        "Forwarding attempts that failed and were retried",
     ),
     bad(
         Counter::BadSlotIds,
@@ -333,7 +349,7 @@ mod tests {
         }
         let json = serde_json::to_value(c).unwrap();
         assert_eq!(json["ops_applied_total"], 1);
-        assert_eq!(json["bad_data"]["unparsable_values"], 10);
+        assert_eq!(json["bad_data"]["unparsable_values"], 12);
         assert_eq!(serde_json::from_value::<Counts>(json).unwrap(), c);
     }
 }

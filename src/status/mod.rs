@@ -58,6 +58,7 @@ pub struct Status {
     received: AtomicU64,
     durable: AtomicU64,
     checkpointed: AtomicU64,
+    forwarded: AtomicU64,
     server_lsn: AtomicU64,
     /// Nanoseconds after `started` at which `server_lsn` was read, plus one; 0 = never.
     server_read_at: AtomicU64,
@@ -79,6 +80,7 @@ impl Status {
             received: AtomicU64::new(0),
             durable: AtomicU64::new(0),
             checkpointed: AtomicU64::new(0),
+            forwarded: AtomicU64::new(0),
             server_lsn: AtomicU64::new(0),
             server_read_at: AtomicU64::new(0),
             counts: Default::default(),
@@ -118,6 +120,11 @@ impl Status {
     /// Our WAL is fsynced up to `lsn` (what is acknowledged to Postgres as flushed).
     pub fn set_durable(&self, lsn: Lsn) {
         self.durable.fetch_max(lsn.0, Ordering::Relaxed);
+    }
+
+    /// The forwarding sink's remote has acknowledged everything up to `lsn`.
+    pub fn set_forwarded(&self, lsn: Lsn) {
+        self.forwarded.fetch_max(lsn.0, Ordering::Relaxed);
     }
 
     /// A checkpoint reflecting everything up to `lsn` is on disk.
@@ -203,6 +210,11 @@ impl Status {
     /// Highest LSN fsynced in our WAL.
     pub fn durable(&self) -> Lsn {
         Lsn(self.durable.load(Ordering::Relaxed))
+    }
+
+    /// What the forwarding sink's remote has acknowledged (`0/0` without one).
+    pub fn forwarded(&self) -> Lsn {
+        Lsn(self.forwarded.load(Ordering::Relaxed))
     }
 
     /// LSN of the newest checkpoint.

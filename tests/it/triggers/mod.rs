@@ -3,6 +3,7 @@
 //! on the same database (`REPLICA IDENTITY FULL`, before dedup, value types included).
 
 mod differential;
+mod forward;
 mod served;
 mod workload;
 

@@ -20,16 +20,30 @@ use super::{feed_config, feed_config_text, prepare};
 use crate::it::support::feed::Runner;
 use crate::it::support::follow::{current_lsn, nudge};
 
-const JOIN_TABLES: [(&str, &str); 3] = [
-    ("TagsOnImage", "tagId"),
-    ("ImageTool", "toolId"),
-    ("ImageModelVersion", "modelVersionId"),
-];
+/// Join rows go with their image, as a foreign key makes them (an orphaned join row that
+/// outlives its image and comes back with it is not kept by the index: see docs/comparison.md).
+pub async fn cascade_join_rows(client: &Client) {
+    for table in ["TagsOnImage", "ImageTool", "ImageModelVersion"] {
+        client
+            .batch_execute(&format!(
+                "ALTER TABLE \"{table}\" ADD FOREIGN KEY (\"imageId\") REFERENCES \"Image\"(id) \
+                 ON DELETE CASCADE ON UPDATE CASCADE"
+            ))
+            .await
+            .unwrap();
+    }
+}
 
-const TOKEN: &str = "t0ps3cret-for-tests";
+pub const TOKEN: &str = "t0ps3cret-for-tests";
 
-/// A runner for a pgroar over `db`, its files under `dir/name`.
-fn runner(db: &TestDb, dir: &std::path::Path, name: &str, token: Option<&str>) -> Runner {
+/// A runner for a pgroar over `db`, its files under `dir/name`, its config ending with `extra`.
+pub fn runner(
+    db: &TestDb,
+    dir: &std::path::Path,
+    name: &str,
+    token: Option<&str>,
+    extra: &str,
+) -> Runner {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -39,6 +53,7 @@ fn runner(db: &TestDb, dir: &std::path::Path, name: &str, token: Option<&str>) -
     if let Some(t) = token {
         text = text.replace("[http]\n", &format!("[http]\ntoken = \"{t}\"\n"));
     }
+    text.push_str(extra);
     let config = dir.join(format!("{name}.toml"));
     std::fs::write(&config, text).unwrap();
     Runner {
@@ -49,7 +64,12 @@ fn runner(db: &TestDb, dir: &std::path::Path, name: &str, token: Option<&str>) -
 }
 
 /// One HTTP call with an optional bearer token; the status and the JSON (or text) answer.
-async fn call(method: &str, url: String, body: Option<Value>, token: Option<&str>) -> (u16, Value) {
+pub async fn call(
+    method: &str,
+    url: String,
+    body: Option<Value>,
+    token: Option<&str>,
+) -> (u16, Value) {
     let (method, token) = (method.to_string(), token.map(str::to_string));
     tokio::task::spawn_blocking(move || {
         let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -95,7 +115,7 @@ async fn call(method: &str, url: String, body: Option<Value>, token: Option<&str
 
 /// The whole index of a quiet server, pinned at its database's current position (what the live
 /// check reads).
-async fn dump(base: &str, token: Option<&str>, client: &Client) -> IndexState {
+pub async fn dump(base: &str, token: Option<&str>, client: &Client) -> IndexState {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (code, answer) = call("POST", format!("{base}/check/hold"), None, token).await;
@@ -167,22 +187,13 @@ async fn trigger_ops_posted_to_a_second_pgroar_build_the_streamed_index() {
     let (src, twin) = (TestDb::new("ops_src"), TestDb::new("ops_twin"));
     let dir = tempfile::tempdir().unwrap();
     let (stream, fed) = (
-        runner(&src, dir.path(), "stream", None),
-        runner(&twin, dir.path(), "fed", Some(TOKEN)),
+        runner(&src, dir.path(), "stream", None, ""),
+        runner(&twin, dir.path(), "fed", Some(TOKEN), ""),
     );
     let (sc, tc) = (src.client().await.unwrap(), twin.client().await.unwrap());
     prepare(&sc, &feed_config(&src)).await;
     prepare(&tc, &feed_config(&twin)).await;
-    // Join rows go with their image, as a foreign key makes them (an orphaned join row that
-    // outlives its image and comes back with it is not kept by the index: see docs/comparison.md).
-    for (table, _) in JOIN_TABLES {
-        sc.batch_execute(&format!(
-            "ALTER TABLE \"{table}\" ADD FOREIGN KEY (\"imageId\") REFERENCES \"Image\"(id) \
-             ON DELETE CASCADE ON UPDATE CASCADE"
-        ))
-        .await
-        .unwrap();
-    }
+    cascade_join_rows(&sc).await;
     let mut s_child = stream.spawn(&["bootstrap"]);
     stream.wait_ready(&mut s_child).await;
     let mut t_child = fed.spawn(&["bootstrap"]);
