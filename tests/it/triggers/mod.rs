@@ -39,11 +39,16 @@ pub fn feed_config_text(db: &TestDb, data_dir: &std::path::Path, listen: &str) -
 
 /// The six tables (with keys, `REPLICA IDENTITY FULL`), the publication and the triggers.
 pub async fn prepare(client: &Client, config: &Config) {
+    prepare_with(client, config, true).await;
+}
+
+/// [`prepare`], with `REPLICA IDENTITY FULL` or the default (the primary key).
+pub async fn prepare_with(client: &Client, config: &Config, full: bool) {
     client
         .batch_execute(&format!("{}{}", dataset::SCHEMA, dataset::KEYS))
         .await
         .expect("the dataset's tables");
-    for t in dataset::TABLES {
+    for t in dataset::TABLES.iter().filter(|_| full) {
         client
             .batch_execute(&format!("ALTER TABLE \"{t}\" REPLICA IDENTITY FULL"))
             .await
