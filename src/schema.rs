@@ -317,12 +317,16 @@ pub struct Schema {
     pub sorts: Vec<SortField>,
     /// Joins, in the order of the sources that declare them.
     pub joins: Vec<Join>,
+    /// Multi-value fields that join tables feed (their rows outlive an entity's row): a `delete`
+    /// of the entity leaves them (see [`Schema::deleted_with_slot`]).
+    pub join_tables: Vec<Arc<str>>,
 }
 
 impl Schema {
     /// Builds a schema without joins, checking names and widths.
     pub fn new(filters: Vec<FilterField>, sorts: Vec<SortField>) -> Result<Self, SchemaError> {
         let schema = Schema {
+            join_tables: Vec::new(),
             filters,
             sorts,
             joins: Vec::new(),
@@ -445,6 +449,36 @@ impl Schema {
         }
     }
 
+    /// Per filter field, whether an entity's `delete` takes its slot out of the field: every
+    /// field but the multi-value ones that join tables feed ([`Schema::join_tables`]) and the
+    /// multi-value targets of joins linked through those (they follow the kept link). A join
+    /// table's rows outlive the entity's row, and SQL joins them to a row re-inserted under the
+    /// same id; everything else is the entity row's own.
+    pub fn deleted_with_slot(&self) -> Vec<bool> {
+        let mut kept: Vec<bool> = self
+            .filters
+            .iter()
+            .map(|f| f.kind == FilterKind::Multi && self.join_tables.contains(&f.name))
+            .collect();
+        loop {
+            let mut changed = false;
+            for j in &self.joins {
+                if !self.filter(&j.link).is_some_and(|l| kept[l]) {
+                    continue;
+                }
+                for t in j.targets.iter().filter_map(|t| self.filter(t)) {
+                    if self.filters[t].kind == FilterKind::Multi && !kept[t] {
+                        kept[t] = true;
+                        changed = true;
+                    }
+                }
+            }
+            if !changed {
+                return kept.into_iter().map(|k| !k).collect();
+            }
+        }
+    }
+
     /// Numbers this schema's field names (see [`FieldIds`]).
     pub fn field_ids(&self) -> FieldIds {
         FieldIds::new(self)
@@ -476,6 +510,37 @@ impl Schema {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_delete_leaves_join_table_fields_and_what_follows_them() {
+        let mut s = Schema::from_pairs(
+            &[
+                ("postId", FilterKind::Single),
+                ("mvIds", FilterKind::Multi),
+                ("bases", FilterKind::Multi),
+                ("labels", FilterKind::Multi),
+                ("flag", FilterKind::Bool),
+            ],
+            &[],
+        )
+        .unwrap();
+        s.join_tables = vec![Arc::from("mvIds")];
+        let s = s
+            .with_joins(vec![
+                Join {
+                    link: Arc::from("mvIds"),
+                    targets: vec![Arc::from("bases")],
+                },
+                Join {
+                    link: Arc::from("postId"),
+                    targets: vec![Arc::from("labels")],
+                },
+            ])
+            .unwrap();
+        // postId and flag are the row's; mvIds a join table's, bases follows it; labels follows
+        // the row's own link.
+        assert_eq!(s.deleted_with_slot(), vec![true, false, false, true, true]);
+    }
     use super::*;
 
     #[test]

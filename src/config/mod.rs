@@ -526,6 +526,7 @@ impl Config {
                     filters,
                     sorts,
                     joins: Vec::new(),
+                    join_tables: Vec::new(),
                 }),
                 checkpoint_interval_secs: file.index.checkpoint_interval_secs,
             },
@@ -540,7 +541,8 @@ impl Config {
         problems.extend(config.problems(Some(per_source)));
         if problems.is_empty() {
             // The checks above cover every rule of the schema's joins, with the sources named.
-            let schema = (*config.index.schema).clone();
+            let mut schema = (*config.index.schema).clone();
+            schema.join_tables = sources::join_table_fields(&config.sources);
             match schema.with_joins(sources::joins(&config.sources)) {
                 Ok(schema) => config.index.schema = Arc::new(schema),
                 Err(e) => problems.push(Problem::Schema(e)),

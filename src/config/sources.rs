@@ -405,6 +405,19 @@ pub(super) fn check_source(
 }
 
 /// The joins the sources declare: one per fan-out source kept as a join, in source order.
+/// The multi-value fields the join sources feed, each once.
+pub(super) fn join_table_fields(sources: &[Source]) -> Vec<Arc<str>> {
+    let mut out: Vec<Arc<str>> = Vec::new();
+    for s in sources {
+        if let SourceKind::Join { field, .. } = &s.kind
+            && !out.iter().any(|f| **f == **field)
+        {
+            out.push(Arc::from(field.as_str()));
+        }
+    }
+    out
+}
+
 pub(super) fn joins(sources: &[Source]) -> Vec<Join> {
     sources
         .iter()

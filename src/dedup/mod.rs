@@ -5,7 +5,8 @@
 //! Rules, per entity, within a run of entries that contain no `queryOpSet`:
 //!
 //! * entries of one entity are grouped (first-appearance order, so the output is deterministic);
-//! * a `delete` absorbs everything before it; ops after it (a re-insert) survive, and
+//! * a `delete` absorbs everything before it but the ops of join-table multi-value fields (which
+//!   it leaves, see `Schema::deleted_with_slot`); ops after it (a re-insert) survive, and
 //!   `creates_slot` is the OR over the entry holding the last delete and those after it;
 //! * single-value, bool and sort fields keep the **first** `remove` and the **last** `set`
 //!   (plus a trailing `remove` of that value when one came after it); removes with no set keep
@@ -74,6 +75,8 @@ pub struct Deduper {
     classes: Vec<Class>,
     /// The schema's joins: link field and target fields.
     joins: Vec<(Field, Vec<FieldId>)>,
+    /// Per field id: a join-table multi-value field, which a `delete` leaves.
+    survives_delete: Vec<bool>,
 }
 
 impl Deduper {
@@ -102,11 +105,30 @@ impl Deduper {
                 (ids.resolve(&j.link), targets)
             })
             .collect();
+        let wiped = schema.deleted_with_slot();
+        let survives_delete = ids
+            .iter()
+            .map(|(id, _)| {
+                let roles = ids.roles(id);
+                roles.sort.is_none()
+                    && roles
+                        .filter
+                        .is_some_and(|f| schema.filters[f].kind == FilterKind::Multi && !wiped[f])
+            })
+            .collect();
         Deduper {
             ids,
             classes,
             joins,
+            survives_delete,
         }
+    }
+
+    /// Whether a `delete` leaves `field` (a join-table multi-value field).
+    fn survives_delete(&self, field: &Field) -> bool {
+        self.ids
+            .id(field)
+            .is_some_and(|id| self.survives_delete[id.index()])
     }
 
     /// The join whose `link eq key` queries set parent rows, for a query on `link`.
@@ -593,14 +615,23 @@ impl Group {
     fn push(&mut self, d: &Deduper, e: EntityOps) {
         let mut ops = e.ops;
         if let Some(last_delete) = ops.iter().rposition(|op| matches!(op, Op::Delete)) {
-            // The delete wipes the slot: nothing before it matters, and only this entry's and
-            // later entries' creates_slot can bring the slot back.
+            // The delete wipes the slot's own fields: nothing before it on them matters, and
+            // only this entry's and later entries' creates_slot can bring the slot back. The
+            // join-table multi-value fields survive it, and so do their ops.
+            let before: Vec<Op> = ops.drain(..=last_delete).collect();
+            let mut kept = std::mem::take(&mut self.ops.fields);
+            kept.retain(|(f, _)| d.survives_delete(f));
             self.ops = Collapsed {
                 deleted: true,
+                fields: kept,
                 ..Collapsed::default()
             };
             self.creates_slot = false;
-            ops.drain(..=last_delete);
+            for op in before {
+                if op.field().is_some_and(|f| d.survives_delete(f)) {
+                    self.ops.push(d, op);
+                }
+            }
         }
         self.creates_slot |= e.creates_slot;
         for op in ops {

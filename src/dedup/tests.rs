@@ -88,6 +88,30 @@ fn multi_values_follow_set_semantics() {
     );
 }
 
+/// A delete leaves the fields join tables feed, so dedup keeps their ops across it.
+#[test]
+fn delete_keeps_the_ops_of_join_table_fields() {
+    let mut schema = Schema::from_pairs(&[("nsfwLevel", Single), ("tagIds", Multi)], &[]).unwrap();
+    schema.join_tables = vec![std::sync::Arc::from("tagIds")];
+    let out = Deduper::new(&schema).dedup(vec![
+        EntityOps::alive(1, vec![Op::set("nsfwLevel", 16), Op::add("tagIds", 42)]),
+        EntityOps::new(1, vec![Op::remove("tagIds", 3), Op::Delete]),
+        EntityOps::new(1, vec![Op::add("tagIds", 7)]),
+    ]);
+    assert_eq!(
+        out,
+        vec![EntityOps::new(
+            1,
+            vec![
+                Op::Delete,
+                Op::add("tagIds", 42),
+                Op::remove("tagIds", 3),
+                Op::add("tagIds", 7)
+            ]
+        )]
+    );
+}
+
 #[test]
 fn delete_absorbs_before_and_keeps_a_reinsert_after() {
     // The seed collapses all of this to a bare delete and the re-created entity stays dead.

@@ -4,7 +4,10 @@
 //! Guarantees:
 //! * Ops of an entity apply in order, then `creates_slot` makes the slot alive. There is no alive
 //!   gating: ops on a dead slot still change its bits, but every query result is ⊆ `alive`, and a
-//!   delete wipes the slot so a re-created slot inherits nothing.
+//!   delete wipes the slot's own values so a re-created slot inherits none of them. The
+//!   multi-value fields that join tables feed are not the entity's: a delete leaves them, as
+//!   SQL leaves the join rows, so a row re-inserted under the same id joins them again (see
+//!   [`Schema::deleted_with_slot`]; a foreign key with `ON DELETE CASCADE` sends their removal).
 //! * A `truncate` (whatever its entity id) deletes every slot as `delete` would, or empties one
 //!   field on every slot, live or not (see `truncate`); dictionaries stay.
 //! * A single/bool filter field holds at most one key per slot: `set` moves the slot out of its
@@ -19,7 +22,7 @@
 //!   (see `writes`): when the applied cursor advances ([`Index::set_applied`]), before its state
 //!   is queried or merged into, when the log is full, or, on a copy, when a snapshot is taken
 //!   in between. The difference is not observable.
-//! * A deleted slot leaves multi-value bitmaps lazily. Finding a slot's multi values means
+//! * A deleted slot leaves the multi-value bitmaps a delete empties lazily. Finding a slot's multi values means
 //!   scanning every key of the field, so deleted slots are collected in a pending set and cleaned
 //!   out in one pass, which runs only when it must: when a pending slot is made alive again
 //!   (then only that slot's values go; before the next snapshot or writer query), before a bulk
@@ -161,11 +164,13 @@ impl State {
         }
     }
 
-    /// Takes `gone` out of every multi-value field, then puts back the values `revived` gave
-    /// some of those slots after their delete.
+    /// Takes `gone` out of every multi-value field a delete empties (see
+    /// [`Schema::deleted_with_slot`]), then puts back the values `revived` gave some of those
+    /// slots after their delete.
     fn clean_multi(&mut self, gone: &Bits, revived: &Revived) {
-        for (fs, f) in self.filters.iter_mut().zip(&self.schema.filters) {
-            if f.kind == FilterKind::Multi {
+        let wiped = self.schema.deleted_with_slot();
+        for ((fs, f), wiped) in self.filters.iter_mut().zip(&self.schema.filters).zip(wiped) {
+            if f.kind == FilterKind::Multi && wiped {
                 fs.values.subtract_all(gone);
                 fs.null.andnot_assign(gone);
             }
@@ -207,6 +212,9 @@ pub struct Index {
     /// [`Index::snapshot`] while there was something to settle; the next write adopts it.
     cleaned: Mutex<Option<Arc<State>>>,
     stats: IndexStats,
+    /// Per filter field: whether a `delete` takes the slot out of it
+    /// ([`Schema::deleted_with_slot`]).
+    wiped: Arc<[bool]>,
 }
 
 /// A clone shares every bitmap with the original (copy-on-write), so it is cheap; the writer
@@ -235,6 +243,7 @@ impl Clone for Index {
             resurrected: RoaringBitmap::new(),
             cleaned: Mutex::new(None),
             stats: self.stats,
+            wiped: Arc::clone(&self.wiped),
         }
     }
 }
@@ -248,6 +257,7 @@ impl Index {
             .map(|f| (f.kind != FilterKind::Multi).then(KeyColumn::default))
             .collect();
         let sort_cols = vec![Column::default(); schema.sorts.len()];
+        let schema_wiped = schema.deleted_with_slot();
         Index {
             fields: FieldTable::new(&schema),
             joins: write::join::Joins::new(&schema),
@@ -263,6 +273,7 @@ impl Index {
             resurrected: RoaringBitmap::new(),
             cleaned: Mutex::new(None),
             stats: IndexStats::default(),
+            wiped: schema_wiped.into(),
         }
     }
 

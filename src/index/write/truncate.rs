@@ -1,8 +1,9 @@
 //! The table-wide `truncate` op (a TRUNCATE of a source table).
 //!
 //! * Without a field, every slot is deleted exactly as `delete` would delete each one: `alive`,
-//!   every filter key bitmap and NULL bitmap, every sort layer and the writer's columns are
-//!   emptied. A slot created afterwards inherits nothing.
+//!   the key and NULL bitmaps of every field a delete empties (all but the join-table multi-value
+//!   fields, see `Schema::deleted_with_slot`), every sort layer and the writer's columns are
+//!   emptied. A slot created afterwards inherits nothing of its own.
 //! * With a field, every slot (live or not) loses every value of that field: a filter field's
 //!   key bitmaps and NULL bitmap are emptied and its column reset to "no value"; a sort field's
 //!   layers are emptied and its column reset (as if never set). A name that is both a filter and
@@ -74,7 +75,12 @@ impl Index {
         self.resurrected.clear();
         let state = &mut self.state;
         state.alive = Bits::new();
-        for fs in &mut state.filters {
+        for (fs, _) in state
+            .filters
+            .iter_mut()
+            .zip(self.wiped.iter())
+            .filter(|(_, w)| **w)
+        {
             fs.values = KeyMap::default();
             fs.null = Bits::new();
         }
@@ -87,8 +93,10 @@ impl Index {
         for col in &mut self.sort_cols {
             *col = Column::default();
         }
-        for links in self.joins.links.iter_mut().flatten() {
-            links.clear();
+        for (fi, links) in self.joins.links.iter_mut().enumerate() {
+            if let Some(links) = links.as_mut().filter(|_| self.wiped[fi]) {
+                links.clear();
+            }
         }
     }
 

@@ -19,7 +19,9 @@
 //! TRUNCATE is translated as "delete every row of the table", expressed without the rows, as one
 //! entity (id 0) of table-wide [`Op::Truncate`]s (the options RESTART IDENTITY and CASCADE change
 //! nothing: Postgres lists every truncated table itself):
-//! * a direct source with `on_delete` → `truncate` without a field: every slot is deleted;
+//! * a direct source with `on_delete` → `truncate` without a field: every slot is deleted (its own
+//!   values; the join tables' multi-value values stay, as their rows do, unless those tables are
+//!   truncated too — then also the join sources' `truncate`s below);
 //! * a join source → `truncate` of its field: every slot loses every value of it. When another
 //!   join table that is not truncated with it also feeds that field, clearing would remove that
 //!   table's values too: nothing is emitted, the case is counted
@@ -553,12 +555,12 @@ impl Translator {
         };
         let mut ops = Vec::new();
         if let Some(&i) = truncated.iter().find(|&&i| deletes_slots(&self.sources[i])) {
-            // Every slot goes: what the other truncated tables own goes with it.
+            // Every slot goes. The join tables' values are not the slots' own: they go only
+            // with their own tables.
             info!(table = %self.sources[i].table, "TRUNCATE of a direct source: every slot is deleted");
             ops.push(Op::Truncate { field: None });
-        } else {
-            self.truncate_join_fields(&truncated, &mut ops);
         }
+        self.truncate_join_fields(&truncated, &mut ops);
         // A joined parent table emptied: its rows go, the slots joined to them hold NULL.
         for &i in &truncated {
             if let Kind::FanOut {

@@ -11,7 +11,7 @@ use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
 use tokio_postgres::Client;
 
-use super::served::{TOKEN, call, cascade_join_rows, dump, runner};
+use super::served::{TOKEN, call, dump, runner};
 use super::workload::{Txn, workload};
 use super::{feed_config, prepare};
 
@@ -45,7 +45,6 @@ async fn forwarded_ops_survive_kills_of_either_side() {
     let (sc, tc) = (src.client().await.unwrap(), twin.client().await.unwrap());
     prepare(&sc, &feed_config(&src)).await;
     prepare(&tc, &feed_config(&twin)).await;
-    cascade_join_rows(&sc).await;
     let mut r_child = remote.spawn(&["bootstrap"]);
     remote.wait_ready(&mut r_child).await;
     let mut l_child = local.spawn(&["bootstrap"]);

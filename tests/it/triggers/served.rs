@@ -20,20 +20,6 @@ use super::{feed_config, feed_config_text, prepare, prepare_with};
 use crate::it::support::feed::Runner;
 use crate::it::support::follow::{current_lsn, nudge};
 
-/// Join rows go with their image, as a foreign key makes them (an orphaned join row that
-/// outlives its image and comes back with it is not kept by the index: see docs/comparison.md).
-pub async fn cascade_join_rows(client: &Client) {
-    for table in ["TagsOnImage", "ImageTool", "ImageModelVersion"] {
-        client
-            .batch_execute(&format!(
-                "ALTER TABLE \"{table}\" ADD FOREIGN KEY (\"imageId\") REFERENCES \"Image\"(id) \
-                 ON DELETE CASCADE ON UPDATE CASCADE"
-            ))
-            .await
-            .unwrap();
-    }
-}
-
 pub const TOKEN: &str = "t0ps3cret-for-tests";
 
 /// A runner for a pgroar over `db`, its files under `dir/name`, its config ending with `extra`.
@@ -193,7 +179,6 @@ async fn trigger_ops_posted_to_a_second_pgroar_build_the_streamed_index() {
     let (sc, tc) = (src.client().await.unwrap(), twin.client().await.unwrap());
     prepare(&sc, &feed_config(&src)).await;
     prepare(&tc, &feed_config(&twin)).await;
-    cascade_join_rows(&sc).await;
     let mut s_child = stream.spawn(&["bootstrap"]);
     stream.wait_ready(&mut s_child).await;
     let mut t_child = fed.spawn(&["bootstrap"]);
@@ -343,7 +328,6 @@ async fn with_the_default_identity_the_streamed_index_passes_check() {
     let stream = runner(&src, dir.path(), "stream", None, "");
     let sc = src.client().await.unwrap();
     prepare_with(&sc, &feed_config(&src), false).await;
-    cascade_join_rows(&sc).await;
     let mut child = stream.spawn(&["bootstrap"]);
     stream.wait_ready(&mut child).await;
     let txns = workload(800)

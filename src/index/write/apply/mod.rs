@@ -386,12 +386,15 @@ impl Index {
     }
 
     /// Wipes `slot`: out of alive, every filter key, every sort layer; columns reset.
+    /// The slot's own values go: alive, single/bool fields, sorts, and the multi-value fields
+    /// that follow its own link; join-table multi values stay (see
+    /// [`Schema::deleted_with_slot`](crate::schema::Schema::deleted_with_slot)).
     fn delete(&mut self, slot: u32) {
         self.state.alive.remove(slot);
         let mut has_multi = false;
         for (fi, kc) in self.key_cols.iter_mut().enumerate() {
             let Some(kc) = kc else {
-                has_multi = true;
+                has_multi |= self.wiped[fi];
                 continue;
             };
             match kc.col.get(slot) {
@@ -405,8 +408,10 @@ impl Index {
             }
             kc.col.set(slot, NONE);
         }
-        for links in self.joins.links.iter_mut().flatten() {
-            links.remove(&slot);
+        for (fi, links) in self.joins.links.iter_mut().enumerate() {
+            if let Some(links) = links.as_mut().filter(|_| self.wiped[fi]) {
+                links.remove(&slot);
+            }
         }
         if has_multi {
             self.pending.insert(slot);

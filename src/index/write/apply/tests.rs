@@ -68,6 +68,52 @@ fn remove_of_a_stale_value_is_a_no_op() {
     assert_eq!(count(&ix, "NOT type eq video"), 1, "no value, still alive");
 }
 
+/// A join table's rows outlive the entity's row: a delete leaves the values of a field that
+/// join tables feed, and the same id inserted again joins them (as SQL does); the entity's own
+/// fields are gone.
+#[test]
+fn a_delete_leaves_join_table_values() {
+    let mut schema = Schema::from_pairs(
+        &[
+            ("type", FilterKind::Single),
+            ("tags", FilterKind::Multi),
+            ("labels", FilterKind::Multi),
+        ],
+        &[("at", 8)],
+    )
+    .unwrap();
+    schema.join_tables = vec![Arc::from("tags")];
+    let mut ix = Index::new(Arc::new(schema));
+    ix.apply(&EntityOps::alive(
+        7,
+        vec![
+            Op::set("type", "image"),
+            Op::add("tags", 1),
+            Op::add("labels", 5),
+            Op::set("at", 9),
+        ],
+    ));
+    ix.apply(&EntityOps::new(7, vec![Op::Delete]));
+    assert_eq!(ix.snapshot().count(Some("tags eq 1")).unwrap(), 0, "dead");
+    ix.apply(&EntityOps::alive(7, vec![Op::set("type", "video")]));
+    let st = ix.debug_state();
+    assert_eq!(st.alive, vec![7]);
+    assert_eq!(
+        st.filters["tags"].values.keys().collect::<Vec<_>>(),
+        vec![&crate::index::DumpKey::Int(1)],
+        "the join table's value is back"
+    );
+    assert!(
+        st.filters["labels"].values.is_empty(),
+        "not a join table's: gone"
+    );
+    assert!(st.sorts["at"].is_empty());
+    // A whole-index truncate deletes the same way.
+    ix.apply(&EntityOps::new(0, vec![Op::truncate(None)]));
+    ix.apply(&EntityOps::alive(7, vec![]));
+    assert_eq!(ix.snapshot().count(Some("tags eq 1")).unwrap(), 1);
+}
+
 #[test]
 fn a_recreated_slot_inherits_nothing() {
     let mut ix = index();
