@@ -12,22 +12,24 @@ use pgroar::schema::{FilterKind, Schema};
 use proptest::prelude::*;
 
 /// Not the shared image-feed fixture: dedup has a rule for a name that is both a filter and a
-/// sort field, and narrow sorts make clamped values collide.
+/// sort field, and narrow sorts make clamped values collide. `m` is a multi-value field a delete
+/// empties, `j` one a join table feeds (a delete leaves it).
 fn schema() -> Arc<Schema> {
-    Arc::new(
-        Schema::from_pairs(
-            &[
-                ("s", FilterKind::Single),
-                ("m", FilterKind::Multi),
-                ("b", FilterKind::Bool),
-                ("p", FilterKind::Single),
-                // A name that is both a filter and a sort field.
-                ("both", FilterKind::Single),
-            ],
-            &[("t", 32), ("u", 4), ("both", 8)],
-        )
-        .unwrap(),
+    let mut schema = Schema::from_pairs(
+        &[
+            ("s", FilterKind::Single),
+            ("m", FilterKind::Multi),
+            ("j", FilterKind::Multi),
+            ("b", FilterKind::Bool),
+            ("p", FilterKind::Single),
+            // A name that is both a filter and a sort field.
+            ("both", FilterKind::Single),
+        ],
+        &[("t", 32), ("u", 4), ("both", 8)],
     )
+    .unwrap();
+    schema.join_tables = vec![Arc::from("j")];
+    Arc::new(schema)
 }
 
 fn value() -> impl Strategy<Value = Value> {
@@ -44,6 +46,7 @@ fn field() -> impl Strategy<Value = &'static str> {
     prop_oneof![
         Just("s"),
         Just("m"),
+        Just("j"),
         Just("b"),
         Just("p"),
         Just("both"),
