@@ -273,6 +273,18 @@ async fn trigger_ops_posted_to_a_second_pgroar_build_the_streamed_index() {
     assert!(!posted.alive.contains(&999), "a rejected batch wrote");
     let log = std::fs::read_to_string(&fed.log).unwrap();
     assert!(!log.contains(TOKEN), "the token leaked into the log");
+    // And the streaming server passes `pgroar check` as a user runs it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgroar"))
+        .args(["check", "--config"])
+        .arg(&stream.config)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.contains("the index equals SQL at LSN"),
+        "{text}"
+    );
 
     // `pgroar ops tail` of the streaming server: the triggers' transactions, in commit order.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgroar"))
