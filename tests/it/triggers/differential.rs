@@ -12,7 +12,7 @@ use pgroar::source::ConnInfo;
 use pgroar::triggers::{self, Options};
 use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
 
-use super::workload::{Txn, Workload, workload};
+use super::workload::{Txn, Workload, run, workload};
 use super::{count, create_slot, feed_config, first_difference, prepare, stream_ops, trigger_ops};
 
 fn env_or(name: &str, default: usize) -> usize {
@@ -42,15 +42,7 @@ fn run_case(rt: &tokio::runtime::Runtime, txns: &[Txn]) -> Result<Outcome, Strin
         let client = db.client().await.expect("a client");
         prepare(&client, &config).await;
         create_slot(&client, &config.postgres.slot).await;
-        let mut outcome = Outcome::default();
-        for t in txns {
-            outcome.statements += t.statements.len();
-            if client.batch_execute(&t.sql()).await.is_err() {
-                // A failed statement (a duplicate key) leaves the transaction aborted.
-                client.batch_execute("ROLLBACK").await.expect("rollback");
-                outcome.failed_txns += 1;
-            }
-        }
+        let failed_txns = run(&client, txns).await;
         let stream = stream_ops(&client, &config).await;
         let written = trigger_ops(&client).await;
         client
@@ -63,9 +55,12 @@ fn run_case(rt: &tokio::runtime::Runtime, txns: &[Txn]) -> Result<Outcome, Strin
         if let Some(diff) = first_difference(&stream, &written) {
             return Err(diff);
         }
-        outcome.txns_with_ops = stream.len();
-        outcome.entity_ops = count(&stream);
-        Ok(outcome)
+        Ok(Outcome {
+            statements: txns.iter().map(|t| t.statements.len()).sum(),
+            failed_txns,
+            txns_with_ops: stream.len(),
+            entity_ops: count(&stream),
+        })
     })
 }
 

@@ -7,21 +7,10 @@ use std::time::{Duration, Instant};
 
 use pgroar::cluster::TestDb;
 use pgroar::oracle::{Oracle, diff};
-use proptest::strategy::{Strategy, ValueTree};
-use proptest::test_runner::TestRunner;
-use tokio_postgres::Client;
 
 use super::served::{TOKEN, call, dump, runner};
-use super::workload::{Txn, workload};
+use super::workload::{fixed, run};
 use super::{feed_config, prepare};
-
-async fn run_all(client: &Client, txns: &[Txn]) {
-    for t in txns {
-        if client.batch_execute(&t.sql()).await.is_err() {
-            client.batch_execute("ROLLBACK").await.unwrap();
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_ops_survive_kills_of_either_side() {
@@ -50,22 +39,18 @@ async fn forwarded_ops_survive_kills_of_either_side() {
     let mut l_child = local.spawn(&["bootstrap"]);
     local.wait_ready(&mut l_child).await;
 
-    let txns = workload(600)
-        .new_tree(&mut TestRunner::deterministic())
-        .unwrap()
-        .current()
-        .0;
+    let txns = fixed(600);
     // The forwarding side dies while it forwards, and comes back.
-    run_all(&sc, &txns[..200]).await;
+    run(&sc, &txns[..200]).await;
     l_child.0.kill().unwrap();
     l_child.0.wait().unwrap();
     let mut l_child = local.spawn(&["run"]);
     local.wait_ready(&mut l_child).await;
-    run_all(&sc, &txns[200..350]).await;
+    run(&sc, &txns[200..350]).await;
     // The remote dies and stays down while the source keeps changing.
     r_child.0.kill().unwrap();
     r_child.0.wait().unwrap();
-    run_all(&sc, &txns[350..]).await;
+    run(&sc, &txns[350..]).await;
     local.wait_caught_up(&sc).await;
     // Checkpoints pass while the remote is down.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -127,12 +112,8 @@ async fn forwarding_stops_clearly_when_the_backlog_passes_its_bound() {
     prepare(&sc, &feed_config(&src)).await;
     let mut child = local.spawn(&["bootstrap"]);
     local.wait_ready(&mut child).await;
-    let txns = workload(100)
-        .new_tree(&mut TestRunner::deterministic())
-        .unwrap()
-        .current()
-        .0;
-    run_all(&sc, &txns).await;
+    let txns = fixed(100);
+    run(&sc, &txns).await;
     local.wait_caught_up(&sc).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

@@ -10,12 +10,10 @@ use pgroar::cluster::TestDb;
 use pgroar::index::IndexState;
 use pgroar::ops::{EntityOps, OpsBatch};
 use pgroar::oracle::{Oracle, diff};
-use proptest::strategy::{Strategy, ValueTree};
-use proptest::test_runner::TestRunner;
 use serde_json::{Value, json};
 use tokio_postgres::Client;
 
-use super::workload::workload;
+use super::workload::{fixed, run};
 use super::{feed_config, feed_config_text, prepare, prepare_with};
 use crate::it::support::feed::Runner;
 use crate::it::support::follow::{current_lsn, nudge};
@@ -133,6 +131,24 @@ pub async fn dump(base: &str, token: Option<&str>, client: &Client) -> IndexStat
     serde_json::from_value(state).expect("an index state")
 }
 
+/// `pgroar check --config <config>` as a user runs it: exit 0 and "the index equals SQL".
+fn assert_check_passes(config: &std::path::Path) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgroar"))
+        .args(["check", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("the index equals SQL at LSN"),
+        "{text}"
+    );
+}
+
 /// The rows the triggers wrote, one batch per transaction (id order: the workload is serial).
 async fn trigger_batches(client: &Client) -> Vec<Vec<EntityOps>> {
     let rows = client
@@ -184,15 +200,7 @@ async fn trigger_ops_posted_to_a_second_pgroar_build_the_streamed_index() {
     let mut t_child = fed.spawn(&["bootstrap"]);
     fed.wait_ready(&mut t_child).await;
 
-    let txns = workload(400)
-        .new_tree(&mut TestRunner::deterministic())
-        .unwrap()
-        .current();
-    for t in &txns.0 {
-        if sc.batch_execute(&t.sql()).await.is_err() {
-            sc.batch_execute("ROLLBACK").await.unwrap();
-        }
-    }
+    run(&sc, &fixed(400)).await;
     stream.wait_caught_up(&sc).await;
     let batches = trigger_batches(&sc).await;
     assert!(batches.len() > 100, "{}", batches.len());
@@ -274,17 +282,7 @@ async fn trigger_ops_posted_to_a_second_pgroar_build_the_streamed_index() {
     let log = std::fs::read_to_string(&fed.log).unwrap();
     assert!(!log.contains(TOKEN), "the token leaked into the log");
     // And the streaming server passes `pgroar check` as a user runs it.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgroar"))
-        .args(["check", "--config"])
-        .arg(&stream.config)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && text.contains("the index equals SQL at LSN"),
-        "{text}"
-    );
+    assert_check_passes(&stream.config);
 
     // `pgroar ops tail` of the streaming server: the triggers' transactions, in commit order.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgroar"))
@@ -342,15 +340,7 @@ async fn with_the_default_identity_the_streamed_index_passes_check() {
     prepare_with(&sc, &feed_config(&src), false).await;
     let mut child = stream.spawn(&["bootstrap"]);
     stream.wait_ready(&mut child).await;
-    let txns = workload(800)
-        .new_tree(&mut TestRunner::deterministic())
-        .unwrap()
-        .current();
-    for t in &txns.0 {
-        if sc.batch_execute(&t.sql()).await.is_err() {
-            sc.batch_execute("ROLLBACK").await.unwrap();
-        }
-    }
+    run(&sc, &fixed(800)).await;
     // Then the generator's writer over what the workload left.
     let conn = pgroar::source::ConnInfo::parse(&src.url()).unwrap();
     let stats = std::sync::Arc::new(pgroar::dataset::WriterStats::default());
@@ -361,19 +351,6 @@ async fn with_the_default_identity_the_streamed_index_passes_check() {
         writer.step().await.expect("the writer's transaction");
     }
     stream.wait_caught_up(&sc).await;
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgroar"))
-        .args(["check", "--config"])
-        .arg(&stream.config)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && text.contains("the index equals SQL at LSN"),
-        "{text}"
-    );
+    assert_check_passes(&stream.config);
     drop(child);
 }

@@ -6,6 +6,9 @@
 use std::fmt;
 
 use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::TestRunner;
+use tokio_postgres::Client;
 
 /// One transaction: its statements, committed or rolled back.
 #[derive(Clone)]
@@ -194,4 +197,25 @@ impl fmt::Debug for Workload {
 /// A workload of `n` transactions.
 pub fn workload(n: usize) -> impl Strategy<Value = Workload> {
     prop::collection::vec(transaction(), n..=n).prop_map(Workload)
+}
+
+/// The same `n` transactions on every run (for tests that are not property tests).
+pub fn fixed(n: usize) -> Vec<Txn> {
+    workload(n)
+        .new_tree(&mut TestRunner::deterministic())
+        .expect("a workload")
+        .current()
+        .0
+}
+
+/// Runs `txns` one by one; a failed one (a duplicate key) is rolled back. The number that failed.
+pub async fn run(client: &Client, txns: &[Txn]) -> usize {
+    let mut failed = 0;
+    for t in txns {
+        if client.batch_execute(&t.sql()).await.is_err() {
+            client.batch_execute("ROLLBACK").await.expect("rollback");
+            failed += 1;
+        }
+    }
+    failed
 }
