@@ -295,6 +295,14 @@ impl Cluster {
         self.wait_ready()
     }
 
+    /// Restarts the server with `pg_ctl restart -m immediate`: every process exits at once, as in
+    /// a crash, and the server recovers from its WAL. Waits until it accepts connections again.
+    pub fn restart_immediate(&self) -> Result<(), ClusterError> {
+        self.ensure_running()?;
+        self.pg_ctl(&["restart", "-m", "immediate", "-w", "-t", "60"], true)?;
+        self.wait_ready()
+    }
+
     /// Stops the server (`pg_ctl stop -m fast`, then `-m immediate` if that fails) and removes
     /// the cluster's directory. Stopping twice is a no-op.
     pub fn stop(&mut self) -> Result<(), ClusterError> {

@@ -18,6 +18,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("postgres", "publication"),
     ("postgres", "slot"),
     ("postgres", "status_interval_ms"),
+    ("postgres", "receive_timeout_ms"),
     ("storage", "data_dir"),
     ("http", "listen"),
     ("http", "token"),
@@ -31,7 +32,10 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
 
 /// The sections and the keys each takes from the environment (for error messages).
 const SECTIONS: &[(&str, &str)] = &[
-    ("postgres", "url, publication, slot, status_interval_ms"),
+    (
+        "postgres",
+        "url, publication, slot, status_interval_ms, receive_timeout_ms",
+    ),
     ("storage", "data_dir"),
     ("http", "listen, token"),
     ("forward", "url, token"),
@@ -92,6 +96,11 @@ fn set(
             &mut file.postgres.status_interval_ms,
             "postgres.status_interval_ms",
         )?,
+        ("postgres", "receive_timeout_ms") => {
+            let mut ms = 0u64;
+            parsed(&mut ms, "postgres.receive_timeout_ms")?;
+            file.postgres.receive_timeout_ms = Some(ms);
+        }
         ("storage", "data_dir") => file.storage.data_dir = PathBuf::from(value),
         ("http", "listen") => file.http.listen = value,
         ("http", "token") => file.http.token = Some(value),

@@ -91,6 +91,9 @@ pub struct PostgresConfig {
     pub slot: String,
     /// Milliseconds between two standby status updates (acknowledgements) sent to Postgres.
     pub status_interval_ms: u64,
+    /// Milliseconds of silence on the replication stream after which the connection is
+    /// presumed dead and reopened; `None`: twice the server's `wal_sender_timeout`.
+    pub receive_timeout_ms: Option<u64>,
 }
 
 impl std::fmt::Debug for PostgresConfig {
@@ -100,6 +103,7 @@ impl std::fmt::Debug for PostgresConfig {
             .field("publication", &self.publication)
             .field("slot", &self.slot)
             .field("status_interval_ms", &self.status_interval_ms)
+            .field("receive_timeout_ms", &self.receive_timeout_ms)
             .finish()
     }
 }
@@ -322,6 +326,7 @@ struct PostgresFile {
     publication: String,
     slot: String,
     status_interval_ms: u64,
+    receive_timeout_ms: Option<u64>,
 }
 
 impl Default for PostgresFile {
@@ -331,6 +336,7 @@ impl Default for PostgresFile {
             publication: DEFAULT_PUBLICATION.to_owned(),
             slot: DEFAULT_SLOT.to_owned(),
             status_interval_ms: DEFAULT_STATUS_INTERVAL_MS,
+            receive_timeout_ms: None,
         }
     }
 }
@@ -513,6 +519,7 @@ impl Config {
                 publication: file.postgres.publication,
                 slot: file.postgres.slot,
                 status_interval_ms: file.postgres.status_interval_ms,
+                receive_timeout_ms: file.postgres.receive_timeout_ms,
             },
             storage: file.storage,
             http: HttpConfig {
@@ -607,6 +614,15 @@ impl Config {
                 "postgres.status_interval_ms",
                 &pg.status_interval_ms.to_string(),
                 "must be between 10 and 60000 (Postgres's wal_sender_timeout is 60 s by default)",
+            ));
+        }
+        if let Some(ms) = pg.receive_timeout_ms
+            && ms < 2 * pg.status_interval_ms.max(500)
+        {
+            problems.push(bad(
+                "postgres.receive_timeout_ms",
+                &ms.to_string(),
+                "must be at least twice postgres.status_interval_ms and at least 1000",
             ));
         }
         if self.storage.data_dir.as_os_str().is_empty() {
@@ -739,6 +755,7 @@ mod tests {
             publication: "p".into(),
             slot: "s".into(),
             status_interval_ms: 1000,
+            receive_timeout_ms: None,
         };
         let text = format!("{c:?}");
         assert!(

@@ -565,11 +565,20 @@ async fn watch_slot(
             client = connect_sql(&conn).await.ok();
         }
         if let Some(c) = &client {
-            match crate::source::catalog::slot_state(c, &slot).await {
-                Ok(Some(state)) => status.set_slot_state(state),
-                Ok(None) => {}
-                Err(e) => {
+            // A silent connection must not hang the watcher: the reading has one interval.
+            let read = tokio::time::timeout(
+                SLOT_WATCH_INTERVAL,
+                crate::source::catalog::slot_state(c, &slot),
+            );
+            match read.await {
+                Ok(Ok(Some(state))) => status.set_slot_state(state),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => {
                     tracing::debug!(error = %e, "reading the slot's state failed");
+                    client = None;
+                }
+                Err(_) => {
+                    tracing::debug!("reading the slot's state timed out");
                     client = None;
                 }
             }

@@ -8,6 +8,7 @@
 //! on ([`PINNED_OPTIONS`]), after any `options` the user gave, so the pins win.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use pgwire_replication::{ReplicationConfig, SslMode as WireSslMode, TlsConfig};
 
@@ -78,6 +79,79 @@ impl SslMode {
     }
 }
 
+/// libpq's `channel_binding`: whether SCRAM must bind the authentication to the TLS channel.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub enum ChannelBinding {
+    /// `disable`: never bind.
+    Disable,
+    /// `prefer` (libpq's default): bind when the server offers it over TLS.
+    #[default]
+    Prefer,
+    /// `require`: refuse any authentication that is not SCRAM bound to the TLS channel.
+    Require,
+}
+
+/// The TCP and timeout keywords (`connect_timeout`, `keepalives*`, `tcp_user_timeout`).
+///
+/// Ordinary connections apply them as libpq does. The replication connection has traffic both
+/// ways every status interval, so idle keepalive probes are moot there; a silent peer is found
+/// by the stream's receive timeout instead, which [`NetOptions::dead_after`] bounds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetOptions {
+    /// Longest a connection (TCP, TLS, authentication, the start-up checks) may take; `None`:
+    /// wait indefinitely (`connect_timeout=0`). Unset: [`DEFAULT_CONNECT_TIMEOUT`].
+    pub connect_timeout: Option<Duration>,
+    /// TCP keepalives on (`keepalives=1`, the default).
+    pub keepalives: bool,
+    /// Idle time before the first keepalive probe.
+    pub keepalives_idle: Option<Duration>,
+    /// Time between keepalive probes.
+    pub keepalives_interval: Option<Duration>,
+    /// Unanswered probes before the connection is dead.
+    pub keepalives_count: Option<u32>,
+    /// Longest transmitted data may stay unacknowledged (`TCP_USER_TIMEOUT`).
+    pub tcp_user_timeout: Option<Duration>,
+}
+
+/// The connect timeout when the string names none (libpq would wait forever; a daemon should
+/// not).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Default for NetOptions {
+    fn default() -> Self {
+        NetOptions {
+            connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
+            keepalives: true,
+            keepalives_idle: None,
+            keepalives_interval: None,
+            keepalives_count: None,
+            tcp_user_timeout: None,
+        }
+    }
+}
+
+impl NetOptions {
+    /// The longest silence the options allow before a connection counts as dead: the TCP user
+    /// timeout, or the full keepalive cycle (idle + interval × count) when all three are given.
+    pub fn dead_after(&self) -> Option<Duration> {
+        let keepalive = match (
+            self.keepalives,
+            self.keepalives_idle,
+            self.keepalives_interval,
+            self.keepalives_count,
+        ) {
+            (true, Some(idle), Some(interval), Some(count)) => {
+                Some(idle.saturating_add(interval.saturating_mul(count)))
+            }
+            _ => None,
+        };
+        match (self.tcp_user_timeout, keepalive) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
 /// A parsed connection string, defaults and environment applied.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ConnInfo {
@@ -103,6 +177,10 @@ pub struct ConnInfo {
     pub options: Option<String>,
     /// `application_name`.
     pub application_name: Option<String>,
+    /// Timeouts and TCP keepalives.
+    pub net: NetOptions,
+    /// `channel_binding`.
+    pub channel_binding: ChannelBinding,
 }
 
 impl std::fmt::Debug for ConnInfo {
@@ -117,21 +195,16 @@ impl std::fmt::Debug for ConnInfo {
             )
             .field("dbname", &self.dbname)
             .field("sslmode", &self.sslmode)
+            .field("net", &self.net)
+            .field("channel_binding", &self.channel_binding)
             .finish_non_exhaustive()
     }
 }
 
 /// Keywords accepted and ignored: they tune libpq behaviour pgroar does not have.
 const IGNORED: &[&str] = &[
-    "connect_timeout",
-    "keepalives",
-    "keepalives_idle",
-    "keepalives_interval",
-    "keepalives_count",
-    "tcp_user_timeout",
     "target_session_attrs",
     "gssencmode",
-    "channel_binding",
     "client_encoding",
     "sslcompression",
     "sslsni",
@@ -171,6 +244,9 @@ impl ConnInfo {
             ("sslkey", "PGSSLKEY"),
             ("options", "PGOPTIONS"),
             ("application_name", "PGAPPNAME"),
+            ("connect_timeout", "PGCONNECT_TIMEOUT"),
+            ("channel_binding", "PGCHANNELBINDING"),
+            ("tcp_user_timeout", "PGTCPUSERTIMEOUT"),
         ] {
             if raw.get(field).is_none()
                 && let Some(v) = env(var).filter(|v| !v.is_empty())
@@ -233,6 +309,28 @@ impl ConnInfo {
         if !self.password.is_empty() {
             c.password(&self.password);
         }
+        let net = &self.net;
+        if let Some(t) = net.connect_timeout {
+            c.connect_timeout(t);
+        }
+        c.keepalives(net.keepalives);
+        if let Some(t) = net.keepalives_idle {
+            c.keepalives_idle(t);
+        }
+        if let Some(t) = net.keepalives_interval {
+            c.keepalives_interval(t);
+        }
+        if let Some(n) = net.keepalives_count {
+            c.keepalives_retries(n);
+        }
+        if let Some(t) = net.tcp_user_timeout {
+            c.tcp_user_timeout(t);
+        }
+        c.channel_binding(match self.channel_binding {
+            ChannelBinding::Disable => tokio_postgres::config::ChannelBinding::Disable,
+            ChannelBinding::Prefer => tokio_postgres::config::ChannelBinding::Prefer,
+            ChannelBinding::Require => tokio_postgres::config::ChannelBinding::Require,
+        });
         c
     }
 
@@ -289,6 +387,13 @@ struct Raw {
     sslkey: Option<String>,
     options: Option<String>,
     application_name: Option<String>,
+    connect_timeout: Option<String>,
+    keepalives: Option<String>,
+    keepalives_idle: Option<String>,
+    keepalives_interval: Option<String>,
+    keepalives_count: Option<String>,
+    tcp_user_timeout: Option<String>,
+    channel_binding: Option<String>,
 }
 
 impl Raw {
@@ -306,6 +411,13 @@ impl Raw {
             "sslkey" => &mut self.sslkey,
             "options" => &mut self.options,
             "application_name" => &mut self.application_name,
+            "connect_timeout" => &mut self.connect_timeout,
+            "keepalives" => &mut self.keepalives,
+            "keepalives_idle" => &mut self.keepalives_idle,
+            "keepalives_interval" => &mut self.keepalives_interval,
+            "keepalives_count" => &mut self.keepalives_count,
+            "tcp_user_timeout" => &mut self.tcp_user_timeout,
+            "channel_binding" => &mut self.channel_binding,
             _ => return None,
         })
     }
@@ -326,6 +438,7 @@ impl Raw {
     }
 
     fn finish(self, env: &impl Fn(&str) -> Option<String>) -> Result<ConnInfo, ConnInfoError> {
+        let net = self.net_options()?;
         let port = match self.port.as_deref().filter(|p| !p.is_empty()) {
             None => 5432,
             Some(p) if p.contains(',') => return Err(ConnInfoError::MultipleHosts(p.to_owned())),
@@ -364,6 +477,19 @@ impl Raw {
             Some(m) => SslMode::parse(m)?,
         };
         let path = |p: Option<String>| p.filter(|p| !p.is_empty()).map(PathBuf::from);
+        let channel_binding = match self.channel_binding.as_deref() {
+            None | Some("") => ChannelBinding::default(),
+            Some("disable") => ChannelBinding::Disable,
+            Some("prefer") => ChannelBinding::Prefer,
+            Some("require") => ChannelBinding::Require,
+            Some(v) => {
+                return Err(ConnInfoError::BadValue {
+                    key: "channel_binding",
+                    value: v.to_owned(),
+                    rule: "one of disable, prefer, require",
+                });
+            }
+        };
         Ok(ConnInfo {
             host,
             port,
@@ -376,7 +502,49 @@ impl Raw {
             sslkey: path(self.sslkey),
             options: self.options.filter(|o| !o.trim().is_empty()),
             application_name: self.application_name.filter(|a| !a.is_empty()),
+            net,
+            channel_binding,
         })
+    }
+
+    /// The timeout and keepalive keywords, with libpq's units (seconds; milliseconds for
+    /// `tcp_user_timeout`) and rules (`connect_timeout` 0 waits forever, 1 means 2).
+    fn net_options(&self) -> Result<NetOptions, ConnInfoError> {
+        let mut net = NetOptions::default();
+        if let Some(secs) = number(&self.connect_timeout, "connect_timeout")? {
+            net.connect_timeout = match secs {
+                0 => None,
+                s => Some(Duration::from_secs(s.max(2))),
+            };
+        }
+        if let Some(on) = number(&self.keepalives, "keepalives")? {
+            net.keepalives = on != 0;
+        }
+        let secs = |v: Option<u64>| v.filter(|&s| s > 0).map(Duration::from_secs);
+        net.keepalives_idle = secs(number(&self.keepalives_idle, "keepalives_idle")?);
+        net.keepalives_interval = secs(number(&self.keepalives_interval, "keepalives_interval")?);
+        net.keepalives_count = number(&self.keepalives_count, "keepalives_count")?
+            .filter(|&n| n > 0)
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+        net.tcp_user_timeout = number(&self.tcp_user_timeout, "tcp_user_timeout")?
+            .filter(|&ms| ms > 0)
+            .map(Duration::from_millis);
+        Ok(net)
+    }
+}
+
+/// A non-negative integer keyword value (`None` when unset or empty).
+fn number(value: &Option<String>, key: &'static str) -> Result<Option<u64>, ConnInfoError> {
+    match value.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => v
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| ConnInfoError::BadValue {
+                key,
+                value: v.to_owned(),
+                rule: "a whole number",
+            }),
     }
 }
 
@@ -634,6 +802,49 @@ mod tests {
             Err(ConnInfoError::Syntax(_))
         ));
         // Ignored libpq keywords are accepted.
-        assert!(parse("host=h connect_timeout=10 target_session_attrs=any").is_ok());
+        assert!(parse("host=h target_session_attrs=any gssencmode=disable").is_ok());
+        assert!(matches!(
+            parse("host=h connect_timeout=soon"),
+            Err(ConnInfoError::BadValue {
+                key: "connect_timeout",
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse("host=h channel_binding=always"),
+            Err(ConnInfoError::BadValue {
+                key: "channel_binding",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn timeouts_and_keepalives_follow_libpq() {
+        let c = parse("host=h").unwrap();
+        assert_eq!(c.net, NetOptions::default());
+        assert_eq!(c.net.connect_timeout, Some(DEFAULT_CONNECT_TIMEOUT));
+        assert_eq!(c.net.dead_after(), None);
+        let c = parse(
+            "postgresql://h/db?connect_timeout=1&keepalives_idle=10&keepalives_interval=5\
+             &keepalives_count=3&tcp_user_timeout=40000&channel_binding=require",
+        )
+        .unwrap();
+        assert_eq!(c.net.connect_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(c.net.dead_after(), Some(Duration::from_secs(25)));
+        assert_eq!(c.channel_binding, ChannelBinding::Require);
+        let c = parse("host=h connect_timeout=0 keepalives=0 tcp_user_timeout=9000").unwrap();
+        assert_eq!(c.net.connect_timeout, None);
+        assert!(!c.net.keepalives);
+        assert_eq!(c.net.dead_after(), Some(Duration::from_secs(9)));
+        let cfg = parse("host=h connect_timeout=7 keepalives_idle=11 tcp_user_timeout=500")
+            .unwrap()
+            .sql_config();
+        assert_eq!(cfg.get_connect_timeout(), Some(&Duration::from_secs(7)));
+        assert_eq!(cfg.get_keepalives_idle(), Duration::from_secs(11));
+        assert_eq!(
+            cfg.get_tcp_user_timeout(),
+            Some(&Duration::from_millis(500))
+        );
     }
 }

@@ -24,6 +24,25 @@ pub enum SourceError {
         #[source]
         source: PgWireError,
     },
+    /// Connecting, authenticating, the checks and the start took longer than `connect_timeout`.
+    #[error(
+        "replication connection to {target} timed out after {after:?} (connect_timeout in postgres.url)"
+    )]
+    ConnectTimeout {
+        /// `user@host:port/db`.
+        target: String,
+        /// The timeout.
+        after: std::time::Duration,
+    },
+    /// Nothing arrived on the stream for the receive timeout, a heartbeat asked for traffic
+    /// half-way included: the connection is silent (a dropped NAT entry, a stalled network).
+    #[error(
+        "nothing received on the replication stream for {after:?} (postgres.receive_timeout_ms); the connection is presumed dead"
+    )]
+    ReceiveTimeout {
+        /// The receive timeout.
+        after: std::time::Duration,
+    },
     /// A catalog query or replication command on the replication session failed.
     #[error("{what} failed")]
     Command {
@@ -165,7 +184,10 @@ impl SourceError {
             SourceError::Connect { source, .. }
             | SourceError::Command { source, .. }
             | SourceError::Stream(source) => !matches!(source, PgWireError::Auth(_)),
-            SourceError::SlotActive { .. } | SourceError::StreamEnded => true,
+            SourceError::SlotActive { .. }
+            | SourceError::StreamEnded
+            | SourceError::ConnectTimeout { .. }
+            | SourceError::ReceiveTimeout { .. } => true,
             _ => false,
         }
     }

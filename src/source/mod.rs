@@ -4,8 +4,11 @@
 //! # Guarantees
 //!
 //! * **Acknowledged only when durable.** Postgres is told "flushed up to L" (via
-//!   `update_applied_lsn`) only with the LSN [`Wal::sync`] returned, so every record at or below
-//!   L is fsynced first. Each session starts with `ack_lsn` = our durable LSN, never the start
+//!   `update_applied_lsn`) only with L one byte past the LSN [`Wal::sync`] returned ([`ack`]):
+//!   our WAL holds every transaction committed at or before that LSN, which is everything
+//!   before L (no record starts one byte after another). Acknowledging exactly the server's
+//!   position matters: a shutting-down walsender exits only once the flush position it is told
+//!   equals what it sent, so an acknowledgement one byte short would hang a fast shutdown. Each session starts with `ack_lsn` = our durable LSN, never the start
 //!   position of some earlier, undurable attempt.
 //! * **No gap, no duplicate.** Streaming starts at our durable LSN; a transaction whose commit
 //!   LSN is at or below the last Commit/Mark already in the WAL is skipped whole (Postgres
@@ -49,6 +52,7 @@
 pub mod catalog;
 pub mod conninfo;
 mod error;
+mod heartbeat;
 pub mod slot;
 pub mod sql;
 mod stream;
@@ -69,8 +73,12 @@ use crate::status::{PhaseTracker, Status};
 use crate::translate::{TranslateError, TranslateStats, Translator};
 use crate::wal::Wal;
 
-pub use conninfo::{ConnInfo, ConnInfoError, PINNED_OPTIONS, SslMode};
+pub use conninfo::{
+    ChannelBinding, ConnInfo, ConnInfoError, DEFAULT_CONNECT_TIMEOUT, NetOptions, PINNED_OPTIONS,
+    SslMode,
+};
 pub use error::SourceError;
+pub use heartbeat::HEARTBEAT_PREFIX;
 pub use slot::SlotCheck;
 pub use sql::{SqlConnectError, SqlConnection, connect_sql, connect_sql_parts};
 
@@ -136,6 +144,9 @@ pub struct SourceOptions {
     pub backoff_max: Duration,
     /// A session that streamed this long resets the backoff.
     pub stable_after: Duration,
+    /// Silence after which the stream is presumed dead (a heartbeat asks for traffic half-way);
+    /// `None`: twice the server's `wal_sender_timeout`, read at each connect.
+    pub receive_timeout: Option<Duration>,
 }
 
 impl SourceOptions {
@@ -157,6 +168,10 @@ impl SourceOptions {
             group_commit_max_bytes: config.wal.group_commit_max_bytes,
             status_interval,
             keepalive_mark_interval: status_interval,
+            receive_timeout: config
+                .postgres
+                .receive_timeout_ms
+                .map(Duration::from_millis),
             ..SourceOptions::default()
         }
     }
@@ -174,6 +189,7 @@ impl Default for SourceOptions {
             backoff_initial: Self::DEFAULT_BACKOFF_INITIAL,
             backoff_max: Self::DEFAULT_BACKOFF_MAX,
             stable_after: Duration::from_secs(30),
+            receive_timeout: None,
         }
     }
 }
@@ -212,6 +228,16 @@ pub struct Source<T: Translate> {
     last_mark: Instant,
     /// The end LSN of the last transaction received, not yet marked.
     last_commit_end: Option<Lsn>,
+    /// This session's receive timeout.
+    receive_timeout: Duration,
+    /// Since when the stream has been silent (the last event, or the end of our own last sync).
+    silent_since: Instant,
+    /// Whether this silence has had its heartbeat.
+    heartbeat_sent: bool,
+    /// The server pid of the current session, and of sessions given up on a silent connection
+    /// (the server may keep them, and the slot, until its `wal_sender_timeout`).
+    session_pid: Option<i32>,
+    abandoned_pids: Vec<i32>,
     scratch: Vec<EntityOps>,
 }
 
@@ -229,6 +255,15 @@ pub(crate) fn lock(wal: &Mutex<Wal>) -> MutexGuard<'_, Wal> {
 
 pub(crate) fn to_wire(lsn: Lsn) -> pgwire_replication::Lsn {
     pgwire_replication::Lsn(lsn.0)
+}
+
+/// What is acknowledged for a durable LSN: everything before `durable + 1` is in our WAL.
+pub(crate) fn ack(durable: Lsn) -> Lsn {
+    if durable == Lsn::ZERO {
+        durable
+    } else {
+        Lsn(durable.0.saturating_add(1))
+    }
 }
 
 pub(crate) fn from_wire(lsn: pgwire_replication::Lsn) -> Lsn {
@@ -251,6 +286,23 @@ enum Connected {
     Streaming(ReplicationClient),
     SlotCreated,
 }
+
+/// A session opened within the connect timeout: what the checks found.
+enum Opened {
+    Ready(ReplicationClient, Lsn),
+    Missing(ReplicationClient),
+    Orphaned(Lsn),
+}
+
+/// Longest wait between two attempts on a slot another session still holds.
+const SLOT_ACTIVE_RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// The receive timeout when the server's `wal_sender_timeout` is 0 (off).
+pub const DEFAULT_RECEIVE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The least receive timeout derived from the server (a `wal_sender_timeout` of a few
+/// milliseconds would otherwise make every pause a reconnect).
+const MIN_RECEIVE_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl<T: Translate> Source<T> {
     /// A source for `config`'s `[postgres]`, writing to `wal` (shared with the checkpointer,
@@ -288,6 +340,11 @@ impl<T: Translate> Source<T> {
             // after start.
             last_mark: Instant::now(),
             last_commit_end: None,
+            receive_timeout: DEFAULT_RECEIVE_TIMEOUT,
+            silent_since: Instant::now(),
+            heartbeat_sent: false,
+            session_pid: None,
+            abandoned_pids: Vec::new(),
             scratch: Vec::new(),
         })
     }
@@ -318,7 +375,11 @@ impl<T: Translate> Source<T> {
                 Err(e) => return Err(e),
             };
             failures = failures.saturating_add(1);
-            let delay = backoff(&self.options, failures);
+            let mut delay = backoff(&self.options, failures);
+            if matches!(err, SourceError::SlotActive { .. }) {
+                // A slot held by a session about to end (ours, abandoned): take it promptly.
+                delay = delay.min(SLOT_ACTIVE_RETRY_MAX);
+            }
             let message = error_chain(&err);
             warn!(
                 attempt = failures,
@@ -336,14 +397,69 @@ impl<T: Translate> Source<T> {
         }
     }
 
-    /// Opens a gated session, runs the checks and starts replication at our durable LSN.
+    /// Opens a session within `connect_timeout`, then creates or adopts the slot (outside the
+    /// timeout: creating a slot waits for the transactions running on the server) or starts
+    /// replication at our durable LSN.
     async fn connect(&mut self) -> Result<Connected, SourceError> {
         let durable = lock(&self.wal).durable_lsn();
+        let opened = match self.conn.net.connect_timeout {
+            Some(after) => tokio::time::timeout(after, self.open(durable))
+                .await
+                .map_err(|_| SourceError::ConnectTimeout {
+                    target: self.conn.display(),
+                    after,
+                })??,
+            None => self.open(durable).await?,
+        };
+        match opened {
+            Opened::Missing(mut client) => {
+                // Intent first: a crash after the slot exists but before its consistent point
+                // is durable must not look like a slot ahead of the WAL.
+                slot::write_intent(&self.data_dir, &self.slot)?;
+                let created = slot::create(&mut client, &self.slot).await;
+                drop(client);
+                let consistent_point = match created {
+                    Ok(lsn) => lsn,
+                    Err(e) => {
+                        slot::remove_intent(&self.data_dir)?;
+                        return Err(e);
+                    }
+                };
+                info!(slot = %self.slot, %consistent_point, "created the replication slot");
+                self.adopt(consistent_point).await?;
+                Ok(Connected::SlotCreated)
+            }
+            Opened::Orphaned(confirmed) => {
+                info!(
+                    slot = %self.slot,
+                    consistent_point = %confirmed,
+                    "adopting the replication slot created just before a crash"
+                );
+                self.adopt(confirmed).await?;
+                Ok(Connected::SlotCreated)
+            }
+            Opened::Ready(client, confirmed) => {
+                info!(
+                    slot = %self.slot,
+                    publication = %self.publication,
+                    from = %durable,
+                    slot_confirmed = %confirmed,
+                    receive_timeout_ms = self.receive_timeout.as_millis() as u64,
+                    "streaming"
+                );
+                Ok(Connected::Streaming(client))
+            }
+        }
+    }
+
+    /// Connects a gated session, runs the checks, reads the server's `wal_sender_timeout` and,
+    /// when the slot is ready, starts replication at `durable`.
+    async fn open(&mut self, durable: Lsn) -> Result<Opened, SourceError> {
         let cfg = self
             .conn
             .replication_config(&self.slot, &self.publication)
             .with_start_lsn(to_wire(durable))
-            .with_ack_lsn(to_wire(durable))
+            .with_ack_lsn(to_wire(ack(durable)))
             .with_status_interval(self.options.status_interval)
             .with_wakeup_interval(self.options.status_interval.max(Duration::from_secs(1)));
         let target = self.conn.display();
@@ -362,45 +478,39 @@ impl<T: Translate> Source<T> {
             may_adopt: self.may_adopt,
             data_dir: &self.data_dir,
         };
-        match slot::check(&mut client, &input).await? {
-            SlotCheck::Missing => {
-                // Intent first: a crash after the slot exists but before its consistent point
-                // is durable must not look like a slot ahead of the WAL.
-                slot::write_intent(&self.data_dir, &self.slot)?;
-                let created = slot::create(&mut client, &self.slot).await;
-                drop(client);
-                let consistent_point = match created {
-                    Ok(lsn) => lsn,
-                    Err(e) => {
-                        slot::remove_intent(&self.data_dir)?;
-                        return Err(e);
-                    }
-                };
-                info!(slot = %self.slot, %consistent_point, "created the replication slot");
-                self.adopt(consistent_point).await?;
-                Ok(Connected::SlotCreated)
+        let checked = match slot::check(&mut client, &input).await {
+            Err(SourceError::SlotActive { pid, .. }) if self.abandoned_pids.contains(&pid) => {
+                // Our own earlier session, given up on a silent connection: the server has not
+                // noticed yet. End it; the slot is free once it exits (the next attempt).
+                if slot::terminate(&mut client, pid).await? {
+                    warn!(pid, slot = %self.slot, "ended our abandoned replication session");
+                    self.abandoned_pids.retain(|&p| p != pid);
+                } else {
+                    warn!(
+                        pid,
+                        slot = %self.slot,
+                        "our abandoned replication session is blocked writing to the dead \
+                         connection; the server's wal_sender_timeout will end it"
+                    );
+                }
+                return Err(SourceError::SlotActive {
+                    slot: self.slot.clone(),
+                    pid,
+                });
             }
-            SlotCheck::Orphaned { confirmed } => {
-                drop(client);
-                info!(
-                    slot = %self.slot,
-                    consistent_point = %confirmed,
-                    "adopting the replication slot created just before a crash"
-                );
-                self.adopt(confirmed).await?;
-                Ok(Connected::SlotCreated)
-            }
+            checked => checked?,
+        };
+        match checked {
+            SlotCheck::Missing => Ok(Opened::Missing(client)),
+            SlotCheck::Orphaned { confirmed } => Ok(Opened::Orphaned(confirmed)),
             SlotCheck::Ready { confirmed } => {
+                let (sender_timeout, pid) = slot::session_facts(&mut client).await?;
+                self.receive_timeout =
+                    receive_timeout(self.options.receive_timeout, sender_timeout, &self.conn.net);
+                self.session_pid = Some(pid);
                 client.start().await.map_err(connect_err)?;
                 client.wait_started().await.map_err(connect_err)?;
-                info!(
-                    slot = %self.slot,
-                    publication = %self.publication,
-                    from = %durable,
-                    slot_confirmed = %confirmed,
-                    "streaming"
-                );
-                Ok(Connected::Streaming(client))
+                Ok(Opened::Ready(client, confirmed))
             }
         }
     }
@@ -443,6 +553,28 @@ impl<T: Translate> Source<T> {
     }
 }
 
+/// The configured receive timeout, else twice `wal_sender_timeout` (at least
+/// [`MIN_RECEIVE_TIMEOUT`]; [`DEFAULT_RECEIVE_TIMEOUT`] when it is off), bounded by the
+/// connection string's `tcp_user_timeout` and keepalive cycle.
+fn receive_timeout(
+    configured: Option<Duration>,
+    wal_sender_timeout: Duration,
+    net: &NetOptions,
+) -> Duration {
+    let derived = if wal_sender_timeout.is_zero() {
+        DEFAULT_RECEIVE_TIMEOUT
+    } else {
+        wal_sender_timeout
+            .saturating_mul(2)
+            .max(MIN_RECEIVE_TIMEOUT)
+    };
+    let chosen = configured.unwrap_or(derived);
+    match net.dead_after() {
+        Some(bound) => chosen.min(bound.max(MIN_RECEIVE_TIMEOUT)),
+        None => chosen,
+    }
+}
+
 /// `initial · 2^(n-1)`, capped.
 fn backoff(options: &SourceOptions, failures: u32) -> Duration {
     let factor = 1u32 << failures.saturating_sub(1).min(16);
@@ -466,5 +598,32 @@ mod tests {
         let d: Vec<u64> = (1..=6).map(|n| backoff(&o, n).as_millis() as u64).collect();
         assert_eq!(d, [100, 200, 400, 800, 1000, 1000]);
         assert_eq!(backoff(&o, u32::MAX), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn receive_timeout_follows_the_server_and_the_connection_string() {
+        let s = Duration::from_secs;
+        let net = |url: &str| ConnInfo::parse_with_env(url, |_| None).unwrap().net;
+        let plain = net("host=h");
+        assert_eq!(receive_timeout(None, s(60), &plain), s(120));
+        assert_eq!(
+            receive_timeout(None, Duration::ZERO, &plain),
+            DEFAULT_RECEIVE_TIMEOUT
+        );
+        assert_eq!(
+            receive_timeout(None, Duration::from_millis(10), &plain),
+            s(2)
+        );
+        assert_eq!(receive_timeout(Some(s(7)), s(60), &plain), s(7));
+        let bounded = net("host=h tcp_user_timeout=20000");
+        assert_eq!(receive_timeout(None, s(60), &bounded), s(20));
+        let keepalive = net("host=h keepalives_idle=5 keepalives_interval=1 keepalives_count=3");
+        assert_eq!(receive_timeout(Some(s(30)), s(60), &keepalive), s(8));
+    }
+
+    #[test]
+    fn acknowledgements_cover_everything_before_the_next_byte() {
+        assert_eq!(ack(Lsn::ZERO), Lsn::ZERO);
+        assert_eq!(ack(Lsn(0x16B_3747)), Lsn(0x16B_3748));
     }
 }

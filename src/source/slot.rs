@@ -204,6 +204,50 @@ pub(crate) async fn check(
     Ok(SlotCheck::Ready { confirmed })
 }
 
+/// The server's `wal_sender_timeout` (zero: off) and the session's backend pid.
+pub(crate) async fn session_facts(
+    client: &mut ReplicationClient,
+) -> Result<(std::time::Duration, i32), SourceError> {
+    const WHAT: &str = "reading wal_sender_timeout";
+    let rows = query(
+        client,
+        WHAT,
+        "SELECT setting, pg_backend_pid() FROM pg_settings WHERE name = 'wal_sender_timeout'",
+    )
+    .await?;
+    let row = one_row(rows, WHAT, 2)?;
+    let ms = text(&row[0])
+        .and_then(|t| t.parse::<u64>().ok())
+        .ok_or_else(|| reply(WHAT, "not a number of milliseconds"))?;
+    let pid = text(&row[1])
+        .and_then(|t| t.parse::<i32>().ok())
+        .ok_or_else(|| reply(WHAT, "no backend pid"))?;
+    Ok((std::time::Duration::from_millis(ms), pid))
+}
+
+/// Ends the server process `pid` (one of our own abandoned sessions still holding the slot),
+/// unless it is blocked writing to its dead connection: such a process would hang in sending
+/// its termination notice until TCP gives up, far longer than its own `wal_sender_timeout`,
+/// which still applies while it waits to write. Returns whether it was signalled.
+pub(crate) async fn terminate(
+    client: &mut ReplicationClient,
+    pid: i32,
+) -> Result<bool, SourceError> {
+    const WHAT: &str = "ending our abandoned replication session";
+    let rows = query(
+        client,
+        WHAT,
+        &format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = {pid} \
+             AND wait_event IS DISTINCT FROM 'WalSenderWriteData'"
+        ),
+    )
+    .await?;
+    Ok(rows
+        .first()
+        .is_some_and(|r| text(&r[0]).as_deref() == Some("t")))
+}
+
 /// `CREATE_REPLICATION_SLOT … LOGICAL pgoutput NOEXPORT_SNAPSHOT`; returns the consistent point.
 pub(crate) async fn create(client: &mut ReplicationClient, slot: &str) -> Result<Lsn, SourceError> {
     const WHAT: &str = "creating the replication slot";

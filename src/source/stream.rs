@@ -38,6 +38,7 @@ impl<T: Translate> Source<T> {
         }
         self.sessions += 1;
         self.phase.set_connected(&self.status, true);
+        self.heard();
         let end = self.session(&mut client, stop).await;
         // Whatever ended the session: the open transaction is dropped (Postgres re-sends it
         // whole) and what was committed is made durable.
@@ -65,6 +66,14 @@ impl<T: Translate> Source<T> {
                 Ok(None)
             }
             Ok(SessionEnd::Lost(e)) => {
+                // A silent connection may never finish a clean goodbye: end the worker now, and
+                // remember the server process, which may hold the slot for a while yet.
+                client.abort();
+                if let Some(pid) = self.session_pid.take() {
+                    self.abandoned_pids.push(pid);
+                    let keep = self.abandoned_pids.len().saturating_sub(8);
+                    self.abandoned_pids.drain(..keep);
+                }
                 cleaned?;
                 synced?;
                 self.phase.set_connected(&self.status, false);
@@ -109,12 +118,22 @@ impl<T: Translate> Source<T> {
                     }
                     _ = status.read_demand().changed() => continue,
                     r = client.recv() => r,
+                    // Last, so an event already waiting always wins over the deadline.
+                    _ = tokio::time::sleep_until(self.silence_deadline().into()) => {
+                        match self.silence() {
+                            Some(e) => return Ok(SessionEnd::Lost(e)),
+                            None => continue,
+                        }
+                    }
                 }
             };
             match received {
                 Err(e) => return Ok(SessionEnd::Lost(SourceError::Stream(e))),
                 Ok(None) => return Ok(SessionEnd::Lost(SourceError::StreamEnded)),
-                Ok(Some(event)) => self.handle(event)?,
+                Ok(Some(event)) => {
+                    self.heard();
+                    self.handle(event)?;
+                }
             }
             if let Some(since) = self.unsynced_since {
                 let pending = lock(&self.wal).pending_bytes();
@@ -129,8 +148,43 @@ impl<T: Translate> Source<T> {
 
     async fn sync_and_ack(&mut self, client: &ReplicationClient) -> Result<(), SourceError> {
         let durable = self.sync_wal().await?;
-        client.update_applied_lsn(to_wire(durable));
+        client.update_applied_lsn(to_wire(super::ack(durable)));
+        // Our own time does not count as the stream's silence.
+        self.silent_since = Instant::now();
         Ok(())
+    }
+
+    /// Something arrived: the stream is alive.
+    fn heard(&mut self) {
+        self.silent_since = Instant::now();
+        self.heartbeat_sent = false;
+    }
+
+    /// When the current silence next needs attention: half the receive timeout (heartbeat),
+    /// then the whole of it (presumed dead).
+    fn silence_deadline(&self) -> Instant {
+        let after = if self.heartbeat_sent {
+            self.receive_timeout
+        } else {
+            self.receive_timeout / 2
+        };
+        self.silent_since + after
+    }
+
+    /// The stream has been silent until [`Source::silence_deadline`]. Half-way, a heartbeat
+    /// asks the server for traffic (an idle server sends nothing while our acknowledgements
+    /// keep arriving); at the full timeout the connection is presumed dead.
+    fn silence(&mut self) -> Option<SourceError> {
+        if self.silent_since.elapsed() >= self.receive_timeout {
+            return Some(SourceError::ReceiveTimeout {
+                after: self.receive_timeout,
+            });
+        }
+        if !self.heartbeat_sent {
+            self.heartbeat_sent = true;
+            super::heartbeat::send(self.conn.clone(), self.receive_timeout / 2);
+        }
+        None
     }
 
     fn handle(&mut self, event: ReplicationEvent) -> Result<(), SourceError> {
@@ -367,6 +421,7 @@ impl<T: Translate> Source<T> {
     /// After a requested stop: make sure the last acknowledgement reached the server, then end
     /// the session cleanly.
     async fn finish(&mut self, mut client: ReplicationClient, durable: Lsn) {
+        let durable = super::ack(durable);
         client.update_applied_lsn(to_wire(durable));
         let deadline = Instant::now() + self.options.status_interval + Duration::from_secs(1);
         let metrics = client.metrics();

@@ -23,7 +23,7 @@ use super::support::follow::{current_lsn, wait_caught_up};
 
 use super::support::feed::{
     self, IDS, PATIENCE, Runner, SCHEMA, assert_published_order, assert_server_matches,
-    assert_snapshot_matches, insert_sql, workload,
+    assert_snapshot_matches, load_feed, workload,
 };
 
 struct Boot {
@@ -116,22 +116,6 @@ join = false"#;
         Pipeline::start(config, translator, options)
             .await
             .expect("the pipeline starts on the bootstrapped directory")
-    }
-}
-
-async fn load_feed(client: &Client, images: u64) {
-    client
-        .batch_execute(
-            r#"INSERT INTO "Post" SELECT p, timestamptz '2024-03-01 00:00:00+00' + p * interval '1 day'
-               FROM generate_series(1, 10) p"#,
-        )
-        .await
-        .unwrap();
-    for from in (1..=images).step_by(20_000) {
-        client
-            .batch_execute(&insert_sql(from, (from + 19_999).min(images), 0))
-            .await
-            .unwrap();
     }
 }
 
@@ -368,16 +352,7 @@ async fn sigkill_in_the_middle_of_the_dump_then_bootstrap_or_run_starts_over() {
     let b = Boot::new("boot_kill");
     let client = b.client().await;
     load_feed(&client, 300_000).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let runner = Runner {
-        config: b.dir.path().join("pgroar.toml"),
-        log: b.dir.path().join("pgroar.log"),
-        base: format!("http://127.0.0.1:{port}"),
-    };
+    let (runner, port) = Runner::in_dir(b.dir.path());
     std::fs::write(
         &runner.config,
         feed::config_text(&b.db.url(), &b.slot, &b.data(), port, 64 << 20),

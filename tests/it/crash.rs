@@ -19,7 +19,7 @@ use tempfile::TempDir;
 use tokio_postgres::Client;
 
 use super::support::feed::{
-    IDS, PATIENCE, Rng, Runner, SCHEMA, assert_server_matches, config_text, insert_sql, workload,
+    IDS, PATIENCE, Rng, Runner, SCHEMA, assert_server_matches, config_text, load_feed, workload,
 };
 
 /// How many times the child is SIGKILLed.
@@ -89,16 +89,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_never_acks_ahead_of_the_wal
     let data = dir.path().join("data");
     // Slot names are cluster-wide; the database's name is unique.
     let slot = format!("s_{}", db.name());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let runner = Runner {
-        config: dir.path().join("pgroar.toml"),
-        log: dir.path().join("pgroar.log"),
-        base: format!("http://127.0.0.1:{port}"),
-    };
+    let (runner, port) = Runner::in_dir(dir.path());
     std::fs::write(
         &runner.config,
         config_text(&db.url(), &slot, &data, port, SEGMENT_BYTES),
@@ -115,19 +106,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_never_acks_ahead_of_the_wal
     // everything after it is streamed.
     let mut child = runner.spawn(&["bootstrap"]);
     runner.wait_ready(&mut child).await;
-    client
-        .batch_execute(
-            r#"INSERT INTO "Post" SELECT p, timestamptz '2024-03-01 00:00:00+00' + p * interval '1 day'
-               FROM generate_series(1, 10) p"#,
-        )
-        .await
-        .unwrap();
-    for from in (1..=IDS as u64).step_by(1500) {
-        client
-            .batch_execute(&insert_sql(from, from + 1499, 0))
-            .await
-            .unwrap();
-    }
+    load_feed(&client, IDS as u64).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let rows = Arc::new(AtomicU64::new(0));

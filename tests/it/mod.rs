@@ -9,6 +9,7 @@ mod dataset;
 mod dedup_property;
 mod demo;
 mod expr_oracle;
+mod faults;
 mod index_model;
 mod join_model;
 mod joins;

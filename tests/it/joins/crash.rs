@@ -50,16 +50,7 @@ async fn case(identity: &str, before: &[Txn], after: &[Step]) -> Result<usize, S
     }
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let runner = Runner {
-        config: dir.path().join("pgroar.toml"),
-        log: dir.path().join("pgroar.log"),
-        base: format!("http://127.0.0.1:{port}"),
-    };
+    let (runner, port) = Runner::in_dir(dir.path());
     let slot = format!("s_{}", db.name());
     let listen = format!("127.0.0.1:{port}");
     std::fs::write(

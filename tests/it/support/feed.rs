@@ -113,6 +113,23 @@ pub fn insert_sql(from: u64, to: u64, salt: u64) -> String {
     )
 }
 
+/// Ten posts and images `1..=images` (with their tags), in batches of 20,000.
+pub async fn load_feed(client: &Client, images: u64) {
+    client
+        .batch_execute(
+            r#"INSERT INTO "Post" SELECT p, timestamptz '2024-03-01 00:00:00+00' + p * interval '1 day'
+               FROM generate_series(1, 10) p"#,
+        )
+        .await
+        .unwrap();
+    for from in (1..=images).step_by(20_000) {
+        client
+            .batch_execute(&insert_sql(from, (from + 19_999).min(images), 0))
+            .await
+            .unwrap();
+    }
+}
+
 /// One random statement over ids `a..=b`.
 pub fn statement(rng: &mut Rng, a: u64, b: u64) -> String {
     let m = rng.range(1, 7);
@@ -243,6 +260,22 @@ pub struct Runner {
 }
 
 impl Runner {
+    /// A runner whose config and log live in `dir`, serving on a free port of 127.0.0.1;
+    /// returns it with the port.
+    pub fn in_dir(dir: &Path) -> (Runner, u16) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let runner = Runner {
+            config: dir.join("pgroar.toml"),
+            log: dir.join("pgroar.log"),
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        (runner, port)
+    }
+
     pub fn spawn(&self, command: &[&str]) -> Guard {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -253,7 +286,10 @@ impl Runner {
             .args(command)
             .arg("--config")
             .arg(&self.config)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("PGROAR_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()

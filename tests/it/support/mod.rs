@@ -4,6 +4,7 @@
 
 pub mod feed;
 pub mod follow;
+pub mod proxy;
 
 /// A two-thread runtime for tests that drive async code from a synchronous harness (proptest).
 pub fn runtime() -> tokio::runtime::Runtime {
