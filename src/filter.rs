@@ -20,6 +20,12 @@ use crate::schema::Schema;
 
 /// Nesting deeper than this is refused (it protects the parser's stack from hostile input).
 pub const MAX_DEPTH: usize = 64;
+/// Longest filter text, in bytes.
+pub const MAX_FILTER_BYTES: usize = 64 << 10;
+/// Most clauses (`field op value` or `field in [...]`) in one filter.
+pub const MAX_CLAUSES: usize = 1024;
+/// Most values in all the `in` lists of one filter together.
+pub const MAX_IN_VALUES: usize = 10_000;
 
 /// A comparison operator of a clause.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -163,13 +169,25 @@ pub enum Filter {
 
 impl Filter {
     /// Parses a filter (see the module note for the grammar).
+    ///
+    /// Limits ([`MAX_FILTER_BYTES`], [`MAX_CLAUSES`], [`MAX_IN_VALUES`], [`MAX_DEPTH`]) bound
+    /// the work and the stack any filter can take; chains of `AND`/`OR` are built as balanced
+    /// trees, so the tree is never deeper than a few times the nesting of the text.
     pub fn parse(text: &str) -> Result<Filter, ParseError> {
+        if text.len() > MAX_FILTER_BYTES {
+            return Err(ParseError {
+                pos: MAX_FILTER_BYTES,
+                kind: ParseErrorKind::TooLong { len: text.len() },
+            });
+        }
         let tokens = lex(text)?;
         let mut p = Parser {
             tokens,
             at: 0,
             end: text.len(),
             depth: 0,
+            clauses: 0,
+            values: 0,
         };
         let f = p.or()?;
         match p.peek() {
@@ -273,6 +291,18 @@ pub enum ParseErrorKind {
     /// Parentheses or NOTs nested deeper than [`MAX_DEPTH`].
     #[error("nested deeper than {MAX_DEPTH}")]
     TooDeep,
+    /// The text is longer than [`MAX_FILTER_BYTES`].
+    #[error("the filter is {len} bytes long; the limit is {MAX_FILTER_BYTES}")]
+    TooLong {
+        /// The text's length.
+        len: usize,
+    },
+    /// More than [`MAX_CLAUSES`] clauses.
+    #[error("more than {MAX_CLAUSES} clauses")]
+    TooManyClauses,
+    /// More than [`MAX_IN_VALUES`] values in `in` lists.
+    #[error("more than {MAX_IN_VALUES} values in in-lists")]
+    TooManyValues,
 }
 
 /// A filter that cannot be evaluated against the index's schema.
@@ -393,6 +423,18 @@ struct Parser {
     at: usize,
     end: usize,
     depth: usize,
+    clauses: usize,
+    values: usize,
+}
+
+/// `a op b op c …` as a balanced tree (the first half on the left), so that a long chain
+/// costs logarithmic depth; two terms give the usual `a op b`.
+fn balanced(mut terms: Vec<Filter>, op: &dyn Fn(Box<Filter>, Box<Filter>) -> Filter) -> Filter {
+    if terms.len() == 1 {
+        return terms.pop().expect("one term");
+    }
+    let right = terms.split_off(terms.len().div_ceil(2));
+    op(Box::new(balanced(terms, op)), Box::new(balanced(right, op)))
 }
 
 impl Parser {
@@ -439,23 +481,38 @@ impl Parser {
     }
 
     fn or(&mut self) -> Result<Filter, ParseError> {
-        let mut left = self.and()?;
+        let mut terms = vec![self.and()?];
         while self.peek().is_some_and(|t| t.keyword("or")) {
             self.at += 1;
-            let right = self.and()?;
-            left = Filter::Or(Box::new(left), Box::new(right));
+            terms.push(self.and()?);
         }
-        Ok(left)
+        Ok(balanced(terms, &Filter::Or))
     }
 
     fn and(&mut self) -> Result<Filter, ParseError> {
-        let mut left = self.not()?;
+        let mut terms = vec![self.not()?];
         while self.peek().is_some_and(|t| t.keyword("and")) {
             self.at += 1;
-            let right = self.not()?;
-            left = Filter::And(Box::new(left), Box::new(right));
+            terms.push(self.not()?);
         }
-        Ok(left)
+        Ok(balanced(terms, &Filter::And))
+    }
+
+    /// Counts a clause (and its `in` values) against the limits.
+    fn count(&mut self, values: usize) -> Result<(), ParseError> {
+        self.clauses += 1;
+        self.values += values;
+        let kind = if self.clauses > MAX_CLAUSES {
+            ParseErrorKind::TooManyClauses
+        } else if self.values > MAX_IN_VALUES {
+            ParseErrorKind::TooManyValues
+        } else {
+            return Ok(());
+        };
+        Err(ParseError {
+            pos: self.pos(),
+            kind,
+        })
     }
 
     fn not(&mut self) -> Result<Filter, ParseError> {
@@ -515,11 +572,14 @@ impl Parser {
             }
         };
         match op {
-            Some(op) => Ok(Filter::Cmp {
-                field,
-                op,
-                value: self.value()?,
-            }),
+            Some(op) => {
+                self.count(0)?;
+                Ok(Filter::Cmp {
+                    field,
+                    op,
+                    value: self.value()?,
+                })
+            }
             None => {
                 match self.next("'['")? {
                     Tok::LBracket => {}
@@ -535,6 +595,12 @@ impl Parser {
                         break;
                     }
                     values.push(self.value()?);
+                    if self.values + values.len() > MAX_IN_VALUES {
+                        return Err(ParseError {
+                            pos: self.pos(),
+                            kind: ParseErrorKind::TooManyValues,
+                        });
+                    }
                     match self.next("',' or ']'")? {
                         Tok::Comma => {}
                         Tok::RBracket => break,
@@ -544,6 +610,7 @@ impl Parser {
                         }
                     }
                 }
+                self.count(values.len())?;
                 Ok(Filter::In { field, values })
             }
         }
@@ -684,6 +751,62 @@ mod tests {
         let deep = format!("{}a eq 1{}", "(".repeat(100), ")".repeat(100));
         assert_eq!(e(&deep).kind, ParseErrorKind::TooDeep);
         assert_eq!(e(&"NOT ".repeat(100)).kind, ParseErrorKind::TooDeep);
+    }
+
+    #[test]
+    fn hostile_sizes_are_refused_and_long_chains_stay_shallow() {
+        fn depth(f: &Filter) -> usize {
+            match f {
+                Filter::Cmp { .. } | Filter::In { .. } => 1,
+                Filter::And(a, b) | Filter::Or(a, b) => 1 + depth(a).max(depth(b)),
+                Filter::Not(a) => 1 + depth(a),
+            }
+        }
+        let chain = |n: usize, op: &str| {
+            (0..n)
+                .map(|i| format!("a eq {i}"))
+                .collect::<Vec<_>>()
+                .join(op)
+        };
+        let f = Filter::parse(&chain(MAX_CLAUSES, " OR ")).unwrap();
+        assert_eq!(depth(&f), 11);
+        assert_eq!(f.fields().len(), MAX_CLAUSES);
+        let f = Filter::parse(&chain(3, " AND ")).unwrap();
+        assert!(matches!(f, Filter::And(ref l, _) if matches!(**l, Filter::And(..))));
+        let e = |s: &str| Filter::parse(s).unwrap_err().kind;
+        assert_eq!(
+            e(&chain(MAX_CLAUSES + 1, " or ")),
+            ParseErrorKind::TooManyClauses
+        );
+        assert_eq!(
+            e(&format!("f eq '{}'", "x".repeat(MAX_FILTER_BYTES))),
+            ParseErrorKind::TooLong {
+                len: MAX_FILTER_BYTES + 7
+            }
+        );
+        let list = |n: usize| (0..n).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+        assert!(Filter::parse(&format!("f in [{}]", list(MAX_IN_VALUES))).is_ok());
+        assert_eq!(
+            e(&format!("f in [{}]", list(MAX_IN_VALUES + 1))),
+            ParseErrorKind::TooManyValues
+        );
+        assert_eq!(
+            e(&format!(
+                "f in [{}] or g in [1, 2]",
+                list(MAX_IN_VALUES - 1)
+            )),
+            ParseErrorKind::TooManyValues
+        );
+        // Fifty thousand ORs: refused by size, not a crash; as many as fit in the size limit
+        // are refused by count.
+        assert!(matches!(
+            e(&chain(50_000, " OR ")),
+            ParseErrorKind::TooLong { .. }
+        ));
+        assert_eq!(
+            e(&"a eq 1 OR ".repeat(6000)),
+            ParseErrorKind::TooManyClauses
+        );
     }
 
     #[test]

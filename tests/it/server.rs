@@ -17,6 +17,8 @@ use pgroar::status::{COUNTERS, Counter, Group, Phase, Status};
 use pgroar::{Lsn, WalKey};
 use serde_json::{Value, json};
 
+mod hostile;
+
 /// Deterministic pseudo-random entities: 1..=n, a few deleted again.
 fn entities(n: i64, seed: u64) -> Vec<EntityOps> {
     let mut x = seed;

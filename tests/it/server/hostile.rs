@@ -1,0 +1,164 @@
+//! Hostile clients: filters past every size limit are refused with a 400 naming the limit
+//! (one request of 50,000 ORs used to overflow the stack and abort the process), the largest
+//! filters the limits allow answer like the snapshot, and random bytes or well-formed but huge
+//! requests to every route never panic, never answer a 5xx, and leave the server serving.
+
+use proptest::prelude::*;
+
+use super::*;
+
+/// `field eq v` for `n` values joined by `op`.
+fn chain(field: &str, n: usize, op: &str) -> String {
+    (0..n)
+        .map(|i| format!("{field} eq {}", i % 50))
+        .collect::<Vec<_>>()
+        .join(op)
+}
+
+#[test]
+fn filters_past_the_limits_are_400_naming_the_limit() {
+    let server = TestServer::filled();
+    let cases = [
+        (chain("tagIds", 50_000, " OR "), "bytes long"),
+        ("tagIds eq 1 OR ".repeat(3000) + "tagIds eq 2", "clauses"),
+        (
+            format!(
+                "tagIds in [{}]",
+                (0..10_001)
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            "in-lists",
+        ),
+        (
+            format!("{}tagIds eq 1{}", "(".repeat(65), ")".repeat(65)),
+            "nested deeper",
+        ),
+    ];
+    for (filter, needle) in cases {
+        let (status, got) = server.post(&json!({ "filter": filter, "limit": 10 }));
+        assert_eq!(status, 400, "{got}");
+        assert_eq!(got["code"], "filter_syntax", "{got}");
+        assert!(got["error"].as_str().unwrap().contains(needle), "{got}");
+    }
+    // The largest filter allowed answers exactly like the snapshot.
+    for filter in [
+        chain("tagIds", pgroar::filter::MAX_CLAUSES, " OR "),
+        chain("tagIds", pgroar::filter::MAX_CLAUSES, " AND NOT "),
+    ] {
+        let q = query(Some(&filter), None, 100_000);
+        let (status, got) = server.post(&body(&q));
+        assert_eq!(status, 200, "{got}");
+        let got: QueryResponse = serde_json::from_value(got).unwrap();
+        assert_eq!(got.ids, server.snapshot().query(&q).unwrap().ids);
+    }
+    assert_eq!(server.get("/healthz").0, 200);
+}
+
+/// A filter-shaped string: clauses, operators, parentheses, lists and junk, of any size.
+fn filter_text() -> impl Strategy<Value = String> {
+    let atom = prop_oneof![
+        Just("tagIds eq 4".to_owned()),
+        Just("nsfwLevel in [1, 2, 'x', null, 9999999999999999999999]".to_owned()),
+        Just("id gt -1.5e300".to_owned()),
+        Just("NOT".to_owned()),
+        Just("(".to_owned()),
+        Just(")".to_owned()),
+        Just("OR".to_owned()),
+        Just("AND".to_owned()),
+        "[a-zA-Z0-9 '\"\\\\\\[\\](),.-]{0,12}",
+    ];
+    (prop::collection::vec(atom, 0..60), 0usize..3000).prop_map(|(parts, repeat)| {
+        let unit = parts.join(" ");
+        if repeat > 2000 {
+            format!("{} ", unit).repeat(repeat / 20)
+        } else {
+            unit
+        }
+    })
+}
+
+/// A request: a route, a method and a body (random bytes, or JSON with huge or odd values).
+fn request() -> impl Strategy<Value = (String, bool, Vec<u8>)> {
+    let route = prop_oneof![
+        Just("/query".to_owned()),
+        Just("/status".to_owned()),
+        Just("/readyz".to_owned()),
+        Just("/metrics".to_owned()),
+        Just("/check/state".to_owned()),
+        Just("/check/pin".to_owned()),
+        Just("/check/hold".to_owned()),
+        Just("/ops".to_owned()),
+        "/[a-z/%{}.]{0,20}",
+    ];
+    let json_body = (
+        filter_text(),
+        prop::option::of(any::<i64>()),
+        prop::option::of("[0-9A-F/]{0,20}"),
+        prop::option::of("[a-z]{0,8}"),
+        prop::option::of(any::<u64>()),
+    )
+        .prop_map(|(filter, limit, lsn, sort, timeout)| {
+            let mut b = json!({ "filter": filter });
+            if let Some(l) = limit {
+                b["limit"] = json!(l);
+            }
+            if let Some(l) = lsn {
+                b["min_lsn"] = json!(l);
+                b["timeout_ms"] = json!(1);
+            }
+            if let Some(s) = sort {
+                b["sort"] = json!({ "field": s, "order": "desc" });
+            }
+            if let Some(t) = timeout {
+                b["cursor"] = json!(format!("{t:x}"));
+            }
+            serde_json::to_vec(&b).unwrap()
+        });
+    let body = prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..512),
+        json_body,
+        (1usize..400).prop_map(|n| format!("{}{}", "[".repeat(n), "]".repeat(n)).into_bytes()),
+    ];
+    (route, any::<bool>(), body)
+}
+
+#[test]
+fn random_and_huge_requests_never_panic_or_fail_the_server() {
+    let server = TestServer::filled();
+    server.status.set_phase(Phase::Streaming);
+    let cases = std::env::var("PGROAR_HTTP_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(&request(), |(route, post, bytes)| {
+            let url = server.url(&route);
+            let response = if post {
+                agent()
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .send(&bytes[..])
+            } else {
+                agent().get(&url).call()
+            };
+            let code = match response {
+                Ok(r) => r.status().as_u16(),
+                // A path the client itself refuses to send is no server answer.
+                Err(ureq::Error::BadUri(_)) | Err(ureq::Error::Http(_)) => return Ok(()),
+                Err(e) => panic!("{route}: {e}"),
+            };
+            prop_assert!(code < 500, "{route} answered {code}");
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(server.get("/healthz").0, 200);
+    let (status, _) = server.post(&json!({ "filter": "tagIds eq 4" }));
+    assert_eq!(status, 200);
+}
