@@ -83,10 +83,11 @@ fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> MarkerEr
 }
 
 /// The subdirectories and files a bootstrap owns (and wipes when starting over).
-const OWNED: [&str; 4] = [
+const OWNED: [&str; 5] = [
     "index",
     "wal",
     crate::source::slot::CREATING_SLOT_FILE,
+    crate::source::relations::RELATIONS_FILE,
     MARKER_FILE,
 ];
 

@@ -32,6 +32,11 @@ impl RelationCache {
         RelationChange::between(previous, current)
     }
 
+    /// Every relation held, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Relation>> {
+        self.relations.values()
+    }
+
     /// The relation with this OID, if a Relation message described it.
     pub fn get(&self, oid: Oid) -> Option<&Arc<Relation>> {
         self.relations.get(&oid)

@@ -197,7 +197,7 @@ impl Pipeline {
         let durable_watch = wal.durable_watch();
         let wal_durable = wal.durable_watch();
         let wal = Arc::new(Mutex::new(wal));
-        let source = Source::new(
+        let mut source = Source::new(
             &config,
             Arc::clone(&wal),
             translator,
@@ -253,12 +253,7 @@ impl Pipeline {
         let checkpointer = spawn_thread("pgroar-checkpoint", &data_dir, move || {
             checkpointer.run(ckpt_published, interval, ckpt_stop_rx)
         })?;
-        tokio::spawn(watch_slot(
-            config.postgres.url.clone(),
-            config.postgres.slot.clone(),
-            Arc::clone(&status),
-            stop_rx.clone(),
-        ));
+        spawn_catalog_watch(&mut source, &config, &status, &stop_rx);
         let source = tokio::spawn(source.run(stop_rx));
         let supervisor = tokio::spawn(supervise(Supervised {
             source,
@@ -545,20 +540,40 @@ pub async fn check_identities(config: &Config) -> Result<(), PipelineError> {
     }
 }
 
-/// How often the slot's row is read for the status.
+/// Starts [`watch_catalog`], wired to stop `source` on a fault.
+fn spawn_catalog_watch<T: Translate>(
+    source: &mut Source<T>,
+    config: &Config,
+    status: &Arc<Status>,
+    stop: &watch::Receiver<bool>,
+) {
+    let (faults_tx, faults_rx) = watch::channel(None);
+    source.watch_catalog(faults_rx);
+    tokio::spawn(watch_catalog(
+        config.clone(),
+        Arc::clone(status),
+        stop.clone(),
+        faults_tx,
+    ));
+}
+
+/// How often the slot's row and the source tables are read.
 const SLOT_WATCH_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Reads the slot's row in `pg_replication_slots` into the status every few seconds, until
-/// `stop`. Failures only delay the next reading (the source reports connection trouble).
-async fn watch_slot(
-    url: String,
-    slot: String,
+/// Every interval until `stop`: reads the slot's row into the status, and checks that every
+/// source table is still in the publication with a replica identity that works; a fault goes
+/// to `faults`, which stops the source. Failures to read only delay the next reading (the
+/// source reports connection trouble).
+async fn watch_catalog(
+    config: Config,
     status: Arc<Status>,
     mut stop: watch::Receiver<bool>,
+    faults: watch::Sender<Option<String>>,
 ) {
-    let Ok(conn) = ConnInfo::parse(&url) else {
+    let Ok(conn) = ConnInfo::parse(&config.postgres.url) else {
         return;
     };
+    let slot = config.postgres.slot.clone();
     let mut client = None;
     while !*stop.borrow_and_update() {
         if client.is_none() {
@@ -566,19 +581,29 @@ async fn watch_slot(
         }
         if let Some(c) = &client {
             // A silent connection must not hang the watcher: the reading has one interval.
-            let read = tokio::time::timeout(
-                SLOT_WATCH_INTERVAL,
-                crate::source::catalog::slot_state(c, &slot),
-            );
+            let read = tokio::time::timeout(SLOT_WATCH_INTERVAL, async {
+                let state = crate::source::catalog::slot_state(c, &slot)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let fault = crate::source::catalog::source_faults(c, &config).await?;
+                Ok::<_, String>((state, fault))
+            });
             match read.await {
-                Ok(Ok(Some(state))) => status.set_slot_state(state),
-                Ok(Ok(None)) => {}
+                Ok(Ok((state, fault))) => {
+                    if let Some(state) = state {
+                        status.set_slot_state(state);
+                    }
+                    if let Some(fault) = fault {
+                        faults.send_replace(Some(fault));
+                        return;
+                    }
+                }
                 Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "reading the slot's state failed");
+                    tracing::debug!(error = %e, "reading the catalog failed");
                     client = None;
                 }
                 Err(_) => {
-                    tracing::debug!("reading the slot's state timed out");
+                    tracing::debug!("reading the catalog timed out");
                     client = None;
                 }
             }

@@ -60,6 +60,48 @@ pub async fn check_replica_identity(
     check_identities(config, &identities)
 }
 
+/// The source tables of `config` that are not (or no longer) in its publication: renamed,
+/// dropped, or removed from it. Their changes are not streamed.
+pub async fn missing_from_publication(
+    client: &Client,
+    config: &Config,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let tables: Vec<String> = config.sources.iter().map(|s| s.table.clone()).collect();
+    let rows = client
+        .query(
+            "SELECT t FROM unnest($2::text[]) t WHERE NOT EXISTS ( \
+               SELECT 1 FROM pg_publication_tables p WHERE p.pubname = $1 \
+               AND (p.schemaname || '.' || p.tablename = t \
+                    OR (strpos(t, '.') = 0 AND p.tablename = t)))",
+            &[&config.postgres.publication, &tables],
+        )
+        .await?;
+    let mut missing: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    missing.dedup();
+    Ok(missing)
+}
+
+/// What is wrong with the source tables now, if anything: tables missing from the
+/// publication, replica identities that no longer work. Read by the catalog watcher.
+pub async fn source_faults(client: &Client, config: &Config) -> Result<Option<String>, String> {
+    let missing = missing_from_publication(client, config)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(table) = missing.first() {
+        let publication = &config.postgres.publication;
+        return Ok(Some(format!(
+            "source table {table:?} is not in publication {publication:?} (renamed, dropped or removed from it): its changes are no longer streamed. Put it back (ALTER PUBLICATION {publication} ADD TABLE …) or change [[sources]], then re-bootstrap (pgroar bootstrap --force): changes made meanwhile were never sent"
+        )));
+    }
+    match check_replica_identity(client, config).await {
+        Ok(_) => Ok(None),
+        Err(IdentityError::Sql(e)) => Err(e.to_string()),
+        Err(e) => Ok(Some(format!(
+            "{e}\nthen re-bootstrap (pgroar bootstrap --force): changes made meanwhile may not have identified their rows"
+        ))),
+    }
+}
+
 /// `pg_replication_slots`' row for `slot`, if the slot exists.
 pub async fn slot_state(
     client: &Client,

@@ -41,6 +41,67 @@ pub enum ConnInfoError {
     MultipleHosts(String),
 }
 
+impl ConnInfoError {
+    /// The error with every occurrence of a secret replaced by `***`.
+    fn scrubbed(self, secrets: &[String]) -> ConnInfoError {
+        let clean = |mut text: String| {
+            for secret in secrets {
+                text = text.replace(secret.as_str(), "***");
+            }
+            text
+        };
+        match self {
+            ConnInfoError::Syntax(t) => ConnInfoError::Syntax(clean(t)),
+            ConnInfoError::UnknownKeyword(t) => ConnInfoError::UnknownKeyword(clean(t)),
+            ConnInfoError::BadValue { key, value, rule } => ConnInfoError::BadValue {
+                key,
+                value: clean(value),
+                rule,
+            },
+            ConnInfoError::MultipleHosts(t) => ConnInfoError::MultipleHosts(clean(t)),
+        }
+    }
+}
+
+/// What in `s` may be (part of) a password: the `password` value of a key=value string or a
+/// URI query, and in a URI everything between the first `:` after `://` and the last `@` (a
+/// password with an unencoded `/`, `?` or `@` moves that boundary), raw and percent-decoded,
+/// with each piece of it between URI delimiters. Longest first, so pieces never mask a whole.
+fn secrets(s: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |v: &str| {
+        for piece in std::iter::once(v).chain(v.split(['/', '?', '#', '@', ':', '&', '='])) {
+            if !piece.is_empty() {
+                out.push(piece.to_owned());
+                if let Ok(decoded) = percent_decode(piece) {
+                    out.push(decoded);
+                }
+            }
+        }
+    };
+    if let Some((_, rest)) = s.split_once("://")
+        && let Some(at) = rest.rfind('@')
+        && let Some((_, password)) = rest[..at].split_once(':')
+    {
+        add(password);
+    }
+    if let Ok(pairs) = parse_key_values(s) {
+        for (k, v) in pairs {
+            if k == "password" {
+                add(&v);
+            }
+        }
+    }
+    for param in s.split(['?', '&', ' ']) {
+        if let Some(v) = param.trim().strip_prefix("password=") {
+            add(v);
+        }
+    }
+    out.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    out.dedup();
+    out
+}
+
 /// TLS mode, as libpq's `sslmode`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
 pub enum SslMode {
@@ -217,8 +278,16 @@ impl ConnInfo {
         ConnInfo::parse_with_env(s, |k| std::env::var(k).ok())
     }
 
-    /// Parses `s` with `env` as the source of `PG*` fallbacks (for tests).
+    /// Parses `s` with `env` as the source of `PG*` fallbacks (for tests). An error never
+    /// quotes the password, or any piece of it a mistyped URI split off as a host or port.
     pub fn parse_with_env(
+        s: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<ConnInfo, ConnInfoError> {
+        ConnInfo::parse_unscrubbed(s, env).map_err(|e| e.scrubbed(&secrets(s)))
+    }
+
+    fn parse_unscrubbed(
         s: &str,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<ConnInfo, ConnInfoError> {
@@ -817,6 +886,30 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn errors_never_quote_the_password() {
+        for (url, password) in [
+            ("postgresql://u:se/cr3t@h/db", "se/cr3t"),
+            ("postgresql://u:hunter2@h:99999/db", "hunter2"),
+            ("postgresql://u:p%zzq@h/db", "p%zzq"),
+            ("postgresql://u:s3cr?et@h/db", "s3cr?et"),
+            ("postgresql://h/db?password=top%2Gsecret", "top%2Gsecret"),
+            ("host=h password='sw0rd fish' port=x", "sw0rd fish"),
+            ("host=h password=sw0rdfish bogus", "sw0rdfish"),
+        ] {
+            let err = parse(url).unwrap_err().to_string();
+            assert!(!err.contains(password), "{url}: {err}");
+            for piece in password.split(['/', '?', '%', ' ']).filter(|p| p.len() > 2) {
+                assert!(!err.contains(piece), "{url}: {err} shows {piece:?}");
+            }
+        }
+        // What is not secret is still named.
+        let err = parse("postgresql://u:pw@h:99999/db")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("99999"), "{err}");
     }
 
     #[test]

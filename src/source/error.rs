@@ -89,8 +89,8 @@ pub enum SourceError {
     /// The slot is gone although this data directory has streamed from it.
     #[error(
         "replication slot {slot:?} does not exist, but {data_dir} holds changes up to {durable}: \
-         the changes after that were lost with the slot. The index must be re-bootstrapped: \
-         remove the data directory, then run `pgroar bootstrap`"
+         the changes after that were lost with the slot (dropped by hand?). The index must be \
+         re-bootstrapped: run `pgroar bootstrap --force`"
     )]
     SlotMissing {
         /// The slot's name.
@@ -103,8 +103,9 @@ pub enum SourceError {
     /// The server invalidated the slot (it removed WAL the slot still needed).
     #[error(
         "replication slot {slot:?} was invalidated by the server (wal_status = {wal_status}): \
-         changes after {durable} were lost. The index must be re-bootstrapped: drop the slot \
-         (SELECT pg_drop_replication_slot('{slot}')) and remove {data_dir}, then run `pgroar bootstrap`"
+         changes after {durable} were lost (max_slot_wal_keep_size let the server remove WAL the \
+         slot still needed while {data_dir} was not streaming). The index must be \
+         re-bootstrapped: run `pgroar bootstrap --force` (it drops the slot and starts over)"
     )]
     SlotInvalidated {
         /// The slot's name.
@@ -171,6 +172,12 @@ pub enum SourceError {
     /// The slot-creation intent file could not be written or removed.
     #[error(transparent)]
     Intent(#[from] MarkerError),
+    /// The catalog watcher found a source table the stream can no longer follow.
+    #[error("{0}")]
+    Catalog(String),
+    /// The relations last seen cannot be read or written.
+    #[error(transparent)]
+    RelationsFile(#[from] super::relations::RelationsFileError),
     /// A blocking WAL task could not be run.
     #[error("the WAL sync task failed: {0}")]
     Task(String),

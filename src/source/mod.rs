@@ -53,6 +53,7 @@ pub mod catalog;
 pub mod conninfo;
 mod error;
 mod heartbeat;
+pub mod relations;
 pub mod slot;
 pub mod sql;
 mod stream;
@@ -238,6 +239,11 @@ pub struct Source<T: Translate> {
     /// (the server may keep them, and the slot, until its `wal_sender_timeout`).
     session_pid: Option<i32>,
     abandoned_pids: Vec<i32>,
+    /// The bytes of `<data_dir>/relations` as last read or written.
+    relations_written: Vec<u8>,
+    /// Faults the catalog watcher found (a source table gone from the publication, a replica
+    /// identity that no longer works): each stops the source.
+    catalog: Option<watch::Receiver<Option<String>>>,
     scratch: Vec<EntityOps>,
 }
 
@@ -316,9 +322,35 @@ impl<T: Translate> Source<T> {
         options: SourceOptions,
     ) -> Result<Source<T>, SourceError> {
         let conn = ConnInfo::parse(&config.postgres.url)?;
+        if conn.channel_binding == ChannelBinding::Require {
+            // Fail closed: the replication transport's SCRAM does not bind to the TLS channel,
+            // so `require` could not be honoured on the connection that matters most.
+            return Err(ConnInfoError::BadValue {
+                key: "channel_binding",
+                value: "require".into(),
+                rule: "the replication connection cannot bind SCRAM to the TLS channel; use \
+                       sslmode=verify-full (the server is authenticated by its certificate) \
+                       with channel_binding=prefer",
+            }
+            .into());
+        }
         let may_create = lock(&wal).durable_lsn() == Lsn::ZERO;
         let data_dir = config.storage.data_dir.clone();
         let may_adopt = may_create && slot::intent_names(&data_dir, &config.postgres.slot);
+        // What the last run saw: the first description of each table is compared with it.
+        let mut seen = RelationCache::new();
+        for r in relations::load(&data_dir)? {
+            seen.insert(r);
+        }
+        let relations_written = {
+            let mut rs: Vec<&crate::decode::Relation> = seen.iter().map(|r| &**r).collect();
+            rs.sort_unstable_by_key(|r| r.oid);
+            if rs.is_empty() {
+                Vec::new()
+            } else {
+                relations::encode(&rs)
+            }
+        };
         Ok(Source {
             conn,
             slot: config.postgres.slot.clone(),
@@ -326,7 +358,7 @@ impl<T: Translate> Source<T> {
             data_dir,
             wal,
             translator,
-            relations: RelationCache::new(),
+            relations: seen,
             status,
             phase,
             options,
@@ -345,8 +377,21 @@ impl<T: Translate> Source<T> {
             heartbeat_sent: false,
             session_pid: None,
             abandoned_pids: Vec::new(),
+            relations_written,
+            catalog: None,
             scratch: Vec::new(),
         })
+    }
+
+    /// Stops the source with [`SourceError::Catalog`] when `faults` carries a message.
+    pub fn watch_catalog(&mut self, faults: watch::Receiver<Option<String>>) {
+        self.catalog = Some(faults);
+    }
+
+    /// A fault the catalog watcher reported, if any (no waiting).
+    fn catalog_fault(&self) -> Option<SourceError> {
+        let rx = self.catalog.as_ref()?;
+        rx.borrow().clone().map(SourceError::Catalog)
     }
 
     /// Streams until `stop` turns true (then syncs, acknowledges and returns `Ok`) or a fault a
@@ -356,6 +401,9 @@ impl<T: Translate> Source<T> {
         loop {
             if *stop.borrow() {
                 return Ok(());
+            }
+            if let Some(fault) = self.catalog_fault() {
+                return Err(fault);
             }
             let err = match self.connect().await {
                 Ok(Connected::SlotCreated) => continue,

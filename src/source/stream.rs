@@ -11,7 +11,7 @@ use tracing::{debug, info, warn};
 
 use super::{OpenTxn, Source, SourceError, Translate, from_wire, lock, to_wire};
 use crate::Lsn;
-use crate::decode::{Message, decode_message};
+use crate::decode::{Message, RelationChange, decode_message};
 use crate::ops::EntityOps;
 use crate::status::Counter;
 
@@ -87,7 +87,11 @@ impl<T: Translate> Source<T> {
         client: &mut ReplicationClient,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<SessionEnd, SourceError> {
+        let mut catalog = self.catalog.clone();
         loop {
+            if let Some(fault) = self.catalog_fault() {
+                return Err(fault);
+            }
             let received = if self.unsynced_since.is_some() {
                 match try_recv(client).await {
                     Some(r) => r,
@@ -117,6 +121,7 @@ impl<T: Translate> Source<T> {
                         continue;
                     }
                     _ = status.read_demand().changed() => continue,
+                    () = catalog_changed(&mut catalog) => continue,
                     r = client.recv() => r,
                     // Last, so an event already waiting always wins over the deadline.
                     _ = tokio::time::sleep_until(self.silence_deadline().into()) => {
@@ -240,7 +245,8 @@ impl<T: Translate> Source<T> {
             // always keep them.
             Message::Relation(r) => {
                 let change = self.relations.insert(r);
-                self.translator.relation(&change).map_err(translate)
+                self.translator.relation(&change).map_err(translate)?;
+                self.relation_accepted(&change)
             }
             Message::Insert(_) | Message::Update(_) | Message::Delete(_) | Message::Truncate(_) => {
                 let Some(txn) = self.txn else {
@@ -265,6 +271,24 @@ impl<T: Translate> Source<T> {
             }
             _ => Ok(()),
         }
+    }
+
+    /// After the translator accepted a description: reports a changed replica identity (what
+    /// UPDATEs and DELETEs carry changed; the start-up check explains what that means per
+    /// source) and keeps the descriptions for the next start.
+    fn relation_accepted(&mut self, change: &RelationChange) -> Result<(), SourceError> {
+        if let Some(from) = change.replica_identity_from {
+            let table = change.current.qualified_name();
+            let to = change.current.replica_identity;
+            let message = format!(
+                "the replica identity of {table} changed from {from:?} to {to:?}: UPDATEs and DELETEs now carry other old values (pgroar check after the change proves the index)"
+            );
+            warn!(%table, ?from, ?to, "{message}");
+            self.status.set_error(&message);
+        }
+        self.relations_written =
+            super::relations::store(&self.data_dir, &self.relations, &self.relations_written)?;
+        Ok(())
     }
 
     /// A batch of `POST /ops`, emitted into Postgres's WAL by the server: its entity ops join the
@@ -439,6 +463,17 @@ impl<T: Translate> Source<T> {
                 debug!("replication stream did not stop in time; aborted");
             }
         }
+    }
+}
+
+/// Returns when the catalog watcher reports something; never without a watcher.
+async fn catalog_changed(rx: &mut Option<watch::Receiver<Option<String>>>) {
+    let changed = match rx {
+        Some(r) => r.changed().await.is_ok(),
+        None => false,
+    };
+    if !changed {
+        std::future::pending::<()>().await;
     }
 }
 

@@ -113,6 +113,25 @@ pub enum TranslateError {
     /// A row change arrived for a relation the stream never described.
     #[error(transparent)]
     Relation(#[from] crate::decode::RelationError),
+    /// A source table was renamed (or moved to another schema): its changes would no longer
+    /// match the config.
+    #[error(
+        "source table {from:?} was renamed to {to:?}; its changes no longer match the config: rename it back, or change [[sources]] and re-bootstrap (pgroar bootstrap --force)"
+    )]
+    SourceRenamed {
+        /// The name the config knows.
+        from: String,
+        /// The name it has now.
+        to: String,
+    },
+    /// A source table's replica identity became NOTHING: its DELETEs no longer say which row.
+    #[error(
+        "source table {table:?} now has REPLICA IDENTITY NOTHING: its DELETEs and UPDATEs no longer identify rows; ALTER TABLE {table} REPLICA IDENTITY FULL (or DEFAULT) and re-bootstrap"
+    )]
+    IdentityNothing {
+        /// The table.
+        table: String,
+    },
 }
 
 /// Counters of bad data skipped while translating.
@@ -400,11 +419,25 @@ impl Translator {
 
     /// A Relation message arrived: (re)binds the sources of that table. A tracked column that
     /// was dropped or retyped is an error naming `table.column`; other column changes are fine.
+    ///
+    /// A source table renamed away from the config's name, or whose replica identity became
+    /// NOTHING, is an error too: streaming on would silently lose its changes.
     pub fn relation(&mut self, change: &RelationChange) -> Result<(), TranslateError> {
         let rel = &change.current;
         if !self.is_source(rel) {
+            if let Some(prev) = change.previous.as_deref().filter(|p| self.is_source(p)) {
+                return Err(TranslateError::SourceRenamed {
+                    from: prev.qualified_name(),
+                    to: rel.qualified_name(),
+                });
+            }
             self.bound.remove(&rel.oid);
             return Ok(());
+        }
+        if rel.replica_identity == crate::decode::ReplicaIdentity::Nothing {
+            return Err(TranslateError::IdentityNothing {
+                table: rel.qualified_name(),
+            });
         }
         if !change.is_new() {
             let mut read = Vec::new();

@@ -3,6 +3,7 @@
 //! they must never cost: after each, the served index equals SQL.
 
 mod network;
+mod schema;
 mod server;
 
 use std::path::Path;
