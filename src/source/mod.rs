@@ -36,11 +36,14 @@
 //!   being lost.
 //! * **Big transactions stream.** Each row's ops go to the WAL as they arrive; nothing holds a
 //!   transaction in memory.
-//! * **Faults.** A broken connection, a server restart or `wal_sender_timeout` aborts the open
-//!   transaction in the WAL (Postgres re-sends it whole), syncs what was committed, and
-//!   reconnects with capped exponential backoff, logging each attempt. What a reconnect cannot
-//!   cure (a lost or overtaken slot, an undecodable message, a tracked column dropped, a WAL
-//!   failure) stops the source with an error saying so.
+//! * **Faults.** A broken connection, a server restart, `wal_sender_timeout`, a connection
+//!   silent for the receive timeout (a heartbeat asks for traffic half-way, see `heartbeat`)
+//!   or a connect taking longer than `connect_timeout` aborts the open transaction in the WAL
+//!   (Postgres re-sends it whole), syncs what was committed, and reconnects with capped
+//!   exponential backoff, logging each attempt. What a reconnect cannot cure (a lost or
+//!   overtaken slot, an undecodable message, a tracked column dropped or retyped — also while
+//!   pgroar was stopped, see [`relations`] — a source table renamed or gone from the
+//!   publication, a WAL failure) stops the source with an error saying so.
 //!
 //! # Crash windows
 //!
