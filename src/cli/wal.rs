@@ -1,11 +1,11 @@
-//! `pgroar wal …`: read-only inspection of the ops WAL.
+//! `pgroar wal …`: inspection of the ops WAL, and its repair after damage.
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Subcommand;
-use pgroar::wal::{Wal, WalEntry, WalReader};
+use pgroar::wal::{RecoveryMode, Wal, WalEntry, WalOptions, WalReader};
 use pgroar::{Lsn, WalKey};
 
 #[derive(Subcommand, Debug)]
@@ -25,6 +25,16 @@ pub enum WalCommand {
         #[arg(long)]
         summary: bool,
     },
+    /// Show what recovery would cut from a damaged WAL, and with --yes cut it. pgroar refuses to
+    /// start on damage that lies before committed records (a disk fault, not a crash).
+    Repair {
+        /// The WAL directory (`<data_dir>/wal`). pgroar must not be running.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Cut it (without it, only say what would be cut).
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 pub fn run(command: WalCommand) -> anyhow::Result<()> {
@@ -35,7 +45,45 @@ pub fn run(command: WalCommand) -> anyhow::Result<()> {
             limit,
             summary,
         } => inspect(dir, after, limit, summary),
+        WalCommand::Repair { dir, yes } => repair(dir, yes),
     }
+}
+
+fn repair(dir: PathBuf, yes: bool) -> anyhow::Result<()> {
+    let report =
+        Wal::inspect(&dir).with_context(|| format!("reading the WAL in {}", dir.display()))?;
+    let Some(cut) = &report.cut else {
+        println!("the WAL is whole; nothing to cut ({})", report.summary());
+        return Ok(());
+    };
+    println!(
+        "damage at {} ({:?}); the WAL would be cut back to {} (the last whole transaction before \
+         it): {} bytes and {} whole segments removed",
+        cut.damage,
+        cut.reason,
+        cut.truncated_to
+            .map_or_else(|| "nothing".to_owned(), |p| p.to_string()),
+        cut.bytes_removed,
+        cut.segments_removed.len(),
+    );
+    if cut.committed_cut {
+        println!(
+            "committed transactions after the damage would be lost. If the index checkpoint \
+             covers them nothing is lost; otherwise `pgroar run` will then refuse (the slot has \
+             confirmed them) and `pgroar bootstrap --force` rebuilds the index"
+        );
+    }
+    if !yes {
+        anyhow::bail!("nothing changed; run again with --yes to cut");
+    }
+    let options = WalOptions {
+        recovery: RecoveryMode::CutTail,
+        ..WalOptions::default()
+    };
+    let (_, report) = Wal::open(&dir, options)
+        .with_context(|| format!("repairing the WAL in {}", dir.display()))?;
+    println!("cut: {}", report.summary());
+    Ok(())
 }
 
 fn inspect(

@@ -1,10 +1,13 @@
 //! Checkpoints: every `checkpoint_interval_secs` (and once more at shutdown) the newest published
-//! snapshot is written to `<data_dir>/index`, then the WAL segments it fully covers are removed.
+//! snapshot is written to `<data_dir>/index`, then the WAL segments the *previous* checkpoint
+//! fully covers are removed: the previous checkpoint file is kept
+//! ([`crate::index::checkpoint::PREVIOUS_CHECKPOINT_FILE`]), and with the WAL after it, a damaged
+//! newest checkpoint costs a longer replay instead of a re-bootstrap.
 //!
 //! Order is what makes it safe: the checkpoint file is replaced atomically and fsynced before any
-//! segment goes, and only segments whose every record is at or below what the checkpoint
-//! reflects are removed. A crash between the two leaves extra segments, which the next
-//! checkpoint removes. Segments the forwarding sink has not sent yet stay too (its floor). A
+//! segment goes, and only segments whose every record is at or below what the previous
+//! checkpoint reflects are removed. A crash between the two leaves extra segments, which the
+//! next checkpoint removes. Segments the forwarding sink has not sent yet stay too (its floor). A
 //! failed periodic checkpoint is logged and retried at the next interval
 //! (the WAL still holds everything); a failed final one is returned.
 
@@ -75,12 +78,14 @@ impl Checkpointer {
             return Ok(false);
         }
         let started = Instant::now();
+        // What the checkpoint now becoming the previous one covers: the WAL after it stays.
+        let previous = covered_lsn(self.last);
         snapshot.write_checkpoint(&self.dir)?;
         self.last = applied;
         let covered = covered_lsn(applied);
         self.status.set_checkpointed(covered);
         let floor = Lsn(self.floor.load(std::sync::atomic::Ordering::SeqCst));
-        let removed = lock(&self.wal).remove_segments_below(covered.min(floor))?;
+        let removed = lock(&self.wal).remove_segments_below(previous.min(floor))?;
         info!(
             applied = %applied.lsn,
             seq = applied.seq,

@@ -49,7 +49,7 @@ use crate::source::{
 };
 use crate::status::{PhaseTracker, Status};
 use crate::translate::{IdentityError, TranslateError};
-use crate::wal::{Wal, WalError, WalOptions};
+use crate::wal::{RecoveryMode, Wal, WalError, WalOptions};
 use crate::{Lsn, WalKey};
 
 use apply::ApplyLoop;
@@ -346,8 +346,11 @@ async fn recover(
         source,
     })?;
     let schema = config.schema();
+    // Damage with committed records after it is a disk fault, not a crash: refuse (`pgroar
+    // wal repair` cuts it knowingly); a torn tail is still cut.
     let wal_options = WalOptions {
         segment_bytes: options.segment_bytes,
+        recovery: RecoveryMode::RefuseCommittedCut,
         ..WalOptions::default()
     };
     let (mut wal, report, index) = tokio::task::spawn_blocking(move || {

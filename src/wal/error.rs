@@ -58,7 +58,10 @@ pub enum WalError {
     },
     /// Recovery would cut records of committed transactions and the recovery mode forbids it.
     /// Nothing was changed on disk; the report says what would have been cut.
-    #[error("recovery would cut committed data ({})", .0.summary())]
+    #[error(
+        "the WAL is damaged before records of committed transactions ({}); they may have been acknowledged to Postgres, so pgroar will not cut them silently: `pgroar wal repair --dir <data_dir>/wal` shows what it would cut and cuts it with --yes",
+        .0.summary()
+    )]
     WouldCutCommitted(Box<RecoveryReport>),
     /// A reader found a damaged record in bytes recovery had accepted or the writer wrote.
     #[error("corrupt WAL record in {} at offset {offset}", path.display())]

@@ -45,6 +45,11 @@ use super::{FilterState, Index, Snapshot, State};
 
 /// The checkpoint's file name inside the checkpoint directory.
 pub const CHECKPOINT_FILE: &str = "index.ckpt";
+/// The checkpoint before the newest, kept so that a damaged newest one falls back to it (and
+/// the WAL after it, which the checkpointer keeps) instead of a re-bootstrap.
+pub const PREVIOUS_CHECKPOINT_FILE: &str = "index.ckpt.prev";
+/// Where a damaged newest checkpoint is moved once the previous one has been loaded instead.
+pub const DAMAGED_CHECKPOINT_FILE: &str = "index.ckpt.damaged";
 const TMP_PREFIX: &str = "index.ckpt.tmp";
 const MAGIC: &[u8; 8] = b"PGROARCK";
 const VERSION: u32 = 2;
@@ -252,6 +257,14 @@ impl Snapshot {
         }
         tmp.as_file().sync_all().map_err(io_err(&tmp_path))?;
         let path = dir.join(CHECKPOINT_FILE);
+        // The newest becomes the previous. Killed between the two renames, there is no newest
+        // and the previous is loaded: the WAL after it is still there.
+        let previous = dir.join(PREVIOUS_CHECKPOINT_FILE);
+        match std::fs::rename(&path, &previous) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&path)(e)),
+        }
         tmp.persist(&path).map_err(|e| CheckpointError::Io {
             path: path.clone(),
             source: e.error,
@@ -436,12 +449,45 @@ fn check_crc(path: &Path, file: &File, len: u64) -> Result<(), CheckpointError> 
 impl Index {
     /// Loads the checkpoint in `dir` for `schema`; `None` when there is none. The writer's
     /// columns are rebuilt from the bitmaps.
+    ///
+    /// A newest checkpoint that is missing (killed between two renames) or damaged (CRC,
+    /// structure, a read error) gives way to the previous one: the damaged file is moved to
+    /// [`DAMAGED_CHECKPOINT_FILE`] and the WAL replay starts from the previous checkpoint. A
+    /// checkpoint of another version or schema is an error either way.
     pub fn load_checkpoint(
         dir: &Path,
         schema: Arc<Schema>,
     ) -> Result<Option<Index>, CheckpointError> {
         remove_leftovers(dir);
-        let path = dir.join(CHECKPOINT_FILE);
+        let newest = Index::load_file(&dir.join(CHECKPOINT_FILE), Arc::clone(&schema));
+        let damage = match newest {
+            Ok(Some(index)) => return Ok(Some(index)),
+            Ok(None) => None,
+            Err(e @ (CheckpointError::Version { .. } | CheckpointError::SchemaMismatch { .. })) => {
+                return Err(e);
+            }
+            Err(e) => Some(e),
+        };
+        let previous = Index::load_file(&dir.join(PREVIOUS_CHECKPOINT_FILE), schema);
+        match (damage, previous) {
+            (None, previous) => previous,
+            (Some(damage), Ok(Some(index))) => {
+                tracing::warn!(
+                    error = %damage,
+                    "the newest checkpoint is damaged; loading the previous one and replaying the WAL after it"
+                );
+                let from = dir.join(CHECKPOINT_FILE);
+                let to = dir.join(DAMAGED_CHECKPOINT_FILE);
+                std::fs::rename(&from, &to).map_err(io_at(&from))?;
+                Ok(Some(index))
+            }
+            (Some(damage), _) => Err(damage),
+        }
+    }
+
+    /// Loads one checkpoint file; `None` when it does not exist.
+    fn load_file(path: &Path, schema: Arc<Schema>) -> Result<Option<Index>, CheckpointError> {
+        let path = path.to_path_buf();
         let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),

@@ -73,13 +73,18 @@ fn round_trip_preserves_everything_and_the_columns() {
     let state = b.debug_state();
     assert_eq!(state.parents[0].len(), 3, "three posts");
     assert_eq!(state.sorts["publishedAt"][&(40_503 * 3)], 1_800_000_002);
-    // Written again over the old one; no temporary file stays behind.
+    // Written again over the old one, which becomes the previous one; no temporary file stays
+    // behind.
     b.snapshot().write_checkpoint(dir.path()).unwrap();
-    let names: Vec<_> = std::fs::read_dir(dir.path())
+    let mut names: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(names, vec![std::ffi::OsString::from(CHECKPOINT_FILE)]);
+    names.sort();
+    assert_eq!(
+        names,
+        [CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE].map(std::ffi::OsString::from)
+    );
 }
 
 #[test]
@@ -132,4 +137,46 @@ fn corruption_and_schema_changes_are_typed_errors() {
         Index::load_checkpoint(dir.path(), schema()),
         Err(CheckpointError::Corrupt { .. })
     ));
+}
+
+#[test]
+fn a_damaged_or_missing_newest_checkpoint_falls_back_to_the_previous_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let older = sample();
+    older.snapshot().write_checkpoint(dir.path()).unwrap();
+    let mut newer = sample();
+    newer.apply(&EntityOps::alive(7, vec![Op::set("type", "image")]));
+    newer.set_applied(WalKey::end_of(Lsn(0x16C0000)));
+    newer.snapshot().write_checkpoint(dir.path()).unwrap();
+    let load = || {
+        Index::load_checkpoint(dir.path(), schema())
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(load().applied(), newer.applied());
+
+    // Damaged: the previous one is loaded and the damaged file set aside.
+    let path = dir.path().join(CHECKPOINT_FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(load().applied(), older.applied());
+    assert!(dir.path().join(DAMAGED_CHECKPOINT_FILE).exists());
+    // Missing (killed between the two renames): the previous one too.
+    assert!(!path.exists());
+    assert_eq!(load().applied(), older.applied());
+    // Both damaged: the newest one's error.
+    newer.snapshot().write_checkpoint(dir.path()).unwrap();
+    for f in [CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE] {
+        let p = dir.path().join(f);
+        let mut b = std::fs::read(&p).unwrap();
+        b[mid] ^= 0x40;
+        std::fs::write(&p, &b).unwrap();
+    }
+    let err = Index::load_checkpoint(dir.path(), schema()).err().unwrap();
+    assert!(
+        matches!(err, CheckpointError::Crc { ref path, .. } if path.ends_with(CHECKPOINT_FILE)),
+        "{err}"
+    );
 }

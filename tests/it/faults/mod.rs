@@ -2,6 +2,7 @@
 //! and blackholes connections), the Postgres server (restarts, `wal_sender_timeout`), and what
 //! they must never cost: after each, the served index equals SQL.
 
+mod disk;
 mod network;
 mod schema;
 mod server;
@@ -11,10 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use pgroar::cluster::TestDb;
 use tempfile::TempDir;
 use tokio_postgres::{Client, NoTls};
 
-use super::support::feed::{self, Guard, IDS, Rng, Runner, config_text, http};
+use super::support::feed::{self, Guard, IDS, Rng, Runner, SCHEMA, config_text, http};
 
 /// A feed served by the binary: its directory, runner and child.
 pub struct Served {
@@ -26,12 +28,22 @@ pub struct Served {
 /// Writes the feed's config (pgroar connecting with `url`, `extra` lines added to
 /// `[postgres]`), bootstraps the empty tables with the binary and waits until it is ready.
 pub async fn serve(url: &str, slot: &str, extra: &str) -> Served {
+    serve_with(url, slot, extra, |text| text).await
+}
+
+/// [`serve`] with the config text passed through `edit` first.
+pub async fn serve_with(
+    url: &str,
+    slot: &str,
+    extra: &str,
+    edit: impl Fn(String) -> String,
+) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let (runner, port) = Runner::in_dir(dir.path());
     let text = config_text(url, slot, &dir.path().join("data"), port, 1 << 20);
     let slot_line = format!("slot = \"{slot}\"\n");
     let text = text.replacen(&slot_line, &format!("{slot_line}{extra}\n"), 1);
-    std::fs::write(&runner.config, text).unwrap();
+    std::fs::write(&runner.config, edit(text)).unwrap();
     let mut child = runner.spawn(&["bootstrap"]);
     runner.wait_ready(&mut child).await;
     Served { dir, runner, child }
@@ -166,4 +178,41 @@ pub fn log_text(dir: &Path) -> String {
 pub async fn assert_equals_sql(served: &Served, client: &Client, context: &str) {
     served.runner.wait_caught_up(client).await;
     feed::assert_server_matches(client, &served.runner.base, context).await;
+}
+
+/// A served feed on its own database of the shared cluster, seeded and caught up.
+pub async fn served_feed(topic: &str) -> (TestDb, tokio_postgres::Client, Served) {
+    let db = TestDb::new(topic);
+    db.execute(SCHEMA).unwrap();
+    let client = db.client().await.unwrap();
+    let served = serve(&db.url(), &format!("s_{}", db.name()), "").await;
+    seed(&client).await;
+    served.runner.wait_caught_up(&client).await;
+    (db, client, served)
+}
+
+/// Waits for the child to exit; returns its log. Fails if it exits 0 or keeps running.
+pub async fn wait_failed(served: &mut Served, within: Duration) -> String {
+    let started = Instant::now();
+    loop {
+        if let Some(exit) = served.child.0.try_wait().unwrap() {
+            let log = log_text(served.dir.path());
+            assert!(!exit.success(), "exited 0:\n{log}");
+            return log;
+        }
+        assert!(
+            started.elapsed() < within,
+            "still running:\n{}",
+            served.runner.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// SIGTERM, and the clean exit it must give.
+pub fn stop(served: &mut Served) {
+    // SAFETY: kill takes a pid and a signal number, no pointers.
+    let rc = unsafe { libc::kill(served.child.0.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0);
+    assert!(served.child.0.wait().unwrap().success());
 }

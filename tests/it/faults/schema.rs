@@ -5,42 +5,12 @@
 
 use std::time::{Duration, Instant};
 
-use pgroar::cluster::TestDb;
-
-use super::{Served, seed, serve};
+use super::{seed, serve, served_feed, stop, wait_failed};
 use crate::it::support::feed::SCHEMA;
-
-async fn feed(topic: &str) -> (TestDb, tokio_postgres::Client, Served) {
-    let db = TestDb::new(topic);
-    db.execute(SCHEMA).unwrap();
-    let client = db.client().await.unwrap();
-    let served = serve(&db.url(), &format!("s_{}", db.name()), "").await;
-    seed(&client).await;
-    served.runner.wait_caught_up(&client).await;
-    (db, client, served)
-}
-
-/// Waits for the child to exit; returns its log. Fails if it exits 0 or keeps running.
-async fn wait_failed(served: &mut Served, within: Duration) -> String {
-    let started = Instant::now();
-    loop {
-        if let Some(exit) = served.child.0.try_wait().unwrap() {
-            let log = super::log_text(served.dir.path());
-            assert!(!exit.success(), "exited 0:\n{log}");
-            return log;
-        }
-        assert!(
-            started.elapsed() < within,
-            "still running:\n{}",
-            served.runner.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_table_renamed_while_streaming_stops_pgroar_naming_it() {
-    let (_db, client, mut served) = feed("schema_rename").await;
+    let (_db, client, mut served) = served_feed("schema_rename").await;
     client
         .batch_execute(r#"ALTER TABLE "Post" RENAME TO "Article"; UPDATE "Article" SET id = id"#)
         .await
@@ -55,7 +25,7 @@ async fn a_source_table_renamed_while_streaming_stops_pgroar_naming_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_table_removed_from_the_publication_stops_pgroar_naming_it() {
-    let (_db, client, mut served) = feed("schema_unpublish").await;
+    let (_db, client, mut served) = served_feed("schema_unpublish").await;
     client
         .batch_execute(r#"ALTER PUBLICATION pgroar_feed DROP TABLE "TagsOnImage""#)
         .await
@@ -70,7 +40,7 @@ async fn a_source_table_removed_from_the_publication_stops_pgroar_naming_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tracked_column_retyped_while_stopped_is_refused_at_restart() {
-    let (_db, client, mut served) = feed("schema_retype").await;
+    let (_db, client, mut served) = served_feed("schema_retype").await;
     stop(&mut served);
     assert!(served.dir.path().join("data/relations").exists());
     client
@@ -90,7 +60,7 @@ async fn a_tracked_column_retyped_while_stopped_is_refused_at_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replica_identity_changes_are_reported_and_stop_when_they_no_longer_work() {
-    let (_db, client, mut served) = feed("schema_identity").await;
+    let (_db, client, mut served) = served_feed("schema_identity").await;
     // FULL → DEFAULT on the images (the key still carries the slot id): reported.
     client
         .batch_execute(
@@ -120,7 +90,7 @@ async fn replica_identity_changes_are_reported_and_stop_when_they_no_longer_work
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slot_dropped_by_hand_is_refused_naming_bootstrap_force() {
-    let (db, client, mut served) = feed("slot_dropped").await;
+    let (db, client, mut served) = served_feed("slot_dropped").await;
     stop(&mut served);
     let slot = format!("s_{}", db.name());
     client
@@ -183,12 +153,4 @@ async fn a_slot_invalidated_while_stopped_is_refused_naming_bootstrap_force() {
             && log.contains("pgroar bootstrap --force"),
         "{log}"
     );
-}
-
-/// SIGTERM, and the clean exit it must give.
-fn stop(served: &mut Served) {
-    // SAFETY: kill takes a pid and a signal number, no pointers.
-    let rc = unsafe { libc::kill(served.child.0.id() as libc::pid_t, libc::SIGTERM) };
-    assert_eq!(rc, 0);
-    assert!(served.child.0.wait().unwrap().success());
 }
