@@ -22,11 +22,13 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("storage", "data_dir"),
     ("http", "listen"),
     ("http", "token"),
+    ("http", "ready_max_lag_secs"),
     ("forward", "url"),
     ("forward", "token"),
     ("wal", "segment_bytes"),
     ("wal", "group_commit_max_ms"),
     ("wal", "group_commit_max_bytes"),
+    ("wal", "max_backlog_bytes"),
     ("index", "checkpoint_interval_secs"),
 ];
 
@@ -37,11 +39,11 @@ const SECTIONS: &[(&str, &str)] = &[
         "url, publication, slot, status_interval_ms, receive_timeout_ms",
     ),
     ("storage", "data_dir"),
-    ("http", "listen, token"),
+    ("http", "listen, token, ready_max_lag_secs"),
     ("forward", "url, token"),
     (
         "wal",
-        "segment_bytes, group_commit_max_ms, group_commit_max_bytes",
+        "segment_bytes, group_commit_max_ms, group_commit_max_bytes, max_backlog_bytes",
     ),
     ("index", "checkpoint_interval_secs"),
 ];
@@ -104,6 +106,9 @@ fn set(
         ("storage", "data_dir") => file.storage.data_dir = PathBuf::from(value),
         ("http", "listen") => file.http.listen = value,
         ("http", "token") => file.http.token = Some(value),
+        ("http", "ready_max_lag_secs") => {
+            parsed(&mut file.http.ready_max_lag_secs, "http.ready_max_lag_secs")?;
+        }
         ("forward", "url") => file.forward.url = Some(value),
         ("forward", "token") => file.forward.token = Some(value),
         ("wal", "segment_bytes") => parsed(&mut file.wal.segment_bytes, "wal.segment_bytes")?,
@@ -114,6 +119,9 @@ fn set(
             &mut file.wal.group_commit_max_bytes,
             "wal.group_commit_max_bytes",
         )?,
+        ("wal", "max_backlog_bytes") => {
+            parsed(&mut file.wal.max_backlog_bytes, "wal.max_backlog_bytes")?;
+        }
         ("index", "checkpoint_interval_secs") => parsed(
             &mut file.index.checkpoint_interval_secs,
             "index.checkpoint_interval_secs",

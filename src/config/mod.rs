@@ -51,6 +51,12 @@ pub const DEFAULT_GROUP_COMMIT_MAX_BYTES: u64 = 4 << 20;
 /// Default checkpoint interval, 60 s: bounds the WAL replayed at start-up to about a minute
 /// of changes without writing the bitmaps often.
 pub const DEFAULT_CHECKPOINT_INTERVAL_SECS: u64 = 60;
+
+/// Default `wal.max_backlog_bytes`: 2 GiB of source WAL waiting for the index writer.
+pub const DEFAULT_MAX_BACKLOG_BYTES: u64 = 2 << 30;
+
+/// Default `http.ready_max_lag_secs`: `/readyz` fails once the index is this far behind.
+pub const DEFAULT_READY_MAX_LAG_SECS: u64 = 60;
 /// Default replication status interval, 1 s: how often the standby status (the flush LSN
 /// acknowledged to Postgres) is sent; keeps the slot close behind without chattering.
 pub const DEFAULT_STATUS_INTERVAL_MS: u64 = 1000;
@@ -218,6 +224,8 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// The bearer token `POST /ops` and the admin routes require (`None`: open).
     pub token: Option<Token>,
+    /// `/readyz` answers 503 once the index has been behind the server this many seconds.
+    pub ready_max_lag_secs: u64,
 }
 
 /// A bearer token: compared in constant time, never printed (`Debug` and `Display` show
@@ -270,6 +278,9 @@ pub struct WalConfig {
     pub group_commit_max_ms: u64,
     /// Bytes after which a group commit is fsynced without waiting longer.
     pub group_commit_max_bytes: u64,
+    /// Source WAL (bytes of LSN) durable in our WAL but not yet applied to the index above
+    /// which the stream pauses: Postgres keeps the rest in the slot instead of our disk.
+    pub max_backlog_bytes: u64,
 }
 
 impl Default for WalConfig {
@@ -278,6 +289,7 @@ impl Default for WalConfig {
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             group_commit_max_ms: DEFAULT_GROUP_COMMIT_MAX_MS,
             group_commit_max_bytes: DEFAULT_GROUP_COMMIT_MAX_BYTES,
+            max_backlog_bytes: DEFAULT_MAX_BACKLOG_BYTES,
         }
     }
 }
@@ -346,6 +358,7 @@ impl Default for PostgresFile {
 struct HttpFile {
     listen: String,
     token: Option<String>,
+    ready_max_lag_secs: u64,
 }
 
 impl Default for HttpFile {
@@ -353,6 +366,7 @@ impl Default for HttpFile {
         HttpFile {
             listen: DEFAULT_LISTEN.to_owned(),
             token: None,
+            ready_max_lag_secs: DEFAULT_READY_MAX_LAG_SECS,
         }
     }
 }
@@ -525,6 +539,7 @@ impl Config {
             http: HttpConfig {
                 listen,
                 token: file.http.token.and_then(Token::new),
+                ready_max_lag_secs: file.http.ready_max_lag_secs,
             },
             wal: file.wal,
             forward: file.forward.into_config(&mut problems),

@@ -166,6 +166,9 @@ impl Applier {
             return Ok(());
         };
         let batch = self.deduper.dedup(mem::take(&mut self.batch));
+        // Tests slow the index writer here (`FAILPOINTS=apply-send=sleep(50)`).
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("apply-send");
         self.sink.send(batch, upto)?;
         self.status
             .add(Counter::OpsApplied, mem::take(&mut self.ops));

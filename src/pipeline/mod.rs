@@ -212,6 +212,7 @@ impl Pipeline {
         });
         let published = sink.published();
         let applied_rx = sink.applied();
+        source.watch_applied(applied_rx.clone());
         let (stop_tx, stop_rx) = watch::channel(false);
         let stop = Arc::new(stop_tx);
         let finish = Arc::new(AtomicBool::new(false));

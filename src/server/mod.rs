@@ -82,6 +82,9 @@ pub struct ServerOptions {
     pub max_body_bytes: usize,
     /// The bearer token `POST /ops` and the admin routes require (`None`: open).
     pub token: Option<crate::config::Token>,
+    /// `/readyz` answers 503 once the index has been behind the server this long (`None`: no
+    /// bound).
+    pub ready_max_lag: Option<Duration>,
 }
 
 impl ServerOptions {
@@ -106,6 +109,9 @@ impl Default for ServerOptions {
                 .map_or(2, std::num::NonZero::get),
             max_body_bytes: Self::MAX_BODY_BYTES,
             token: None,
+            ready_max_lag: Some(Duration::from_secs(
+                crate::config::DEFAULT_READY_MAX_LAG_SECS,
+            )),
         }
     }
 }
@@ -312,7 +318,19 @@ async fn metrics_handler(State(state): State<ServerState>) -> Response {
 
 async fn readyz(State(state): State<ServerState>) -> (StatusCode, String) {
     match state.inner.status.phase() {
-        Phase::Streaming => (StatusCode::OK, "ready: streaming".into()),
+        Phase::Streaming => match (
+            state.inner.options.ready_max_lag,
+            state.report().lag_seconds,
+        ) {
+            (Some(bound), Some(lag)) if lag > bound.as_secs_f64() => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "not ready: the index is {lag:.1} s behind the server (http.ready_max_lag_secs = {})",
+                    bound.as_secs()
+                ),
+            ),
+            _ => (StatusCode::OK, "ready: streaming".into()),
+        },
         phase => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: {phase}"),

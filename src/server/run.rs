@@ -51,6 +51,10 @@ pub async fn run(
         .map(|conn| OpsIntake::new(conn, &config.postgres.slot, config.schema()));
     let server_options = ServerOptions {
         token: config.http.token.clone(),
+        ready_max_lag: Some(std::time::Duration::from_secs(
+            config.http.ready_max_lag_secs,
+        ))
+        .filter(|d| !d.is_zero()),
         ..ServerOptions::default()
     };
     let pipeline = Pipeline::start(config, translator, options).await?;

@@ -151,6 +151,8 @@ pub struct SourceOptions {
     /// Silence after which the stream is presumed dead (a heartbeat asks for traffic half-way);
     /// `None`: twice the server's `wal_sender_timeout`, read at each connect.
     pub receive_timeout: Option<Duration>,
+    /// Source WAL (LSN bytes) durable but not yet applied above which the stream pauses.
+    pub max_backlog_bytes: u64,
 }
 
 impl SourceOptions {
@@ -176,6 +178,7 @@ impl SourceOptions {
                 .postgres
                 .receive_timeout_ms
                 .map(Duration::from_millis),
+            max_backlog_bytes: config.wal.max_backlog_bytes,
             ..SourceOptions::default()
         }
     }
@@ -194,6 +197,7 @@ impl Default for SourceOptions {
             backoff_max: Self::DEFAULT_BACKOFF_MAX,
             stable_after: Duration::from_secs(30),
             receive_timeout: None,
+            max_backlog_bytes: crate::config::DEFAULT_MAX_BACKLOG_BYTES,
         }
     }
 }
@@ -247,6 +251,8 @@ pub struct Source<T: Translate> {
     /// Faults the catalog watcher found (a source table gone from the publication, a replica
     /// identity that no longer works): each stops the source.
     catalog: Option<watch::Receiver<Option<String>>>,
+    /// The index's applied cursor, for the backlog bound (`None`: unbounded).
+    applied: Option<watch::Receiver<crate::WalKey>>,
     scratch: Vec<EntityOps>,
 }
 
@@ -382,6 +388,7 @@ impl<T: Translate> Source<T> {
             abandoned_pids: Vec::new(),
             relations_written,
             catalog: None,
+            applied: None,
             scratch: Vec::new(),
         })
     }
@@ -389,6 +396,11 @@ impl<T: Translate> Source<T> {
     /// Stops the source with [`SourceError::Catalog`] when `faults` carries a message.
     pub fn watch_catalog(&mut self, faults: watch::Receiver<Option<String>>) {
         self.catalog = Some(faults);
+    }
+
+    /// Bounds the backlog by the index's applied cursor (see [`SourceOptions::max_backlog_bytes`]).
+    pub fn watch_applied(&mut self, applied: watch::Receiver<crate::WalKey>) {
+        self.applied = Some(applied);
     }
 
     /// A fault the catalog watcher reported, if any (no waiting).

@@ -92,6 +92,15 @@ impl<T: Translate> Source<T> {
             if let Some(fault) = self.catalog_fault() {
                 return Err(fault);
             }
+            if self.txn.is_none() && self.backlog() > self.options.max_backlog_bytes {
+                if self.unsynced_since.is_some() {
+                    self.mark_commit_end()?;
+                    self.sync_and_ack(client).await?;
+                }
+                if let Some(end) = self.pause_for_backlog(stop).await {
+                    return Ok(end);
+                }
+            }
             let received = if self.unsynced_since.is_some() {
                 match try_recv(client).await {
                     Some(r) => r,
@@ -157,6 +166,44 @@ impl<T: Translate> Source<T> {
         // Our own time does not count as the stream's silence.
         self.silent_since = Instant::now();
         Ok(())
+    }
+
+    /// Source WAL bytes durable in our WAL but not yet applied to the index.
+    fn backlog(&self) -> u64 {
+        let Some(applied) = &self.applied else {
+            return 0;
+        };
+        let applied = applied.borrow().lsn;
+        self.status.durable().0.saturating_sub(applied.0)
+    }
+
+    /// Stops reading while the backlog is above its bound: the replication client's buffer
+    /// fills, TCP pushes back, and Postgres keeps the changes in the slot (the client keeps
+    /// acknowledging, so the server does not time the session out). Returns how the session
+    /// ends if it is stopped meanwhile.
+    async fn pause_for_backlog(&mut self, stop: &mut watch::Receiver<bool>) -> Option<SessionEnd> {
+        let bound = self.options.max_backlog_bytes;
+        info!(
+            backlog_bytes = self.backlog(),
+            bound,
+            "the index is behind the WAL by more than wal.max_backlog_bytes; pausing the stream"
+        );
+        self.status.add(Counter::BacklogPauses, 1);
+        let started = Instant::now();
+        while self.backlog() > bound / 2 {
+            tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => return Some(SessionEnd::Stopped),
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+        info!(
+            paused_ms = started.elapsed().as_millis() as u64,
+            "the index caught up; streaming again"
+        );
+        // The pause was ours: it is not the stream's silence.
+        self.heard();
+        None
     }
 
     /// Something arrived: the stream is alive.

@@ -32,6 +32,8 @@ pub enum Counter {
     ForwardedBatches,
     /// Forwarding attempts that failed and were retried.
     ForwardRetries,
+    /// Times the stream paused because the index fell behind by `wal.max_backlog_bytes`.
+    BacklogPauses,
     /// Rows whose slot id was NULL, unknown or not an integer.
     BadSlotIds,
     /// Fields whose expression failed on the row.
@@ -122,7 +124,7 @@ pub const BAD_DATA_HELP: &str =
     "Bad data skipped or clamped (by the translator or the index writer), by kind";
 
 /// Every counter, in [`Counter`] order.
-pub const COUNTERS: [CounterSpec; 20] = [
+pub const COUNTERS: [CounterSpec; 21] = [
     total(
         Counter::OpsApplied,
         "ops_applied_total",
@@ -176,6 +178,12 @@ pub const COUNTERS: [CounterSpec; 20] = [
         "forward_retries_total",
         "pgroar_forward_retries_total",
         "Forwarding attempts that failed and were retried",
+    ),
+    total(
+        Counter::BacklogPauses,
+        "backlog_pauses_total",
+        "pgroar_backlog_pauses_total",
+        "Times the stream paused because the index fell behind the WAL by wal.max_backlog_bytes",
     ),
     bad(
         Counter::BadSlotIds,
@@ -349,7 +357,7 @@ mod tests {
         }
         let json = serde_json::to_value(c).unwrap();
         assert_eq!(json["ops_applied_total"], 1);
-        assert_eq!(json["bad_data"]["unparsable_values"], 12);
+        assert_eq!(json["bad_data"]["unparsable_values"], 13);
         assert_eq!(serde_json::from_value::<Counts>(json).unwrap(), c);
     }
 }

@@ -2,6 +2,7 @@
 //! and blackholes connections), the Postgres server (restarts, `wal_sender_timeout`), and what
 //! they must never cost: after each, the served index equals SQL.
 
+mod backpressure;
 mod disk;
 mod network;
 mod schema;
@@ -38,8 +39,23 @@ pub async fn serve_with(
     extra: &str,
     edit: impl Fn(String) -> String,
 ) -> Served {
+    serve_env(url, slot, extra, edit, &[]).await
+}
+
+/// [`serve_with`], the child running with `env` added (e.g. `FAILPOINTS`).
+pub async fn serve_env(
+    url: &str,
+    slot: &str,
+    extra: &str,
+    edit: impl Fn(String) -> String,
+    env: &[(&str, &str)],
+) -> Served {
     let dir = tempfile::tempdir().unwrap();
-    let (runner, port) = Runner::in_dir(dir.path());
+    let (mut runner, port) = Runner::in_dir(dir.path());
+    runner.env = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
     let text = config_text(url, slot, &dir.path().join("data"), port, 1 << 20);
     let slot_line = format!("slot = \"{slot}\"\n");
     let text = text.replacen(&slot_line, &format!("{slot_line}{extra}\n"), 1);

@@ -257,6 +257,8 @@ pub struct Runner {
     pub config: PathBuf,
     pub log: PathBuf,
     pub base: String,
+    /// Extra environment of the child (e.g. `FAILPOINTS`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Runner {
@@ -272,6 +274,7 @@ impl Runner {
             config: dir.join("pgroar.toml"),
             log: dir.join("pgroar.log"),
             base: format!("http://127.0.0.1:{port}"),
+            env: Vec::new(),
         };
         (runner, port)
     }
@@ -290,6 +293,7 @@ impl Runner {
                 "RUST_LOG",
                 std::env::var("PGROAR_TEST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()

@@ -44,6 +44,7 @@ pub fn runner(
         config,
         log: dir.join(format!("{name}.log")),
         base: format!("http://127.0.0.1:{port}"),
+        env: Vec::new(),
     }
 }
 
