@@ -59,13 +59,17 @@ struct TestServer {
 
 impl TestServer {
     fn start(batches: Vec<(Vec<EntityOps>, WalKey)>) -> TestServer {
+        TestServer::start_with(batches, ServerOptions::default())
+    }
+
+    fn start_with(batches: Vec<(Vec<EntityOps>, WalKey)>, options: ServerOptions) -> TestServer {
         let sink = CoalescingSink::spawn(Index::new(schema()), SinkOptions::default());
         for (batch, upto) in batches {
             sink.send(batch, upto).unwrap();
         }
         sink.sync().unwrap();
         let status = Arc::new(Status::new("pgroar_test", "pgroar"));
-        let state = ServerState::from_sink(status.clone(), &sink, ServerOptions::default());
+        let state = ServerState::from_sink(status.clone(), &sink, options);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -457,6 +461,35 @@ fn metrics_expose_stage_positions_counters_and_query_latency() {
     assert_eq!(g(r#"pgroar_queries_total{outcome="bad_request"}"#), 1.0);
     assert_eq!(g("pgroar_query_duration_seconds_count"), 3.0);
     assert_eq!(g(r#"pgroar_query_duration_seconds_bucket{le="+Inf"}"#), 3.0);
+}
+
+#[test]
+fn readyz_fails_while_the_index_lags_the_server_past_its_bound() {
+    let options = ServerOptions {
+        ready_max_lag: Some(Duration::from_millis(200)),
+        ..ServerOptions::default()
+    };
+    let server = TestServer::start_with(
+        vec![(entities(100, 1), WalKey::end_of(Lsn(0x100)))],
+        options,
+    );
+    server.status.set_phase(Phase::Streaming);
+    assert_eq!(server.get("/readyz").0, 200);
+    // The server is ahead of the index and stays so: after the bound, 503 naming it.
+    server.status.set_server_lsn(Lsn(0x9000));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let (code, text) = server.get("/readyz");
+        if code == 503 {
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "still ready: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        text.contains("behind the server") && text.contains("ready_max_lag_secs"),
+        "{text}"
+    );
 }
 
 #[test]
