@@ -89,16 +89,19 @@ impl<T: Translate> Source<T> {
     ) -> Result<SessionEnd, SourceError> {
         let mut catalog = self.catalog.clone();
         loop {
-            if let Some(fault) = self.catalog_fault() {
-                return Err(fault);
-            }
-            if self.txn.is_none() && self.backlog() > self.options.max_backlog_bytes {
-                if self.unsynced_since.is_some() {
-                    self.mark_commit_end()?;
-                    self.sync_and_ack(client).await?;
+            // Between transactions only: not a cost per row, and a pause never splits one.
+            if self.txn.is_none() {
+                if let Some(fault) = self.catalog_fault() {
+                    return Err(fault);
                 }
-                if let Some(end) = self.pause_for_backlog(stop).await {
-                    return Ok(end);
+                if self.backlog() > self.options.max_backlog_bytes {
+                    if self.unsynced_since.is_some() {
+                        self.mark_commit_end()?;
+                        self.sync_and_ack(client).await?;
+                    }
+                    if let Some(end) = self.pause_for_backlog(stop).await {
+                        return Ok(end);
+                    }
                 }
             }
             let received = if self.unsynced_since.is_some() {
@@ -190,11 +193,13 @@ impl<T: Translate> Source<T> {
         );
         self.status.add(Counter::BacklogPauses, 1);
         let started = Instant::now();
+        let mut applied = self.applied.clone()?;
         while self.backlog() > bound / 2 {
             tokio::select! {
                 biased;
                 _ = stop.wait_for(|s| *s) => return Some(SessionEnd::Stopped),
-                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+                // The index writer publishes every batch it applies.
+                changed = applied.changed() => if changed.is_err() { break },
             }
         }
         info!(
