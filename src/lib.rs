@@ -22,6 +22,7 @@ pub mod config;
 pub mod dataset;
 pub mod decode;
 pub mod dedup;
+pub mod failpoint;
 pub mod filter;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod fixtures;

@@ -631,6 +631,7 @@ async fn commit(
     })
     .await
     .map_err(|_| BootstrapError::Panicked("the checkpoint writer"))??;
+    crate::failpoint::crash("bootstrap-before-marker");
     marker::write_marker(
         data_dir,
         &Marker {

@@ -167,8 +167,7 @@ impl Applier {
         };
         let batch = self.deduper.dedup(mem::take(&mut self.batch));
         // Tests slow the index writer here (`FAILPOINTS=apply-send=sleep(50)`).
-        #[cfg(feature = "failpoints")]
-        fail::fail_point!("apply-send");
+        crate::failpoint::hit("apply-send");
         self.sink.send(batch, upto)?;
         self.status
             .add(Counter::OpsApplied, mem::take(&mut self.ops));

@@ -8,8 +8,10 @@
 //! segment goes, and only segments whose every record is at or below what the previous
 //! checkpoint reflects are removed. A crash between the two leaves extra segments, which the
 //! next checkpoint removes. Segments the forwarding sink has not sent yet stay too (its floor). A
-//! failed periodic checkpoint is logged and retried at the next interval
-//! (the WAL still holds everything); a failed final one is returned.
+//! periodic checkpoint whose write failed (e.g. no space) is logged and retried at the next
+//! interval with a new file (the WAL still holds everything); one whose fsync failed stops the
+//! pipeline, as what reached the disk is unknown and an fsync is never retried on the same data.
+//! A failed final checkpoint is returned.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -17,10 +19,11 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::PipelineError;
 use crate::index::Snapshot;
+use crate::index::checkpoint::CheckpointError;
 use crate::source::{error_chain, lock};
 use crate::status::Status;
 use crate::wal::Wal;
@@ -45,6 +48,10 @@ pub(super) struct Checkpointer {
     pub last: WalKey,
     /// The forwarding sink's cursor: segments it still needs stay (`u64::MAX`: none held).
     pub floor: crate::forward::Floor,
+    /// Signalled when a checkpoint's fsync fails: the pipeline stops.
+    pub stop: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The fsync failure that stopped the pipeline (no final checkpoint is tried then).
+    pub fatal: Option<PipelineError>,
 }
 
 impl Checkpointer {
@@ -63,9 +70,15 @@ impl Checkpointer {
             }
             if let Err(e) = self.checkpoint(&published.load_full()) {
                 let message = error_chain(&e);
-                warn!(error = %message, "checkpoint failed; retrying at the next interval");
                 self.status
                     .set_error(format!("checkpoint failed: {message}"));
+                if matches!(e, PipelineError::Checkpoint(CheckpointError::Sync { .. })) {
+                    error!(error = %message, "checkpoint fsync failed; stopping");
+                    self.fatal = Some(e);
+                    self.stop.send_replace(true);
+                    return self;
+                }
+                warn!(error = %message, "checkpoint failed; retrying at the next interval");
             }
         }
     }
@@ -84,6 +97,7 @@ impl Checkpointer {
         self.last = applied;
         let covered = covered_lsn(applied);
         self.status.set_checkpointed(covered);
+        crate::failpoint::crash("checkpoint-before-truncate");
         let floor = Lsn(self.floor.load(std::sync::atomic::Ordering::SeqCst));
         let removed = lock(&self.wal).remove_segments_below(previous.min(floor))?;
         info!(

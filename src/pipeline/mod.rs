@@ -247,6 +247,8 @@ impl Pipeline {
             status: Arc::clone(&status),
             last: applied,
             floor,
+            stop: Arc::clone(&stop),
+            fatal: None,
         };
         let (ckpt_stop, ckpt_stop_rx) = crossbeam_channel::bounded::<()>(1);
         let ckpt_published = Arc::clone(&published);
@@ -477,6 +479,9 @@ async fn supervise(s: Supervised) -> Result<RunSummary, PipelineError> {
         let mut checkpointer = checkpointer
             .join()
             .map_err(|_| PipelineError::Panicked("checkpointer"))?;
+        if let Some(e) = checkpointer.fatal.take() {
+            return Err(e);
+        }
         // The index writer applies what is queued and hands the index back. It ends at a
         // transaction boundary unless the apply loop failed inside one: then the last published
         // snapshot is what gets checkpointed (a checkpoint is served as soon as it is loaded).

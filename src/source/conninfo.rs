@@ -10,6 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// Row-change events the replication stream buffers ahead of the source.
+pub const STREAM_BUFFER_EVENTS: usize = 1024;
+
 use pgwire_replication::{ReplicationConfig, SslMode as WireSslMode, TlsConfig};
 
 /// Session settings pinned on every connection: the value parser and the expression evaluator
@@ -351,7 +354,10 @@ impl ConnInfo {
             .with_port(self.port)
             .with_tls(self.tls_config())
         };
-        cfg.with_options(self.session_options())
+        // Events buffered between the socket and the source: what a paused stream holds in
+        // memory is this many row changes (the library's default, 8192, is ~64 MB of 4 KB rows).
+        cfg.with_buffer_size(STREAM_BUFFER_EVENTS)
+            .with_options(self.session_options())
             .with_application_name(self.application_name.as_deref().unwrap_or("pgroar"))
     }
 

@@ -21,6 +21,24 @@ pub enum WalError {
         #[source]
         source: io::Error,
     },
+    /// Writing or fsyncing the log failed. Nothing past the last durable LSN was acknowledged to
+    /// Postgres, so a restart reads the rest from the slot again.
+    #[error(
+        "WAL {op} failed on {}: fix the disk (space, permissions, hardware) and restart pgroar; \
+         nothing past {durable} (the last durable LSN) was acknowledged, so the slot sends it again",
+        path.display()
+    )]
+    WriteFailed {
+        /// `write` or `fsync`.
+        op: &'static str,
+        /// The durable LSN when it failed.
+        durable: Lsn,
+        /// The segment or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
     /// Another writer (in this or another process) has the WAL directory open.
     #[error("the WAL in {} is locked by another writer", .0.display())]
     Locked(PathBuf),

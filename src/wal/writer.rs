@@ -301,7 +301,10 @@ impl Wal {
             self.io(r, "fsync", None)?;
         }
         if self.written > self.synced {
-            let r = self.file.sync_data();
+            let r = match crate::failpoint::io_error("wal-fsync") {
+                Some(e) => Err(e),
+                None => self.file.sync_data(),
+            };
             self.io(r, "fsync", None)?;
             self.synced = self.written;
         }
@@ -435,7 +438,8 @@ impl Wal {
     ) -> Result<T, WalError> {
         r.map_err(|source| {
             self.failed = true;
-            WalError::Io {
+            WalError::WriteFailed {
+                durable: self.durable.lsn,
                 op,
                 path: path.unwrap_or_else(|| self.dir.join(segment_file_name(self.active))),
                 source,
@@ -447,7 +451,10 @@ impl Wal {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let r = self.file.write_all(&self.buf);
+        let r = match crate::failpoint::io_error("wal-write") {
+            Some(e) => Err(e),
+            None => self.file.write_all(&self.buf),
+        };
         self.io(r, "write", None)?;
         self.written += self.buf.len() as u64;
         self.buf.clear();

@@ -27,17 +27,6 @@ const KILLS: usize = 24;
 /// WAL segment size: small enough that the workload fills dozens of segments.
 const SEGMENT_BYTES: u64 = 128 << 10;
 
-async fn slot_confirmed(client: &Client, slot: &str) -> Option<Lsn> {
-    let row = client
-        .query_one(
-            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
-            &[&slot],
-        )
-        .await
-        .unwrap();
-    row.get::<_, Option<String>>(0).map(|s| s.parse().unwrap())
-}
-
 /// After a kill: Postgres was never told more was flushed than the WAL on disk holds.
 /// Returns the WAL's durable LSN and the slot's confirmed LSN.
 async fn assert_slot_not_ahead(
@@ -48,7 +37,9 @@ async fn assert_slot_not_ahead(
 ) -> (Lsn, Lsn) {
     let report = Wal::inspect(data.join("wal")).expect("the WAL left by a kill is readable");
     let durable = report.durable_lsn;
-    let confirmed = slot_confirmed(client, slot).await.expect("the slot exists");
+    let confirmed = crate::it::support::follow::slot_confirmed(client, slot)
+        .await
+        .expect("the slot exists");
     let adopting = data.join(pgroar::source::slot::CREATING_SLOT_FILE).exists();
     if adopting {
         assert_eq!(

@@ -111,18 +111,6 @@ on_delete = true
     }
 }
 
-async fn slot_confirmed(client: &Client, slot: &str) -> Lsn {
-    let row = client
-        .query_one(
-            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
-            &[&slot],
-        )
-        .await
-        .unwrap();
-    row.get::<_, Option<String>>(0)
-        .map_or(Lsn::ZERO, |s| s.parse().unwrap())
-}
-
 /// The index answers every filter on `a` and `b` (nulls included), the live count and the top
 /// of the `s` order exactly as SQL does.
 async fn assert_matches_sql(client: &Client, snap: &Snapshot) {
@@ -774,4 +762,11 @@ async fn http(
     })
     .await
     .unwrap()
+}
+
+/// The slot's confirmed flush position (0/0 before it has one).
+async fn slot_confirmed(client: &Client, slot: &str) -> Lsn {
+    crate::it::support::follow::slot_confirmed(client, slot)
+        .await
+        .unwrap_or(Lsn::ZERO)
 }

@@ -68,6 +68,19 @@ pub enum CheckpointError {
         #[source]
         source: io::Error,
     },
+    /// An fsync of the checkpoint file or its directory failed: what reached the disk is
+    /// unknown, so the pipeline stops rather than retry it.
+    #[error(
+        "fsync of checkpoint {path} failed: check the disk and restart (nothing is lost: the \
+         previous checkpoint and the WAL after it are kept)"
+    )]
+    Sync {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
     /// The file's CRC does not match its contents.
     #[error(
         "checkpoint {path} is corrupt (CRC {stored:#010x} stored, {computed:#010x} computed); the index must be re-bootstrapped"
@@ -255,7 +268,15 @@ impl Snapshot {
                 .map_err(io_err(&tmp_path))?;
             w.inner.flush().map_err(io_err(&tmp_path))?;
         }
-        tmp.as_file().sync_all().map_err(io_err(&tmp_path))?;
+        let sync_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| CheckpointError::Sync { path, source }
+        };
+        match crate::failpoint::io_error("checkpoint-fsync") {
+            Some(e) => Err(e),
+            None => tmp.as_file().sync_all(),
+        }
+        .map_err(sync_err(&tmp_path))?;
         let path = dir.join(CHECKPOINT_FILE);
         // The newest becomes the previous. Killed between the two renames, there is no newest
         // and the previous is loaded: the WAL after it is still there.
@@ -271,7 +292,7 @@ impl Snapshot {
         })?;
         File::open(dir)
             .and_then(|d| d.sync_all())
-            .map_err(io_err(dir))
+            .map_err(sync_err(dir))
     }
 
     fn encode<W: Write>(&self, w: &mut CrcWriter<W>) -> io::Result<()> {

@@ -4,6 +4,7 @@
 
 mod backpressure;
 mod disk;
+mod io_errors;
 mod network;
 mod schema;
 mod server;

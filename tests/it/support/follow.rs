@@ -64,3 +64,15 @@ pub async fn wait_caught_up(p: &Pipeline, client: &Client) -> Lsn {
     }
     target
 }
+
+/// The slot's confirmed flush position (`None` before it has one).
+pub async fn slot_confirmed(client: &Client, slot: &str) -> Option<Lsn> {
+    let row = client
+        .query_one(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .unwrap();
+    row.get::<_, Option<String>>(0).map(|s| s.parse().unwrap())
+}
