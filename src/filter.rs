@@ -324,6 +324,9 @@ pub enum FilterError {
         /// Why.
         reason: &'static str,
     },
+    /// The evaluation passed the query's deadline (and was abandoned).
+    #[error("the query ran past its deadline")]
+    Deadline,
 }
 
 #[derive(Clone, Debug, PartialEq)]

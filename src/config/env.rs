@@ -23,6 +23,8 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("http", "listen"),
     ("http", "token"),
     ("http", "ready_max_lag_secs"),
+    ("http", "query_timeout_ms"),
+    ("http", "max_connections"),
     ("forward", "url"),
     ("forward", "token"),
     ("wal", "segment_bytes"),
@@ -39,7 +41,10 @@ const SECTIONS: &[(&str, &str)] = &[
         "url, publication, slot, status_interval_ms, receive_timeout_ms",
     ),
     ("storage", "data_dir"),
-    ("http", "listen, token, ready_max_lag_secs"),
+    (
+        "http",
+        "listen, token, ready_max_lag_secs, query_timeout_ms, max_connections",
+    ),
     ("forward", "url, token"),
     (
         "wal",
@@ -108,6 +113,12 @@ fn set(
         ("http", "token") => file.http.token = Some(value),
         ("http", "ready_max_lag_secs") => {
             parsed(&mut file.http.ready_max_lag_secs, "http.ready_max_lag_secs")?;
+        }
+        ("http", "query_timeout_ms") => {
+            parsed(&mut file.http.query_timeout_ms, "http.query_timeout_ms")?;
+        }
+        ("http", "max_connections") => {
+            parsed(&mut file.http.max_connections, "http.max_connections")?;
         }
         ("forward", "url") => file.forward.url = Some(value),
         ("forward", "token") => file.forward.token = Some(value),

@@ -57,6 +57,10 @@ pub const DEFAULT_MAX_BACKLOG_BYTES: u64 = 2 << 30;
 
 /// Default `http.ready_max_lag_secs`: `/readyz` fails once the index is this far behind.
 pub const DEFAULT_READY_MAX_LAG_SECS: u64 = 60;
+/// Default `http.query_timeout_ms`: a query still running after this answers 503.
+pub const DEFAULT_QUERY_TIMEOUT_MS: u64 = 10_000;
+/// Default `http.max_connections`: HTTP connections open at once; more are closed on accept.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 /// Default replication status interval, 1 s: how often the standby status (the flush LSN
 /// acknowledged to Postgres) is sent; keeps the slot close behind without chattering.
 pub const DEFAULT_STATUS_INTERVAL_MS: u64 = 1000;
@@ -226,6 +230,10 @@ pub struct HttpConfig {
     pub token: Option<Token>,
     /// `/readyz` answers 503 once the index has been behind the server this many seconds.
     pub ready_max_lag_secs: u64,
+    /// A query still running after this many milliseconds answers 503 (0: no deadline).
+    pub query_timeout_ms: u64,
+    /// HTTP connections open at once; more are closed as soon as they are accepted.
+    pub max_connections: usize,
 }
 
 /// A bearer token: compared in constant time, never printed (`Debug` and `Display` show
@@ -359,6 +367,8 @@ struct HttpFile {
     listen: String,
     token: Option<String>,
     ready_max_lag_secs: u64,
+    query_timeout_ms: u64,
+    max_connections: u64,
 }
 
 impl Default for HttpFile {
@@ -367,6 +377,8 @@ impl Default for HttpFile {
             listen: DEFAULT_LISTEN.to_owned(),
             token: None,
             ready_max_lag_secs: DEFAULT_READY_MAX_LAG_SECS,
+            query_timeout_ms: DEFAULT_QUERY_TIMEOUT_MS,
+            max_connections: DEFAULT_MAX_CONNECTIONS as u64,
         }
     }
 }
@@ -540,6 +552,9 @@ impl Config {
                 listen,
                 token: file.http.token.and_then(Token::new),
                 ready_max_lag_secs: file.http.ready_max_lag_secs,
+                query_timeout_ms: file.http.query_timeout_ms,
+                max_connections: usize::try_from(file.http.max_connections.max(1))
+                    .unwrap_or(usize::MAX),
             },
             wal: file.wal,
             forward: file.forward.into_config(&mut problems),

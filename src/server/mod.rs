@@ -32,6 +32,7 @@
 mod auth;
 pub mod bootstrapping;
 pub mod check;
+mod listener;
 mod metrics;
 mod ops;
 mod query;
@@ -85,6 +86,10 @@ pub struct ServerOptions {
     /// `/readyz` answers 503 once the index has been behind the server this long (`None`: no
     /// bound).
     pub ready_max_lag: Option<Duration>,
+    /// A query still running after this answers 503 (`None`: no deadline).
+    pub query_timeout: Option<Duration>,
+    /// HTTP connections open at once; more are closed on accept.
+    pub max_connections: usize,
 }
 
 impl ServerOptions {
@@ -112,6 +117,10 @@ impl Default for ServerOptions {
             ready_max_lag: Some(Duration::from_secs(
                 crate::config::DEFAULT_READY_MAX_LAG_SECS,
             )),
+            query_timeout: Some(Duration::from_millis(
+                crate::config::DEFAULT_QUERY_TIMEOUT_MS,
+            )),
+            max_connections: crate::config::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -283,6 +292,7 @@ pub async fn serve(
         shutdown.await;
         down.send_replace(true);
     };
+    let listener = listener::CappedListener::new(listener, state.inner.options.max_connections);
     let result = axum::serve(listener, router(state))
         .with_graceful_shutdown(signal)
         .await;

@@ -167,6 +167,16 @@ impl From<QueryError> for ApiError {
             }
             QueryError::Filter(FilterError::UnknownField(_)) => "unknown_field",
             QueryError::Filter(FilterError::BadValue { .. }) => "bad_value",
+            QueryError::Filter(FilterError::Deadline) => {
+                return ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "query_timeout",
+                    "the query ran past its deadline (http.query_timeout_ms): narrow the filter \
+                     or raise the deadline"
+                        .into(),
+                    Outcome::Timeout,
+                );
+            }
             QueryError::UnknownSortField(_) => "unknown_sort_field",
             QueryError::LimitTooLarge { .. } => "limit_too_large",
             QueryError::Cursor(_) => "bad_cursor",
@@ -220,15 +230,30 @@ async fn run(state: &ServerState, body: &[u8]) -> Result<(QueryResponse, Duratio
     };
     // The permit moves into the task: a client that hangs up does not free its slot while its
     // query still runs.
-    let permit = Arc::clone(&state.inner.query_slots)
-        .acquire_owned()
-        .await
-        .map_err(|_| unavailable(state, "the server is shutting down".into()))?;
+    // A turn waits at most the query deadline too.
+    let deadline = options.query_timeout;
+    let acquire = Arc::clone(&state.inner.query_slots).acquire_owned();
+    let permit = match deadline {
+        None => acquire.await.ok(),
+        Some(d) => tokio::time::timeout(d, acquire)
+            .await
+            .map_err(|_| {
+                unavailable(
+                    state,
+                    format!(
+                        "every query slot stayed busy for {} ms (http.query_timeout_ms)",
+                        d.as_millis()
+                    ),
+                )
+            })?
+            .ok(),
+    }
+    .ok_or_else(|| unavailable(state, "the server is shutting down".into()))?;
     let published = Arc::clone(&state.inner.published);
     let (result, ran_for) = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         let snapshot = published.load_full();
-        let result = snapshot.query(&query);
+        let result = snapshot.query_until(&query, deadline.map(|d| started + d));
         drop(permit);
         (result, started.elapsed())
     })

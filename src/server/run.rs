@@ -55,6 +55,11 @@ pub async fn run(
             config.http.ready_max_lag_secs,
         ))
         .filter(|d| !d.is_zero()),
+        query_timeout: Some(std::time::Duration::from_millis(
+            config.http.query_timeout_ms,
+        ))
+        .filter(|d| !d.is_zero()),
+        max_connections: config.http.max_connections,
         ..ServerOptions::default()
     };
     let pipeline = Pipeline::start(config, translator, options).await?;

@@ -11,6 +11,8 @@
 //!   ranges use the sort layers (bit-sliced, no scan of the keys).
 //! * `NOT x` = alive − x.
 
+use std::time::Instant;
+
 use super::slices;
 use crate::filter::{CmpOp, Filter, FilterError, Literal};
 use crate::index::store::bits::Bits;
@@ -18,20 +20,29 @@ use crate::index::store::keys::{self, Key};
 use crate::index::{FilterState, State};
 use crate::schema::FilterKind;
 
-/// The live slots matching `f`.
-pub(crate) fn evaluate(state: &State, f: &Filter) -> Result<Bits, FilterError> {
+/// The live slots matching `f`; abandoned with [`FilterError::Deadline`] once `deadline` has
+/// passed (checked before each clause and each combination).
+pub(crate) fn evaluate(
+    state: &State,
+    f: &Filter,
+    deadline: Option<Instant>,
+) -> Result<Bits, FilterError> {
     f.check(&state.schema)?;
-    Ok(eval(state, f)?.and(&state.alive))
+    Ok(eval(state, f, deadline)?.and(&state.alive))
 }
 
-fn eval(state: &State, f: &Filter) -> Result<Bits, FilterError> {
+fn eval(state: &State, f: &Filter, deadline: Option<Instant>) -> Result<Bits, FilterError> {
+    if deadline.is_some_and(|d| Instant::now() >= d) {
+        return Err(FilterError::Deadline);
+    }
+    let e = |x: &Filter| eval(state, x, deadline);
     Ok(match f {
         Filter::And(a, b) => match (&**a, &**b) {
-            (x, Filter::Not(y)) | (Filter::Not(y), x) => eval(state, x)?.andnot(&eval(state, y)?),
-            _ => eval(state, a)?.and(&eval(state, b)?),
+            (x, Filter::Not(y)) | (Filter::Not(y), x) => e(x)?.andnot(&e(y)?),
+            _ => e(a)?.and(&e(b)?),
         },
-        Filter::Or(a, b) => eval(state, a)?.or(&eval(state, b)?),
-        Filter::Not(a) => state.alive.andnot(&eval(state, a)?),
+        Filter::Or(a, b) => e(a)?.or(&e(b)?),
+        Filter::Not(a) => state.alive.andnot(&e(a)?),
         Filter::Cmp { field, op, value } => clause(state, field, *op, std::slice::from_ref(value))?,
         Filter::In { field, values } => clause(state, field, CmpOp::Eq, values)?,
     })

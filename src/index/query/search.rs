@@ -168,6 +168,15 @@ impl Cursor {
 impl Snapshot {
     /// Runs a query: filter, optional sort, a page of `limit` ids after `cursor`.
     pub fn query(&self, q: &Query) -> Result<QueryResult, QueryError> {
+        self.query_until(q, None)
+    }
+
+    /// [`Snapshot::query`], abandoned with [`FilterError::Deadline`] once `deadline` passes.
+    pub fn query_until(
+        &self,
+        q: &Query,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<QueryResult, QueryError> {
         if q.limit > MAX_LIMIT {
             return Err(QueryError::LimitTooLarge {
                 limit: q.limit,
@@ -205,7 +214,7 @@ impl Snapshot {
                 Some(c)
             }
         };
-        let matched = self.matching(q.filter.as_deref())?;
+        let matched = self.matching_until(q.filter.as_deref(), deadline)?;
         let total = matched.len();
         let mut result = QueryResult {
             ids: Vec::new(),
@@ -274,11 +283,19 @@ impl Snapshot {
 
     /// The live slots matching `filter` (all live slots when `None`).
     pub(crate) fn matching(&self, filter: Option<&str>) -> Result<Bits, QueryError> {
+        self.matching_until(filter, None)
+    }
+
+    fn matching_until(
+        &self,
+        filter: Option<&str>,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Bits, QueryError> {
         Ok(match filter {
             None => self.state.alive.clone(),
             Some(text) => {
                 let f = Filter::parse(text).map_err(FilterError::from)?;
-                eval::evaluate(&self.state, &f)?
+                eval::evaluate(&self.state, &f, deadline)?
             }
         })
     }
@@ -304,7 +321,7 @@ impl Snapshot {
 
     /// The live slots matching a parsed filter.
     pub(crate) fn matching_filter(&self, f: &Filter) -> Result<Bits, FilterError> {
-        eval::evaluate(&self.state, f)
+        eval::evaluate(&self.state, f, None)
     }
 }
 

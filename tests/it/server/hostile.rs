@@ -170,3 +170,85 @@ fn random_and_huge_requests_never_panic_or_fail_the_server() {
     let (status, _) = server.post(&json!({ "filter": "tagIds eq 4" }));
     assert_eq!(status, 200);
 }
+
+#[test]
+fn a_query_past_its_deadline_answers_503_naming_it() {
+    // A deadline already passed when the query starts: the evaluator gives up at its first step.
+    let options = ServerOptions {
+        query_timeout: Some(Duration::ZERO),
+        ..ServerOptions::default()
+    };
+    let server = TestServer::start_with(
+        vec![(entities(1200, 1), WalKey::end_of(Lsn(0x100)))],
+        options,
+    );
+    let (status, body) =
+        server.post(&json!({ "filter": chain("tagIds", 200, " OR "), "limit": 10 }));
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "query_timeout", "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("http.query_timeout_ms"),
+        "{body}"
+    );
+    assert_eq!(server.get("/healthz").0, 200);
+}
+
+/// Whether the server closed `stream` (EOF or reset) rather than answering or leaving it open.
+fn closed_by_server(stream: &mut std::net::TcpStream) -> bool {
+    use std::io::{Read, Write};
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n");
+    let mut buf = [0u8; 256];
+    match stream.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+#[test]
+fn connections_past_the_cap_are_closed_and_the_open_ones_keep_serving() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let options = ServerOptions {
+        max_connections: 3,
+        ..ServerOptions::default()
+    };
+    let server = TestServer::start_with(
+        vec![(entities(100, 1), WalKey::end_of(Lsn(0x100)))],
+        options,
+    );
+    let mut open: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(server.addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut extra = TcpStream::connect(server.addr).unwrap();
+    assert!(closed_by_server(&mut extra), "a 4th connection was kept");
+    // The three open ones still answer.
+    let first = &mut open[0];
+    first
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    first.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // Once they close, new connections are served again.
+    drop(open);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut again = TcpStream::connect(server.addr).unwrap();
+        if !closed_by_server(&mut again) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "slots never freed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

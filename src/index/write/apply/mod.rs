@@ -467,7 +467,7 @@ impl Index {
             _ => ops.iter().collect(),
         };
         self.settle_for_query();
-        let matched = match crate::index::query::eval::evaluate(&self.state, filter) {
+        let matched = match crate::index::query::eval::evaluate(&self.state, filter, None) {
             Ok(m) => m,
             Err(err) => {
                 self.stats.bad_queries += 1;
