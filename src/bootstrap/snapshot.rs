@@ -61,6 +61,9 @@ async fn create_slot(
 ) -> Result<ExportedSlot, BootstrapError> {
     let temporary = if temporary { " TEMPORARY" } else { "" };
     let cfg = conn.replication_config(slot, publication);
+    crate::source::auth_probe::refuse_cleartext(conn, true)
+        .await
+        .map_err(|e| BootstrapError::Connect(Box::new(e.into())))?;
     let mut client = ReplicationClient::connect_gated(cfg)
         .await
         .map_err(wire("opening the replication session"))?;

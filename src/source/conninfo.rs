@@ -245,6 +245,9 @@ pub struct ConnInfo {
     pub net: NetOptions,
     /// `channel_binding`.
     pub channel_binding: ChannelBinding,
+    /// libpq's `require_auth` (the methods the server may ask for); pgroar reads it only to
+    /// allow a cleartext password on an unencrypted connection (`password` listed).
+    pub require_auth: Option<String>,
 }
 
 impl std::fmt::Debug for ConnInfo {
@@ -409,6 +412,20 @@ impl ConnInfo {
         c
     }
 
+    /// Whether `require_auth` allows a cleartext password: `password` listed, or a list of
+    /// `!method` exclusions that does not exclude it. Unset: not allowed (stricter than libpq).
+    pub fn allows_cleartext(&self) -> bool {
+        let Some(list) = &self.require_auth else {
+            return false;
+        };
+        let methods: Vec<&str> = list.split(',').map(str::trim).collect();
+        if methods.iter().all(|m| m.starts_with('!')) {
+            !methods.contains(&"!password")
+        } else {
+            methods.contains(&"password")
+        }
+    }
+
     /// Whether `host` is a Unix socket directory.
     pub fn is_unix_socket(&self) -> bool {
         self.host.starts_with('/')
@@ -469,6 +486,7 @@ struct Raw {
     keepalives_count: Option<String>,
     tcp_user_timeout: Option<String>,
     channel_binding: Option<String>,
+    require_auth: Option<String>,
 }
 
 impl Raw {
@@ -493,6 +511,7 @@ impl Raw {
             "keepalives_count" => &mut self.keepalives_count,
             "tcp_user_timeout" => &mut self.tcp_user_timeout,
             "channel_binding" => &mut self.channel_binding,
+            "require_auth" => &mut self.require_auth,
             _ => return None,
         })
     }
@@ -579,6 +598,7 @@ impl Raw {
             application_name: self.application_name.filter(|a| !a.is_empty()),
             net,
             channel_binding,
+            require_auth: self.require_auth.filter(|r| !r.trim().is_empty()),
         })
     }
 
@@ -945,5 +965,16 @@ mod tests {
             cfg.get_tcp_user_timeout(),
             Some(&Duration::from_millis(500))
         );
+    }
+
+    #[test]
+    fn require_auth_allows_cleartext_only_when_it_says_so() {
+        let allows = |s: &str| parse(s).unwrap().allows_cleartext();
+        assert!(!allows("host=h"));
+        assert!(allows("host=h require_auth=password"));
+        assert!(allows("host=h require_auth=scram-sha-256,password"));
+        assert!(!allows("host=h require_auth=scram-sha-256"));
+        assert!(allows("host=h require_auth=!md5"));
+        assert!(!allows("host=h require_auth=!password,!md5"));
     }
 }

@@ -178,6 +178,9 @@ pub enum SourceError {
     /// The relations last seen cannot be read or written.
     #[error(transparent)]
     RelationsFile(#[from] super::relations::RelationsFileError),
+    /// The server asked for a cleartext password on an unencrypted connection.
+    #[error(transparent)]
+    Cleartext(#[from] super::auth_probe::CleartextRefused),
     /// A blocking WAL task could not be run.
     #[error("the WAL sync task failed: {0}")]
     Task(String),

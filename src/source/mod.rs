@@ -52,6 +52,7 @@
 //! between creating the slot and syncing its consistent point as a Mark is covered by the
 //! slot-creation intent file (see [`slot`]): the next start adopts the slot.
 
+pub mod auth_probe;
 pub mod catalog;
 pub mod conninfo;
 mod error;
@@ -530,6 +531,7 @@ impl<T: Translate> Source<T> {
             target: target.clone(),
             source,
         };
+        auth_probe::refuse_cleartext(&self.conn, true).await?;
         let mut client = ReplicationClient::connect_gated(cfg)
             .await
             .map_err(connect_err)?;

@@ -65,6 +65,9 @@ pub enum SqlConnectError {
     /// The server-certificate verifier could not be built from the CA certificates.
     #[error("cannot build the server-certificate verifier")]
     Verifier(#[source] rustls::client::VerifierBuilderError),
+    /// The server asked for a cleartext password on an unencrypted connection.
+    #[error(transparent)]
+    Cleartext(#[from] super::auth_probe::CleartextRefused),
     /// Connecting, the TLS handshake or authentication failed.
     #[error("cannot connect to {target}")]
     Connect {
@@ -98,6 +101,7 @@ pub async fn connect_sql_parts(
         target: conn.display(),
         source,
     };
+    super::auth_probe::refuse_cleartext(conn, false).await?;
     let mut config = conn.sql_config();
     if conn.sslmode == SslMode::Disable || conn.is_unix_socket() {
         config.ssl_mode(tokio_postgres::config::SslMode::Disable);

@@ -7,6 +7,7 @@ mod disk;
 mod io_errors;
 mod network;
 mod schema;
+mod security;
 mod server;
 
 use std::path::Path;
