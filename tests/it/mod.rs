@@ -10,6 +10,7 @@ mod dedup_property;
 mod demo;
 mod expr_oracle;
 mod faults;
+mod fuzz_inputs;
 mod index_model;
 mod join_model;
 mod joins;
