@@ -9,6 +9,7 @@ mod network;
 mod schema;
 mod security;
 mod server;
+mod soak;
 
 use std::path::Path;
 use std::sync::Arc;
