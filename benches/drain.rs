@@ -19,6 +19,7 @@
 //! ```sh
 //! cargo bench --bench drain                          # 1M rows
 //! PGROAR_DRAIN_ROWS=100000 cargo bench --bench drain # a quick run
+//! PGROAR_DRAIN_BIN_B=/path/to/other/pgroar cargo bench --bench drain  # round b: that binary
 //! ```
 
 // A benchmark or test may unwrap: a failure is the run's answer.
@@ -159,7 +160,13 @@ fn main() {
         assert!(status.success(), "pg_recvlogical failed: {status}");
         eprintln!("pg_recvlogical {}: {:.2} s", run.name, recv.as_secs_f64());
 
-        let mut child = run.spawn("run");
+        // `PGROAR_DRAIN_BIN_B`: round b runs another pgroar binary (e.g. an earlier build),
+        // timed side by side with this one in round a.
+        let other = std::env::var_os("PGROAR_DRAIN_BIN_B").filter(|_| run.name == "b");
+        let mut child = match &other {
+            Some(bin) => run.spawn_bin(Path::new(bin), "run"),
+            None => run.spawn("run"),
+        };
         let t = Instant::now();
         let mut first_status = None;
         let (mut received_at, mut durable_at) = (None, None);
@@ -291,12 +298,16 @@ track_fields = [
     }
 
     fn spawn(&self, command: &str) -> Child {
+        self.spawn_bin(Path::new(env!("CARGO_BIN_EXE_pgroar")), command)
+    }
+
+    fn spawn_bin(&self, bin: &Path, command: &str) -> Child {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .unwrap();
-        Command::new(env!("CARGO_BIN_EXE_pgroar"))
+        Command::new(bin)
             .arg(command)
             .arg("--config")
             .arg(&self.config)
