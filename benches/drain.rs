@@ -96,10 +96,11 @@ fn main() {
         stop(child);
     }
     for run in &runs {
-        sql(&format!(
-            "SELECT pg_create_logical_replication_slot('{}', 'pgoutput')",
-            run.recv_slot
-        ));
+        for slot in [&run.recv_slot, &run.null_slot] {
+            sql(&format!(
+                "SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput')"
+            ));
+        }
     }
 
     eprintln!("inserting {rows} rows…");
@@ -111,10 +112,11 @@ fn main() {
         )
     }));
     for run in &runs {
-        sql(&format!(
-            "SELECT pg_replication_slot_advance('{}', '{inserted}')",
-            run.recv_slot
-        ));
+        for slot in [&run.recv_slot, &run.null_slot] {
+            sql(&format!(
+                "SELECT pg_replication_slot_advance('{slot}', '{inserted}')"
+            ));
+        }
         let mut child = run.spawn("run");
         let t = Instant::now();
         run.wait_until(&mut child, |s| stage(s, "applied") >= inserted);
@@ -159,6 +161,12 @@ fn main() {
         let recv = t.elapsed();
         assert!(status.success(), "pg_recvlogical failed: {status}");
         eprintln!("pg_recvlogical {}: {:.2} s", run.name, recv.as_secs_f64());
+        let null = null_consumer(&url, &run.null_slot, end);
+        eprintln!(
+            "null consumer {}: {:.2} s (received and acknowledged, nothing decoded)",
+            run.name,
+            null.as_secs_f64()
+        );
 
         // `PGROAR_DRAIN_BIN_B`: round b runs another pgroar binary (e.g. an earlier build),
         // timed side by side with this one in round a.
@@ -207,20 +215,23 @@ fn main() {
             last["transactions_total"],
         );
         eprintln!("  CPU by thread: {threads}");
-        results.push((run.name, recv, took));
+        results.push((run.name, recv, null, took));
     }
 
     println!("\nstreaming drain: {rows} single-row UPDATEs in {CHUNK}-row transactions");
     println!("backlog: {:.0} MiB of server WAL\n", mib(backlog_bytes));
-    println!("| round | pg_recvlogical | rows/s | pgroar run (to applied) | rows/s | ratio |");
-    println!("|---|---|---|---|---|---|");
-    for (name, recv, took) in &results {
-        let (r, p) = (recv.as_secs_f64(), took.as_secs_f64());
+    println!(
+        "| round | pg_recvlogical | null consumer | pgroar run (to applied) | rows/s | \
+         ÷ pg_recvlogical | ÷ null consumer |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (name, recv, null, took) in &results {
+        let (r, n, p) = (recv.as_secs_f64(), null.as_secs_f64(), took.as_secs_f64());
         println!(
-            "| {name} | {r:.2} s | {:.0}k | {p:.2} s | {:.0}k | {:.2}× |",
-            rows as f64 / r / 1e3,
+            "| {name} | {r:.2} s | {n:.2} s | {p:.2} s | {:.0}k | {:.2}× | {:.2}× |",
             rows as f64 / p / 1e3,
-            p / r
+            p / r,
+            p / n
         );
     }
 }
@@ -232,6 +243,8 @@ struct PgroarRun {
     log: PathBuf,
     status_url: String,
     recv_slot: String,
+    /// The slot of the null consumer timed against it.
+    null_slot: String,
 }
 
 impl PgroarRun {
@@ -294,6 +307,7 @@ track_fields = [
             log: dir.join(format!("pgroar-{name}.log")),
             status_url: format!("http://127.0.0.1:{port}/status"),
             recv_slot: format!("recv_{name}"),
+            null_slot: format!("null_{name}"),
         }
     }
 
@@ -453,4 +467,33 @@ fn thread_cpu(pid: u32) -> String {
 
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1 << 20) as f64
+}
+
+/// The walsender's own limit on this machine: the backlog up to `end` received on `slot`
+/// through the same replication library and settings pgroar uses, each transaction
+/// acknowledged as its commit arrives, nothing decoded, translated or written.
+fn null_consumer(url: &str, slot: &str, end: Lsn) -> Duration {
+    use pgwire_replication::{ReplicationClient, ReplicationEvent};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let conn = pgroar::source::ConnInfo::parse(url).unwrap();
+        let cfg = conn
+            .replication_config(slot, "pgroar")
+            .with_stop_lsn(pgwire_replication::Lsn(end.0));
+        let t = Instant::now();
+        let mut client = ReplicationClient::connect(cfg).await.unwrap();
+        while let Some(event) = client.recv().await.unwrap() {
+            match event {
+                ReplicationEvent::Commit { end_lsn, .. } => client.update_applied_lsn(end_lsn),
+                ReplicationEvent::StoppedAt { .. } => break,
+                _ => {}
+            }
+        }
+        let took = t.elapsed();
+        client.stop();
+        took
+    })
 }
