@@ -293,7 +293,7 @@ track_fields = [
   "nsfwLevel",
   "postId",
   "{{type}}::text as type",
-  "GREATEST({{scannedAt}}, {{createdAt}}) as existedAt",
+  "extract(epoch from GREATEST({{scannedAt}}, {{createdAt}}))::bigint as existedAt",
   "({{flags}} & (1 << 13)) != 0 AND ({{flags}} & (1 << 2)) = 0 as hasMeta",
 ]
 "#,

@@ -155,7 +155,10 @@ fn the_example_loads() {
                 targets,
                 ["id", "nsfwLevel", "postId", "type", "existedAt", "hasMeta"]
             );
-            assert_eq!(track[4].expr, "GREATEST({scannedAt}, {createdAt})");
+            assert_eq!(
+                track[4].expr,
+                "extract(epoch from GREATEST({scannedAt}, {createdAt}))::bigint"
+            );
             assert_eq!(track[4].columns(), ["scannedAt", "createdAt"]);
             assert_eq!(track[5].columns(), ["flags"]);
         }

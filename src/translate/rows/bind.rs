@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::{BoundKind, BoundTrack, Kind, Track, TranslateError};
 use crate::decode::Relation;
+use crate::translate::expr::types::Category;
 use crate::translate::expr::{BoundExpr, ColumnSlot, Expr};
 
 /// Binds one relation's sources to its columns.
@@ -49,8 +50,18 @@ impl Binder<'_> {
         track
             .iter()
             .map(|t| {
+                let expr = self.expr(&t.expr, format!("track field for {}", t.target))?;
+                let ty = expr.result_type();
+                if t.sort_only && ty.category() == Category::DateTime {
+                    return Err(TranslateError::SortFieldType {
+                        table: self.table.to_string(),
+                        target: t.target.to_string(),
+                        expr: t.expr.text().to_string(),
+                        ty: ty.name(),
+                    });
+                }
                 Ok(BoundTrack {
-                    expr: self.expr(&t.expr, format!("track field for {}", t.target))?,
+                    expr,
                     target: t.target.clone(),
                 })
             })

@@ -95,6 +95,22 @@ pub enum TranslateError {
         #[source]
         error: ExprError,
     },
+    /// A date or time expression feeds a sort field, which holds unsigned integers: every
+    /// value would be skipped.
+    #[error(
+        "table {table:?}: sort field {target:?} holds unsigned integers, but {expr:?} is {ty}: \
+         write \"extract(epoch from <expression>)::bigint as {target}\""
+    )]
+    SortFieldType {
+        /// The table (qualified).
+        table: String,
+        /// The sort field.
+        target: String,
+        /// The expression text.
+        expr: String,
+        /// The expression's type.
+        ty: String,
+    },
     /// A column the config reads is missing from the table.
     #[error("table {table:?} has no column {column:?} (needed as {role})")]
     MissingColumn {
@@ -179,6 +195,8 @@ impl TranslateStats {
 struct Track {
     expr: Expr,
     target: Field,
+    /// The target is a sort field and no filter: it holds unsigned integers only.
+    sort_only: bool,
 }
 
 enum Kind {
@@ -336,6 +354,8 @@ impl Translator {
                         Ok(Track {
                             expr: parse("track field", &t.expr)?,
                             target: ids.resolve(&t.target),
+                            sort_only: config.index.schema.sort(&t.target).is_some()
+                                && config.index.schema.filter(&t.target).is_none(),
                         })
                     })
                     .collect()

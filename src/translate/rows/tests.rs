@@ -217,3 +217,43 @@ fn translated_ops_carry_the_schema_field_ids() {
         assert!(f.id().is_some());
     }
 }
+
+#[test]
+fn a_date_or_time_expression_feeding_a_sort_field_is_refused_naming_the_fix() {
+    const TIMESTAMPTZ: Oid = 1184;
+    let text = r#"
+[postgres]
+url = "postgres://localhost/db"
+[index]
+sorts = [{ name = "existedAt", bits = 32 }, { name = "epoch", bits = 32 }]
+[[sources]]
+table = "images"
+track_fields = ["GREATEST({a}, {b}) as existedAt", "extract(epoch from {a})::bigint as epoch"]
+sets_alive = true
+"#;
+    let config = Config::from_toml_str(text, std::iter::empty()).unwrap();
+    let mut t = Translator::new(&config).unwrap();
+    let mut cache = RelationCache::new();
+    let column = |name: &str, type_oid| Column {
+        flags: 0,
+        name: Arc::from(name),
+        type_oid,
+        type_modifier: -1,
+    };
+    let change = cache.insert(Relation {
+        oid: 1,
+        namespace: Arc::from("public"),
+        name: Arc::from("images"),
+        replica_identity: ReplicaIdentity::Default,
+        columns: vec![
+            column("id", INT4),
+            column("a", TIMESTAMPTZ),
+            column("b", TIMESTAMPTZ),
+        ],
+    });
+    let e = t.relation(&change).unwrap_err().to_string();
+    assert!(
+        e.contains("\"existedAt\"") && e.contains("extract(epoch from") && e.contains("timestamp"),
+        "{e}"
+    );
+}
