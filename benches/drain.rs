@@ -2,8 +2,8 @@
 //! backlog, against `pg_recvlogical` merely receiving the same backlog into `/dev/null` on a
 //! slot of its own, in the same run.
 //!
-//! Setup, on a private throwaway cluster: an Image-like table (`REPLICA IDENTITY FULL`, as
-//! pgroar needs old values) and a publication; two pgroar data directories, each bootstrapped
+//! Setup, on a private throwaway cluster: an Image-like table (`REPLICA IDENTITY FULL`, or the
+//! default identity with `PGROAR_DRAIN_IDENTITY=default`) and a publication; two pgroar data directories, each bootstrapped
 //! on the empty table so that it creates its slot, and two `pgoutput` slots for
 //! `pg_recvlogical`. Then N rows are inserted and drained (untimed: the index then holds N live
 //! slots, the recvlogical slots are advanced past the inserts), and the backlog is made: N
@@ -20,6 +20,7 @@
 //! cargo bench --bench drain                          # 1M rows
 //! PGROAR_DRAIN_ROWS=100000 cargo bench --bench drain # a quick run
 //! PGROAR_DRAIN_BIN_B=/path/to/other/pgroar cargo bench --bench drain  # round b: that binary
+//! PGROAR_DRAIN_IDENTITY=default cargo bench --bench drain  # the default replica identity
 //! ```
 
 // A benchmark or test may unwrap: a failure is the run's answer.
@@ -80,9 +81,19 @@ fn main() {
             flags integer NOT NULL,
             "postId" integer
         );
-        ALTER TABLE "Image" REPLICA IDENTITY FULL;
         CREATE PUBLICATION pgroar FOR TABLE "Image";
     "#);
+    // `PGROAR_DRAIN_IDENTITY=default`: no old rows are sent, so every UPDATE re-sets every
+    // tracked field.
+    let identity = std::env::var("PGROAR_DRAIN_IDENTITY").unwrap_or_else(|_| "full".into());
+    assert!(
+        identity == "full" || identity == "default",
+        "PGROAR_DRAIN_IDENTITY is full or default"
+    );
+    sql(&format!(
+        r#"ALTER TABLE "Image" REPLICA IDENTITY {identity}"#
+    ));
+    eprintln!("replica identity: {identity}");
 
     let work = tempfile::Builder::new()
         .prefix("pgroar-drain-")
@@ -218,7 +229,10 @@ fn main() {
         results.push((run.name, recv, null, took));
     }
 
-    println!("\nstreaming drain: {rows} single-row UPDATEs in {CHUNK}-row transactions");
+    println!(
+        "\nstreaming drain: {rows} single-row UPDATEs in {CHUNK}-row transactions, replica \
+         identity {identity}"
+    );
     println!("backlog: {:.0} MiB of server WAL\n", mib(backlog_bytes));
     println!(
         "| round | pg_recvlogical | null consumer | pgroar run (to applied) | rows/s | \
