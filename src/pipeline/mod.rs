@@ -356,14 +356,21 @@ async fn recover(
         recovery: RecoveryMode::RefuseCommittedCut,
         ..WalOptions::default()
     };
-    let (mut wal, report, index) = tokio::task::spawn_blocking(move || {
+    let (mut wal, report, index, took) = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
         let (wal, report) = Wal::open(&wal_dir, wal_options)?;
+        let opened = started.elapsed();
         let index = Index::load_checkpoint(&index_dir, schema)?;
-        Ok::<_, PipelineError>((wal, report, index))
+        Ok::<_, PipelineError>((wal, report, index, (opened, started.elapsed() - opened)))
     })
     .await
     .map_err(|_| PipelineError::Panicked("start-up task"))??;
-    info!(wal = %report.summary(), "WAL opened");
+    info!(
+        wal = %report.summary(),
+        wal_open_ms = took.0.as_millis() as u64,
+        checkpoint_load_ms = took.1.as_millis() as u64,
+        "WAL opened"
+    );
     let loaded = index.is_some();
     let index = index.unwrap_or_else(|| Index::new(config.schema()));
     let applied = index.applied();
