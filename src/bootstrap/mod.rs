@@ -392,6 +392,19 @@ pub async fn bootstrap(
     options: &BootstrapOptions,
     progress: &Arc<Progress>,
 ) -> Result<BootstrapSummary, BootstrapError> {
+    let (summary, index) = bootstrap_keep(config, options, progress).await?;
+    // Freeing a large index takes a while: off the async threads.
+    let _ = tokio::task::spawn_blocking(move || drop(index)).await;
+    Ok(summary)
+}
+
+/// [`bootstrap`], also handing back the index it checkpointed (equal to what loading that
+/// checkpoint gives), so that streaming can start without reading it back from disk.
+pub async fn bootstrap_keep(
+    config: &Config,
+    options: &BootstrapOptions,
+    progress: &Arc<Progress>,
+) -> Result<(BootstrapSummary, Index), BootstrapError> {
     let started = Instant::now();
     // Small pages until the checkpoint is written (see [`huge_pages`]).
     let _small_pages = huge_pages::NoHugePages::new();
@@ -431,7 +444,7 @@ pub async fn bootstrap(
     }
     progress.set_phase("writing the checkpoint");
     let alive = index.alive_count();
-    commit(config, index, consistent_point, rows).await?;
+    let index = commit(config, index, consistent_point, rows).await?;
     progress.set_phase("done");
     progress.finish();
     let report = progress.report();
@@ -451,7 +464,7 @@ pub async fn bootstrap(
         secs = summary.elapsed.as_secs_f64(),
         "bootstrap complete"
     );
-    Ok(summary)
+    Ok((summary, index))
 }
 
 /// Starts over: drops the slots this directory owns (the configured one only with `force`, or
@@ -613,7 +626,7 @@ async fn commit(
     mut index: Index,
     consistent_point: Lsn,
     rows: u64,
-) -> Result<(), BootstrapError> {
+) -> Result<Index, BootstrapError> {
     // The snapshot holds every transaction that committed before the consistent point; one
     // whose commit record starts exactly at it is streamed. The cursor says "everything
     // committed at or before this LSN is here", so it is one byte below the point.
@@ -643,7 +656,7 @@ async fn commit(
                 .map_or(0, |d| d.as_secs()),
         },
     )?;
-    Ok(())
+    Ok(index)
 }
 
 #[cfg(test)]

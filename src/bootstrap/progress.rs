@@ -85,7 +85,14 @@ pub fn spawn_reporter(progress: Arc<Progress>, log_every: Duration) -> std::thre
                 }
                 return;
             }
-            std::thread::sleep(Duration::from_millis(200));
+            // Redraw every 200 ms, but notice the end within 10 ms: the caller joins this
+            // thread before it starts serving.
+            for _ in 0..20 {
+                if progress.is_finished() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
     })
 }

@@ -93,14 +93,14 @@ pub(crate) async fn bootstrap_then_stream(
         },
     ));
     let result = tokio::select! {
-        r = bootstrap::bootstrap(&config, &options, &progress) => Some(r),
+        r = bootstrap::bootstrap_keep(&config, &options, &progress) => Some(r),
         _ = shutdown_signal() => None,
     };
     progress.finish();
     let _ = stop_server.send(());
     let _ = server.await;
     let _ = tokio::task::spawn_blocking(move || reporter.join()).await;
-    let summary = match result {
+    let (summary, index) = match result {
         None => anyhow::bail!(
             "interrupted: the bootstrap did not finish; the next `pgroar bootstrap` or `pgroar \
              run` starts it over"
@@ -116,6 +116,12 @@ pub(crate) async fn bootstrap_then_stream(
             "table loaded"
         );
     }
+    let phases: Vec<String> = summary
+        .phases
+        .iter()
+        .map(|(name, secs)| format!("{name} {secs:.3} s"))
+        .collect();
+    info!(phases = %phases.join(", "), "bootstrap phases");
     info!(
         rows = summary.rows,
         alive = summary.alive,
@@ -129,5 +135,6 @@ pub(crate) async fn bootstrap_then_stream(
     if !stream {
         return Ok(());
     }
-    super::serve::stream(config).await
+    // The index just checkpointed is what loading the checkpoint would give: serve it as is.
+    super::serve::stream_from(config, Some(index)).await
 }

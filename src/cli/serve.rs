@@ -6,7 +6,15 @@ use tracing::{info, warn};
 
 /// Streams until SIGTERM/SIGINT, then logs where the pipeline stopped.
 pub(crate) async fn stream(config: Config) -> anyhow::Result<()> {
-    let summary = pgroar::server::run(config, shutdown_signal()).await?;
+    stream_from(config, None).await
+}
+
+/// [`stream`] from an index already in memory (the one a bootstrap just checkpointed).
+pub(crate) async fn stream_from(
+    config: Config,
+    index: Option<pgroar::index::Index>,
+) -> anyhow::Result<()> {
+    let summary = pgroar::server::run_with_index(config, index, shutdown_signal()).await?;
     info!(
         durable = %summary.durable,
         applied = %summary.applied.lsn,

@@ -181,8 +181,19 @@ impl Pipeline {
         translator: T,
         options: PipelineOptions,
     ) -> Result<Pipeline, PipelineError> {
+        Self::start_with_index(config, translator, options, None).await
+    }
+
+    /// [`Pipeline::start`] with the index already in memory (`Some`: the one a bootstrap just
+    /// checkpointed into this data directory), instead of loading the checkpoint.
+    pub async fn start_with_index<T: Translate>(
+        config: Config,
+        translator: T,
+        options: PipelineOptions,
+        preloaded: Option<Index>,
+    ) -> Result<Pipeline, PipelineError> {
         let data_dir = config.storage.data_dir.clone();
-        let (wal, index, loaded) = recover(&config, &options).await?;
+        let (wal, index, loaded) = recover(&config, &options, preloaded).await?;
         let applied = index.applied();
         let status = Arc::new(Status::new(
             config.postgres.slot.clone(),
@@ -340,6 +351,7 @@ impl Pipeline {
 async fn recover(
     config: &Config,
     options: &PipelineOptions,
+    preloaded: Option<Index>,
 ) -> Result<(Wal, Index, bool), PipelineError> {
     let data_dir = config.storage.data_dir.clone();
     let wal_dir = data_dir.join("wal");
@@ -360,7 +372,10 @@ async fn recover(
         let started = std::time::Instant::now();
         let (wal, report) = Wal::open(&wal_dir, wal_options)?;
         let opened = started.elapsed();
-        let index = Index::load_checkpoint(&index_dir, schema)?;
+        let index = match preloaded {
+            Some(index) => Some(index),
+            None => Index::load_checkpoint(&index_dir, schema)?,
+        };
         Ok::<_, PipelineError>((wal, report, index, (opened, started.elapsed() - opened)))
     })
     .await

@@ -36,6 +36,16 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, RunError> {
+    run_with_index(config, None, shutdown).await
+}
+
+/// [`run`] starting from an index already in memory: the one a bootstrap just checkpointed
+/// into the data directory (see [`Pipeline::start_with_index`]).
+pub async fn run_with_index(
+    config: Config,
+    preloaded: Option<crate::index::Index>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunSummary, RunError> {
     let translator = Translator::new(&config).map_err(PipelineError::from)?;
     check_identities(&config).await?;
     let listener = TcpListener::bind(config.http.listen)
@@ -62,7 +72,7 @@ pub async fn run(
         max_connections: config.http.max_connections,
         ..ServerOptions::default()
     };
-    let pipeline = Pipeline::start(config, translator, options).await?;
+    let pipeline = Pipeline::start_with_index(config, translator, options, preloaded).await?;
     let mut state = ServerState::new(
         Arc::clone(pipeline.status()),
         pipeline.published(),
