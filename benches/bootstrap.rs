@@ -1,17 +1,26 @@
-//! Bootstrap: how long `pgroar bootstrap` takes to dump an Image-like table, a tags join table
-//! and a Post-like fan-out table into a checkpointed index, against a raw `COPY … TO STDOUT` of
-//! the same tables into `/dev/null` (psql, one table after the other), in the same run.
+//! Bootstrap as a user meets it: the release `pgroar bootstrap` from spawning the process until
+//! its first `/query` is answered, against a raw `psql COPY … TO STDOUT > /dev/null` of the same
+//! tables — one table after the other, and in parallel over as many sessions as pgroar opens —
+//! in the same run, on two schemas:
 //!
-//! Setup, on a private throwaway cluster: `Image` (N rows, 9 columns), `TagsOnImage` (5 tags per
-//! image), `Post` (N/5 rows), a publication over the three, `VACUUM ANALYZE`. Then, alternating,
-//! twice: the raw COPY of the whole tables, the raw COPY of only the columns the sources read
-//! (what pgroar copies), and the bootstrap (in process: catalog checks, slot and snapshot,
-//! parallel COPY, translate, bitmaps, checkpoint fsynced, marker; each run on its own data
-//! directory and slot).
+//! * `image`: `Image` (N rows, 9 columns incl. a URL and a text column the sources do not
+//!   read), `TagsOnImage` (5 rows per image, 2% filtered out by the source's filter) and `Post`
+//!   (N/5 rows, a fan-out kept as a join);
+//! * `feed`: the image-feed dataset of `pgroar generate` (six tables, Zipf-skewed users and
+//!   tags, three join tables, two fan-outs, a TOASTed text nobody reads) indexed by
+//!   `docs/examples/image-feed.toml`, its `existedAt` written as
+//!   `GREATEST(extract(epoch from COALESCE(a, b))::bigint, extract(epoch from b)::bigint)`.
+//!
+//! Each schema gets its own database on one private throwaway cluster, `VACUUM ANALYZE`d. Then,
+//! alternating, `PGROAR_BOOTSTRAP_ROUNDS` times (default 2): sequential raw COPY, parallel raw
+//! COPY (every table of at least 1,024 pages split in equal `ctid` ranges, one per session),
+//! and `pgroar bootstrap` on a fresh data directory and slot.
 //!
 //! ```sh
-//! cargo bench --bench bootstrap                              # 1M images, 5M tags, 200k posts
-//! PGROAR_BOOTSTRAP_IMAGES=100000 cargo bench --bench bootstrap # a quick run
+//! cargo bench --bench bootstrap                                   # 1M images, both schemas
+//! PGROAR_BOOTSTRAP_IMAGES=100000 cargo bench --bench bootstrap    # a quick run
+//! PGROAR_BOOTSTRAP_SCHEMA=feed cargo bench --bench bootstrap      # one schema
+//! PGROAR_BENCH_BIN=/path/to/pgroar cargo bench --bench bootstrap  # another build
 //! ```
 
 // A benchmark or test may unwrap: a failure is the run's answer.
@@ -19,50 +28,208 @@
 // Scenario and case-table functions run long; library code keeps the line limit.
 #![allow(clippy::too_many_lines)]
 
-use std::path::{Path, PathBuf};
+mod process;
+mod schemas;
+
+use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use pgroar::bootstrap::{self, BootstrapOptions};
 use pgroar::cluster::{Cluster, ClusterOptions};
-use pgroar::config::Config;
-use pgroar::status::Progress;
-use tokio_postgres::NoTls;
+use pgroar::dataset::Identity;
+use process::{Pgroar, free_port, pg_program, pgroar_bin};
+use tokio_postgres::{Client, NoTls};
 
-const TABLES: [(&str, &str); 3] = [
-    (
-        "Image",
-        r#"id, "nsfwLevel", type, "scannedAt", "createdAt", flags, "postId""#,
-    ),
-    ("TagsOnImage", r#""imageId", "tagId", attributes"#),
-    ("Post", r#"id, "publishedAt""#),
-];
+/// COPY sessions pgroar opens by default: the number of CPUs, 2 to 8.
+fn sessions() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, std::num::NonZero::get)
+        .clamp(2, 8)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Schema {
+    Image,
+    Feed,
+}
+
+impl Schema {
+    fn name(self) -> &'static str {
+        match self {
+            Schema::Image => "image",
+            Schema::Feed => "feed",
+        }
+    }
+}
+
+/// One round's figures.
+struct Round {
+    seq: Duration,
+    par: Duration,
+    boot: Duration,
+    /// From the log: the bootstrap's own seconds and phases.
+    summary: String,
+    cpu: f64,
+    rss: f64,
+    threads: String,
+}
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let images: i64 = std::env::var("PGROAR_BOOTSTRAP_IMAGES")
-        .ok()
-        .map(|s| s.parse().expect("PGROAR_BOOTSTRAP_IMAGES must be a number"))
-        .unwrap_or(1_000_000);
+    let images: u32 = env_num("PGROAR_BOOTSTRAP_IMAGES", 1_000_000);
+    let rounds: usize = env_num("PGROAR_BOOTSTRAP_ROUNDS", 2);
+    let schemas: Vec<Schema> = match std::env::var("PGROAR_BOOTSTRAP_SCHEMA").as_deref() {
+        Ok("image") => vec![Schema::Image],
+        Ok("feed") => vec![Schema::Feed],
+        Ok("both") | Err(_) => vec![Schema::Image, Schema::Feed],
+        Ok(other) => panic!("PGROAR_BOOTSTRAP_SCHEMA is image, feed or both, not {other}"),
+    };
     let cluster = Cluster::start(ClusterOptions::fast()).expect("starting a cluster");
-    let db = cluster
-        .create_database("boot")
-        .expect("creating the database");
-    let url = cluster.url(&db);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    let client = rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
-        tokio::spawn(conn);
-        client
-    });
-    let sql = |q: &str| rt.block_on(client.batch_execute(q)).expect(q);
-    let t = Instant::now();
-    sql(&format!(
+    let psql = pg_program("psql", Some(cluster.bin_dir()));
+    let bin = pgroar_bin();
+    let work = tempfile::Builder::new()
+        .prefix("pgroar-bootstrap-bench-")
+        .tempdir()
+        .unwrap();
+    let mut report = Vec::new();
+    for schema in schemas {
+        let db = cluster.create_database(schema.name()).unwrap();
+        let url = cluster.url(&db);
+        let client = rt.block_on(connect(&url));
+        let t = Instant::now();
+        match schema {
+            Schema::Image => load_image(&rt, &client, images),
+            Schema::Feed => schemas::load_feed(&rt, &url, images, Identity::Default),
+        }
+        for sql in ["VACUUM ANALYZE", "CHECKPOINT"] {
+            rt.block_on(client.batch_execute(sql)).unwrap();
+        }
+        let tables = rt.block_on(tables(&client));
+        eprintln!(
+            "{}: loaded in {:.1?}: {}",
+            schema.name(),
+            t.elapsed(),
+            tables
+                .iter()
+                .map(|(t, rows, pages)| format!("{t} {rows} rows / {pages} pages"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut results = Vec::new();
+        for round in 0..rounds {
+            let seq = raw_copy(&psql, &url, &tables, 1);
+            let par = raw_copy(&psql, &url, &tables, sessions());
+            let name = format!("{}{round}", schema.name());
+            let port = free_port();
+            let data_dir = work.path().join(format!("data-{name}"));
+            let config = config_text(schema, &url, &name, &data_dir, port);
+            let pgroar = Pgroar::new(work.path(), &name, port, &config);
+            let t = Instant::now();
+            let mut child = pgroar.spawn(&bin, &["bootstrap"], "info");
+            let answer = pgroar.wait_query(&mut child, r#"{"limit": 1}"#);
+            let boot = t.elapsed();
+            let (cpu, rss) = (
+                process::cpu_seconds(child.id()),
+                process::peak_rss_mib(child.id()),
+            );
+            let threads = process::thread_cpu_text(child.id());
+            process::stop(child);
+            rt.block_on(
+                client.batch_execute(&format!("SELECT pg_drop_replication_slot('bench_{name}')")),
+            )
+            .unwrap();
+            let summary = log_summary(&pgroar.log);
+            eprintln!(
+                "{name}: raw COPY sequential {:.2} s, parallel ×{} {:.2} s; pgroar bootstrap to \
+                 the first answer {:.2} s ({} alive), CPU {cpu:.2} s, peak RSS {rss:.0} MiB\n  \
+                 {summary}\n  CPU by thread: {threads}",
+                seq.as_secs_f64(),
+                sessions(),
+                par.as_secs_f64(),
+                boot.as_secs_f64(),
+                answer["total"],
+            );
+            results.push(Round {
+                seq,
+                par,
+                boot,
+                summary,
+                cpu,
+                rss,
+                threads,
+            });
+        }
+        report.push((schema, tables, results));
+    }
+    print_report(images, &report);
+    if std::env::var_os("PGROAR_BENCH_KEEP").is_some() {
+        eprintln!("kept {}", work.keep().display());
+    }
+}
+
+/// A published table: name, rows, pages.
+type Table = (String, i64, i64);
+
+fn print_report(images: u32, report: &[(Schema, Vec<Table>, Vec<Round>)]) {
+    println!(
+        "\nwhole-process bootstrap, {images} images, {} COPY sessions",
+        sessions()
+    );
+    for (schema, tables, rounds) in report {
+        let rows: i64 = tables.iter().map(|t| t.1).sum();
+        println!(
+            "\nschema {}: {rows} rows in {} tables",
+            schema.name(),
+            tables.len()
+        );
+        println!(
+            "| round | raw COPY sequential | raw COPY parallel | pgroar bootstrap, to first \
+             answer | ÷ sequential | ÷ parallel | CPU | peak RSS |"
+        );
+        println!("|---|---|---|---|---|---|---|---|");
+        for (i, r) in rounds.iter().enumerate() {
+            let (s, p, b) = (
+                r.seq.as_secs_f64(),
+                r.par.as_secs_f64(),
+                r.boot.as_secs_f64(),
+            );
+            println!(
+                "| {i} | {s:.2} s | {p:.2} s | {b:.2} s | {:.2}× | {:.2}× | {:.2} s | {:.0} MiB |",
+                b / s,
+                b / p,
+                r.cpu,
+                r.rss
+            );
+        }
+        for (i, r) in rounds.iter().enumerate() {
+            println!("round {i}: {}", r.summary);
+            println!("  CPU by thread: {}", r.threads);
+        }
+    }
+}
+
+fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().map_or(default, |s| {
+        s.parse()
+            .unwrap_or_else(|_| panic!("{name} must be a number"))
+    })
+}
+
+async fn connect(url: &str) -> Client {
+    let (client, conn) = tokio_postgres::connect(url, NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+fn load_image(rt: &tokio::runtime::Runtime, client: &Client, images: u32) {
+    rt.block_on(client.batch_execute(&format!(
         r#"
         CREATE TYPE "ImageType" AS ENUM ('image', 'video', 'audio');
         CREATE TABLE "Image" (
@@ -85,125 +252,25 @@ fn main() {
           FROM generate_series(1, {posts}) p;
         CREATE PUBLICATION pgroar FOR TABLE "Image", "TagsOnImage", "Post";
         "#,
-        posts = images / 5,
-    ));
-    sql("VACUUM ANALYZE");
-    eprintln!("loaded in {:.1?}", t.elapsed());
-    let psql = find_psql();
-    let work = tempfile::tempdir().unwrap();
-
-    let mut raw_full = Vec::new();
-    let mut raw_cols = Vec::new();
-    let mut boots = Vec::new();
-    for round in 0..2 {
-        raw_full.push(raw_copy(&psql, &url, |t, _| {
-            format!(r#"COPY "{t}" TO STDOUT"#)
-        }));
-        raw_cols.push(raw_copy(&psql, &url, |t, cols| {
-            format!(r#"COPY (SELECT {cols} FROM "{t}") TO STDOUT"#)
-        }));
-        let config = config(&url, &work.path().join(format!("data{round}")), round);
-        let started = Instant::now();
-        let summary = rt
-            .block_on(bootstrap::bootstrap(
-                &config,
-                &BootstrapOptions::default(),
-                &Progress::new(),
-            ))
-            .expect("bootstrap");
-        let took = started.elapsed();
-        eprintln!(
-            "round {round}: raw COPY {:.2?} (columns read: {:.2?}), bootstrap {took:.2?}",
-            raw_full[round].0, raw_cols[round].0
-        );
-        eprintln!("  phases: {:?}", summary.phases);
-        for t in &summary.tables {
-            eprintln!(
-                "  {:<20} {:>9} rows {:>8.1} MiB {:>10.0} rows/s",
-                t.table,
-                t.rows,
-                t.bytes as f64 / 1048576.0,
-                t.rows_per_sec
-            );
-        }
-        boots.push((took, summary));
-        sql(&format!("SELECT pg_drop_replication_slot('bench_{round}')"));
-    }
-    println!(
-        "bootstrap bench: {images} images, {} tags, {} posts",
-        images * 5,
-        images / 5
-    );
-    for round in 0..2 {
-        let (full, per_full) = &raw_full[round];
-        let (cols, per_cols) = &raw_cols[round];
-        let (boot, summary) = &boots[round];
-        println!(
-            "round {round}: bootstrap {:.2}s | raw COPY whole tables {:.2}s ({}) -> ratio {:.2}x | \
-             raw COPY of the columns read {:.2}s ({}) -> ratio {:.2}x | {} rows, {} alive",
-            boot.as_secs_f64(),
-            full.as_secs_f64(),
-            per_table(per_full),
-            boot.as_secs_f64() / full.as_secs_f64(),
-            cols.as_secs_f64(),
-            per_table(per_cols),
-            boot.as_secs_f64() / cols.as_secs_f64(),
-            summary.rows,
-            summary.alive,
-        );
-        for t in &summary.tables {
-            println!(
-                "    {}: {} rows at {:.0} rows/s",
-                t.table, t.rows, t.rows_per_sec
-            );
-        }
-    }
+        posts = (images / 5).max(1),
+    )))
+    .unwrap();
 }
 
-fn per_table(times: &[(String, Duration)]) -> String {
-    times
-        .iter()
-        .map(|(t, d)| format!("{t} {:.2}s", d.as_secs_f64()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Times `psql -c <copy>` into /dev/null for each table, one after the other.
-fn raw_copy(
-    psql: &Path,
-    url: &str,
-    copy: impl Fn(&str, &str) -> String,
-) -> (Duration, Vec<(String, Duration)>) {
-    let mut per = Vec::new();
-    let all = Instant::now();
-    for (table, cols) in TABLES {
-        let t = Instant::now();
-        let status = Command::new(psql)
-            .arg(url)
-            .arg("-X")
-            .arg("-q")
-            .arg("-c")
-            .arg(copy(table, cols))
-            .stdout(Stdio::from(std::fs::File::create("/dev/null").unwrap()))
-            .status()
-            .expect("psql runs");
-        assert!(status.success());
-        per.push((table.to_owned(), t.elapsed()));
-    }
-    (all.elapsed(), per)
-}
-
-fn config(url: &str, dir: &Path, round: usize) -> Config {
-    let text = format!(
-        r#"
+fn config_text(schema: Schema, url: &str, name: &str, data_dir: &Path, port: u16) -> String {
+    let listen = format!("127.0.0.1:{port}");
+    match schema {
+        Schema::Feed => schemas::feed_config(url, &format!("bench_{name}"), data_dir, port),
+        Schema::Image => format!(
+            r#"
 [postgres]
 url = "{url}"
 publication = "pgroar"
-slot = "bench_{round}"
+slot = "bench_{name}"
 [storage]
 data_dir = "{dir}"
 [http]
-listen = "127.0.0.1:0"
+listen = "{listen}"
 [index]
 filters = [
   {{ name = "nsfwLevel", kind = "single" }}, {{ name = "type", kind = "single" }},
@@ -231,23 +298,102 @@ table = "Post"
 query = "postId eq {{id}}"
 track_fields = ["extract(epoch from {{publishedAt}})::bigint as publishedAt"]
 "#,
-        dir = dir.display(),
-    );
-    Config::from_toml_str(&text, std::iter::empty()).expect("bench config")
+            dir = data_dir.display(),
+        ),
+    }
 }
 
-fn find_psql() -> PathBuf {
-    let candidates = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default();
-    let mut dirs = candidates;
-    if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
-        for e in entries.flatten() {
-            dirs.push(e.path().join("bin"));
+/// The published tables with their row and page counts, largest first.
+async fn tables(client: &Client) -> Vec<(String, i64, i64)> {
+    let rows = client
+        .query(
+            "SELECT format('%I.%I', p.schemaname, p.tablename), c.reltuples::bigint, \
+                    c.relpages::bigint
+             FROM pg_publication_tables p
+             JOIN pg_class c ON c.oid = format('%I.%I', p.schemaname, p.tablename)::regclass
+             WHERE p.pubname = 'pgroar' ORDER BY c.relpages DESC",
+            &[],
+        )
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| (r.get(0), r.get::<_, i64>(1).max(0), r.get(2)))
+        .collect()
+}
+
+/// `psql -c 'COPY … TO STDOUT' > /dev/null` over every table with `sessions` psql processes at
+/// a time; with more than one, tables of at least 1,024 pages are split in `sessions` equal
+/// `ctid` ranges (largest jobs first).
+fn raw_copy(psql: &Path, url: &str, tables: &[(String, i64, i64)], sessions: usize) -> Duration {
+    let mut jobs: Vec<(i64, String)> = Vec::new();
+    for (table, _, pages) in tables {
+        if sessions == 1 || *pages < 1024 {
+            jobs.push((*pages, format!("COPY {table} TO STDOUT")));
+            continue;
+        }
+        let per = (pages + sessions as i64 - 1) / sessions as i64;
+        for i in 0..sessions as i64 {
+            let mut range = format!("ctid >= '({},0)'::tid", i * per);
+            if i + 1 < sessions as i64 {
+                range += &format!(" AND ctid < '({},0)'::tid", (i + 1) * per);
+            }
+            jobs.push((
+                per,
+                format!("COPY (SELECT * FROM {table} WHERE {range}) TO STDOUT"),
+            ));
         }
     }
-    dirs.into_iter()
-        .map(|d| d.join("psql"))
-        .find(|p| p.exists())
-        .expect("psql on PATH or under /usr/lib/postgresql/*/bin")
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.0));
+    let queue = Mutex::new(jobs.into_iter().map(|(_, sql)| sql).collect::<Vec<_>>());
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..sessions {
+            s.spawn(|| {
+                while let Some(sql) = {
+                    let mut q = queue.lock().unwrap();
+                    if q.is_empty() {
+                        None
+                    } else {
+                        Some(q.remove(0))
+                    }
+                } {
+                    let status = Command::new(psql)
+                        .arg(url)
+                        .args(["-X", "-q", "-c", &sql])
+                        .stdout(Stdio::from(std::fs::File::create("/dev/null").unwrap()))
+                        .status()
+                        .expect("psql runs");
+                    assert!(status.success(), "{sql} failed");
+                }
+            });
+        }
+    });
+    t.elapsed()
+}
+
+/// The bootstrap's own report from its log: seconds, phases and tables.
+fn log_summary(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let pick = |needle: &str, key: &str| {
+        text.lines()
+            .filter(|l| l.contains(needle))
+            .filter_map(|l| {
+                l.split_once(key)
+                    .map(|(_, v)| v.split_whitespace().next().unwrap_or("").to_owned())
+            })
+            .next_back()
+            .unwrap_or_default()
+    };
+    let phases = text
+        .lines()
+        .filter(|l| l.contains("bootstrap phases"))
+        .filter_map(|l| l.split_once("phases=").map(|(_, v)| v.trim().to_owned()))
+        .next_back()
+        .unwrap_or_default();
+    format!(
+        "bootstrap {} s (phases: {phases}); serving: WAL open {} ms, checkpoint load {} ms",
+        pick("bootstrap complete", "secs="),
+        pick("WAL opened", "wal_open_ms="),
+        pick("WAL opened", "checkpoint_load_ms="),
+    )
 }

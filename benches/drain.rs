@@ -28,22 +28,18 @@
 // Scenario and case-table functions run long; library code keeps the line limit.
 #![allow(clippy::too_many_lines)]
 
-use std::fs;
-use std::net::TcpListener;
+mod process;
+mod schemas;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use pgroar::Lsn;
 use pgroar::cluster::{Cluster, ClusterOptions};
+use process::{Pgroar, cpu_seconds, free_port, mib, pg_program, stage, stop, thread_cpu_text};
+use schemas::CHUNK;
 use tokio_postgres::{Client, NoTls};
-
-/// Rows per transaction, for the inserts and for the backlog.
-const CHUNK: i64 = 10_000;
-/// How often `/status` is polled.
-const POLL: Duration = Duration::from_millis(20);
-/// Give up on any single wait after this long.
-const WAIT_LIMIT: Duration = Duration::from_secs(1800);
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -70,19 +66,6 @@ fn main() {
     let client = rt.block_on(connect(&url));
     let sql = |q: &str| rt.block_on(client.batch_execute(q)).expect(q);
 
-    sql(r#"
-        CREATE TYPE "ImageType" AS ENUM ('image', 'video', 'audio');
-        CREATE TABLE "Image" (
-            id integer PRIMARY KEY,
-            "nsfwLevel" integer NOT NULL,
-            type "ImageType" NOT NULL,
-            "scannedAt" timestamptz,
-            "createdAt" timestamptz NOT NULL,
-            flags integer NOT NULL,
-            "postId" integer
-        );
-        CREATE PUBLICATION pgroar FOR TABLE "Image";
-    "#);
     // `PGROAR_DRAIN_IDENTITY=default`: no old rows are sent, so every UPDATE re-sets every
     // tracked field.
     let identity = std::env::var("PGROAR_DRAIN_IDENTITY").unwrap_or_else(|_| "full".into());
@@ -90,20 +73,30 @@ fn main() {
         identity == "full" || identity == "default",
         "PGROAR_DRAIN_IDENTITY is full or default"
     );
-    sql(&format!(
-        r#"ALTER TABLE "Image" REPLICA IDENTITY {identity}"#
-    ));
-    eprintln!("replica identity: {identity}");
+    let schema = std::env::var("PGROAR_DRAIN_SCHEMA").unwrap_or_else(|_| "image".into());
+    eprintln!("schema {schema}, replica identity {identity}: loading {rows} images…");
+    match schema.as_str() {
+        "image" => schemas::load_image(&rt, &client, rows, &identity),
+        "feed" => schemas::load_feed(&rt, &url, rows as u32, identity.parse().unwrap()),
+        other => panic!("PGROAR_DRAIN_SCHEMA is image or feed, not {other}"),
+    }
+    sql("VACUUM ANALYZE");
 
     let work = tempfile::Builder::new()
         .prefix("pgroar-drain-")
         .tempdir()
         .unwrap();
-    let runs = ["a", "b"].map(|name| PgroarRun::new(work.path(), name, &url));
+    let runs = ["a", "b"].map(|name| PgroarRun::new(work.path(), name, &url, &schema));
     for run in &runs {
-        // On the empty table: bootstraps (creates the slot), then stops.
+        // Bootstraps the loaded tables (and creates the slot), then stops.
         let mut child = run.spawn("bootstrap");
+        let t = Instant::now();
         run.wait_until(&mut child, |s| s["phase"] == "streaming");
+        eprintln!(
+            "pgroar {}: bootstrapped in {:.2} s (untimed setup)",
+            run.name,
+            t.elapsed().as_secs_f64()
+        );
         stop(child);
     }
     for run in &runs {
@@ -114,36 +107,12 @@ fn main() {
         }
     }
 
-    eprintln!("inserting {rows} rows…");
-    let inserted = rt.block_on(chunked(&client, rows, |a, b| {
-        format!(
-            r#"INSERT INTO "Image" SELECT i, i % 6, (ARRAY['image','video','image','audio'])[i % 4 + 1]::"ImageType",
-                 now() - (i % 1000) * interval '1 minute', now() - (i % 5000) * interval '1 hour',
-                 (i::bigint * 7919) % 65536, i / 20 FROM generate_series({a}, {b}) i"#
-        )
-    }));
-    for run in &runs {
-        for slot in [&run.recv_slot, &run.null_slot] {
-            sql(&format!(
-                "SELECT pg_replication_slot_advance('{slot}', '{inserted}')"
-            ));
-        }
-        let mut child = run.spawn("run");
-        let t = Instant::now();
-        run.wait_until(&mut child, |s| stage(s, "applied") >= inserted);
-        eprintln!(
-            "pgroar {}: indexed the {rows} inserts in {:.2} s (untimed setup)",
-            run.name,
-            t.elapsed().as_secs_f64()
-        );
-        stop(child);
-    }
-
     eprintln!("making the backlog: {rows} single-row UPDATEs, {CHUNK} per transaction…");
-    let end = rt.block_on(chunked(&client, rows, |a, b| {
+    let end = rt.block_on(schemas::chunked(&client, rows, |a, b| {
         format!(
             r#"UPDATE "Image" SET "nsfwLevel" = ("nsfwLevel" + 1) % 6,
-                 "scannedAt" = "scannedAt" + interval '1 hour' WHERE id BETWEEN {a} AND {b}"#
+                 "scannedAt" = COALESCE("scannedAt", "createdAt") + interval '1 hour'
+               WHERE id BETWEEN {a} AND {b}"#
         )
     }));
     let start_lsn: String = rt
@@ -159,7 +128,7 @@ fn main() {
         mib(backlog_bytes)
     );
 
-    let recvlogical = find_recvlogical(&cluster);
+    let recvlogical: PathBuf = pg_program("pg_recvlogical", Some(cluster.bin_dir()));
     let mut results = Vec::new();
     for run in &runs {
         let t = Instant::now();
@@ -201,7 +170,7 @@ fn main() {
         });
         let took = t.elapsed();
         let cpu = cpu_seconds(child.id());
-        let threads = thread_cpu(child.id());
+        let threads = thread_cpu_text(child.id());
         let walsender: Option<i32> = rt
             .block_on(client.query_one(
                 "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1",
@@ -250,237 +219,54 @@ fn main() {
     }
 }
 
-/// One pgroar data directory, its config, and the recvlogical slot timed against it.
+/// One pgroar data directory, its config, and the slots timed against it.
 struct PgroarRun {
     name: &'static str,
-    config: PathBuf,
-    log: PathBuf,
-    status_url: String,
+    pgroar: Pgroar,
     recv_slot: String,
     /// The slot of the null consumer timed against it.
     null_slot: String,
 }
 
 impl PgroarRun {
-    fn new(dir: &Path, name: &'static str, url: &str) -> PgroarRun {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+    fn new(dir: &Path, name: &'static str, url: &str, schema: &str) -> PgroarRun {
+        let port = free_port();
         let data_dir = dir.join(format!("data-{name}"));
-        let config = dir.join(format!("pgroar-{name}.toml"));
-        fs::write(
-            &config,
-            format!(
-                r#"
-[postgres]
-url = "{url}"
-publication = "pgroar"
-slot = "pgroar_{name}"
-
-[storage]
-data_dir = "{data_dir}"
-
-[http]
-listen = "127.0.0.1:{port}"
-
-[index]
-filters = [
-  {{ name = "nsfwLevel", kind = "single" }},
-  {{ name = "hasMeta", kind = "bool" }},
-  {{ name = "type", kind = "single" }},
-  {{ name = "postId", kind = "single" }},
-]
-sorts = [
-  {{ name = "existedAt", bits = 32 }},
-  {{ name = "id", bits = 32 }},
-]
-
-[[sources]]
-table = "Image"
-slot_field = "id"
-sets_alive = true
-on_delete = "delete_slot"
-track_fields = [
-  "id",
-  "nsfwLevel",
-  "postId",
-  "{{type}}::text as type",
-  "extract(epoch from GREATEST({{scannedAt}}, {{createdAt}}))::bigint as existedAt",
-  "({{flags}} & (1 << 13)) != 0 AND ({{flags}} & (1 << 2)) = 0 as hasMeta",
-]
-"#,
-                data_dir = data_dir.display()
-            ),
-        )
-        .unwrap();
+        let config = if schema == "feed" {
+            schemas::feed_config(url, &format!("pgroar_{name}"), &data_dir, port)
+        } else {
+            schemas::image_config(url, &format!("pgroar_{name}"), &data_dir, port)
+        };
         PgroarRun {
             name,
-            config,
-            log: dir.join(format!("pgroar-{name}.log")),
-            status_url: format!("http://127.0.0.1:{port}/status"),
+            pgroar: Pgroar::new(dir, name, port, &config),
             recv_slot: format!("recv_{name}"),
             null_slot: format!("null_{name}"),
         }
     }
 
     fn spawn(&self, command: &str) -> Child {
-        self.spawn_bin(Path::new(env!("CARGO_BIN_EXE_pgroar")), command)
+        self.spawn_bin(&process::pgroar_bin(), command)
     }
 
     fn spawn_bin(&self, bin: &Path, command: &str) -> Child {
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        Command::new(bin)
-            .arg(command)
-            .arg("--config")
-            .arg(&self.config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawning pgroar")
+        self.pgroar.spawn(bin, &[command], "warn")
     }
 
-    /// Polls `/status` until `done` holds; returns that status. Panics (with the log) if
-    /// pgroar exits or the wait takes too long.
+    /// Polls `/status` until `done` holds; returns that status.
     fn wait_until(
         &self,
         child: &mut Child,
-        mut done: impl FnMut(&serde_json::Value) -> bool,
+        done: impl FnMut(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        let t = Instant::now();
-        loop {
-            if let Some(exit) = child.try_wait().unwrap() {
-                panic!(
-                    "pgroar run {} exited ({exit}):\n{}",
-                    self.name,
-                    fs::read_to_string(&self.log).unwrap_or_default()
-                );
-            }
-            if let Ok(mut resp) = ureq::get(&self.status_url).call()
-                && let Ok(status) = resp.body_mut().read_json::<serde_json::Value>()
-                && done(&status)
-            {
-                return status;
-            }
-            assert!(
-                t.elapsed() < WAIT_LIMIT,
-                "pgroar run {} timed out",
-                self.name
-            );
-            std::thread::sleep(POLL);
-        }
+        self.pgroar.wait_status(child, done)
     }
-}
-
-/// A stage's LSN (`received`, `durable`, `applied`) in a `/status` answer.
-fn stage(status: &serde_json::Value, name: &str) -> Lsn {
-    status["lsn"][name]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(Lsn(0))
-}
-
-/// SIGTERM, then wait for the clean stop.
-fn stop(mut child: Child) {
-    // SAFETY: plain kill(2) on the pid of a child we spawned and have not reaped.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    let status = child.wait().unwrap();
-    assert!(
-        status.success(),
-        "pgroar run did not stop cleanly: {status}"
-    );
-}
-
-/// Runs `stmt(a, b)` for ids 1..=rows in `CHUNK`-row transactions; returns the WAL insert
-/// position read inside the last one, just before its `COMMIT`.
-async fn chunked(client: &Client, rows: i64, stmt: impl Fn(i64, i64) -> String) -> Lsn {
-    let mut a = 1;
-    while a + CHUNK <= rows {
-        client.batch_execute(&stmt(a, a + CHUNK - 1)).await.unwrap();
-        a += CHUNK;
-    }
-    client.batch_execute("BEGIN").await.unwrap();
-    client.batch_execute(&stmt(a, rows)).await.unwrap();
-    let row = client
-        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
-        .await
-        .unwrap();
-    client.batch_execute("COMMIT").await.unwrap();
-    row.get::<_, String>(0).parse().unwrap()
 }
 
 async fn connect(url: &str) -> Client {
     let (client, conn) = tokio_postgres::connect(url, NoTls).await.unwrap();
     tokio::spawn(conn);
     client
-}
-
-fn find_recvlogical(cluster: &Cluster) -> PathBuf {
-    let next_to_initdb = cluster.bin_dir().join("pg_recvlogical");
-    if next_to_initdb.exists() {
-        next_to_initdb
-    } else {
-        PathBuf::from("pg_recvlogical")
-    }
-}
-
-/// User plus system CPU seconds used so far by process `pid` (0 if unreadable).
-fn cpu_seconds(pid: u32) -> f64 {
-    cpu_seconds_of(&format!("/proc/{pid}/stat"))
-}
-
-/// User plus system CPU seconds from a `/proc/…/stat` file (0 if unreadable).
-fn cpu_seconds_of(path: &str) -> f64 {
-    let Ok(stat) = fs::read_to_string(path) else {
-        return 0.0;
-    };
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let ticks: u64 = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|f| f.parse::<u64>().ok())
-        .sum();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
-    ticks as f64 / hz as f64
-}
-
-/// CPU seconds per thread name of process `pid`, busiest first, as `name 1.23 s, …`.
-fn thread_cpu(pid: u32) -> String {
-    let mut by_name: Vec<(String, f64)> = Vec::new();
-    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
-        return String::new();
-    };
-    for task in tasks.flatten() {
-        let Ok(tid) = task.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let name = fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        let secs = cpu_seconds_of(&format!("/proc/{pid}/task/{tid}/stat"));
-        match by_name.iter_mut().find(|(n, _)| n == name.trim()) {
-            Some((_, total)) => *total += secs,
-            None => by_name.push((name.trim().to_string(), secs)),
-        }
-    }
-    by_name.sort_by(|a, b| b.1.total_cmp(&a.1));
-    by_name
-        .iter()
-        .filter(|(_, secs)| *secs >= 0.01)
-        .map(|(name, secs)| format!("{name} {secs:.2} s"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / (1 << 20) as f64
 }
 
 /// The walsender's own limit on this machine: the backlog up to `end` received on `slot`

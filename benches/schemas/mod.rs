@@ -1,0 +1,143 @@
+//! The two bench schemas. The Image-like one: one `Image` table (id, nsfwLevel, an enum, two
+//! timestamptz, flag bits, postId) indexed by the Image source of `docs/pgroar.example.toml`.
+//! The second: the image-feed dataset of `pgroar generate` (six tables,
+//! Zipf-skewed users and tags, three join tables, two fan-outs, a TOASTed text nobody reads),
+//! indexed by `docs/examples/image-feed.toml` with its `existedAt` written as the expression
+//! mix users write: `GREATEST(extract(epoch from COALESCE(a, b))::bigint, extract(epoch from
+//! b)::bigint)`.
+
+// Each bench uses a part of this.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use pgroar::Lsn;
+use pgroar::dataset::{self, DatasetOptions, Identity, LoadProgress};
+use pgroar::source::ConnInfo;
+use tokio_postgres::Client;
+
+/// Rows per transaction, for loads and backlogs.
+pub const CHUNK: i64 = 10_000;
+
+/// Loads `images` images of the dataset (and the publication `pgroar` over its six tables)
+/// into the empty database at `url`.
+pub fn load_feed(rt: &tokio::runtime::Runtime, url: &str, images: u32, identity: Identity) {
+    let options = DatasetOptions {
+        images,
+        seed: 1,
+        identity,
+        publication: "pgroar".into(),
+    };
+    let conn = ConnInfo::parse(url).unwrap();
+    rt.block_on(dataset::generate(
+        &conn,
+        &options,
+        Arc::new(LoadProgress::default()),
+    ))
+    .expect("loading the image-feed dataset");
+}
+
+/// The dataset's config pointed at `url`, `slot`, `data_dir` and `127.0.0.1:<port>`, with the
+/// expression mix above.
+pub fn feed_config(url: &str, slot: &str, data_dir: &Path, port: u16) -> String {
+    let text = dataset::config_text(url, slot, data_dir, &format!("127.0.0.1:{port}"));
+    let plain = "extract(epoch from GREATEST({scannedAt}, {createdAt}))::bigint as existedAt";
+    assert!(text.contains(plain), "the image-feed config changed");
+    text.replace(
+        plain,
+        "GREATEST(extract(epoch from COALESCE({scannedAt}, {createdAt}))::bigint, \
+         extract(epoch from {createdAt})::bigint) as existedAt",
+    )
+}
+
+/// The config of the Image-like schema: the Image source of `docs/pgroar.example.toml`.
+pub fn image_config(url: &str, slot: &str, data_dir: &Path, port: u16) -> String {
+    format!(
+        r#"
+[postgres]
+url = "{url}"
+publication = "pgroar"
+slot = "{slot}"
+
+[storage]
+data_dir = "{data_dir}"
+
+[http]
+listen = "127.0.0.1:{port}"
+
+[index]
+filters = [
+  {{ name = "nsfwLevel", kind = "single" }},
+  {{ name = "hasMeta", kind = "bool" }},
+  {{ name = "type", kind = "single" }},
+  {{ name = "postId", kind = "single" }},
+]
+sorts = [
+  {{ name = "existedAt", bits = 32 }},
+  {{ name = "id", bits = 32 }},
+]
+
+[[sources]]
+table = "Image"
+slot_field = "id"
+sets_alive = true
+on_delete = "delete_slot"
+track_fields = [
+  "id",
+  "nsfwLevel",
+  "postId",
+  "{{type}}::text as type",
+  "extract(epoch from GREATEST({{scannedAt}}, {{createdAt}}))::bigint as existedAt",
+  "({{flags}} & (1 << 13)) != 0 AND ({{flags}} & (1 << 2)) = 0 as hasMeta",
+]
+"#,
+        data_dir = data_dir.display()
+    )
+}
+
+/// The Image-like table, `rows` rows, its replica identity and the publication.
+pub fn load_image(rt: &tokio::runtime::Runtime, client: &Client, rows: i64, identity: &str) {
+    rt.block_on(client.batch_execute(&format!(
+        r#"
+        CREATE TYPE "ImageType" AS ENUM ('image', 'video', 'audio');
+        CREATE TABLE "Image" (
+            id integer PRIMARY KEY,
+            "nsfwLevel" integer NOT NULL,
+            type "ImageType" NOT NULL,
+            "scannedAt" timestamptz,
+            "createdAt" timestamptz NOT NULL,
+            flags integer NOT NULL,
+            "postId" integer
+        );
+        ALTER TABLE "Image" REPLICA IDENTITY {identity};
+        CREATE PUBLICATION pgroar FOR TABLE "Image";
+        "#
+    )))
+    .unwrap();
+    rt.block_on(chunked(client, rows, |a, b| {
+        format!(
+            r#"INSERT INTO "Image" SELECT i, i % 6, (ARRAY['image','video','image','audio'])[i % 4 + 1]::"ImageType",
+                 now() - (i % 1000) * interval '1 minute', now() - (i % 5000) * interval '1 hour',
+                 (i::bigint * 7919) % 65536, i / 20 FROM generate_series({a}, {b}) i"#
+        )
+    }));
+}
+
+/// Runs `stmt(a, b)` for ids 1..=rows in `CHUNK`-row transactions; returns the WAL insert
+/// position read inside the last one, just before its `COMMIT`.
+pub async fn chunked(client: &Client, rows: i64, stmt: impl Fn(i64, i64) -> String) -> Lsn {
+    let mut a = 1;
+    while a + CHUNK <= rows {
+        client.batch_execute(&stmt(a, a + CHUNK - 1)).await.unwrap();
+        a += CHUNK;
+    }
+    client.batch_execute("BEGIN").await.unwrap();
+    client.batch_execute(&stmt(a, rows)).await.unwrap();
+    let row = client
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+        .await
+        .unwrap();
+    client.batch_execute("COMMIT").await.unwrap();
+    row.get::<_, String>(0).parse().unwrap()
+}
