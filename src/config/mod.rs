@@ -42,9 +42,10 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
 /// Default WAL segment size, 64 MiB: large enough that rotation is rare, small enough that a
 /// checkpoint frees disk promptly.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
-/// Default longest wait before a group commit's fsync, 10 ms: adds at most that much to the
-/// flush LSN acknowledged to Postgres while amortising fsyncs under load.
-pub const DEFAULT_GROUP_COMMIT_MAX_MS: u64 = 10;
+/// Default longest wait before a group commit's fsync starts, 0 ms: it starts as soon as no
+/// other fsync is running (fsyncs run in the background while the stream goes on, so a commit
+/// waits at most for the running fsync and its own); a larger value batches more per fsync.
+pub const DEFAULT_GROUP_COMMIT_MAX_MS: u64 = 0;
 /// Default largest group commit, 4 MiB: bounds what one fsync covers (and what is re-sent
 /// after a crash before it).
 pub const DEFAULT_GROUP_COMMIT_MAX_BYTES: u64 = 4 << 20;

@@ -14,9 +14,13 @@
 //!   LSN is at or below the last Commit/Mark already in the WAL is skipped whole (Postgres
 //!   re-sends the transaction committed exactly at the start position). The WAL refuses
 //!   non-increasing LSNs, so a duplicate cannot slip through.
-//! * **Group commit.** Commits fill the WAL's buffer; one `sync` covers all of them when
-//!   `group_commit_max_bytes` are pending, when `group_commit_max_ms` has passed since the first
-//!   unsynced commit, or as soon as no further event is immediately available.
+//! * **Group commit.** Commits fill the WAL's buffer; one fsync covers all of them. It starts
+//!   between transactions once `group_commit_max_ms` has passed since the first unsynced commit
+//!   (default 0: at once), or as soon as no further event is immediately available, and runs in
+//!   the background ([`crate::wal::PendingSync`]) while the stream goes on: one at a time, the
+//!   next covering whatever arrived meanwhile; when `group_commit_max_bytes` are pending the
+//!   stream waits for it. Its durable position is published and acknowledged when it ends, so
+//!   a commit waits at most for the fsync running when it arrived and its own.
 //! * **Read-your-writes.** At an idle group commit, a Mark just below the last transaction's
 //!   end LSN goes into the same fsync: every transaction committed before that end has been
 //!   received, so a query waiting for `pg_current_wal_lsn()` read after a commit is answered
@@ -231,6 +235,8 @@ pub struct Source<T: Translate> {
     txn: Option<OpenTxn>,
     /// When the oldest Commit/Mark not yet fsynced was appended.
     unsynced_since: Option<Instant>,
+    /// The group commit whose fsync runs in the background (at most one; see `stream`).
+    in_flight: Option<tokio::task::JoinHandle<crate::wal::SyncOutcome>>,
     /// A Mark position (one below a keepalive's WAL end) waiting for the mark interval.
     pending_mark: Option<Lsn>,
     /// When the last keepalive Mark was written (the rate limit's start at first).
@@ -377,6 +383,7 @@ impl<T: Translate> Source<T> {
             sessions: 0,
             txn: None,
             unsynced_since: None,
+            in_flight: None,
             pending_mark: None,
             // The rate limit starts now: the first keepalive Mark comes at most one interval
             // after start.
@@ -608,11 +615,42 @@ impl<T: Translate> Source<T> {
     /// are published on the way (a few atomic stores per group commit).
     async fn sync_wal(&mut self) -> Result<Lsn, SourceError> {
         self.status.set_totals(self.translator.stats().counts());
+        // A background fsync finishes first: durable positions are published in order.
+        self.finish_in_flight().await?;
         let wal = Arc::clone(&self.wal);
         let durable = tokio::task::spawn_blocking(move || lock(&wal).sync())
             .await
             .map_err(|e| SourceError::Task(e.to_string()))??;
         self.unsynced_since = None;
+        self.status.set_durable(durable);
+        Ok(durable)
+    }
+
+    /// Starts a group commit whose fsync runs on the blocking pool while the stream goes on
+    /// (none may be running). Its durable position is published and acknowledged when it ends
+    /// ([`Source::finish_in_flight`]).
+    fn start_sync(&mut self) -> Result<(), SourceError> {
+        debug_assert!(self.in_flight.is_none());
+        self.status.set_totals(self.translator.stats().counts());
+        let pending = lock(&self.wal).begin_sync()?;
+        self.unsynced_since = None;
+        self.in_flight = Some(tokio::task::spawn_blocking(move || pending.run()));
+        Ok(())
+    }
+
+    /// Waits for the background fsync, if any, and publishes what it made durable; returns the
+    /// durable LSN then (`None`: there was none).
+    async fn finish_in_flight(&mut self) -> Result<Option<Lsn>, SourceError> {
+        let Some(handle) = self.in_flight.take() else {
+            return Ok(None);
+        };
+        let outcome = handle.await.map_err(|e| SourceError::Task(e.to_string()))?;
+        self.publish_synced(outcome).map(Some)
+    }
+
+    /// Publishes a finished background fsync's durable position.
+    fn publish_synced(&mut self, outcome: crate::wal::SyncOutcome) -> Result<Lsn, SourceError> {
+        let durable = lock(&self.wal).finish_sync(outcome)?;
         self.status.set_durable(durable);
         Ok(durable)
     }

@@ -25,6 +25,26 @@ pub(super) enum SessionEnd {
 
 type Received = Result<Option<ReplicationEvent>, PgWireError>;
 
+/// What [`Source::wait`] found.
+enum Waited {
+    /// An event (or the stream's end or error) to handle.
+    Event(Received),
+    /// Something was done; look again.
+    Again,
+    /// The session ends.
+    End(SessionEnd),
+}
+
+/// Which branch of [`Source::wait`]'s select fired.
+enum Woke {
+    Stop,
+    Synced(crate::wal::SyncOutcome),
+    Mark,
+    Again,
+    Event(Received),
+    Silence,
+}
+
 impl<T: Translate> Source<T> {
     /// Runs a started session to its end. `Ok(None)`: stopped on request (everything synced and
     /// acknowledged); `Ok(Some(e))`: the session was lost (reconnect); `Err`: fatal.
@@ -95,7 +115,7 @@ impl<T: Translate> Source<T> {
                     return Err(fault);
                 }
                 if self.backlog() > self.options.max_backlog_bytes {
-                    if self.unsynced_since.is_some() {
+                    if self.unsynced_since.is_some() || self.in_flight.is_some() {
                         self.mark_commit_end()?;
                         self.sync_and_ack(client).await?;
                     }
@@ -104,44 +124,28 @@ impl<T: Translate> Source<T> {
                     }
                 }
             }
-            let received = if self.unsynced_since.is_some() {
+            let received = if self.unsynced_since.is_some() && self.in_flight.is_none() {
                 match try_recv(client).await {
                     Some(r) => r,
                     None => {
-                        // Nothing more right now: this is the group commit point.
+                        // Nothing more right now: this is the group commit point. Its fsync runs
+                        // in the background while the stream goes on.
                         self.mark_commit_end()?;
-                        self.sync_and_ack(client).await?;
+                        self.start_sync()?;
                         continue;
                     }
                 }
             } else {
-                // Everything written is durable. A query waiting for a position that only a Mark
-                // can prove gets that Mark now (the loop comes back here to sync it).
+                // Everything written is durable or being made so. A query waiting for a position
+                // that only a Mark can prove gets that Mark now (the loop comes back here to sync
+                // it).
                 if self.mark_for_readers()? {
                     continue;
                 }
-                let mark_due = self.last_mark + self.options.keepalive_mark_interval;
-                let may_mark = self.pending_mark.is_some() && self.txn.is_none();
-                let status = Arc::clone(&self.status);
-                tokio::select! {
-                    biased;
-                    _ = stop.wait_for(|s| *s) => return Ok(SessionEnd::Stopped),
-                    _ = tokio::time::sleep_until(mark_due.into()), if may_mark => {
-                        if let Some(lsn) = self.pending_mark {
-                            self.mark(lsn)?;
-                        }
-                        continue;
-                    }
-                    _ = status.read_demand().changed() => continue,
-                    () = catalog_changed(&mut catalog) => continue,
-                    r = client.recv() => r,
-                    // Last, so an event already waiting always wins over the deadline.
-                    _ = tokio::time::sleep_until(self.silence_deadline().into()) => {
-                        match self.silence() {
-                            Some(e) => return Ok(SessionEnd::Lost(e)),
-                            None => continue,
-                        }
-                    }
+                match self.wait(client, stop, &mut catalog).await? {
+                    Waited::Event(r) => r,
+                    Waited::Again => continue,
+                    Waited::End(end) => return Ok(end),
                 }
             };
             match received {
@@ -152,22 +156,94 @@ impl<T: Translate> Source<T> {
                     self.handle(event)?;
                 }
             }
-            if let Some(since) = self.unsynced_since {
-                let pending = lock(&self.wal).pending_bytes();
-                if pending >= self.options.group_commit_max_bytes
-                    || since.elapsed() >= self.options.group_commit_max_delay
-                {
-                    self.sync_and_ack(client).await?;
-                }
-            }
+            self.maybe_sync(client).await?;
         }
+    }
+
+    /// Waits for the next thing to do: an event, the background fsync's end (published and
+    /// acknowledged here), a Mark falling due, a reader's demand, a catalog fault, the stop
+    /// request or the stream's silence.
+    async fn wait(
+        &mut self,
+        client: &mut ReplicationClient,
+        stop: &mut watch::Receiver<bool>,
+        catalog: &mut Option<watch::Receiver<Option<String>>>,
+    ) -> Result<Waited, SourceError> {
+        let mark_due = self.last_mark + self.options.keepalive_mark_interval;
+        let may_mark = self.pending_mark.is_some() && self.txn.is_none();
+        let status = Arc::clone(&self.status);
+        let silence = self.silence_deadline();
+        let mut flight = self.in_flight.take();
+        let woke = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => Woke::Stop,
+            synced = async { flight.as_mut().expect("guarded").await }, if flight.is_some() => {
+                flight = None;
+                Woke::Synced(synced.map_err(|e| SourceError::Task(e.to_string()))?)
+            }
+            _ = tokio::time::sleep_until(mark_due.into()), if may_mark => Woke::Mark,
+            _ = status.read_demand().changed() => Woke::Again,
+            () = catalog_changed(catalog) => Woke::Again,
+            r = client.recv() => Woke::Event(r),
+            // Last, so an event already waiting always wins over the deadline.
+            _ = tokio::time::sleep_until(silence.into()) => Woke::Silence,
+        };
+        self.in_flight = flight;
+        Ok(match woke {
+            Woke::Stop => Waited::End(SessionEnd::Stopped),
+            Woke::Synced(outcome) => {
+                let durable = self.publish_synced(outcome)?;
+                self.acknowledge(client, durable);
+                Waited::Again
+            }
+            Woke::Mark => {
+                if let Some(lsn) = self.pending_mark {
+                    self.mark(lsn)?;
+                }
+                Waited::Again
+            }
+            Woke::Again => Waited::Again,
+            Woke::Event(r) => Waited::Event(r),
+            Woke::Silence => match self.silence() {
+                Some(e) => Waited::End(SessionEnd::Lost(e)),
+                None => Waited::Again,
+            },
+        })
+    }
+
+    /// After an event: starts the group commit's fsync once the oldest unsynced commit has
+    /// waited `group_commit_max_delay` (between transactions, when none is running), and waits
+    /// for the running one first when `group_commit_max_bytes` are pending.
+    async fn maybe_sync(&mut self, client: &ReplicationClient) -> Result<(), SourceError> {
+        let Some(since) = self.unsynced_since else {
+            return Ok(());
+        };
+        let pending = lock(&self.wal).pending_bytes();
+        if pending >= self.options.group_commit_max_bytes {
+            if let Some(durable) = self.finish_in_flight().await? {
+                self.acknowledge(client, durable);
+            }
+            return self.start_sync();
+        }
+        if self.in_flight.is_none()
+            && self.txn.is_none()
+            && since.elapsed() >= self.options.group_commit_max_delay
+        {
+            self.start_sync()?;
+        }
+        Ok(())
+    }
+
+    /// Tells the server everything up to `durable` is flushed.
+    fn acknowledge(&mut self, client: &ReplicationClient, durable: Lsn) {
+        client.update_applied_lsn(to_wire(super::ack(durable)));
+        // Our own time does not count as the stream's silence.
+        self.silent_since = Instant::now();
     }
 
     async fn sync_and_ack(&mut self, client: &ReplicationClient) -> Result<(), SourceError> {
         let durable = self.sync_wal().await?;
-        client.update_applied_lsn(to_wire(super::ack(durable)));
-        // Our own time does not count as the stream's silence.
-        self.silent_since = Instant::now();
+        self.acknowledge(client, durable);
         Ok(())
     }
 

@@ -63,8 +63,10 @@ mod reader;
 pub mod recovery;
 mod report;
 mod segment;
+pub mod sync;
 mod writer;
 
+pub use self::sync::{PendingSync, SyncOutcome};
 pub use error::WalError;
 pub use format::{DecodeError, EncodeError, RecordKind, RecordRef, decode_record};
 pub use payload::{decode_entity_ops, decode_entity_ops_with, encode_entity_ops};

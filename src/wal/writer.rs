@@ -13,6 +13,7 @@ use super::payload::encode_entity_ops;
 use super::recovery;
 use super::report::{RecoveryMode, RecoveryReport, SegmentInfo};
 use super::segment::{self, WalPosition, segment_file_name};
+use super::sync::{PendingSync, SyncOutcome};
 use crate::lsn::{Lsn, WalKey};
 use crate::ops::EntityOps;
 
@@ -293,34 +294,55 @@ impl Wal {
     /// position. Returns the durable LSN: every Commit/Mark at or below it is on disk. Postgres
     /// may be told "flushed up to" this LSN, never more.
     pub fn sync(&mut self) -> Result<Lsn, WalError> {
+        let pending = self.begin_sync()?;
+        let outcome = pending.run();
+        self.finish_sync(outcome)
+    }
+
+    /// [`Wal::sync`] in three steps, so that the fsync runs without the writer's lock while
+    /// appends go on (see [`super::sync`]): hands every buffered byte to the OS and returns what
+    /// the fsync must cover. Run it with [`PendingSync::run`], then give the outcome to
+    /// [`Wal::finish_sync`].
+    pub fn begin_sync(&mut self) -> Result<PendingSync, WalError> {
         self.check()?;
         self.write_out()?;
-        let sealed = std::mem::take(&mut self.sealed);
-        for (file, _) in sealed {
-            let r = file.sync_data();
-            self.io(r, "fsync", None)?;
-        }
-        if self.written > self.synced {
-            let r = match crate::failpoint::io_error("wal-fsync") {
-                Some(e) => Err(e),
-                None => self.file.sync_data(),
-            };
-            self.io(r, "fsync", None)?;
-            self.synced = self.written;
-        }
-        if self.dir_dirty {
-            let r = sync_dir(&self.dir);
-            if r.is_err() {
-                self.failed = true;
-            }
-            r?;
-            self.dir_dirty = false;
-        }
-        self.durable = Durable {
-            lsn: self.last_lsn,
-            end: WalPosition::new(self.active, self.synced),
+        let active = if self.written > self.synced {
+            let r = self.file.try_clone();
+            Some(self.io(r, "fsync", None)?)
+        } else {
+            None
         };
-        self.watch.publish(self.durable);
+        let dir = std::mem::take(&mut self.dir_dirty).then(|| self.dir.clone());
+        Ok(PendingSync {
+            sealed: std::mem::take(&mut self.sealed),
+            active,
+            dir,
+            target: Durable {
+                lsn: self.last_lsn,
+                end: WalPosition::new(self.active, self.written),
+            },
+            segment: (self.active, self.written),
+        })
+    }
+
+    /// Publishes the durable position a [`PendingSync`] proved (never moving it back), or fails
+    /// the WAL if its fsync failed. Returns the durable LSN.
+    pub fn finish_sync(&mut self, outcome: SyncOutcome) -> Result<Lsn, WalError> {
+        if let Err((op, path, source)) = outcome.result {
+            return self.io(Err(source), op, path);
+        }
+        self.check()?;
+        let (segment, bytes) = outcome.segment;
+        if segment == self.active {
+            self.synced = self.synced.max(bytes);
+        }
+        if outcome.target.end > self.durable.end || outcome.target.lsn > self.durable.lsn {
+            self.durable = Durable {
+                lsn: self.durable.lsn.max(outcome.target.lsn),
+                end: self.durable.end.max(outcome.target.end),
+            };
+            self.watch.publish(self.durable);
+        }
         Ok(self.durable.lsn)
     }
 

@@ -772,3 +772,39 @@ fn durable_watch_wakes_a_waiting_reader_after_sync() {
     assert_eq!(got.lsn, Lsn(5));
     assert!(got.end > seen);
 }
+
+#[test]
+fn a_background_sync_proves_only_what_was_written_before_it_and_never_moves_back() {
+    let dir = tmp();
+    let (mut wal, _) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    let txn = |lsn: u64, id: i64| Unit::Txn(Lsn(lsn), vec![image_update(id, 1), varied(id)]);
+    let units = [txn(100, 1), txn(200, 2), txn(300, 3), txn(400, 4)];
+
+    // A sync begun after the first transaction covers it alone, although the second is
+    // written (and handed to the OS by the next begin) before it finishes.
+    write_unit(&mut wal, &units[0]);
+    let first_end = wal.end();
+    let pending = wal.begin_sync().unwrap();
+    assert_eq!(pending.lsn(), Lsn(100));
+    write_unit(&mut wal, &units[1]);
+    let outcome = std::thread::spawn(move || pending.run()).join().unwrap();
+    assert_eq!(wal.finish_sync(outcome).unwrap(), Lsn(100));
+    assert_eq!(wal.durable_end(), first_end);
+    assert_eq!(read_all(&wal, WalKey::ZERO), entries(&units[..1]));
+
+    // An older sync finishing after a newer one leaves the durable position where it was.
+    write_unit(&mut wal, &units[2]);
+    let older = wal.begin_sync().unwrap();
+    write_unit(&mut wal, &units[3]);
+    assert_eq!(wal.sync().unwrap(), Lsn(400));
+    let end = wal.durable_end();
+    assert_eq!(wal.finish_sync(older.run()).unwrap(), Lsn(400));
+    assert_eq!(wal.durable_end(), end);
+    assert_eq!(read_all(&wal, WalKey::ZERO), entries(&units));
+
+    wal.close().unwrap();
+    let (wal, report) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    assert!(report.cut.is_none(), "{report:?}");
+    assert_eq!(wal.durable_lsn(), Lsn(400));
+    assert_eq!(read_all(&wal, WalKey::ZERO), entries(&units));
+}
