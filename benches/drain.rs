@@ -171,6 +171,12 @@ fn main() {
         let took = t.elapsed();
         let cpu = cpu_seconds(child.id());
         let threads = thread_cpu_text(child.id());
+        let per_million = |secs: f64| secs * 1e6 / rows as f64;
+        let stages: String = process::thread_cpu(child.id())
+            .iter()
+            .map(|(name, secs)| format!("{name} {:.2}", per_million(*secs)))
+            .collect::<Vec<_>>()
+            .join(", ");
         let walsender: Option<i32> = rt
             .block_on(client.query_one(
                 "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1",
@@ -195,7 +201,12 @@ fn main() {
             last["transactions_total"],
         );
         eprintln!("  CPU by thread: {threads}");
-        results.push((run.name, recv, null, took));
+        let cpu_per_million = format!(
+            "{:.2} s ({stages}); walsender {:.2} s",
+            per_million(cpu),
+            per_million(walsender_cpu)
+        );
+        results.push((run.name, recv, null, took, cpu_per_million));
     }
 
     println!(
@@ -205,13 +216,13 @@ fn main() {
     println!("backlog: {:.0} MiB of server WAL\n", mib(backlog_bytes));
     println!(
         "| round | pg_recvlogical | null consumer | pgroar run (to applied) | rows/s | \
-         ÷ pg_recvlogical | ÷ null consumer |"
+         ÷ pg_recvlogical | ÷ null consumer | CPU per 1M changes, by thread |"
     );
-    println!("|---|---|---|---|---|---|---|");
-    for (name, recv, null, took) in &results {
+    println!("|---|---|---|---|---|---|---|---|");
+    for (name, recv, null, took, cpu) in &results {
         let (r, n, p) = (recv.as_secs_f64(), null.as_secs_f64(), took.as_secs_f64());
         println!(
-            "| {name} | {r:.2} s | {n:.2} s | {p:.2} s | {:.0}k | {:.2}× | {:.2}× |",
+            "| {name} | {r:.2} s | {n:.2} s | {p:.2} s | {:.0}k | {:.2}× | {:.2}× | {cpu} |",
             rows as f64 / p / 1e3,
             p / r,
             p / n

@@ -10,6 +10,9 @@
 //! `nsfwLevel eq <value>` (every 0.2 ms) until the row is in the answer. Each rate runs
 //! `PGROAR_FRESH_SECS` seconds (default 15). Prints p50 / p99 / max per rate.
 //!
+//! With `PGROAR_FRESH_STAGES=1` each probe also polls `/status` and reports when its commit was
+//! received, durable in pgroar's WAL and applied.
+//!
 //! ```sh
 //! cargo bench --bench freshness
 //! PGROAR_FRESH_RATES=10000 PGROAR_FRESH_SECS=60 cargo bench --bench freshness
@@ -28,7 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use pgroar::cluster::{Cluster, ClusterOptions};
+use pgroar::Lsn;
 use process::{Pgroar, free_port, percentile_ms, pgroar_bin};
 use tokio_postgres::{Client, NoTls};
 
@@ -59,14 +62,7 @@ fn main() {
             n => Some(n.parse().expect("PGROAR_FRESH_RATES: numbers or max")),
         })
         .collect();
-    let cluster = Cluster::start(ClusterOptions::fast()).expect("starting a cluster");
-    let db = cluster.create_database("fresh").unwrap();
-    let url = cluster.url(&db);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let (_cluster, url, rt) = schemas::cluster("fresh");
     let client = rt.block_on(connect(&url));
     schemas::load_image(&rt, &client, rows, "default");
     rt.block_on(client.batch_execute("VACUUM ANALYZE")).unwrap();
@@ -77,11 +73,15 @@ fn main() {
         .unwrap();
     let port = free_port();
     let config = schemas::image_config(&url, "fresh", &work.path().join("data"), port);
-    let pgroar = Pgroar::new(work.path(), "fresh", port, &config);
+    let mut pgroar = Pgroar::new(work.path(), "fresh", port, &config);
     let mut child = pgroar.spawn(&pgroar_bin(), &["bootstrap"], "warn");
     pgroar.wait_status(&mut child, |s| s["phase"] == "streaming");
     eprintln!("{rows} rows bootstrapped; streaming");
+    pgroar.poll = Duration::from_micros(200);
 
+    // `PGROAR_FRESH_STAGES=1`: also poll `/status` after each probe commit and report when its
+    // LSN was received, durable in pgroar's WAL and applied (the query's wait then starts later).
+    let stages = std::env::var_os("PGROAR_FRESH_STAGES").is_some();
     let mut marker = 1_000_000i64;
     let mut results = Vec::new();
     for rate in rates {
@@ -102,16 +102,27 @@ fn main() {
         let started = Instant::now();
         let changes_before = changes.load(Ordering::Relaxed);
         let mut lags = Vec::new();
+        let mut stage_lags: [Vec<Duration>; 3] = Default::default();
         let probe = rt.block_on(connect(&url));
         while started.elapsed().as_secs_f64() < secs {
             marker += 1;
             let id = rows - (marker % PROBE_ROWS);
-            rt.block_on(probe.execute(
-                r#"UPDATE "Image" SET "nsfwLevel" = $1 WHERE id = $2"#,
-                &[&(marker as i32), &(id as i32)],
-            ))
-            .unwrap();
+            let lsn = rt.block_on(probe_commit(&probe, marker, id));
             let committed = Instant::now();
+            if stages {
+                let mut at = [None; 3];
+                pgroar.wait_status(&mut child, |s| {
+                    for (i, name) in ["received", "durable", "applied"].iter().enumerate() {
+                        if process::stage(s, name) >= lsn {
+                            at[i].get_or_insert_with(|| committed.elapsed());
+                        }
+                    }
+                    at[2].is_some()
+                });
+                for (i, t) in at.iter().enumerate() {
+                    stage_lags[i].push(t.unwrap_or_default());
+                }
+            }
             let body = format!(r#"{{"filter": "nsfwLevel eq {marker}", "limit": 0}}"#);
             loop {
                 if let Some(answer) = pgroar.query(&body)
@@ -147,6 +158,20 @@ fn main() {
             percentile_ms(&lags, 99.0),
             percentile_ms(&lags, 100.0),
         );
+        if stages {
+            for (name, mut l) in ["received", "durable", "applied"]
+                .into_iter()
+                .zip(stage_lags)
+            {
+                l.sort();
+                eprintln!(
+                    "  commit returned → {name}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                    percentile_ms(&l, 50.0),
+                    percentile_ms(&l, 99.0),
+                    percentile_ms(&l, 100.0),
+                );
+            }
+        }
         results.push((label, achieved, lags));
     }
     process::stop(child);
@@ -165,6 +190,20 @@ fn main() {
             percentile_ms(lags, 100.0),
         );
     }
+}
+
+/// Sets the probe row `id` to `marker` in a transaction of its own; returns the WAL insert
+/// position read just before its `COMMIT` (at or before the commit record).
+async fn probe_commit(client: &Client, marker: i64, id: i64) -> Lsn {
+    client.batch_execute("BEGIN").await.unwrap();
+    client
+        .execute(
+            r#"UPDATE "Image" SET "nsfwLevel" = $1 WHERE id = $2"#,
+            &[&(marker as i32), &(id as i32)],
+        )
+        .await
+        .unwrap();
+    schemas::commit_at(client).await
 }
 
 async fn connect(url: &str) -> Client {

@@ -41,6 +41,8 @@ pub struct Pgroar {
     pub config: PathBuf,
     pub log: PathBuf,
     pub base: String,
+    /// How often a wait polls (default [`POLL`]).
+    pub poll: Duration,
     /// One agent for every request: connections are kept alive, not opened per poll.
     agent: ureq::Agent,
 }
@@ -55,6 +57,7 @@ impl Pgroar {
             config,
             log: dir.join(format!("pgroar-{name}.log")),
             base: format!("http://127.0.0.1:{port}"),
+            poll: POLL,
             agent: ureq::Agent::new_with_defaults(),
         }
     }
@@ -123,7 +126,7 @@ impl Pgroar {
                 return v;
             }
             assert!(t.elapsed() < WAIT_LIMIT, "pgroar {} timed out", self.name);
-            std::thread::sleep(POLL);
+            std::thread::sleep(self.poll);
         }
     }
 }

@@ -134,10 +134,30 @@ pub async fn chunked(client: &Client, rows: i64, stmt: impl Fn(i64, i64) -> Stri
     }
     client.batch_execute("BEGIN").await.unwrap();
     client.batch_execute(&stmt(a, rows)).await.unwrap();
+    commit_at(client).await
+}
+
+/// Commits the open transaction; returns the WAL insert position read just before the `COMMIT`
+/// (at or before its commit record, so a reader past it has the whole transaction).
+pub async fn commit_at(client: &Client) -> Lsn {
     let row = client
         .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
         .await
         .unwrap();
     client.batch_execute("COMMIT").await.unwrap();
     row.get::<_, String>(0).parse().unwrap()
+}
+
+/// A private throwaway cluster with one database `name`, its URL, and a two-thread runtime.
+pub fn cluster(name: &str) -> (pgroar::cluster::Cluster, String, tokio::runtime::Runtime) {
+    let cluster = pgroar::cluster::Cluster::start(pgroar::cluster::ClusterOptions::fast())
+        .expect("starting a cluster");
+    let db = cluster.create_database(name).unwrap();
+    let url = cluster.url(&db);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    (cluster, url, rt)
 }

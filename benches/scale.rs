@@ -1,0 +1,244 @@
+//! Scale run: the image-feed dataset at production size, as a user runs pgroar on it. Not part
+//! of CI (it needs tens of GB of disk and takes minutes to hours); `docs/benchmarks.md` records
+//! its figures.
+//!
+//! On a private throwaway cluster: `pgroar generate`'s dataset with `PGROAR_SCALE_IMAGES` images
+//! (default 10M; ~4 tags, ~1.5 model versions and ~0.4 tools each, a post per ~7 images), then:
+//!
+//! 1. a sequential raw `psql COPY … TO STDOUT > /dev/null` of the six tables;
+//! 2. `pgroar bootstrap` (release binary) until its first `/query` answer: wall time, rows/s,
+//!    CPU, peak RSS, the phases and the checkpoint's size on disk;
+//! 3. a restart (`pgroar run`) until its first `/query` answer;
+//! 4. the dataset's writer at `PGROAR_SCALE_WRITE_RATE` changes per second (default 10,000;
+//!    single-row changes of the writer's mix) for `PGROAR_SCALE_WRITE_SECS` (default 60), while
+//!    a reader runs top-50 queries back to back: their p50/p99/max, the apply rate, the
+//!    checkpoints written meanwhile (size, time), resident memory at the start and the end.
+//!
+//! ```sh
+//! cargo bench --bench scale                                      # 10M images
+//! PGROAR_SCALE_IMAGES=1000000 cargo bench --bench scale          # a quick run
+//! PGROAR_SCALE_WRITE_SECS=3600 cargo bench --bench scale         # an hour of writes
+//! ```
+
+// A benchmark or test may unwrap: a failure is the run's answer.
+#![allow(clippy::unwrap_used)]
+// Scenario and case-table functions run long; library code keeps the line limit.
+#![allow(clippy::too_many_lines)]
+
+mod process;
+mod schemas;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Instant;
+
+use pgroar::dataset::{Identity, Writer, WriterStats};
+use pgroar::source::ConnInfo;
+use process::{Pgroar, free_port, percentile_ms, pgroar_bin};
+use tokio_postgres::NoTls;
+
+/// Top-50 queries the reader cycles through while the writer runs.
+const QUERIES: [&str; 5] = [
+    r#"{"sort": {"field": "existedAt", "order": "desc"}, "limit": 50}"#,
+    r#"{"filter": "nsfwLevel eq 1", "sort": {"field": "existedAt", "order": "desc"}, "limit": 50}"#,
+    r#"{"filter": "nsfwLevel in [1, 2] AND tagIds eq 1", "sort": {"field": "existedAt", "order": "desc"}, "limit": 50}"#,
+    r#"{"filter": "tagIds in [40, 41] AND NOT type eq video", "sort": {"field": "id", "order": "desc"}, "limit": 50}"#,
+    r#"{"filter": "availability eq Public AND baseModels eq SDXL", "sort": {"field": "publishedAt", "order": "desc"}, "limit": 50}"#,
+];
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let env = |name: &str, default: f64| {
+        std::env::var(name)
+            .ok()
+            .map_or(default, |s| s.parse().expect("a number"))
+    };
+    let images = env("PGROAR_SCALE_IMAGES", 10_000_000.0) as u32;
+    let rate = env("PGROAR_SCALE_WRITE_RATE", 10_000.0);
+    let write_secs = env("PGROAR_SCALE_WRITE_SECS", 60.0);
+    let (cluster, url, rt) = schemas::cluster("scale");
+    let t = Instant::now();
+    schemas::load_feed(&rt, &url, images, Identity::Default);
+    let client = rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client
+    });
+    for sql in ["VACUUM ANALYZE", "CHECKPOINT"] {
+        rt.block_on(client.batch_execute(sql)).unwrap();
+    }
+    let size: i64 = rt
+        .block_on(client.query_one("SELECT pg_database_size(current_database())", &[]))
+        .unwrap()
+        .get(0);
+    let tables: Vec<(String, i64)> = rt
+        .block_on(client.query(
+            "SELECT format('%I.%I', schemaname, tablename), \
+                    (SELECT reltuples::bigint FROM pg_class \
+                     WHERE oid = format('%I.%I', schemaname, tablename)::regclass) \
+             FROM pg_publication_tables WHERE pubname = 'pgroar'",
+            &[],
+        ))
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let rows: i64 = tables.iter().map(|t| t.1).sum();
+    eprintln!(
+        "loaded {images} images, {rows} rows in {} tables, {:.1} GiB on disk, in {:.0?}",
+        tables.len(),
+        size as f64 / (1u64 << 30) as f64,
+        t.elapsed()
+    );
+
+    // 1. The raw COPY baseline.
+    let psql = process::pg_program("psql", Some(cluster.bin_dir()));
+    let t = Instant::now();
+    for (table, _) in &tables {
+        let status = Command::new(&psql)
+            .arg(&url)
+            .args(["-X", "-q", "-c", &format!("COPY {table} TO STDOUT")])
+            .stdout(Stdio::from(std::fs::File::create("/dev/null").unwrap()))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let raw = t.elapsed();
+    eprintln!("raw COPY, sequential: {:.1} s", raw.as_secs_f64());
+
+    // 2. The bootstrap, whole process.
+    let work = tempfile::Builder::new()
+        .prefix("pgroar-scale-")
+        .tempdir()
+        .unwrap();
+    let port = free_port();
+    let data_dir = work.path().join("data");
+    let config = schemas::feed_config(&url, "scale", &data_dir, port);
+    let pgroar = Pgroar::new(work.path(), "scale", port, &config);
+    let bin = pgroar_bin();
+    let t = Instant::now();
+    let mut child = pgroar.spawn(&bin, &["bootstrap"], "info");
+    let answer = pgroar.wait_query(&mut child, r#"{"limit": 1}"#);
+    let boot = t.elapsed();
+    let (boot_cpu, boot_rss) = (
+        process::cpu_seconds(child.id()),
+        process::peak_rss_mib(child.id()),
+    );
+    let checkpoint = dir_bytes(&data_dir.join("index"));
+    process::stop(child);
+    eprintln!(
+        "bootstrap to the first answer: {:.1} s ({:.2}× the raw COPY), {:.0} rows/s, {} alive, \
+         CPU {boot_cpu:.1} s, peak RSS {boot_rss:.0} MiB; checkpoint {:.0} MiB",
+        boot.as_secs_f64(),
+        boot.as_secs_f64() / raw.as_secs_f64(),
+        rows as f64 / boot.as_secs_f64(),
+        answer["total"],
+        process::mib(checkpoint),
+    );
+    eprintln!(
+        "  {}",
+        log_lines(&pgroar.log, &["bootstrap phases", "WAL opened"])
+    );
+
+    // 3. Restart to serving.
+    let t = Instant::now();
+    let mut child = pgroar.spawn(&bin, &["run"], "info");
+    pgroar.wait_query(&mut child, r#"{"limit": 1}"#);
+    let restart = t.elapsed();
+    let rss_start = rss_mib(child.id());
+    eprintln!(
+        "restart to the first answer: {:.2} s ({})",
+        restart.as_secs_f64(),
+        log_lines(&pgroar.log, &["WAL opened"])
+    );
+
+    // 4. Writer + readers.
+    let stats = Arc::new(WriterStats::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let conn = ConnInfo::parse(&url).unwrap();
+    let writer = rt
+        .block_on(Writer::connect(&conn, 7, Arc::clone(&stats)))
+        .unwrap();
+    let applied_before = ops_applied(&pgroar);
+    let writing = rt.spawn(writer.run(rate, stop_rx));
+    let t = Instant::now();
+    let mut lat = Vec::new();
+    let mut i = 0;
+    while t.elapsed().as_secs_f64() < write_secs {
+        let q = Instant::now();
+        let answer = pgroar.query(QUERIES[i % QUERIES.len()]);
+        assert!(
+            answer.is_some(),
+            "query {} failed",
+            QUERIES[i % QUERIES.len()]
+        );
+        lat.push(q.elapsed());
+        i += 1;
+    }
+    let _ = stop_tx.send(true);
+    rt.block_on(writing).unwrap().unwrap();
+    let written = t.elapsed();
+    let applied = ops_applied(&pgroar) - applied_before;
+    let rss_end = rss_mib(child.id());
+    let peak = process::peak_rss_mib(child.id());
+    process::stop(child);
+    lat.sort();
+    eprintln!(
+        "{:.0} s of writes: {} writer transactions ({:.0}/s), {applied} ops applied ({:.0}/s); \
+         {} top-50 queries: p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms; RSS {rss_start:.0} → \
+         {rss_end:.0} MiB (peak {peak:.0} MiB)",
+        written.as_secs_f64(),
+        stats.total(),
+        stats.total() as f64 / written.as_secs_f64(),
+        applied as f64 / written.as_secs_f64(),
+        lat.len(),
+        percentile_ms(&lat, 50.0),
+        percentile_ms(&lat, 99.0),
+        percentile_ms(&lat, 100.0),
+    );
+    eprintln!("  {}", log_lines(&pgroar.log, &["checkpoint written"]));
+}
+
+/// Total bytes of the files in `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Resident memory of `pid` now, in MiB.
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn ops_applied(pgroar: &Pgroar) -> u64 {
+    let mut resp = ureq::get(&format!("{}/status", pgroar.base))
+        .call()
+        .unwrap();
+    let status: serde_json::Value = resp.body_mut().read_json().unwrap();
+    status["ops_applied_total"].as_u64().unwrap_or(0)
+}
+
+/// The last log line containing each needle, from its message on.
+fn log_lines(log: &Path, needles: &[&str]) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    needles
+        .iter()
+        .filter_map(|n| text.lines().rfind(|l| l.contains(n)))
+        .map(|l| l.split_once(": ").map_or(l, |(_, rest)| rest).to_owned())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
