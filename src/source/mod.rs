@@ -139,8 +139,12 @@ impl Translate for Translator {
 /// Timing of the source.
 #[derive(Clone, Debug)]
 pub struct SourceOptions {
-    /// Longest a commit waits for its group commit's fsync.
+    /// Longest the first unsynced commit waits before a group commit's fsync starts.
     pub group_commit_max_delay: Duration,
+    /// Write a Mark at the last commit's end at an idle group commit (read-your-writes without
+    /// waiting for a keepalive; default on). Off, the WAL can end exactly at a commit, which
+    /// the tests of the re-sent transaction after a restart need.
+    pub mark_idle_commits: bool,
     /// Pending bytes after which a group commit is fsynced at once.
     pub group_commit_max_bytes: u64,
     /// How often the replication client sends standby status (our acknowledgements).
@@ -196,6 +200,7 @@ impl Default for SourceOptions {
                 crate::config::DEFAULT_GROUP_COMMIT_MAX_MS,
             ),
             group_commit_max_bytes: crate::config::DEFAULT_GROUP_COMMIT_MAX_BYTES,
+            mark_idle_commits: true,
             status_interval: Self::DEFAULT_STATUS_INTERVAL,
             keepalive_mark_interval: Self::DEFAULT_STATUS_INTERVAL,
             backoff_initial: Self::DEFAULT_BACKOFF_INITIAL,

@@ -477,7 +477,7 @@ impl<T: Translate> Source<T> {
     /// It rides on the fsync that happens anyway. (A sync fired by the delay or size bound writes
     /// none; [`Source::mark_for_readers`] covers a query waiting after it.)
     fn mark_commit_end(&mut self) -> Result<(), SourceError> {
-        if self.txn.is_some() {
+        if self.txn.is_some() || !self.options.mark_idle_commits {
             return Ok(());
         }
         if let Some(end) = self.last_commit_end.take() {

@@ -394,12 +394,11 @@ fn wal_creates(f: &Fixture) -> BTreeMap<i64, u32> {
 async fn a_restart_at_a_commit_skips_the_transaction_postgres_resends() {
     let f = Fixture::new("stream_resend");
     let client = f.client().await;
-    // Every commit synced at once (never at an idle point, where the commit's end would be
-    // marked) and no keepalive Marks: the durable LSN at the stop is a commit's, and Postgres
-    // re-sends the transaction committed exactly there.
+    // No Mark at idle commits and no keepalive Marks: the durable LSN at the stop is a
+    // commit's, and Postgres re-sends the transaction committed exactly there.
     let p = f
         .start_with(|o| {
-            o.source.group_commit_max_delay = Duration::ZERO;
+            o.source.mark_idle_commits = false;
             o.source.keepalive_mark_interval = Duration::from_secs(3600);
         })
         .await;

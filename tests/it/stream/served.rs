@@ -164,9 +164,9 @@ type Tune = fn(&mut PipelineOptions);
 async fn a_min_lsn_wait_ends_promptly_when_group_commit_fires_on_delay_or_bytes() {
     let f = Fixture::new("stream_min_lsn");
     let client = f.client().await;
-    // An hour between keepalive Marks: a wait that needs one never ends in time. Each variant
-    // makes every sync fire on one trigger, never at an idle point (where a commit-end Mark
-    // rides along anyway).
+    // An hour between keepalive Marks: a wait that needs one never ends in time. No Mark at
+    // idle commits (which would prove the commit's end anyway), and each variant makes syncs
+    // fire on one trigger.
     let variants: [(&str, Tune); 2] = [
         ("max delay", |o| {
             o.source.group_commit_max_delay = Duration::ZERO;
@@ -180,6 +180,7 @@ async fn a_min_lsn_wait_ends_promptly_when_group_commit_fires_on_delay_or_bytes(
         let p = f
             .start_with(|o| {
                 o.source.keepalive_mark_interval = Duration::from_secs(3600);
+                o.source.mark_idle_commits = false;
                 tune(o);
             })
             .await;
