@@ -28,7 +28,6 @@ pub mod catalog;
 pub mod copy_binary;
 pub mod copy_text;
 pub mod dump;
-pub mod huge_pages;
 pub mod marker;
 pub mod progress;
 pub mod session;
@@ -406,8 +405,8 @@ pub async fn bootstrap_keep(
     progress: &Arc<Progress>,
 ) -> Result<(BootstrapSummary, Index), BootstrapError> {
     let started = Instant::now();
-    // Small pages until the checkpoint is written (see [`huge_pages`]).
-    let _small_pages = huge_pages::NoHugePages::new();
+    // Small pages until the checkpoint is written (see [`crate::index::huge_pages`]).
+    let _small_pages = crate::index::huge_pages::NoHugePages::new();
     let translator = Translator::new(config)?;
     let conn = ConnInfo::parse(&config.postgres.url)?;
     let state = marker::state(&config.storage.data_dir)?;

@@ -1,10 +1,12 @@
-//! Transparent huge pages off while a bootstrap loads (Linux).
+//! Transparent huge pages off while an index is built in bulk: a bootstrap's dump, a checkpoint's
+//! load (Linux).
 //!
-//! The allocator asks the kernel for huge pages over its whole arena. A dump faults in a few
-//! hundred MiB of fresh memory (accumulators, merge buffers, the index, the checkpoint's
+//! The allocator asks the kernel for huge pages over its whole arena. A dump or a load faults in
+//! hundreds of MiB of fresh memory (accumulators, merge buffers, the index, the checkpoint's
 //! encoding), and with huge pages every first touch clears 2 MiB at once; measured on the
 //! benchmark's tables (`docs/benchmarks.md`), that cost a bootstrap 0.3–0.4 s of CPU
-//! (1.96 s without, 2.32 s with) and 40 MiB more resident memory. The flag is the process's
+//! (1.96 s without, 2.32 s with) and 40 MiB more resident memory, and a checkpoint load 43% of
+//! its samples in the kernel's page clearing. The flag is the process's
 //! (`PR_SET_THP_DISABLE`, checked by the kernel at each fault), so the guard turns it off for the
 //! load and restores it afterwards: memory the load touched keeps small pages, later
 //! allocations (streaming, queries) get huge pages again. A flag the process already had set is

@@ -37,6 +37,7 @@
 
 pub mod checkpoint;
 mod dump;
+pub mod huge_pages;
 pub mod query;
 pub(crate) mod store;
 pub mod write;

@@ -613,6 +613,16 @@ impl Bits {
             .chain(chunked.iter().flat_map(|(_, bm)| bm.iter()))
     }
 
+    /// Calls `f` with each slot, ascending: [`Bits::iter`] through roaring's internal
+    /// iteration (a fold per container), several times faster than pulling element by element.
+    pub(crate) fn for_each_slot(&self, mut f: impl FnMut(u32)) {
+        let (small, chunked) = self.parts();
+        small.iter().for_each(|&slot| f(slot));
+        for (_, bm) in chunked {
+            bm.iter().for_each(&mut f);
+        }
+    }
+
     /// `self ∩ other`.
     pub(crate) fn and(&self, other: &Bits) -> Bits {
         match (&self.repr, &other.repr) {

@@ -685,9 +685,7 @@ impl Index {
             }
             let mut map = SlotLinks::default();
             for (k, bits) in self.state.filters[fi].values.iter() {
-                for slot in bits.iter() {
-                    map.entry(slot).or_default().push(*k);
-                }
+                bits.for_each_slot(|slot| map.entry(slot).or_default().push(*k));
             }
             self.joins.links[fi] = Some(map);
         }
