@@ -194,7 +194,7 @@ fn main() {
     let applied = ops_applied(&pgroar) - applied_before;
     let rss_end = rss_mib(child.id());
     let peak = process::peak_rss_mib(child.id());
-    process::stop(child);
+    let lag = status_field(&pgroar, "lag_seconds");
     lat.sort();
     eprintln!(
         "{:.0} s of writes: {} writer transactions ({:.0}/s), {applied} ops applied ({:.0}/s); \
@@ -209,7 +209,14 @@ fn main() {
         percentile_ms(&lat, 99.0),
         percentile_ms(&lat, 100.0),
     );
-    eprintln!("  {}", log_lines(&pgroar.log, &["checkpoint written"]));
+    eprintln!(
+        "  applied lag at the end of the writes: {lag} s; {}",
+        log_lines(&pgroar.log, &["checkpoint written"])
+    );
+    // The stop applies what is still behind and writes a final checkpoint.
+    let t = Instant::now();
+    process::stop(child);
+    eprintln!("stopped in {:.1} s", t.elapsed().as_secs_f64());
 }
 
 /// Total bytes of the files in `dir`.
@@ -235,11 +242,18 @@ fn rss_mib(pid: u32) -> f64 {
 }
 
 fn ops_applied(pgroar: &Pgroar) -> u64 {
+    status_field(pgroar, "ops_applied_total")
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// One field of `/status`.
+fn status_field(pgroar: &Pgroar, name: &str) -> serde_json::Value {
     let mut resp = ureq::get(&format!("{}/status", pgroar.base))
         .call()
         .unwrap();
     let status: serde_json::Value = resp.body_mut().read_json().unwrap();
-    status["ops_applied_total"].as_u64().unwrap_or(0)
+    status[name].clone()
 }
 
 /// The last log line containing each needle, from its message on.
