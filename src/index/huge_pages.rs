@@ -90,8 +90,25 @@ mod tests {
     #[test]
     #[cfg(target_os = "linux")]
     fn the_guard_turns_huge_pages_off_and_back_on() {
-        // Tests share the process: this is the only one that touches the flag. Start from
-        // "on", whatever the process was started with, and put that back at the end.
+        // The flag is the process's and other tests (checkpoint loads) take guards too: the
+        // checks run in a child process running this test alone.
+        const CHILD: &str = "PGROAR_HUGE_PAGES_TEST_CHILD";
+        if std::env::var_os(CHILD).is_none() {
+            let exe = std::env::current_exe().unwrap();
+            let status = std::process::Command::new(exe)
+                .args([
+                    "--exact",
+                    "index::huge_pages::tests::the_guard_turns_huge_pages_off_and_back_on",
+                ])
+                .args(["--test-threads", "1", "--nocapture"])
+                .env(CHILD, "1")
+                .status()
+                .unwrap();
+            assert!(status.success(), "the checks failed in the child process");
+            return;
+        }
+        // Start from "on", whatever the process was started with, and put that back at the
+        // end.
         let was = disabled();
         set_disabled(false);
         assert!(!disabled(), "the kernel refuses PR_SET_THP_DISABLE");
