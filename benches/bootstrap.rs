@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use pgroar::cluster::{Cluster, ClusterOptions};
 use pgroar::dataset::Identity;
 use process::{Pgroar, free_port, pg_program, pgroar_bin};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 /// COPY sessions pgroar opens by default: the number of CPUs, 2 to 8.
 fn sessions() -> usize {
@@ -102,7 +102,7 @@ fn main() {
     for schema in schemas {
         let db = cluster.create_database(schema.name()).unwrap();
         let url = cluster.url(&db);
-        let client = rt.block_on(connect(&url));
+        let client = rt.block_on(schemas::connect(&url));
         let t = Instant::now();
         match schema {
             Schema::Image => load_image(&rt, &client, images),
@@ -220,12 +220,6 @@ fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
         s.parse()
             .unwrap_or_else(|_| panic!("{name} must be a number"))
     })
-}
-
-async fn connect(url: &str) -> Client {
-    let (client, conn) = tokio_postgres::connect(url, NoTls).await.unwrap();
-    tokio::spawn(conn);
-    client
 }
 
 fn load_image(rt: &tokio::runtime::Runtime, client: &Client, images: u32) {

@@ -39,7 +39,6 @@ use pgroar::Lsn;
 use pgroar::cluster::{Cluster, ClusterOptions};
 use process::{Pgroar, cpu_seconds, free_port, mib, pg_program, stage, stop, thread_cpu_text};
 use schemas::CHUNK;
-use tokio_postgres::{Client, NoTls};
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -63,7 +62,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let client = rt.block_on(connect(&url));
+    let client = rt.block_on(schemas::connect(&url));
     let sql = |q: &str| rt.block_on(client.batch_execute(q)).expect(q);
 
     // `PGROAR_DRAIN_IDENTITY=default`: no old rows are sent, so every UPDATE re-sets every
@@ -272,12 +271,6 @@ impl PgroarRun {
     ) -> serde_json::Value {
         self.pgroar.wait_status(child, done)
     }
-}
-
-async fn connect(url: &str) -> Client {
-    let (client, conn) = tokio_postgres::connect(url, NoTls).await.unwrap();
-    tokio::spawn(conn);
-    client
 }
 
 /// The walsender's own limit on this machine: the backlog up to `end` received on `slot`

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use pgroar::Lsn;
 use process::{Pgroar, free_port, percentile_ms, pgroar_bin};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 /// Rows each writer transaction changes.
 const PER_TX: i64 = 10;
@@ -63,7 +63,7 @@ fn main() {
         })
         .collect();
     let (_cluster, url, rt) = schemas::cluster("fresh");
-    let client = rt.block_on(connect(&url));
+    let client = rt.block_on(schemas::connect(&url));
     schemas::load_image(&rt, &client, rows, "default");
     rt.block_on(client.batch_execute("VACUUM ANALYZE")).unwrap();
 
@@ -103,7 +103,7 @@ fn main() {
         let changes_before = changes.load(Ordering::Relaxed);
         let mut lags = Vec::new();
         let mut stage_lags: [Vec<Duration>; 3] = Default::default();
-        let probe = rt.block_on(connect(&url));
+        let probe = rt.block_on(schemas::connect(&url));
         while started.elapsed().as_secs_f64() < secs {
             marker += 1;
             let id = rows - (marker % PROBE_ROWS);
@@ -206,12 +206,6 @@ async fn probe_commit(client: &Client, marker: i64, id: i64) -> Lsn {
     schemas::commit_at(client).await
 }
 
-async fn connect(url: &str) -> Client {
-    let (client, conn) = tokio_postgres::connect(url, NoTls).await.unwrap();
-    tokio::spawn(conn);
-    client
-}
-
 /// Updates `nsfwLevel` of `PER_TX` consecutive rows per transaction (one statement), at `rate`
 /// changes per second (`None`: as fast as it goes) until `stop`.
 async fn writer(
@@ -222,7 +216,7 @@ async fn writer(
     stop: &AtomicBool,
     changes: &AtomicU64,
 ) {
-    let client = connect(url).await;
+    let client = schemas::connect(url).await;
     let statement = client
         .prepare(
             r#"UPDATE "Image" SET "nsfwLevel" = ("nsfwLevel" + 1) % 6 WHERE id BETWEEN $1 AND $2"#,

@@ -37,7 +37,6 @@ use std::time::Instant;
 use pgroar::dataset::{Identity, Writer, WriterStats};
 use pgroar::source::ConnInfo;
 use process::{Pgroar, free_port, percentile_ms, pgroar_bin};
-use tokio_postgres::NoTls;
 
 /// Writer sessions (the dataset's writer allocates new ids alone: one session).
 const WRITERS: u64 = 1;
@@ -66,11 +65,7 @@ fn main() {
     let (cluster, url, rt) = schemas::cluster("scale");
     let t = Instant::now();
     schemas::load_feed(&rt, &url, images, Identity::Default);
-    let client = rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
-        tokio::spawn(conn);
-        client
-    });
+    let client = rt.block_on(schemas::connect(&url));
     for sql in ["VACUUM ANALYZE", "CHECKPOINT"] {
         rt.block_on(client.batch_execute(sql)).unwrap();
     }
@@ -152,7 +147,7 @@ fn main() {
     let mut child = pgroar.spawn(&bin, &["run"], "info");
     pgroar.wait_query(&mut child, r#"{"limit": 1}"#);
     let restart = t.elapsed();
-    let rss_start = rss_mib(child.id());
+    let rss_start = process::rss_mib(child.id());
     eprintln!(
         "restart to the first answer: {:.2} s ({})",
         restart.as_secs_f64(),
@@ -192,7 +187,7 @@ fn main() {
     }
     let written = t.elapsed();
     let applied = ops_applied(&pgroar) - applied_before;
-    let rss_end = rss_mib(child.id());
+    let rss_end = process::rss_mib(child.id());
     let peak = process::peak_rss_mib(child.id());
     let lag = status_field(&pgroar, "lag_seconds");
     lat.sort();
@@ -229,16 +224,6 @@ fn dir_bytes(dir: &Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
-}
-
-/// Resident memory of `pid` now, in MiB.
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn ops_applied(pgroar: &Pgroar) -> u64 {

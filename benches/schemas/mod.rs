@@ -148,6 +148,15 @@ pub async fn commit_at(client: &Client) -> Lsn {
     row.get::<_, String>(0).parse().unwrap()
 }
 
+/// An ordinary session to `url`, its connection driven on the current runtime.
+pub async fn connect(url: &str) -> Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+}
+
 /// A private throwaway cluster with one database `name`, its URL, and a two-thread runtime.
 pub fn cluster(name: &str) -> (pgroar::cluster::Cluster, String, tokio::runtime::Runtime) {
     let cluster = pgroar::cluster::Cluster::start(pgroar::cluster::ClusterOptions::fast())
