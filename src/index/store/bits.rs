@@ -411,9 +411,14 @@ impl Bits {
     }
 
     /// All slots as one plain bitmap.
-    #[cfg(test)]
     pub(crate) fn to_roaring(&self) -> RoaringBitmap {
-        self.iter().collect()
+        let (small, chunked) = self.parts();
+        let mut bm =
+            RoaringBitmap::from_sorted_iter(small.iter().copied()).expect("a small list is sorted");
+        for (_, chunk) in chunked {
+            bm |= &**chunk;
+        }
+        bm
     }
 
     /// True when no slot is set.

@@ -410,7 +410,7 @@ impl Index {
         }
         for (fi, links) in self.joins.links.iter_mut().enumerate() {
             if let Some(links) = links.as_mut().filter(|_| self.wiped[fi]) {
-                links.remove(&slot);
+                links.remove_slot(slot);
             }
         }
         if has_multi {

@@ -18,7 +18,10 @@
 //!   values of the parents whose keys the slot's link holds (nothing when none). NULL parent
 //!   values, like missing parents, contribute nothing, so a parent DELETE is the same op as
 //!   setting every target NULL. Per link field the writer keeps each slot's link keys exactly
-//!   ([`SlotLinks`]), since the link's bitmaps keep a deleted slot's bits until a lazy cleanup.
+//!   ([`LinkKeys`]), since the link's bitmaps keep a deleted slot's bits until a lazy cleanup.
+//!   A parent change moves the slots that link to it alone with one bitmap subtraction and one
+//!   union per changed target; only slots with several links (or pending a cleanup, or targets
+//!   that link further) go one by one.
 //! * **Any order.** A parent change rewrites the targets of the slots linked to it; a change of a
 //!   slot's link (a `set`/`add`/`remove`, whichever source or `queryOpSet` wrote it) rewrites
 //!   that slot's targets from the parent rows. A target may itself be the link of another join
@@ -33,8 +36,12 @@
 //! write them, and after a crash the ops the last checkpoint does not reflect are replayed from
 //! the WAL like any others. The per-slot link keys are rebuilt from the link bitmaps on load.
 
+mod links;
+
 use std::collections::HashMap;
 use std::sync::Arc;
+
+use roaring::RoaringBitmap;
 
 use crate::filter::Literal;
 use crate::ops::{Op, Value, literal_value};
@@ -42,6 +49,7 @@ use crate::schema::{FilterKind, Schema};
 
 use crate::hash::KeyHash;
 use crate::index::Index;
+use crate::index::store::bits::Bits;
 use crate::index::store::columns::{NONE, NULL};
 use crate::index::store::keys::{self, BadValue, Key, RawKey};
 use crate::index::write::bulk::ParentRow;
@@ -172,8 +180,7 @@ pub(crate) struct JoinSpec {
     pub targets: Vec<TargetSpec>,
 }
 
-/// Per slot, the keys its multi-value link holds.
-pub(crate) type SlotLinks = HashMap<u32, Vec<Key>, KeyHash>;
+pub(crate) use links::LinkKeys;
 
 /// The writer's join bookkeeping (the parent rows themselves live in the state).
 #[derive(Clone, Debug, Default)]
@@ -182,14 +189,14 @@ pub(crate) struct Joins {
     /// Per filter field: the joins it is the link of (empty for most fields).
     pub by_link: Vec<Vec<usize>>,
     /// Per filter field: for a multi-value link, each slot's link keys.
-    pub links: Vec<Option<SlotLinks>>,
+    pub links: Vec<Option<LinkKeys>>,
 }
 
 impl Joins {
     /// The joins of `schema`, resolved (the schema has checked them).
     pub(crate) fn new(schema: &Schema) -> Joins {
         let mut by_link = vec![Vec::new(); schema.filters.len()];
-        let mut links: Vec<Option<SlotLinks>> = vec![None; schema.filters.len()];
+        let mut links: Vec<Option<LinkKeys>> = vec![None; schema.filters.len()];
         let mut specs = Vec::with_capacity(schema.joins.len());
         for (j, join) in schema.joins.iter().enumerate() {
             let link = schema
@@ -198,7 +205,7 @@ impl Joins {
             let link_multi = schema.filters[link].kind == FilterKind::Multi;
             by_link[link].push(j);
             if link_multi {
-                links[link].get_or_insert_with(SlotLinks::default);
+                links[link].get_or_insert_with(LinkKeys::default);
             }
             let targets = join
                 .targets
@@ -330,13 +337,14 @@ impl Index {
     /// `t`.
     fn linked_value(&self, j: usize, slot: u32, t: usize, v: Key, except: Key) -> bool {
         let fi = self.joins.specs[j].link;
-        let Some(keys) = self.joins.links[fi].as_ref().and_then(|m| m.get(&slot)) else {
+        let Some(links) = self.joins.links[fi].as_ref() else {
             return false;
         };
         let parents = &self.state.joins[j];
-        keys.iter()
-            .filter(|&&k| k != except)
-            .any(|k| parents.get(k).is_some_and(|r| r[t].key == Some(v)))
+        links
+            .keys(slot)
+            .filter(|&k| k != except)
+            .any(|k| parents.get(&k).is_some_and(|r| r[t].key == Some(v)))
     }
 
     /// Records that `slot`'s multi-value link `fi` now holds (or no longer holds) `k`; `true`
@@ -348,26 +356,9 @@ impl Index {
         k: Key,
         holds: bool,
     ) -> bool {
-        let Some(map) = self.joins.links[fi].as_mut() else {
-            return false;
-        };
-        let keys = map.entry(slot).or_default();
-        let at = keys.iter().position(|&x| x == k);
-        let changed = match (at, holds) {
-            (None, true) => {
-                keys.push(k);
-                true
-            }
-            (Some(i), false) => {
-                keys.swap_remove(i);
-                true
-            }
-            _ => false,
-        };
-        if keys.is_empty() {
-            map.remove(&slot);
-        }
-        changed
+        self.joins.links[fi]
+            .as_mut()
+            .is_some_and(|links| links.note(slot, k, holds))
     }
 
     /// A `queryOpSet` whose query is `link eq key` for a join link: the ops on that join's
@@ -481,38 +472,105 @@ impl Index {
                 linked.remove(slot);
             }
         }
-        let slots: Vec<u32> = linked.iter().collect();
         if self.joins.specs[j].link_multi {
-            for slot in slots {
-                // The bitmap keeps deleted slots' bits until a lazy cleanup; the link keys are
-                // exact.
-                let linked = self.joins.links[link]
-                    .as_ref()
-                    .and_then(|m| m.get(&slot))
-                    .is_some_and(|keys| keys.contains(&key));
-                if !linked {
-                    continue;
-                }
-                for &t in &changed {
-                    let Some(tfi) = self.joins.specs[j].targets[t].multi() else {
-                        continue;
-                    };
-                    if let Some(v) = old[t].key
-                        && !self.linked_value(j, slot, t, v, key)
-                    {
-                        self.multi_remove_key(tfi, slot, Some(v));
-                    }
-                    if let Some(v) = new[t].key {
-                        self.multi_insert_key(tfi, slot, Some(v));
-                    }
-                }
-            }
+            self.move_multi_children(j, key, &old, &new, &changed, &linked);
         } else {
-            for slot in slots {
+            for slot in linked.iter() {
                 for &t in &changed {
                     let spec = self.joins.specs[j].targets[t];
                     self.put_cell(spec, slot, Some(old[t]), Some(new[t]));
                 }
+            }
+        }
+    }
+
+    /// The multi-value targets `changed` of parent `key` of join `j` went from `old` to `new`:
+    /// the slots whose link holds `key` (`linked`, after the log) follow. A slot linked to
+    /// `key` alone, not pending a cleanup, moves with the others in one subtraction and one
+    /// union per target; a slot with several links keeps a value another of its parents gives,
+    /// so it goes one by one, as do pending slots (their writes are recorded for the cleanup)
+    /// and targets that link another join (the write cascades).
+    fn move_multi_children(
+        &mut self,
+        j: usize,
+        key: Key,
+        old: &[Cell],
+        new: &[Cell],
+        changed: &[usize],
+        linked: &Bits,
+    ) {
+        let link = self.joins.specs[j].link;
+        let Some(links) = self.joins.links[link].as_ref() else {
+            return;
+        };
+        let linked = linked.to_roaring();
+        let one_by_one: RoaringBitmap = (&linked & &self.pending) | (&linked & links.several());
+        let alone = Bits::from_roaring(&linked - &one_by_one);
+        #[cfg(debug_assertions)]
+        alone.for_each_slot(|slot| {
+            debug_assert!(
+                links.keys(slot).eq(std::iter::once(key)),
+                "slot {slot} links {key:?} alone"
+            );
+        });
+        let targets: Vec<(usize, usize)> = changed
+            .iter()
+            .filter_map(|&t| Some((t, self.joins.specs[j].targets[t].multi()?)))
+            .collect();
+        let (cascading, plain): (Vec<_>, Vec<_>) = targets
+            .into_iter()
+            .partition(|&(_, tfi)| self.joins.is_link(tfi));
+        if !alone.is_empty() && plain.iter().any(|&(t, _)| old[t].key != new[t].key) {
+            self.settle();
+            for &(t, tfi) in &plain {
+                let (was, now) = (old[t].key, new[t].key);
+                if was == now {
+                    continue;
+                }
+                self.log.apply_filter(tfi, &mut self.state.filters[tfi]);
+                let values = &mut self.state.filters[tfi].values;
+                if let Some(v) = was {
+                    values.subtract(&v, &alone);
+                }
+                if let Some(v) = now {
+                    values.or_many(vec![(v, alone.clone())]);
+                }
+            }
+        }
+        for slot in &one_by_one {
+            let holds = self.joins.links[link]
+                .as_ref()
+                .is_some_and(|l| l.contains(slot, key));
+            if holds {
+                self.move_child(j, key, slot, old, new, plain.iter().chain(&cascading));
+            }
+        }
+        if !cascading.is_empty() {
+            for slot in alone.iter() {
+                self.move_child(j, key, slot, old, new, cascading.iter());
+            }
+        }
+    }
+
+    /// One slot linked to parent `key` of join `j` follows its targets' change from `old` to
+    /// `new`, keeping an old value another of its parents gives.
+    fn move_child<'t>(
+        &mut self,
+        j: usize,
+        key: Key,
+        slot: u32,
+        old: &[Cell],
+        new: &[Cell],
+        targets: impl Iterator<Item = &'t (usize, usize)>,
+    ) {
+        for &(t, tfi) in targets {
+            if let Some(v) = old[t].key
+                && !self.linked_value(j, slot, t, v, key)
+            {
+                self.multi_remove_key(tfi, slot, Some(v));
+            }
+            if let Some(v) = new[t].key {
+                self.multi_insert_key(tfi, slot, Some(v));
             }
         }
     }
@@ -600,8 +658,8 @@ impl Index {
 
     /// Link field `fi` was emptied on every slot: its joins' targets hold nothing anywhere.
     fn truncate_links(&mut self, fi: usize) {
-        if let Some(map) = self.joins.links[fi].as_mut() {
-            map.clear();
+        if let Some(links) = self.joins.links[fi].as_mut() {
+            links.clear();
         }
         for n in 0..self.joins.by_link[fi].len() {
             let j = self.joins.by_link[fi][n];
@@ -683,11 +741,7 @@ impl Index {
             if self.joins.links[fi].is_none() {
                 continue;
             }
-            let mut map = SlotLinks::default();
-            for (k, bits) in self.state.filters[fi].values.iter() {
-                bits.for_each_slot(|slot| map.entry(slot).or_default().push(*k));
-            }
-            self.joins.links[fi] = Some(map);
+            self.joins.links[fi] = Some(LinkKeys::from_bitmaps(&self.state.filters[fi].values));
         }
     }
 }
