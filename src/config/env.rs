@@ -32,6 +32,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("wal", "group_commit_max_bytes"),
     ("wal", "max_backlog_bytes"),
     ("index", "checkpoint_interval_secs"),
+    ("index", "checkpoint_wal_percent"),
 ];
 
 /// The sections and the keys each takes from the environment (for error messages).
@@ -50,7 +51,7 @@ const SECTIONS: &[(&str, &str)] = &[
         "wal",
         "segment_bytes, group_commit_max_ms, group_commit_max_bytes, max_backlog_bytes",
     ),
-    ("index", "checkpoint_interval_secs"),
+    ("index", "checkpoint_interval_secs, checkpoint_wal_percent"),
 ];
 
 /// Applies the overrides in `env` (in variable-name order) and lists the problems.
@@ -136,6 +137,10 @@ fn set(
         ("index", "checkpoint_interval_secs") => parsed(
             &mut file.index.checkpoint_interval_secs,
             "index.checkpoint_interval_secs",
+        )?,
+        ("index", "checkpoint_wal_percent") => parsed(
+            &mut file.index.checkpoint_wal_percent,
+            "index.checkpoint_wal_percent",
         )?,
         ("index", "filters") => return Err(Some(not_scalar(var, "index.filters"))),
         ("index", "sorts") => return Err(Some(not_scalar(var, "index.sorts"))),

@@ -52,6 +52,8 @@ pub const DEFAULT_GROUP_COMMIT_MAX_BYTES: u64 = 4 << 20;
 /// Default checkpoint interval, 60 s: bounds the WAL replayed at start-up to about a minute
 /// of changes without writing the bitmaps often.
 pub const DEFAULT_CHECKPOINT_INTERVAL_SECS: u64 = 60;
+/// Default `index.checkpoint_wal_percent`: a checkpoint's writes never exceed the WAL's.
+pub const DEFAULT_CHECKPOINT_WAL_PERCENT: u64 = 100;
 
 /// Default `wal.max_backlog_bytes`: 2 GiB of source WAL waiting for the index writer.
 pub const DEFAULT_MAX_BACKLOG_BYTES: u64 = 2 << 30;
@@ -317,6 +319,9 @@ pub struct IndexConfig {
     pub schema: Arc<Schema>,
     /// Seconds between checkpoints.
     pub checkpoint_interval_secs: u64,
+    /// A periodic checkpoint is written once the WAL written since the last one reaches this
+    /// percentage of the last one's size (0: every interval with changes).
+    pub checkpoint_wal_percent: u64,
 }
 
 // ---- the file as written ----
@@ -390,6 +395,7 @@ struct IndexFile {
     filters: Vec<FilterFile>,
     sorts: Vec<SortFile>,
     checkpoint_interval_secs: u64,
+    checkpoint_wal_percent: u64,
 }
 
 impl Default for IndexFile {
@@ -398,6 +404,7 @@ impl Default for IndexFile {
             filters: Vec::new(),
             sorts: Vec::new(),
             checkpoint_interval_secs: DEFAULT_CHECKPOINT_INTERVAL_SECS,
+            checkpoint_wal_percent: DEFAULT_CHECKPOINT_WAL_PERCENT,
         }
     }
 }
@@ -540,7 +547,7 @@ impl Config {
             .enumerate()
             .map(|(i, s)| s.into_source(i))
             .collect();
-        let config = Config {
+        let mut config = Config {
             postgres: PostgresConfig {
                 url,
                 publication: file.postgres.publication,
@@ -567,10 +574,10 @@ impl Config {
                     join_tables: Vec::new(),
                 }),
                 checkpoint_interval_secs: file.index.checkpoint_interval_secs,
+                checkpoint_wal_percent: file.index.checkpoint_wal_percent,
             },
             sources: Vec::new(),
         };
-        let mut config = config;
         let mut per_source = Vec::with_capacity(converted.len());
         for c in converted {
             per_source.push((c.track_items, c.problems));

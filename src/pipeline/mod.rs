@@ -53,6 +53,7 @@ use crate::wal::{RecoveryMode, Wal, WalError, WalOptions};
 use crate::{Lsn, WalKey};
 
 use apply::ApplyLoop;
+pub use checkpoint::CheckpointPolicy;
 use checkpoint::{Checkpointer, covered_lsn};
 pub use pin::{PinError, Pins};
 
@@ -125,6 +126,8 @@ pub struct PipelineOptions {
     pub apply_batch: usize,
     /// Time between checkpoints.
     pub checkpoint_interval: Duration,
+    /// When a periodic checkpoint is due.
+    pub checkpoint_policy: CheckpointPolicy,
     /// WAL segment size.
     pub segment_bytes: u64,
 }
@@ -146,6 +149,7 @@ impl PipelineOptions {
             },
             apply_batch: Self::DEFAULT_APPLY_BATCH,
             checkpoint_interval: Duration::from_secs(config.index.checkpoint_interval_secs.max(1)),
+            checkpoint_policy: CheckpointPolicy::with_percent(config.index.checkpoint_wal_percent),
             segment_bytes: config.wal.segment_bytes,
         }
     }
@@ -260,6 +264,9 @@ impl Pipeline {
             floor,
             stop: Arc::clone(&stop),
             fatal: None,
+            policy: options.checkpoint_policy,
+            last_size: checkpoint::checkpoint_size(&data_dir.join("index")),
+            mark: lock(&wal).start(),
         };
         let (ckpt_stop, ckpt_stop_rx) = crossbeam_channel::bounded::<()>(1);
         let ckpt_published = Arc::clone(&published);

@@ -371,6 +371,28 @@ impl Wal {
         WalPosition::new(self.active, self.written + self.buf.len() as u64)
     }
 
+    /// Bytes appended after `pos` (buffered bytes included): the rest of its segment and every
+    /// later one.
+    pub fn bytes_after(&self, pos: WalPosition) -> u64 {
+        self.segments()
+            .iter()
+            .filter(|s| s.number >= pos.segment)
+            .map(|s| {
+                let from = if s.number == pos.segment {
+                    pos.offset
+                } else {
+                    0
+                };
+                s.len.saturating_sub(from)
+            })
+            .sum()
+    }
+
+    /// The position where the oldest segment starts (every byte of the WAL is after it).
+    pub fn start(&self) -> WalPosition {
+        WalPosition::new(self.segments.first().map_or(self.active, |s| s.number), 0)
+    }
+
     /// Bytes appended but not yet fsynced.
     pub fn pending_bytes(&self) -> u64 {
         let sealed: u64 = self.sealed.iter().map(|(_, n)| n).sum();
