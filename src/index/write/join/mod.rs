@@ -19,9 +19,9 @@
 //!   values, like missing parents, contribute nothing, so a parent DELETE is the same op as
 //!   setting every target NULL. Per link field the writer keeps each slot's link keys exactly
 //!   ([`LinkKeys`]), since the link's bitmaps keep a deleted slot's bits until a lazy cleanup.
-//!   A parent change moves the slots that link to it alone with one bitmap subtraction and one
-//!   union per changed target; only slots with several links (or pending a cleanup, or targets
-//!   that link further) go one by one.
+//!   A parent change moves the linked slots with one bitmap union and one subtraction per
+//!   changed target; of the slots with several links, those another parent gives the old value
+//!   keep it; slots pending a cleanup, and targets that link further, go one by one.
 //! * **Any order.** A parent change rewrites the targets of the slots linked to it; a change of a
 //!   slot's link (a `set`/`add`/`remove`, whichever source or `queryOpSet` wrote it) rewrites
 //!   that slot's targets from the parent rows. A target may itself be the link of another join
@@ -74,6 +74,13 @@ pub(crate) type Row = Arc<[Cell]>;
 /// Logged writes of a link field beyond which setting a parent applies them before reading
 /// its children (instead of replaying them).
 const LINK_REPLAY_MAX: usize = 4096;
+
+/// An old value of a target and the slots that leave it.
+type Leaving = (Key, Bits);
+
+/// Slots with several links at most which a parent change checks one by one (beyond, it
+/// gathers the parents giving the old value first).
+const FEW_SEVERAL: u64 = 64;
 
 /// Shards of the parent rows.
 const SHARD_BITS: u32 = 12;
@@ -485,11 +492,11 @@ impl Index {
     }
 
     /// The multi-value targets `changed` of parent `key` of join `j` went from `old` to `new`:
-    /// the slots whose link holds `key` (`linked`, after the log) follow. A slot linked to
-    /// `key` alone, not pending a cleanup, moves with the others in one subtraction and one
-    /// union per target; a slot with several links keeps a value another of its parents gives,
-    /// so it goes one by one, as do pending slots (their writes are recorded for the cleanup)
-    /// and targets that link another join (the write cascades).
+    /// the slots whose link holds `key` (`linked`, after the log) follow, in bulk: every one
+    /// joins the new value's bitmap in one union, and leaves the old value's in one subtraction
+    /// unless another of its parents gives the old value too (only the slots with several links
+    /// are checked, against the set of those parents). Pending slots (their writes are recorded
+    /// for the cleanup) and targets that link another join (the write cascades) go one by one.
     fn move_multi_children(
         &mut self,
         j: usize,
@@ -504,15 +511,13 @@ impl Index {
             return;
         };
         let linked = linked.to_roaring();
-        let one_by_one: RoaringBitmap = (&linked & &self.pending) | (&linked & links.several());
-        let alone = Bits::from_roaring(&linked - &one_by_one);
+        let pending = &linked & &self.pending;
+        let bulk = &linked - &pending;
+        let several = &bulk & links.several();
         #[cfg(debug_assertions)]
-        alone.for_each_slot(|slot| {
-            debug_assert!(
-                links.keys(slot).eq(std::iter::once(key)),
-                "slot {slot} links {key:?} alone"
-            );
-        });
+        for slot in &bulk {
+            debug_assert!(links.contains(slot, key), "slot {slot} links {key:?}");
+        }
         let targets: Vec<(usize, usize)> = changed
             .iter()
             .filter_map(|&t| Some((t, self.joins.specs[j].targets[t].multi()?)))
@@ -520,24 +525,34 @@ impl Index {
         let (cascading, plain): (Vec<_>, Vec<_>) = targets
             .into_iter()
             .partition(|&(_, tfi)| self.joins.is_link(tfi));
-        if !alone.is_empty() && plain.iter().any(|&(t, _)| old[t].key != new[t].key) {
+        // Per target: its field, the old value with the slots leaving it, the new value.
+        let mut moves: Vec<(usize, Option<Leaving>, Option<Key>)> = Vec::new();
+        for &(t, tfi) in &plain {
+            let (was, now) = (old[t].key, new[t].key);
+            if was == now || bulk.is_empty() {
+                continue;
+            }
+            let leave = was.map(|v| {
+                let keep = self.keeping(j, key, t, v, &several);
+                (v, Bits::from_roaring(&bulk - &keep))
+            });
+            moves.push((tfi, leave, now));
+        }
+        if !moves.is_empty() {
             self.settle();
-            for &(t, tfi) in &plain {
-                let (was, now) = (old[t].key, new[t].key);
-                if was == now {
-                    continue;
-                }
+            let joining = Bits::from_roaring(bulk.clone());
+            for (tfi, leave, now) in moves {
                 self.log.apply_filter(tfi, &mut self.state.filters[tfi]);
                 let values = &mut self.state.filters[tfi].values;
-                if let Some(v) = was {
-                    values.subtract(&v, &alone);
+                if let Some((v, leaving)) = leave {
+                    values.subtract(&v, &leaving);
                 }
                 if let Some(v) = now {
-                    values.or_many(vec![(v, alone.clone())]);
+                    values.or_many(vec![(v, joining.clone())]);
                 }
             }
         }
-        for slot in &one_by_one {
+        for slot in &pending {
             let holds = self.joins.links[link]
                 .as_ref()
                 .is_some_and(|l| l.contains(slot, key));
@@ -546,10 +561,47 @@ impl Index {
             }
         }
         if !cascading.is_empty() {
-            for slot in alone.iter() {
+            for slot in &bulk {
                 self.move_child(j, key, slot, old, new, cascading.iter());
             }
         }
+    }
+
+    /// The slots of `several` (slots linked to parent `key` of join `j` and to others) that
+    /// another of their parents gives value `v` in target `t`.
+    fn keeping(
+        &self,
+        j: usize,
+        key: Key,
+        t: usize,
+        v: Key,
+        several: &RoaringBitmap,
+    ) -> RoaringBitmap {
+        let one_by_one = || -> RoaringBitmap {
+            several
+                .iter()
+                .filter(|&slot| self.linked_value(j, slot, t, v, key))
+                .collect()
+        };
+        // A few: each checks its own parents, cheaper than gathering the givers (debug builds
+        // take both ways and compare them).
+        if several.len() <= FEW_SEVERAL && !cfg!(debug_assertions) {
+            return one_by_one();
+        }
+        let givers: std::collections::HashSet<Key, KeyHash> = self.state.joins[j]
+            .iter()
+            .filter(|(k, row)| **k != key && row[t].key == Some(v))
+            .map(|(k, _)| *k)
+            .collect();
+        let Some(links) = self.joins.links[self.joins.specs[j].link].as_ref() else {
+            return RoaringBitmap::new();
+        };
+        let keep: RoaringBitmap = several
+            .iter()
+            .filter(|&slot| links.keys(slot).any(|k| givers.contains(&k)))
+            .collect();
+        debug_assert_eq!(keep, one_by_one(), "the slots keeping {v:?}");
+        keep
     }
 
     /// One slot linked to parent `key` of join `j` follows its targets' change from `old` to
