@@ -442,10 +442,10 @@ impl Index {
         }
     }
 
+    /// The writer around a loaded state; the caller rebuilds the per-slot columns and link keys.
     fn from_state(state: State) -> Index {
         let mut index = Index::new(state.schema.clone());
         index.state = state;
-        index.rebuild_links();
         index
     }
 }

@@ -651,7 +651,8 @@ fn read_filter(r: &mut Reader<'_>, f: &FilterField) -> Result<FilterState, Check
         }
     }
     let null = r.bits("NULL bitmap")?;
-    let mut values = KeyMap::default();
+    // Gathered, then built in one go: a key at a time rebuilds its shard each time.
+    let mut entries: Vec<(Key, Bits)> = Vec::new();
     for _ in 0..r.u64("key count")? {
         let key = match r.u8("key tag")? {
             0 => Key::Int(i64::from_le_bytes(r.array("int key")?)),
@@ -668,10 +669,16 @@ fn read_filter(r: &mut Reader<'_>, f: &FilterField) -> Result<FilterState, Check
             t => return Err(r.corrupt(format!("field {:?}: key tag {t}", f.name))),
         };
         let bits = r.bits("value bitmap")?;
-        if !bits.is_empty() && !values.put(key, bits) {
-            return Err(r.corrupt(format!("field {:?}: duplicate key", f.name)));
+        if !bits.is_empty() {
+            entries.push((key, bits));
         }
     }
+    entries.sort_unstable_by_key(|(k, _)| *k);
+    if entries.windows(2).any(|w| w[0].0 == w[1].0) {
+        return Err(r.corrupt(format!("field {:?}: duplicate key", f.name)));
+    }
+    let mut values = KeyMap::default();
+    values.or_many(entries);
     Ok(FilterState {
         values,
         null,

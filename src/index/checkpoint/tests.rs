@@ -180,3 +180,25 @@ fn a_damaged_or_missing_newest_checkpoint_falls_back_to_the_previous_one() {
         "{err}"
     );
 }
+
+#[test]
+fn a_key_written_twice_in_a_field_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    sample().snapshot().write_checkpoint(dir.path()).unwrap();
+    let path = dir.path().join(CHECKPOINT_FILE);
+    let good = std::fs::read(&path).unwrap();
+    // Int key 1 (tag 0, then the i64) turned into key 0, which precedes it in its field.
+    let one: Vec<u8> = std::iter::once(0).chain(1i64.to_le_bytes()).collect();
+    let refused = (0..good.len() - one.len())
+        .filter(|&at| good[at..at + one.len()] == one[..])
+        .any(|at| {
+            let mut forged = good[..good.len() - 4].to_vec();
+            forged[at + 1] = 0;
+            let crc = crc32fast::hash(&forged);
+            forged.extend_from_slice(&crc.to_le_bytes());
+            std::fs::write(&path, &forged).unwrap();
+            let err = Index::load_checkpoint(dir.path(), schema()).err();
+            err.is_some_and(|e| e.to_string().contains("duplicate key"))
+        });
+    assert!(refused, "no duplicate key refused");
+}

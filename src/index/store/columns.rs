@@ -155,6 +155,38 @@ impl Column {
     }
 }
 
+/// A column being built from scratch (a load): whole plain pages, each allocated on its first
+/// value (a stray slot near `u32::MAX` costs one page, as in the column itself), put in place
+/// at the end as narrow as each page allows. Much faster per slot than [`Column::set`].
+#[derive(Default)]
+pub(crate) struct ColumnBuilder {
+    pages: Vec<Option<Box<[u32]>>>,
+}
+
+impl ColumnBuilder {
+    /// `slot`'s value, its page allocated if it is the first.
+    #[inline]
+    pub(crate) fn cell(&mut self, slot: u32) -> &mut u32 {
+        let p = (slot >> PAGE_BITS) as usize;
+        if p >= self.pages.len() {
+            self.pages.resize_with(p + 1, || None);
+        }
+        let page = self.pages[p].get_or_insert_with(|| vec![0; PAGE].into_boxed_slice());
+        &mut page[slot as usize & (PAGE - 1)]
+    }
+
+    /// The built column.
+    pub(crate) fn build(self) -> Column {
+        let mut col = Column::default();
+        for (p, page) in self.pages.iter().enumerate() {
+            if let Some(page) = page {
+                col.put_page(p as u32, page);
+            }
+        }
+        col
+    }
+}
+
 /// Code of "no value" in a filter column.
 pub(crate) const NONE: u32 = 0;
 /// Code of NULL in a filter column.

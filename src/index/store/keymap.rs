@@ -314,21 +314,6 @@ impl KeyMap {
             self.drop_empty(i);
         }
     }
-
-    /// Inserts a whole bitmap for a key not yet present (checkpoint load).
-    pub(crate) fn put(&mut self, k: Key, bits: Bits) -> bool {
-        let i = self.shard_of(&k);
-        match find(&self.shards[i], &k) {
-            Ok(j) => {
-                self.shard_mut(i)[j].1 = bits;
-                false
-            }
-            Err(j) => {
-                self.add_key(i, j, k, bits);
-                true
-            }
-        }
-    }
 }
 
 #[cfg(test)]

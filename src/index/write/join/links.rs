@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use roaring::RoaringBitmap;
 
 use crate::hash::KeyHash;
-use crate::index::store::columns::{KeyColumn, NONE};
+use crate::index::store::columns::{ColumnBuilder, KeyColumn, NONE};
 use crate::index::store::keymap::KeyMap;
 use crate::index::store::keys::Key;
 
@@ -31,17 +31,20 @@ impl LinkKeys {
     /// The keys of every slot, from the link's bitmaps (no pending deleted slots in them).
     pub(crate) fn from_bitmaps(values: &KeyMap) -> LinkKeys {
         let mut links = LinkKeys::default();
+        let mut first = ColumnBuilder::default();
         for (k, bits) in values.iter() {
             let code = links.first.table.intern(*k);
             bits.for_each_slot(|slot| {
-                if links.first.col.get(slot) == NONE {
-                    links.first.col.set(slot, code);
+                let cell = first.cell(slot);
+                if *cell == NONE {
+                    *cell = code;
                 } else {
                     links.more.entry(slot).or_default().push(*k);
                     links.several.insert(slot);
                 }
             });
         }
+        links.first.col = first.build();
         links
     }
 
