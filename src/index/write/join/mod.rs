@@ -494,9 +494,9 @@ impl Index {
     /// The multi-value targets `changed` of parent `key` of join `j` went from `old` to `new`:
     /// the slots whose link holds `key` (`linked`, after the log) follow, in bulk: every one
     /// joins the new value's bitmap in one union, and leaves the old value's in one subtraction
-    /// unless another of its parents gives the old value too (only the slots with several links
-    /// are checked, against the set of those parents). Pending slots (their writes are recorded
-    /// for the cleanup) and targets that link another join (the write cascades) go one by one.
+    /// unless another of its parents gives the old value too (see [`Index::keeping`]). Pending
+    /// slots (their writes are recorded for the cleanup) and targets that link another join (the
+    /// write cascades) go one by one.
     fn move_multi_children(
         &mut self,
         j: usize,
@@ -517,6 +517,11 @@ impl Index {
         #[cfg(debug_assertions)]
         for slot in &bulk {
             debug_assert!(links.contains(slot, key), "slot {slot} links {key:?}");
+        }
+        if !several.is_empty() && self.log.filter_len(link) > 0 {
+            // The other parents' bitmaps are read whole below: the link's writes go in first.
+            self.settle();
+            self.log.apply_filter(link, &mut self.state.filters[link]);
         }
         let targets: Vec<(usize, usize)> = changed
             .iter()
@@ -568,7 +573,8 @@ impl Index {
     }
 
     /// The slots of `several` (slots linked to parent `key` of join `j` and to others) that
-    /// another of their parents gives value `v` in target `t`.
+    /// another of their parents gives value `v` in target `t`: bitmap intersections with those
+    /// parents' children, no per-slot lookups.
     fn keeping(
         &self,
         j: usize,
@@ -588,18 +594,22 @@ impl Index {
         if several.len() <= FEW_SEVERAL && !cfg!(debug_assertions) {
             return one_by_one();
         }
-        let givers: std::collections::HashSet<Key, KeyHash> = self.state.joins[j]
-            .iter()
-            .filter(|(k, row)| **k != key && row[t].key == Some(v))
-            .map(|(k, _)| *k)
-            .collect();
-        let Some(links) = self.joins.links[self.joins.specs[j].link].as_ref() else {
-            return RoaringBitmap::new();
-        };
-        let keep: RoaringBitmap = several
-            .iter()
-            .filter(|&slot| links.keys(slot).any(|k| givers.contains(&k)))
-            .collect();
+        // The union, over the other parents giving `v`, of their children among `several` (the
+        // link's bitmaps are exact for slots not pending a cleanup, and its log is applied).
+        let values = &self.state.filters[self.joins.specs[j].link].values;
+        let among = Bits::from_roaring(several.clone());
+        let mut keep = Bits::new();
+        for (g, row) in self.state.joins[j].iter() {
+            if *g == key || row[t].key != Some(v) {
+                continue;
+            }
+            if let Some(children) = values.get(g)
+                && children.and_len(&among) > 0
+            {
+                keep.or_assign(&children.and(&among));
+            }
+        }
+        let keep = keep.to_roaring();
         debug_assert_eq!(keep, one_by_one(), "the slots keeping {v:?}");
         keep
     }
