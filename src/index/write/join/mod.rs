@@ -75,6 +75,10 @@ pub(crate) type Row = Arc<[Cell]>;
 /// its children (instead of replaying them).
 const LINK_REPLAY_MAX: usize = 4096;
 
+/// A parent's children cost about this many slots' own checks to intersect: with fewer
+/// parents giving a value than the slots to check over this, the children are intersected.
+const GIVER_COST: u64 = 4;
+
 /// An old value of a target and the slots that leave it.
 type Leaving = (Key, Bits);
 
@@ -573,8 +577,8 @@ impl Index {
     }
 
     /// The slots of `several` (slots linked to parent `key` of join `j` and to others) that
-    /// another of their parents gives value `v` in target `t`: bitmap intersections with those
-    /// parents' children, no per-slot lookups.
+    /// another of their parents gives value `v` in target `t`: those parents' children
+    /// intersected with them when the parents are few, else each slot's keys checked.
     fn keeping(
         &self,
         j: usize,
@@ -589,29 +593,59 @@ impl Index {
                 .filter(|&slot| self.linked_value(j, slot, t, v, key))
                 .collect()
         };
-        // A few: each checks its own parents, cheaper than gathering the givers (debug builds
-        // take both ways and compare them).
+        // A few: each checks its own parents, cheaper than gathering the givers.
         if several.len() <= FEW_SEVERAL && !cfg!(debug_assertions) {
             return one_by_one();
         }
-        // The union, over the other parents giving `v`, of their children among `several` (the
-        // link's bitmaps are exact for slots not pending a cleanup, and its log is applied).
+        let givers: Vec<Key> = self.state.joins[j]
+            .iter()
+            .filter(|(g, row)| **g != key && row[t].key == Some(v))
+            .map(|(g, _)| *g)
+            .collect();
+        let keep = if (givers.len() as u64).saturating_mul(GIVER_COST) <= several.len() {
+            self.children_of(j, &givers, several)
+        } else {
+            self.linked_to_any(j, &givers, several)
+        };
+        #[cfg(debug_assertions)]
+        {
+            // Debug builds take every way and compare them.
+            let by_slot = one_by_one();
+            debug_assert_eq!(keep, by_slot, "the slots keeping {v:?}");
+            debug_assert_eq!(self.children_of(j, &givers, several), by_slot);
+            debug_assert_eq!(self.linked_to_any(j, &givers, several), by_slot);
+        }
+        keep
+    }
+
+    /// The slots of `among` that are children of one of `parents` of join `j`: the union of
+    /// each parent's children intersected with them (the link's bitmaps are exact for slots
+    /// not pending a cleanup, and its log is applied).
+    fn children_of(&self, j: usize, parents: &[Key], among: &RoaringBitmap) -> RoaringBitmap {
         let values = &self.state.filters[self.joins.specs[j].link].values;
-        let among = Bits::from_roaring(several.clone());
+        let among = Bits::from_roaring(among.clone());
         let mut keep = Bits::new();
-        for (g, row) in self.state.joins[j].iter() {
-            if *g == key || row[t].key != Some(v) {
-                continue;
-            }
+        for g in parents {
             if let Some(children) = values.get(g)
                 && children.and_len(&among) > 0
             {
                 keep.or_assign(&children.and(&among));
             }
         }
-        let keep = keep.to_roaring();
-        debug_assert_eq!(keep, one_by_one(), "the slots keeping {v:?}");
-        keep
+        keep.to_roaring()
+    }
+
+    /// The slots of `among` that link one of `parents` of join `j`: each slot's keys checked
+    /// against them.
+    fn linked_to_any(&self, j: usize, parents: &[Key], among: &RoaringBitmap) -> RoaringBitmap {
+        let Some(links) = self.joins.links[self.joins.specs[j].link].as_ref() else {
+            return RoaringBitmap::new();
+        };
+        let parents: std::collections::HashSet<Key, KeyHash> = parents.iter().copied().collect();
+        among
+            .iter()
+            .filter(|&slot| links.keys(slot).any(|k| parents.contains(&k)))
+            .collect()
     }
 
     /// One slot linked to parent `key` of join `j` follows its targets' change from `old` to
