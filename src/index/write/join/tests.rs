@@ -110,7 +110,7 @@ fn a_child_follows_its_parent_whatever_the_order() {
 
 #[test]
 fn a_parent_finds_its_children_in_a_short_or_a_long_unapplied_log() {
-    for children in [3u32, super::LINK_REPLAY_MAX as u32 + 10] {
+    for children in [3u32, super::parent::LINK_REPLAY_MAX as u32 + 10] {
         let mut ix = index();
         let mut batch: Vec<EntityOps> = (0..children)
             .map(|c| EntityOps::alive(i64::from(c) + 10, vec![Op::set("shopId", 7)]))
