@@ -4,9 +4,9 @@
 //! `checkpoint_wal_percent` of the last one's size ([`CheckpointPolicy`]; always when the last
 //! one is small). The WAL after a checkpoint is its delta: checkpoints then cost at most as many
 //! disk writes as the changes, and a restart replays at most about one checkpoint's size of WAL.
-//! Then the WAL segments the *previous* checkpoint fully covers are removed: the previous checkpoint file is kept
-//! ([`crate::index::checkpoint::PREVIOUS_CHECKPOINT_FILE`]), and with the WAL after it, a damaged
-//! newest checkpoint costs a longer replay instead of a re-bootstrap.
+//! Then the WAL segments the *previous* checkpoint fully covers are removed: the previous
+//! checkpoint file is kept ([`crate::index::checkpoint::PREVIOUS_CHECKPOINT_FILE`]), and with the
+//! WAL after it, a damaged newest checkpoint costs a longer replay instead of a re-bootstrap.
 //!
 //! Order is what makes it safe: the checkpoint file is replaced atomically and fsynced before any
 //! segment goes, and only segments whose every record is at or below what the previous

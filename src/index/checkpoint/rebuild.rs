@@ -9,7 +9,7 @@ use std::path::Path;
 use rayon::prelude::*;
 
 use super::CheckpointError;
-use crate::index::store::columns::{ColumnBuilder, NONE, NULL};
+use crate::index::store::columns::{Column, ColumnBuilder, KeyColumn, NONE, NULL};
 use crate::index::write::join::LinkKeys;
 use crate::index::{Index, State};
 
@@ -40,7 +40,7 @@ pub(super) fn rebuild(state: State, path: &Path) -> Result<Index, CheckpointErro
 /// Each single/bool field's column from its bitmaps (a slot in two keys is corrupt).
 fn key_columns(
     state: &State,
-    key_cols: &mut [Option<crate::index::store::columns::KeyColumn>],
+    key_cols: &mut [Option<KeyColumn>],
     path: &Path,
 ) -> Result<(), CheckpointError> {
     key_cols
@@ -84,7 +84,7 @@ fn key_columns(
 }
 
 /// Each sort field's column from its bit layers.
-fn sort_columns(state: &State, sort_cols: &mut [crate::index::store::columns::Column]) {
+fn sort_columns(state: &State, sort_cols: &mut [Column]) {
     sort_cols.par_iter_mut().enumerate().for_each(|(si, col)| {
         let mut values = ColumnBuilder::default();
         for (b, layer) in state.sorts[si].iter().enumerate() {

@@ -41,6 +41,24 @@ fn sample() -> Index {
     index
 }
 
+/// A checkpoint of [`sample`] in a fresh directory: the directory, the file and its bytes.
+fn sample_checkpoint() -> (tempfile::TempDir, std::path::PathBuf, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    sample().snapshot().write_checkpoint(dir.path()).unwrap();
+    let path = dir.path().join(CHECKPOINT_FILE);
+    let bytes = std::fs::read(&path).unwrap();
+    (dir, path, bytes)
+}
+
+/// `good` with its body edited by `edit` and its CRC made right again.
+fn forged(good: &[u8], edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut body = good[..good.len() - 4].to_vec();
+    edit(&mut body);
+    let crc = crc32fast::hash(&body);
+    body.extend_from_slice(&crc.to_le_bytes());
+    body
+}
+
 #[test]
 fn round_trip_preserves_everything_and_the_columns() {
     let dir = tempfile::tempdir().unwrap();
@@ -89,10 +107,7 @@ fn round_trip_preserves_everything_and_the_columns() {
 
 #[test]
 fn corruption_and_schema_changes_are_typed_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    sample().snapshot().write_checkpoint(dir.path()).unwrap();
-    let path = dir.path().join(CHECKPOINT_FILE);
-    let good = std::fs::read(&path).unwrap();
+    let (dir, path, good) = sample_checkpoint();
 
     let other =
         Arc::new(Schema::from_pairs(&[("type", FilterKind::Multi)], &[("id", 32)]).unwrap());
@@ -117,22 +132,20 @@ fn corruption_and_schema_changes_are_typed_errors() {
     }
 
     // A huge length behind a valid CRC is refused without allocating it.
-    let mut forged = good[..good.len() - 4].to_vec();
     let at = 8 + 4 + 12; // filter count
-    forged[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-    let crc = crc32fast::hash(&forged);
-    forged.extend_from_slice(&crc.to_le_bytes());
-    std::fs::write(&path, &forged).unwrap();
+    let huge = forged(&good, |b| {
+        b[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    });
+    std::fs::write(&path, &huge).unwrap();
     assert!(matches!(
         Index::load_checkpoint(dir.path(), schema()),
         Err(CheckpointError::SchemaMismatch { .. })
     ));
-    let mut forged = good[..good.len() - 4].to_vec();
     let at = 8 + 4 + 12 + 4; // the first filter name's length
-    forged[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-    let crc = crc32fast::hash(&forged);
-    forged.extend_from_slice(&crc.to_le_bytes());
-    std::fs::write(&path, &forged).unwrap();
+    let huge = forged(&good, |b| {
+        b[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    });
+    std::fs::write(&path, &huge).unwrap();
     assert!(matches!(
         Index::load_checkpoint(dir.path(), schema()),
         Err(CheckpointError::Corrupt { .. })
@@ -183,20 +196,13 @@ fn a_damaged_or_missing_newest_checkpoint_falls_back_to_the_previous_one() {
 
 #[test]
 fn a_key_written_twice_in_a_field_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    sample().snapshot().write_checkpoint(dir.path()).unwrap();
-    let path = dir.path().join(CHECKPOINT_FILE);
-    let good = std::fs::read(&path).unwrap();
+    let (dir, path, good) = sample_checkpoint();
     // Int key 1 (tag 0, then the i64) turned into key 0, which precedes it in its field.
     let one: Vec<u8> = std::iter::once(0).chain(1i64.to_le_bytes()).collect();
     let refused = (0..good.len() - one.len())
         .filter(|&at| good[at..at + one.len()] == one[..])
         .any(|at| {
-            let mut forged = good[..good.len() - 4].to_vec();
-            forged[at + 1] = 0;
-            let crc = crc32fast::hash(&forged);
-            forged.extend_from_slice(&crc.to_le_bytes());
-            std::fs::write(&path, &forged).unwrap();
+            std::fs::write(&path, forged(&good, |b| b[at + 1] = 0)).unwrap();
             let err = Index::load_checkpoint(dir.path(), schema()).err();
             err.is_some_and(|e| e.to_string().contains("duplicate key"))
         });
