@@ -140,6 +140,13 @@ pub enum SourceError {
     /// The server ended the stream.
     #[error("the server ended the replication stream")]
     StreamEnded,
+    /// A table read in binary form has a column whose binary form is not decoded here: the
+    /// session restarts with values in text form (not a fault; the source handles it).
+    #[error("table {table} is read in text form: the stream restarts that way")]
+    TextValuesNeeded {
+        /// The table.
+        table: String,
+    },
     /// The stream broke the protocol's framing (a change outside a transaction, …).
     #[error("replication protocol violation at {lsn}: {detail}")]
     Protocol {
@@ -196,6 +203,7 @@ impl SourceError {
             | SourceError::Stream(source) => !matches!(source, PgWireError::Auth(_)),
             SourceError::SlotActive { .. }
             | SourceError::StreamEnded
+            | SourceError::TextValuesNeeded { .. }
             | SourceError::ConnectTimeout { .. }
             | SourceError::ReceiveTimeout { .. } => true,
             _ => false,

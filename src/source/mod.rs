@@ -38,6 +38,12 @@
 //!   and a transaction may still commit exactly there; so they are marked one byte below, and
 //!   the slot's `confirmed_flush_lsn` may be one byte above our durable LSN without anything
 //!   being lost.
+//! * **Values in binary form where that is exact.** Sessions ask pgoutput for binary values
+//!   (less work for the walsender's output functions and for our parsers). A Relation whose
+//!   columns read by the index include a type without a binary decoder here (numeric, a
+//!   domain, an array, a type newer than the session's list of enums) ends the session before
+//!   any of its rows is read, and the source asks for text from then on; nothing is lost (the
+//!   session ends like a stop: synced, acknowledged, resumed from the durable LSN).
 //! * **Big transactions stream.** Each row's ops go to the WAL as they arrive; nothing holds a
 //!   transaction in memory.
 //! * **Faults.** A broken connection, a server restart, `wal_sender_timeout`, a connection
@@ -66,6 +72,7 @@ pub mod slot;
 pub mod sql;
 mod stream;
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -76,7 +83,7 @@ use tracing::{info, warn};
 
 use crate::Lsn;
 use crate::config::Config;
-use crate::decode::{Message, RelationCache, RelationChange};
+use crate::decode::{Message, Oid, RelationCache, RelationChange};
 use crate::ops::EntityOps;
 use crate::status::{PhaseTracker, Status};
 use crate::translate::{TranslateError, TranslateStats, Translator};
@@ -113,6 +120,14 @@ pub trait Translate: Send + 'static {
     fn stats(&self) -> TranslateStats {
         TranslateStats::default()
     }
+
+    /// Whether the columns read from relation `oid` (bound by [`Translate::relation`]) can be
+    /// sent in binary form; `enum_types` are the server's enum type OIDs. `false` by default:
+    /// the stream then runs in text mode.
+    fn reads_binary(&self, oid: Oid, enum_types: &HashSet<u32>) -> bool {
+        let _ = (oid, enum_types);
+        false
+    }
 }
 
 impl Translate for Translator {
@@ -133,6 +148,10 @@ impl Translate for Translator {
 
     fn stats(&self) -> TranslateStats {
         Translator::stats(self)
+    }
+
+    fn reads_binary(&self, oid: Oid, enum_types: &HashSet<u32>) -> bool {
+        Translator::reads_binary(self, oid, enum_types)
     }
 }
 
@@ -258,6 +277,11 @@ pub struct Source<T: Translate> {
     /// (the server may keep them, and the slot, until its `wal_sender_timeout`).
     session_pid: Option<i32>,
     abandoned_pids: Vec<i32>,
+    /// Whether sessions ask for values in binary form (until a relation reads a column whose
+    /// binary form is not decoded here: then text, for the rest of the process).
+    binary: bool,
+    /// The server's enum type OIDs, read when a session opens (their binary form is the label).
+    enum_types: HashSet<u32>,
     /// The bytes of `<data_dir>/relations` as last read or written.
     relations_written: Vec<u8>,
     /// Faults the catalog watcher found (a source table gone from the publication, a replica
@@ -389,6 +413,8 @@ impl<T: Translate> Source<T> {
             txn: None,
             unsynced_since: None,
             in_flight: None,
+            binary: true,
+            enum_types: HashSet::new(),
             pending_mark: None,
             // The rate limit starts now: the first keepalive Mark comes at most one interval
             // after start.
@@ -439,6 +465,11 @@ impl<T: Translate> Source<T> {
                     let started = Instant::now();
                     match self.stream(client, &mut stop).await? {
                         None => return Ok(()),
+                        Some(SourceError::TextValuesNeeded { .. }) => {
+                            // Not a reconnect: the next session is the same one in text form.
+                            self.sessions = self.sessions.saturating_sub(1);
+                            continue;
+                        }
                         Some(e) => {
                             if started.elapsed() >= self.options.stable_after {
                                 failures = 0;
@@ -520,6 +551,7 @@ impl<T: Translate> Source<T> {
                     publication = %self.publication,
                     from = %durable,
                     slot_confirmed = %confirmed,
+                    values = if self.binary { "binary" } else { "text" },
                     receive_timeout_ms = self.receive_timeout.as_millis() as u64,
                     "streaming"
                 );
@@ -534,6 +566,7 @@ impl<T: Translate> Source<T> {
         let cfg = self
             .conn
             .replication_config(&self.slot, &self.publication)
+            .with_binary(self.binary)
             .with_start_lsn(to_wire(durable))
             .with_ack_lsn(to_wire(ack(durable)))
             .with_status_interval(self.options.status_interval)
@@ -581,10 +614,14 @@ impl<T: Translate> Source<T> {
             SlotCheck::Missing => Ok(Opened::Missing(client)),
             SlotCheck::Orphaned { confirmed } => Ok(Opened::Orphaned(confirmed)),
             SlotCheck::Ready { confirmed } => {
-                let (sender_timeout, pid) = slot::session_facts(&mut client).await?;
-                self.receive_timeout =
-                    receive_timeout(self.options.receive_timeout, sender_timeout, &self.conn.net);
-                self.session_pid = Some(pid);
+                let facts = slot::session_facts(&mut client).await?;
+                self.receive_timeout = receive_timeout(
+                    self.options.receive_timeout,
+                    facts.sender_timeout,
+                    &self.conn.net,
+                );
+                self.session_pid = Some(facts.pid);
+                self.enum_types = facts.enum_types;
                 client.start().await.map_err(connect_err)?;
                 client.wait_started().await.map_err(connect_err)?;
                 Ok(Opened::Ready(client, confirmed))

@@ -204,25 +204,50 @@ pub(crate) async fn check(
     Ok(SlotCheck::Ready { confirmed })
 }
 
-/// The server's `wal_sender_timeout` (zero: off) and the session's backend pid.
+/// What a session reads about its server before it starts.
+pub(crate) struct SessionFacts {
+    /// The server's `wal_sender_timeout` (zero: off).
+    pub sender_timeout: std::time::Duration,
+    /// The session's backend pid.
+    pub pid: i32,
+    /// The OIDs of the server's enum types.
+    pub enum_types: std::collections::HashSet<u32>,
+}
+
+/// Reads [`SessionFacts`] in one round trip.
 pub(crate) async fn session_facts(
     client: &mut ReplicationClient,
-) -> Result<(std::time::Duration, i32), SourceError> {
+) -> Result<SessionFacts, SourceError> {
     const WHAT: &str = "reading wal_sender_timeout";
     let rows = query(
         client,
         WHAT,
-        "SELECT setting, pg_backend_pid() FROM pg_settings WHERE name = 'wal_sender_timeout'",
+        "SELECT setting, pg_backend_pid(), \
+         (SELECT string_agg(oid::text, ',') FROM pg_catalog.pg_type WHERE typtype = 'e') \
+         FROM pg_settings WHERE name = 'wal_sender_timeout'",
     )
     .await?;
-    let row = one_row(rows, WHAT, 2)?;
+    let row = one_row(rows, WHAT, 3)?;
     let ms = text(&row[0])
         .and_then(|t| t.parse::<u64>().ok())
         .ok_or_else(|| reply(WHAT, "not a number of milliseconds"))?;
     let pid = text(&row[1])
         .and_then(|t| t.parse::<i32>().ok())
         .ok_or_else(|| reply(WHAT, "no backend pid"))?;
-    Ok((std::time::Duration::from_millis(ms), pid))
+    let enum_types = text(&row[2])
+        .unwrap_or_default()
+        .split(',')
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse::<u32>()
+                .map_err(|_| reply(WHAT, "an enum type OID"))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(SessionFacts {
+        sender_timeout: std::time::Duration::from_millis(ms),
+        pid,
+        enum_types,
+    })
 }
 
 /// Ends the server process `pid` (one of our own abandoned sessions still holding the slot),

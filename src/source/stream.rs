@@ -21,6 +21,9 @@ pub(super) enum SessionEnd {
     Stopped,
     /// The connection or the server ended it; reconnect.
     Lost(SourceError),
+    /// The session asked for values in binary form and a table needs them in text: end it
+    /// cleanly and open the next one at once ([`SourceError::TextValuesNeeded`]).
+    Restart(SourceError),
 }
 
 type Received = Result<Option<ReplicationEvent>, PgWireError>;
@@ -84,6 +87,15 @@ impl<T: Translate> Source<T> {
                     self.finish(client, durable).await;
                 }
                 Ok(None)
+            }
+            Ok(SessionEnd::Restart(e)) => {
+                cleaned?;
+                if let Some(durable) = synced? {
+                    self.finish(client, durable).await;
+                }
+                self.session_pid = None;
+                self.phase.set_connected(&self.status, false);
+                Ok(Some(e))
             }
             Ok(SessionEnd::Lost(e)) => {
                 // A silent connection may never finish a clean goodbye: end the worker now, and
@@ -153,7 +165,12 @@ impl<T: Translate> Source<T> {
                 Ok(None) => return Ok(SessionEnd::Lost(SourceError::StreamEnded)),
                 Ok(Some(event)) => {
                     self.heard();
-                    self.handle(event)?;
+                    match self.handle(event) {
+                        Err(e @ SourceError::TextValuesNeeded { .. }) => {
+                            return Ok(SessionEnd::Restart(e));
+                        }
+                        handled => handled?,
+                    }
                 }
             }
             self.maybe_sync(client).await?;
@@ -374,7 +391,8 @@ impl<T: Translate> Source<T> {
             Message::Relation(r) => {
                 let change = self.relations.insert(r);
                 self.translator.relation(&change).map_err(translate)?;
-                self.relation_accepted(&change)
+                self.relation_accepted(&change)?;
+                self.check_binary(&change)
             }
             Message::Insert(_) | Message::Update(_) | Message::Delete(_) | Message::Truncate(_) => {
                 let Some(txn) = self.txn else {
@@ -404,6 +422,25 @@ impl<T: Translate> Source<T> {
     /// After the translator accepted a description: reports a changed replica identity (what
     /// UPDATEs and DELETEs carry changed; the start-up check explains what that means per
     /// source) and keeps the descriptions for the next start.
+    /// In a session reading values in binary form, a relation with a column read here whose
+    /// binary form is not decoded (numeric, a domain, an array, a type created since the session
+    /// opened, …) switches the source to text form for good: this session ends before any of
+    /// its rows is read, and the next one asks for text.
+    fn check_binary(&mut self, change: &RelationChange) -> Result<(), SourceError> {
+        let rel = &change.current;
+        if !self.binary || self.translator.reads_binary(rel.oid, &self.enum_types) {
+            return Ok(());
+        }
+        self.binary = false;
+        let table = rel.qualified_name();
+        info!(
+            %table,
+            "a column of {table} read by the index has no binary form pgroar decodes: the stream \
+             restarts with values in text form"
+        );
+        Err(SourceError::TextValuesNeeded { table })
+    }
+
     fn relation_accepted(&mut self, change: &RelationChange) -> Result<(), SourceError> {
         if let Some(from) = change.replica_identity_from {
             let table = change.current.qualified_name();

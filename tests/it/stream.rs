@@ -24,6 +24,7 @@ mod binary;
 mod checkpoints;
 mod served;
 mod tls;
+mod values;
 
 const PUBLICATION: &str = "pgroar_stream";
 /// How long any wait for the pipeline may take before the test fails.
@@ -90,7 +91,15 @@ on_delete = true
     }
 
     async fn start_with(&self, tune: impl FnOnce(&mut PipelineOptions)) -> Pipeline {
-        let config = self.config();
+        self.start_config(self.config(), tune).await
+    }
+
+    /// Starts a pipeline on `config` (this fixture's, edited) with the test timings.
+    async fn start_config(
+        &self,
+        config: Config,
+        tune: impl FnOnce(&mut PipelineOptions),
+    ) -> Pipeline {
         let translator = Translator::new(&config).expect("translator");
         let mut options = PipelineOptions::from_config(&config);
         options.source.status_interval = Duration::from_millis(200);

@@ -236,21 +236,31 @@ async fn run(identity_full: bool) {
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
-    let changes = client
-        .query(
-            "SELECT data FROM pg_logical_slot_get_binary_changes($1, NULL, NULL, \
-             'proto_version', '1', 'publication_names', 'pgroar')",
-            &[&slot],
-        )
-        .await
-        .unwrap();
+    let expected = ground_truth(&client).await;
+    // The same changes in both forms the stream asks for: values as text, and in binary (what
+    // the source asks for when every column read has a binary form decoded here).
+    for binary in [false, true] {
+        let changes = client
+            .query(
+                "SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, NULL, \
+                 'proto_version', '1', 'publication_names', 'pgroar', 'binary', $2)",
+                &[&slot, &binary.to_string()],
+            )
+            .await
+            .unwrap();
+        replay(&db, &changes, binary, &expected);
+    }
+}
 
+/// Decodes and translates `changes` into an index, which must equal `expected`.
+fn replay(db: &TestDb, changes: &[tokio_postgres::Row], binary: bool, expected: &IndexState) {
     let config = config(&db.url());
     let mut translator = Translator::new(&config).unwrap();
     let mut relations = RelationCache::new();
     let mut index = Index::new(config.schema());
     let mut saw_unchanged_toast = false;
-    for row in &changes {
+    let mut saw_binary = false;
+    for row in changes {
         let data = Bytes::from(row.get::<_, Vec<u8>>(0));
         let msg = decode_message(&data).unwrap();
         if let Message::Update(u) = &msg {
@@ -259,6 +269,13 @@ async fn run(identity_full: bool) {
                 .columns
                 .iter()
                 .any(|d| matches!(d, pgroar::decode::Datum::Unchanged));
+        }
+        if let Message::Insert(i) = &msg {
+            saw_binary |= i
+                .new
+                .columns
+                .iter()
+                .any(|d| matches!(d, pgroar::decode::Datum::Binary(_)));
         }
         if let Message::Relation(rel) = msg {
             let change = relations.insert(rel);
@@ -271,6 +288,7 @@ async fn run(identity_full: bool) {
             index.apply(e);
         }
     }
+    assert_eq!(saw_binary, binary, "values in binary form");
     assert!(
         saw_unchanged_toast,
         "the workload must exercise unchanged TOAST columns"
@@ -285,17 +303,16 @@ async fn run(identity_full: bool) {
         (0, 0, 0),
         "{stats:?}"
     );
-    let expected = ground_truth(&client).await;
     let actual = live_state(&index);
-    assert_eq!(actual.alive, expected.alive);
+    assert_eq!(actual.alive, expected.alive, "binary: {binary}");
     for (field, dump) in &expected.filters {
         assert_eq!(
             actual.filters.get(field),
             Some(dump),
-            "filter field {field}"
+            "filter field {field}, binary: {binary}"
         );
     }
-    assert_eq!(actual.sorts, expected.sorts);
+    assert_eq!(actual.sorts, expected.sorts, "binary: {binary}");
 }
 
 #[tokio::test]

@@ -39,7 +39,7 @@
 //! field])`; DELETE → `queryOpSet(old query, [set every field NULL])` (the index treats a parent
 //! whose values are all NULL as gone).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tracing::{info, warn};
@@ -469,6 +469,18 @@ impl Translator {
         let bound = self.bind(rel)?;
         self.bound.insert(rel.oid, bound);
         Ok(())
+    }
+
+    /// Whether every column the sources of relation `oid` read arrives in a binary form this
+    /// translator decodes (`enum_types`: the server's enum type OIDs, whose binary form is their
+    /// label). A relation that is not a source reads nothing: `true`.
+    pub fn reads_binary(&self, oid: Oid, enum_types: &HashSet<u32>) -> bool {
+        self.bound.get(&oid).is_none_or(|b| {
+            b.needed.iter().all(|&c| {
+                let t = b.type_oids[c];
+                crate::translate::reads_binary(t, enum_types.contains(&t))
+            })
+        })
     }
 
     /// The sources of relation `rel`, bound to its columns.

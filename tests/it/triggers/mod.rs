@@ -7,7 +7,7 @@ mod forward;
 mod served;
 mod workload;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use bytes::Bytes;
 use pgroar::cluster::TestDb;
@@ -87,11 +87,39 @@ pub type OpsByTxn = BTreeMap<i64, Vec<EntityOps>>;
 /// Decodes the slot's changes (without consuming them) and translates them as the pipeline
 /// does, grouping the entity ops by the transaction that made them.
 pub async fn stream_ops(client: &Client, config: &Config) -> OpsByTxn {
+    // The form the source asks for: binary, unless a relation reads a column without a binary
+    // form decoded here.
+    let enums: HashSet<u32> = client
+        .query("SELECT oid FROM pg_type WHERE typtype = 'e'", &[])
+        .await
+        .expect("enum types")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    match translate_peeked(client, config, Some(&enums)).await {
+        Some(ops) => ops,
+        None => translate_peeked(client, config, None)
+            .await
+            .expect("text form"),
+    }
+}
+
+/// The slot's changes (peeked) translated by transaction; `binary_enums`: values in binary
+/// form, `None` returned if a relation needs text.
+async fn translate_peeked(
+    client: &Client,
+    config: &Config,
+    binary_enums: Option<&HashSet<u32>>,
+) -> Option<OpsByTxn> {
     let rows = client
         .query(
             "SELECT xid::text::bigint, data FROM pg_logical_slot_peek_binary_changes($1, NULL, \
-             NULL, 'proto_version', '1', 'publication_names', $2)",
-            &[&config.postgres.slot, &config.postgres.publication],
+             NULL, 'proto_version', '1', 'publication_names', $2, 'binary', $3)",
+            &[
+                &config.postgres.slot,
+                &config.postgres.publication,
+                &binary_enums.is_some().to_string(),
+            ],
         )
         .await
         .expect("the slot's changes");
@@ -106,6 +134,11 @@ pub async fn stream_ops(client: &Client, config: &Config) -> OpsByTxn {
             Message::Relation(r) => {
                 let change = relations.insert(r.clone());
                 translator.relation(&change).expect("binds");
+                if let Some(enums) = binary_enums
+                    && !translator.reads_binary(r.oid, enums)
+                {
+                    return None;
+                }
             }
             Message::Insert(_) | Message::Update(_) | Message::Delete(_) | Message::Truncate(_) => {
                 let ops = out.entry(xid).or_default();
@@ -117,7 +150,7 @@ pub async fn stream_ops(client: &Client, config: &Config) -> OpsByTxn {
         }
     }
     out.retain(|_, ops| !ops.is_empty());
-    out
+    Some(out)
 }
 
 /// The rows the triggers wrote, by the transaction that wrote them (`xmin`), in id order.
