@@ -3,6 +3,7 @@
 //!
 //! Points: `wal-write`, `wal-fsync`, `checkpoint-fsync` (an injected I/O error: `return` gives
 //! EIO, `return(28)` errno 28), `apply-send` (`sleep(ms)` slows the index writer),
+//! `checkpoint-load` (`sleep(ms)` slows loading the checkpoint at start-up),
 //! `bootstrap-before-marker`, `checkpoint-before-truncate` (`return` kills the process there).
 
 /// The I/O error injected at `name`, if that point is on.

@@ -12,7 +12,10 @@
 //! Opens the WAL in `<data_dir>/wal` (recovery cuts a torn tail), loads the checkpoint from
 //! `<data_dir>/index` (none: an empty index at `WalKey::ZERO`, and the whole WAL is replayed),
 //! then starts the threads. The apply loop replays the WAL after the checkpoint while the source
-//! checks the slot and resumes streaming from the durable LSN.
+//! checks the slot and resumes streaming from the durable LSN. The source needs only the WAL:
+//! it starts before the checkpoint loads (streaming into the WAL, acknowledging what is durable)
+//! unless the checkpoint's header is ahead of the WAL — a bootstrap's consistent point, marked
+//! into the WAL once loaded. Queries are served once the index is loaded, as before.
 //!
 //! # Stop
 //! [`Pipeline::stop`] (or a fatal error anywhere) stops the source, which syncs the WAL and
@@ -26,6 +29,7 @@
 mod apply;
 pub mod checkpoint;
 pub mod pin;
+mod start;
 
 use std::future::Future;
 use std::io;
@@ -40,7 +44,6 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
-use crate::dedup::Deduper;
 use crate::index::{CheckpointError, Index, Snapshot};
 use crate::sink::coalescing::{CoalescingSink, SinkError, SinkOptions};
 use crate::source::catalog::check_replica_identity;
@@ -49,13 +52,13 @@ use crate::source::{
 };
 use crate::status::{PhaseTracker, Status};
 use crate::translate::{IdentityError, TranslateError};
-use crate::wal::{RecoveryMode, Wal, WalError, WalOptions};
+use crate::wal::{Wal, WalError};
 use crate::{Lsn, WalKey};
 
-use apply::ApplyLoop;
 pub use checkpoint::CheckpointPolicy;
-use checkpoint::{Checkpointer, covered_lsn};
+use checkpoint::Checkpointer;
 pub use pin::{PinError, Pins};
+use start::{Shared, Started, open_wal};
 
 /// Why the pipeline could not start, or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -197,91 +200,59 @@ impl Pipeline {
         preloaded: Option<Index>,
     ) -> Result<Pipeline, PipelineError> {
         let data_dir = config.storage.data_dir.clone();
-        let (wal, index, loaded) = recover(&config, &options, preloaded).await?;
-        let applied = index.applied();
+        let wal = open_wal(&config, &options).await?;
         let status = Arc::new(Status::new(
             config.postgres.slot.clone(),
             config.postgres.publication.clone(),
         ));
         status.set_durable(wal.durable_lsn());
-        if loaded {
-            status.set_checkpointed(covered_lsn(applied));
-        }
         let phase = Arc::new(PhaseTracker::default());
         phase.set_replaying(&status, true);
         let durable_watch = wal.durable_watch();
         let wal_durable = wal.durable_watch();
+        // The stream needs only the WAL: it starts while the checkpoint loads, unless the
+        // checkpoint is ahead of the WAL (a bootstrap's, marked into the WAL first).
+        let peeked = match &preloaded {
+            Some(_) => None,
+            None => Index::peek_checkpoint(&data_dir.join("index")),
+        };
+        let stream_early = peeked.is_some_and(|a| a.lsn <= wal.durable_lsn());
         let wal = Arc::new(Mutex::new(wal));
-        let mut source = Source::new(
-            &config,
-            Arc::clone(&wal),
-            translator,
-            Arc::clone(&status),
-            Arc::clone(&phase),
-            options.source.clone(),
-        )?;
-        // Bad-data counters go to the status with every snapshot: visible while running.
-        let sink_status = Arc::clone(&status);
-        let sink = CoalescingSink::spawn_observed(index, options.sink.clone(), move |stats| {
-            sink_status.set_totals(stats.counts());
-        });
-        let published = sink.published();
-        let applied_rx = sink.applied();
-        source.watch_applied(applied_rx.clone());
         let (stop_tx, stop_rx) = watch::channel(false);
         let stop = Arc::new(stop_tx);
-        let finish = Arc::new(AtomicBool::new(false));
-        let pins = Pins::new();
-        let apply = ApplyLoop {
-            wal_dir: data_dir.join("wal"),
-            after: applied,
-            durable: durable_watch,
-            sink,
-            deduper: Deduper::new(&config.schema()),
-            status: Arc::clone(&status),
-            phase: Arc::clone(&phase),
-            batch_max: options.apply_batch,
-            finish: Arc::clone(&finish),
-            stop: Arc::clone(&stop),
-            pins: Arc::clone(&pins),
+        let shared = Shared {
+            config: &config,
+            options: &options,
+            wal: &wal,
+            status: &status,
+            phase: &phase,
+            stop: &stop,
+            stop_rx: &stop_rx,
         };
-        let apply = spawn_thread("pgroar-apply", &data_dir, move || apply.run())?;
-        let floor = start_forwarder(
-            &config,
-            &data_dir,
-            covered_lsn(applied),
-            Forwarding {
-                durable: wal_durable,
-                status: Arc::clone(&status),
-                stop: stop_rx.clone(),
-            },
-        )?;
-        let checkpointer = Checkpointer {
-            dir: data_dir.join("index"),
-            wal: Arc::clone(&wal),
-            status: Arc::clone(&status),
-            last: applied,
-            floor,
-            stop: Arc::clone(&stop),
-            fatal: None,
-            policy: options.checkpoint_policy,
-            last_size: checkpoint::checkpoint_size(&data_dir.join("index")),
-            mark: lock(&wal).start(),
+        let (source, source_applied) = shared.source(translator, peeked, stream_early)?;
+        let threads = match shared
+            .threads(preloaded, durable_watch, wal_durable, source_applied)
+            .await
+        {
+            Ok(threads) => threads,
+            Err(e) => {
+                stop.send_replace(true);
+                if let Started::Running(task) = source {
+                    let _ = task.await;
+                }
+                return Err(e);
+            }
         };
-        let (ckpt_stop, ckpt_stop_rx) = crossbeam_channel::bounded::<()>(1);
-        let ckpt_published = Arc::clone(&published);
-        let interval = options.checkpoint_interval;
-        let checkpointer = spawn_thread("pgroar-checkpoint", &data_dir, move || {
-            checkpointer.run(ckpt_published, interval, ckpt_stop_rx)
-        })?;
-        spawn_catalog_watch(&mut source, &config, &status, &stop_rx);
-        let source = tokio::spawn(source.run(stop_rx));
+        let source = match source {
+            Started::Running(task) => task,
+            Started::Waiting(source) => tokio::spawn(source.run(stop_rx)),
+        };
         let supervisor = tokio::spawn(supervise(Supervised {
             source,
-            apply,
-            finish,
-            checkpointer,
-            ckpt_stop,
+            apply: threads.apply,
+            finish: threads.finish,
+            checkpointer: threads.checkpointer,
+            ckpt_stop: threads.ckpt_stop,
             stop: Arc::clone(&stop),
             wal,
             status: Arc::clone(&status),
@@ -289,10 +260,10 @@ impl Pipeline {
         }));
         Ok(Pipeline {
             status,
-            published,
-            applied: applied_rx,
+            published: threads.published,
+            applied: threads.applied_rx,
             stop,
-            pins,
+            pins: threads.pins,
             supervisor,
         })
     }
@@ -349,125 +320,6 @@ impl Pipeline {
         self.stop();
         self.join().await
     }
-}
-
-/// Opens (and recovers) the WAL and loads the newest checkpoint, or a new index when there is
-/// none (`false`). A checkpoint at a transaction boundary ahead of the WAL (a bootstrap's
-/// consistent point over an empty WAL) is recorded in the WAL as a Mark, so streaming resumes
-/// from it; one inside a transaction the WAL does not hold is an error.
-async fn recover(
-    config: &Config,
-    options: &PipelineOptions,
-    preloaded: Option<Index>,
-) -> Result<(Wal, Index, bool), PipelineError> {
-    let data_dir = config.storage.data_dir.clone();
-    let wal_dir = data_dir.join("wal");
-    let index_dir = data_dir.join("index");
-    std::fs::create_dir_all(&index_dir).map_err(|source| PipelineError::Io {
-        path: index_dir.clone(),
-        source,
-    })?;
-    let schema = config.schema();
-    // Damage with committed records after it is a disk fault, not a crash: refuse (`pgroar
-    // wal repair` cuts it knowingly); a torn tail is still cut.
-    let wal_options = WalOptions {
-        segment_bytes: options.segment_bytes,
-        recovery: RecoveryMode::RefuseCommittedCut,
-        ..WalOptions::default()
-    };
-    let (mut wal, report, index, took) = tokio::task::spawn_blocking(move || {
-        let started = std::time::Instant::now();
-        let (wal, report) = Wal::open(&wal_dir, wal_options)?;
-        let opened = started.elapsed();
-        let index = match preloaded {
-            Some(index) => Some(index),
-            None => Index::load_checkpoint(&index_dir, schema)?,
-        };
-        Ok::<_, PipelineError>((wal, report, index, (opened, started.elapsed() - opened)))
-    })
-    .await
-    .map_err(|_| PipelineError::Panicked("start-up task"))??;
-    info!(
-        wal = %report.summary(),
-        wal_open_ms = took.0.as_millis() as u64,
-        checkpoint_load_ms = took.1.as_millis() as u64,
-        "WAL opened"
-    );
-    let loaded = index.is_some();
-    let index = index.unwrap_or_else(|| Index::new(config.schema()));
-    let applied = index.applied();
-    if applied.lsn > wal.durable_lsn() {
-        if applied.seq != u32::MAX {
-            return Err(PipelineError::CheckpointAheadOfWal {
-                applied,
-                durable: wal.durable_lsn(),
-                data_dir,
-            });
-        }
-        wal.mark(applied.lsn)?;
-        wal.sync()?;
-    }
-    info!(
-        checkpoint = if loaded { "loaded" } else { "none" },
-        applied = %applied.lsn,
-        seq = applied.seq,
-        durable = %wal.durable_lsn(),
-        "index ready; replaying the WAL after it"
-    );
-    Ok((wal, index, loaded))
-}
-
-/// Starts a named pipeline thread.
-/// What a forwarder shares with the pipeline.
-struct Forwarding {
-    durable: crate::wal::DurableWatch,
-    status: Arc<Status>,
-    stop: watch::Receiver<bool>,
-}
-
-/// With `[forward]`: sets the WAL floor at the forwarder's cursor (before any checkpoint can
-/// truncate) and starts its thread, which runs on its own and stops with the pipeline (see
-/// `forward`). The floor checkpoints respect (holding nothing without `[forward]`).
-fn start_forwarder(
-    config: &Config,
-    data_dir: &std::path::Path,
-    applied: crate::Lsn,
-    shared: Forwarding,
-) -> Result<crate::forward::Floor, PipelineError> {
-    let floor = crate::forward::no_floor();
-    let Some(forward) = &config.forward else {
-        return Ok(floor);
-    };
-    let cursor = crate::forward::start_cursor(data_dir, applied)?;
-    floor.store(cursor.0, std::sync::atomic::Ordering::SeqCst);
-    shared.status.set_forwarded(cursor);
-    let forwarder = crate::forward::Forwarder {
-        wal_dir: data_dir.join("wal"),
-        cursor_path: data_dir.join(crate::forward::CURSOR_FILE),
-        cursor,
-        durable: shared.durable,
-        deduper: Deduper::new(&config.schema()),
-        status: shared.status,
-        floor: Arc::clone(&floor),
-        config: forward.clone(),
-        stop: shared.stop,
-    };
-    spawn_thread("pgroar-forward", data_dir, move || forwarder.run())?;
-    Ok(floor)
-}
-
-fn spawn_thread<R: Send + 'static>(
-    name: &str,
-    data_dir: &std::path::Path,
-    f: impl FnOnce() -> R + Send + 'static,
-) -> Result<std::thread::JoinHandle<R>, PipelineError> {
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(f)
-        .map_err(|source| PipelineError::Io {
-            path: data_dir.to_path_buf(),
-            source,
-        })
 }
 
 /// The parts the supervisor joins at the end.

@@ -10,6 +10,7 @@ mod schema;
 mod security;
 mod server;
 mod soak;
+mod startup;
 
 use std::path::Path;
 use std::sync::Arc;
