@@ -419,9 +419,6 @@ impl<T: Translate> Source<T> {
         }
     }
 
-    /// After the translator accepted a description: reports a changed replica identity (what
-    /// UPDATEs and DELETEs carry changed; the start-up check explains what that means per
-    /// source) and keeps the descriptions for the next start.
     /// In a session reading values in binary form, a relation with a column read here whose
     /// binary form is not decoded (numeric, a domain, an array, a type created since the session
     /// opened, …) switches the source to text form for good: this session ends before any of
@@ -441,6 +438,9 @@ impl<T: Translate> Source<T> {
         Err(SourceError::TextValuesNeeded { table })
     }
 
+    /// After the translator accepted a description: reports a changed replica identity (what
+    /// UPDATEs and DELETEs carry changed; the start-up check explains what that means per
+    /// source) and keeps the descriptions for the next start.
     fn relation_accepted(&mut self, change: &RelationChange) -> Result<(), SourceError> {
         if let Some(from) = change.replica_identity_from {
             let table = change.current.qualified_name();
