@@ -284,8 +284,10 @@ fn null_consumer(url: &str, slot: &str, end: Lsn) -> Duration {
         .unwrap();
     rt.block_on(async {
         let conn = pgroar::source::ConnInfo::parse(url).unwrap();
+        // Values in binary form, as pgroar asks for them on both bench schemas.
         let cfg = conn
             .replication_config(slot, "pgroar")
+            .with_binary(true)
             .with_stop_lsn(pgwire_replication::Lsn(end.0));
         let t = Instant::now();
         let mut client = ReplicationClient::connect(cfg).await.unwrap();
