@@ -208,8 +208,6 @@ impl Pipeline {
         status.set_durable(wal.durable_lsn());
         let phase = Arc::new(PhaseTracker::default());
         phase.set_replaying(&status, true);
-        let durable_watch = wal.durable_watch();
-        let wal_durable = wal.durable_watch();
         // The stream needs only the WAL: it starts while the checkpoint loads, unless the
         // checkpoint is ahead of the WAL (a bootstrap's, marked into the WAL first).
         let peeked = match &preloaded {
@@ -230,10 +228,7 @@ impl Pipeline {
             stop_rx: &stop_rx,
         };
         let (source, source_applied) = shared.source(translator, peeked, stream_early)?;
-        let threads = match shared
-            .threads(preloaded, durable_watch, wal_durable, source_applied)
-            .await
-        {
+        let threads = match shared.threads(preloaded, source_applied).await {
             Ok(threads) => threads,
             Err(e) => {
                 stop.send_replace(true);

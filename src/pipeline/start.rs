@@ -132,7 +132,8 @@ pub(super) struct Threads {
 
 impl Shared<'_> {
     /// Builds the source and starts it now (`early`) or leaves it for after the load; returns
-    /// it with the sender of its view of the applied cursor (`peeked` until the index runs).
+    /// it with the sender of its view of the applied cursor (`peeked` until the index writer
+    /// takes the sender over).
     pub(super) fn source<T: Translate>(
         &self,
         translator: T,
@@ -163,8 +164,6 @@ impl Shared<'_> {
     pub(super) async fn threads(
         &self,
         preloaded: Option<Index>,
-        durable: crate::wal::DurableWatch,
-        forward_durable: crate::wal::DurableWatch,
         source_applied: watch::Sender<WalKey>,
     ) -> Result<Threads, PipelineError> {
         let (config, options, status) = (self.config, self.options, self.status);
@@ -176,18 +175,20 @@ impl Shared<'_> {
         }
         // Bad-data counters go to the status with every snapshot: visible while running.
         let sink_status = Arc::clone(status);
-        let sink = CoalescingSink::spawn_observed(index, options.sink.clone(), move |stats| {
-            sink_status.set_totals(stats.counts());
-        });
+        let sink = CoalescingSink::spawn_observed(
+            index,
+            options.sink.clone(),
+            move |stats| sink_status.set_totals(stats.counts()),
+            source_applied,
+        );
         let published = sink.published();
         let applied_rx = sink.applied();
-        tokio::spawn(forward_applied(applied_rx.clone(), source_applied));
         let finish = Arc::new(AtomicBool::new(false));
         let pins = Pins::new();
         let apply = ApplyLoop {
             wal_dir: data_dir.join("wal"),
             after: applied,
-            durable,
+            durable: lock(self.wal).durable_watch(),
             sink,
             deduper: Deduper::new(&config.schema()),
             status: Arc::clone(status),
@@ -203,7 +204,7 @@ impl Shared<'_> {
             data_dir,
             covered_lsn(applied),
             Forwarding {
-                durable: forward_durable,
+                durable: lock(self.wal).durable_watch(),
                 status: Arc::clone(status),
                 stop: self.stop_rx.clone(),
             },
@@ -235,16 +236,6 @@ impl Shared<'_> {
             ckpt_stop,
             pins,
         })
-    }
-}
-
-/// Copies the index writer's applied cursor to the source's view of it, until either ends.
-async fn forward_applied(mut from: watch::Receiver<WalKey>, to: watch::Sender<WalKey>) {
-    loop {
-        to.send_replace(*from.borrow_and_update());
-        if from.changed().await.is_err() || to.is_closed() {
-            return;
-        }
     }
 }
 

@@ -93,21 +93,28 @@ pub struct CoalescingSink {
 impl CoalescingSink {
     /// Moves `index` into a new writer thread and publishes its first snapshot.
     pub fn spawn(index: Index, options: SinkOptions) -> Self {
-        CoalescingSink::start(index, options, None)
+        CoalescingSink::start(index, options, None, None)
     }
 
     /// Like [`CoalescingSink::spawn`], and hands the index's counters ([`Index::stats`]) to
     /// `observer` before every publish, e.g. to show bad data in status and metrics while the
-    /// pipeline runs.
+    /// pipeline runs; the applied cursor goes to `applied`, whose receivers may predate the sink
+    /// (the stream's backlog bound, while the index loads).
     pub fn spawn_observed(
         index: Index,
         options: SinkOptions,
         observer: impl FnMut(&IndexStats) + Send + 'static,
+        applied: watch::Sender<WalKey>,
     ) -> Self {
-        CoalescingSink::start(index, options, Some(Box::new(observer)))
+        CoalescingSink::start(index, options, Some(Box::new(observer)), Some(applied))
     }
 
-    fn start(index: Index, options: SinkOptions, mut observer: Option<PublishObserver>) -> Self {
+    fn start(
+        index: Index,
+        options: SinkOptions,
+        mut observer: Option<PublishObserver>,
+        applied: Option<watch::Sender<WalKey>>,
+    ) -> Self {
         if let Some(observe) = observer.as_mut() {
             observe(&index.stats());
         }
@@ -116,7 +123,9 @@ impl CoalescingSink {
         } else {
             Index::new(Arc::clone(index.schema())).snapshot()
         };
-        let (applied_tx, applied) = watch::channel(first.applied());
+        let applied_tx = applied.unwrap_or_else(|| watch::channel(first.applied()).0);
+        applied_tx.send_replace(first.applied());
+        let applied = applied_tx.subscribe();
         let published = Arc::new(ArcSwap::from_pointee(first));
         let (tx, rx) = bounded(options.capacity.max(1));
         let writer = Writer {
@@ -264,10 +273,13 @@ mod tests {
         let schema = Schema::from_pairs(&[("a", FilterKind::Single)], &[("s", 8)]).unwrap();
         let seen: Arc<Mutex<Vec<IndexStats>>> = Arc::default();
         let log = Arc::clone(&seen);
+        // A receiver of the applied cursor made before the sink.
+        let (applied, early) = watch::channel(WalKey::end_of(Lsn(3)));
         let sink = CoalescingSink::spawn_observed(
             Index::new(Arc::new(schema)),
             SinkOptions::default(),
             move |s| log.lock().unwrap().push(*s),
+            applied,
         );
         assert_eq!(seen.lock().unwrap().len(), 1, "once at start");
         let batch = vec![
@@ -278,6 +290,7 @@ mod tests {
         sink.send(batch, WalKey::end_of(Lsn(10))).unwrap();
         let snapshot = sink.sync().unwrap();
         assert_eq!(snapshot.applied(), WalKey::end_of(Lsn(10)));
+        assert_eq!(*early.borrow(), WalKey::end_of(Lsn(10)));
         let last = *seen.lock().unwrap().last().unwrap();
         assert_eq!((last.skipped_ids, last.clamped_values), (1, 2));
         let index = sink.shutdown().unwrap();

@@ -81,21 +81,15 @@ impl<T: Translate> Source<T> {
                 }
                 Err(fatal)
             }
-            Ok(SessionEnd::Stopped) => {
+            Ok(end @ (SessionEnd::Stopped | SessionEnd::Restart(_))) => {
                 cleaned?;
                 if let Some(durable) = synced? {
                     self.finish(client, durable).await;
                 }
-                Ok(None)
-            }
-            Ok(SessionEnd::Restart(e)) => {
-                cleaned?;
-                if let Some(durable) = synced? {
-                    self.finish(client, durable).await;
-                }
-                self.session_pid = None;
-                self.phase.set_connected(&self.status, false);
-                Ok(Some(e))
+                Ok(match end {
+                    SessionEnd::Restart(e) => Some(e),
+                    _ => None,
+                })
             }
             Ok(SessionEnd::Lost(e)) => {
                 // A silent connection may never finish a clean goodbye: end the worker now, and
