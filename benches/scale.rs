@@ -127,6 +127,7 @@ fn main() {
         process::peak_rss_mib(child.id()),
     );
     let checkpoint = dir_bytes(&data_dir.join("index"));
+    let boot_memory = memory_table(&pgroar);
     process::stop(child);
     eprintln!(
         "bootstrap to the first answer: {:.1} s ({:.2}× the raw COPY), {:.0} rows/s, {} alive, \
@@ -141,6 +142,7 @@ fn main() {
         "  {}",
         log_lines(&pgroar.log, &["bootstrap phases", "WAL opened"])
     );
+    eprintln!("index memory by field after the bootstrap:\n{boot_memory}");
 
     // 3. Restart to serving.
     let t = Instant::now();
@@ -149,9 +151,10 @@ fn main() {
     let restart = t.elapsed();
     let rss_start = process::rss_mib(child.id());
     eprintln!(
-        "restart to the first answer: {:.2} s ({})",
+        "restart to the first answer: {:.2} s ({}); RSS {rss_start:.0} MiB; index memory:\n{}",
         restart.as_secs_f64(),
-        log_lines(&pgroar.log, &["WAL opened"])
+        log_lines(&pgroar.log, &["WAL opened"]),
+        memory_table(&pgroar),
     );
 
     // 4. Writer + readers.
@@ -208,6 +211,7 @@ fn main() {
         "  applied lag at the end of the writes: {lag} s; {}",
         log_lines(&pgroar.log, &["checkpoint written"])
     );
+    eprintln!("index memory after the writes:\n{}", memory_table(&pgroar));
     // The stop applies what is still behind and writes a final checkpoint.
     let t = Instant::now();
     process::stop(child);
@@ -230,6 +234,41 @@ fn ops_applied(pgroar: &Pgroar) -> u64 {
     status_field(pgroar, "ops_applied_total")
         .as_u64()
         .unwrap_or(0)
+}
+
+/// `GET /status/memory` as a table: each field's keys and bytes, then the total per live slot.
+fn memory_table(pgroar: &Pgroar) -> String {
+    let mut resp = ureq::get(&format!("{}/status/memory", pgroar.base))
+        .call()
+        .unwrap();
+    let report: serde_json::Value = resp.body_mut().read_json().unwrap();
+    let slots = report["slots"].as_u64().unwrap().max(1) as f64;
+    let mib = |v: &serde_json::Value| v.as_u64().unwrap() as f64 / f64::from(1 << 20);
+    let mut out = String::from(
+        "  | field | kind | keys | bitmaps MiB | columns MiB | other MiB | B per slot |\n",
+    );
+    for f in report["fields"].as_array().unwrap() {
+        let total: u64 = ["bitmaps", "columns", "other"]
+            .iter()
+            .map(|k| f[*k].as_u64().unwrap())
+            .sum();
+        out += &format!(
+            "  | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} |\n",
+            f["name"].as_str().unwrap(),
+            f["kind"].as_str().unwrap(),
+            f["keys"],
+            mib(&f["bitmaps"]),
+            mib(&f["columns"]),
+            mib(&f["other"]),
+            total as f64 / slots,
+        );
+    }
+    out + &format!(
+        "  | total | | {} slots | | | | {:.1} ({:.0} MiB) |",
+        report["slots"],
+        report["total"].as_u64().unwrap() as f64 / slots,
+        mib(&report["total"]),
+    )
 }
 
 /// One field of `/status`.

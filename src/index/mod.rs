@@ -38,6 +38,7 @@
 pub mod checkpoint;
 mod dump;
 pub mod huge_pages;
+mod memory;
 pub mod query;
 pub(crate) mod store;
 pub mod write;
@@ -72,6 +73,7 @@ type Revived = HashMap<u32, Vec<(usize, Option<Key>)>>;
 pub use crate::filter::{CmpOp, Filter, FilterError, Literal, ParseError, ParseErrorKind};
 pub use checkpoint::CheckpointError;
 pub use dump::{DumpKey, FieldDump, IndexState, ParentsDump};
+pub use memory::{FieldMemory, MemoryReport};
 pub use query::search::{CursorError, MAX_LIMIT, Order, Query, QueryError, QueryResult, Sort};
 pub use store::keys::{CanonicalValue, canonical_filter, canonical_sort};
 

@@ -45,7 +45,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::index::{CheckpointError, Index, Snapshot};
-use crate::sink::coalescing::{CoalescingSink, SinkError, SinkOptions};
+use crate::sink::coalescing::{CoalescingSink, MemoryProbe, SinkError, SinkOptions};
 use crate::source::catalog::check_replica_identity;
 use crate::source::{
     ConnInfo, Source, SourceError, SourceOptions, Translate, connect_sql, error_chain, lock,
@@ -176,6 +176,7 @@ pub struct Pipeline {
     applied: watch::Receiver<WalKey>,
     stop: Arc<watch::Sender<bool>>,
     pins: Arc<Pins>,
+    memory: MemoryProbe,
     supervisor: JoinHandle<Result<RunSummary, PipelineError>>,
 }
 
@@ -259,6 +260,7 @@ impl Pipeline {
             applied: threads.applied_rx,
             stop,
             pins: threads.pins,
+            memory: threads.memory,
             supervisor,
         })
     }
@@ -287,6 +289,11 @@ impl Pipeline {
     /// with SQL.
     pub fn pins(&self) -> &Arc<Pins> {
         &self.pins
+    }
+
+    /// Asks the index writer for the index's memory by field.
+    pub fn memory_probe(&self) -> MemoryProbe {
+        self.memory.clone()
     }
 
     /// Asks the pipeline to stop: sync, acknowledge, drain, checkpoint.

@@ -16,7 +16,7 @@ use crate::WalKey;
 use crate::config::Config;
 use crate::dedup::Deduper;
 use crate::index::{Index, Snapshot};
-use crate::sink::coalescing::CoalescingSink;
+use crate::sink::coalescing::{CoalescingSink, MemoryProbe};
 use crate::source::{Source, SourceError, Translate, lock};
 use crate::status::{PhaseTracker, Status};
 use crate::wal::{RecoveryMode, Wal, WalOptions};
@@ -128,6 +128,7 @@ pub(super) struct Threads {
     pub(super) checkpointer: std::thread::JoinHandle<Checkpointer>,
     pub(super) ckpt_stop: crossbeam_channel::Sender<()>,
     pub(super) pins: Arc<Pins>,
+    pub(super) memory: MemoryProbe,
 }
 
 impl Shared<'_> {
@@ -183,6 +184,7 @@ impl Shared<'_> {
         );
         let published = sink.published();
         let applied_rx = sink.applied();
+        let memory = sink.memory_probe();
         let finish = Arc::new(AtomicBool::new(false));
         let pins = Pins::new();
         let apply = ApplyLoop {
@@ -235,6 +237,7 @@ impl Shared<'_> {
             checkpointer,
             ckpt_stop,
             pins,
+            memory,
         })
     }
 }

@@ -9,8 +9,9 @@
 //! | `GET /readyz`  | 200 while the pipeline is [`Phase::Streaming`], else 503 naming the phase |
 //! | `POST /ops`    | a batch of ops in the trigger pipeline's format, written through the stream (see [`ops`](self::ops)); also at `POST /api/indexes/{name}/ops` |
 //! | `/check/*`     | the live check's pin, hold and index state (admin) |
+//! | `GET /status/memory` | [`MemoryReport`]: the index's memory by field, made on the index writer's thread (admin; tens of milliseconds of its time at 10^7 slots) |
 //!
-//! With `[http].token` set, `POST /ops` and `/check/*` answer 401 without `Authorization: Bearer <token>`.
+//! With `[http].token` set, `POST /ops`, `/check/*` and `/status/memory` answer 401 without `Authorization: Bearer <token>`.
 //!
 //! Guarantees: readers never block the pipeline. Queries run on an immutable snapshot loaded
 //! from the sink's published cell, on the blocking pool, with no lock held across an await; the
@@ -53,9 +54,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 use crate::WalKey;
-use crate::index::Snapshot;
+use crate::index::{MemoryReport, Snapshot};
 use crate::pipeline::Pins;
-use crate::sink::coalescing::CoalescingSink;
+use crate::sink::coalescing::{CoalescingSink, MemoryProbe};
 use crate::status::{Phase, Status};
 
 pub use ops::{BatchError, OpsIntake, parse_batch};
@@ -154,6 +155,8 @@ struct Inner {
     pinned: Mutex<Option<Snapshot>>,
     /// Where `POST /ops` writes (`None`: a server without a pipeline).
     ops: Option<OpsIntake>,
+    /// Asks the index writer for `GET /status/memory`.
+    memory: Option<MemoryProbe>,
 }
 
 impl ServerState {
@@ -179,6 +182,7 @@ impl ServerState {
                 pins: None,
                 pinned: Mutex::new(None),
                 ops: None,
+                memory: None,
             }),
         }
     }
@@ -201,6 +205,15 @@ impl ServerState {
         self
     }
 
+    /// This state with the index writer's memory probe, which `GET /status/memory` asks (call
+    /// it before the state is shared).
+    pub fn with_memory(mut self, probe: MemoryProbe) -> ServerState {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.memory = Some(probe);
+        }
+        self
+    }
+
     fn pinned(&self) -> std::sync::MutexGuard<'_, Option<Snapshot>> {
         self.inner
             .pinned
@@ -208,13 +221,14 @@ impl ServerState {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A state over `sink`'s published snapshots.
+    /// A state over `sink`'s published snapshots, asking its writer for memory reports.
     pub fn from_sink(
         status: Arc<Status>,
         sink: &CoalescingSink,
         options: ServerOptions,
     ) -> ServerState {
         ServerState::new(status, sink.published(), sink.applied(), options)
+            .with_memory(sink.memory_probe())
     }
 
     /// The pipeline's status.
@@ -263,6 +277,7 @@ pub fn router(state: ServerState) -> Router {
         .route("/check/pin", post(check::pin).delete(check::unpin))
         .route("/check/state", get(check::state_in))
         .route("/check/hold", post(check::hold))
+        .route("/status/memory", get(memory_handler))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
@@ -312,6 +327,28 @@ async fn sample_loop(state: ServerState) {
 
 async fn status_handler(State(state): State<ServerState>) -> Json<StatusReport> {
     Json(state.report())
+}
+
+/// How long `GET /status/memory` waits for the index writer (it answers between batches).
+const MEMORY_WAIT: Duration = Duration::from_secs(10);
+
+async fn memory_handler(State(state): State<ServerState>) -> Response {
+    let unavailable = |error: &str| {
+        let body = ErrorBody {
+            error: error.into(),
+            code: "unavailable".into(),
+            position: None,
+            applied_lsn: None,
+        };
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    };
+    let Some(probe) = state.inner.memory.clone() else {
+        return unavailable("this server has no index writer to ask");
+    };
+    match tokio::task::spawn_blocking(move || probe.report(MEMORY_WAIT)).await {
+        Ok(Some(report)) => Json::<MemoryReport>(report).into_response(),
+        _ => unavailable("the index writer did not answer within 10 s (is the pipeline stopping?)"),
+    }
 }
 
 async fn metrics_handler(State(state): State<ServerState>) -> Response {

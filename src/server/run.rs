@@ -79,7 +79,8 @@ pub async fn run_with_index(
         pipeline.applied(),
         server_options,
     )
-    .with_pins(Arc::clone(pipeline.pins()));
+    .with_pins(Arc::clone(pipeline.pins()))
+    .with_memory(pipeline.memory_probe());
     if let Some(intake) = intake {
         state = state.with_ops(intake);
     }

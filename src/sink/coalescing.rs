@@ -20,6 +20,10 @@
 //!   handed to an observer *before* each snapshot is published, so whoever sees a snapshot (or
 //!   its applied cursor) also finds the counters that include its ops.
 //!
+//! * Memory reports ([`MemoryProbe`]) are made on the writer thread between batches: a request
+//!   waits at most for the batch being applied, and an idle writer answers at once. A probe does
+//!   not keep the writer alive.
+//!
 //! Crash windows: none of its own. The index here lives in memory; what survives a crash is the
 //! last checkpoint plus the WAL, and the caller checkpoints from a published snapshot.
 
@@ -32,7 +36,7 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 use tokio::sync::watch;
 
 use crate::WalKey;
-use crate::index::{Index, IndexStats, Snapshot};
+use crate::index::{Index, IndexStats, MemoryReport, Snapshot};
 use crate::ops::EntityOps;
 
 /// Tuning of the coalescing sink.
@@ -77,6 +81,19 @@ enum Command {
     Sync(crossbeam_channel::Sender<Snapshot>),
 }
 
+/// Asks the index writer for the index's memory by field ([`Index::memory`]).
+#[derive(Clone)]
+pub struct MemoryProbe(Sender<Sender<MemoryReport>>);
+
+impl MemoryProbe {
+    /// The writer's report, or `None` when it is gone or does not answer within `timeout`.
+    pub fn report(&self, timeout: Duration) -> Option<MemoryReport> {
+        let (tx, rx) = bounded(1);
+        self.0.send(tx).ok()?;
+        rx.recv_timeout(timeout).ok()
+    }
+}
+
 /// Receives the index's counters on the writer thread before each publish (and once at start).
 /// It runs inside the writer's loop: keep it to a few atomic stores.
 pub type PublishObserver = Box<dyn FnMut(&IndexStats) + Send>;
@@ -87,6 +104,7 @@ pub struct CoalescingSink {
     tx: Option<Sender<Command>>,
     published: Arc<ArcSwap<Snapshot>>,
     applied: watch::Receiver<WalKey>,
+    memory: MemoryProbe,
     thread: Option<JoinHandle<Index>>,
 }
 
@@ -128,9 +146,11 @@ impl CoalescingSink {
         let applied = applied_tx.subscribe();
         let published = Arc::new(ArcSwap::from_pointee(first));
         let (tx, rx) = bounded(options.capacity.max(1));
+        let (memory_tx, memory) = crossbeam_channel::unbounded();
         let writer = Writer {
             index,
             rx,
+            memory,
             published: published.clone(),
             applied: applied_tx,
             options,
@@ -144,6 +164,7 @@ impl CoalescingSink {
             tx: Some(tx),
             published,
             applied,
+            memory: MemoryProbe(memory_tx),
             thread: Some(thread),
         }
     }
@@ -181,6 +202,11 @@ impl CoalescingSink {
         self.applied.clone()
     }
 
+    /// A handle that asks the writer for the index's memory report.
+    pub fn memory_probe(&self) -> MemoryProbe {
+        self.memory.clone()
+    }
+
     /// Applies what is queued, stops the writer and hands the index back (for a final checkpoint).
     pub fn shutdown(mut self) -> Result<Index, SinkError> {
         self.tx.take();
@@ -201,6 +227,8 @@ impl Drop for CoalescingSink {
 struct Writer {
     index: Index,
     rx: Receiver<Command>,
+    /// Memory report requests (see [`MemoryProbe`]).
+    memory: Receiver<Sender<MemoryReport>>,
     published: Arc<ArcSwap<Snapshot>>,
     applied: watch::Sender<WalKey>,
     options: SinkOptions,
@@ -210,7 +238,7 @@ struct Writer {
 impl Writer {
     fn run(mut self) -> Index {
         let mut waiting: Vec<crossbeam_channel::Sender<Snapshot>> = Vec::new();
-        'publish: while let Ok(first) = self.rx.recv() {
+        'publish: while let Some(first) = self.recv() {
             let started = Instant::now();
             self.handle(first, &mut waiting);
             loop {
@@ -226,9 +254,9 @@ impl Writer {
                 }
                 // Inside a transaction: readers see it whole or not at all, so apply its rest
                 // before publishing.
-                match self.rx.recv() {
-                    Ok(cmd) => self.handle(cmd, &mut waiting),
-                    Err(_) => break 'publish,
+                match self.recv() {
+                    Some(cmd) => self.handle(cmd, &mut waiting),
+                    None => break 'publish,
                 }
             }
             if let Some(observe) = self.observer.as_mut() {
@@ -243,6 +271,23 @@ impl Writer {
             }
         }
         self.index
+    }
+
+    /// The next command, answering memory requests while waiting for it; `None` once every
+    /// sender of commands is gone (probes do not count).
+    fn recv(&self) -> Option<Command> {
+        loop {
+            crossbeam_channel::select! {
+                recv(self.rx) -> cmd => return cmd.ok(),
+                recv(self.memory) -> request => match request {
+                    Ok(reply) => {
+                        let _ = reply.send(self.index.memory());
+                    }
+                    // No probe left: wait for commands alone.
+                    Err(_) => return self.rx.recv().ok(),
+                },
+            }
+        }
     }
 
     fn handle(&mut self, cmd: Command, waiting: &mut Vec<crossbeam_channel::Sender<Snapshot>>) {
@@ -328,5 +373,26 @@ mod tests {
         assert_eq!(sink.snapshot().alive_count(), 0);
         sink.send(row(5), WalKey::end_of(Lsn(11))).unwrap();
         assert_eq!(sink.sync().unwrap().alive_count(), 5);
+    }
+
+    #[test]
+    fn an_idle_writer_answers_memory_probes_and_probes_do_not_keep_it_alive() {
+        let schema = Schema::from_pairs(&[("a", FilterKind::Single)], &[]).unwrap();
+        let sink = CoalescingSink::spawn(Index::new(Arc::new(schema)), SinkOptions::default());
+        let probe = sink.memory_probe();
+        let batch = (0..1000).map(|i| EntityOps::alive(i, vec![Op::set("a", i % 7)]));
+        sink.send(batch.collect(), WalKey::end_of(Lsn(10))).unwrap();
+        sink.sync().unwrap();
+        let report = probe
+            .report(Duration::from_secs(10))
+            .expect("an idle writer answers");
+        assert_eq!(report.slots, 1000);
+        assert_eq!(report.fields[1].keys, 7);
+        sink.shutdown().unwrap();
+        assert_eq!(
+            probe.report(Duration::from_secs(1)),
+            None,
+            "the writer is gone"
+        );
     }
 }

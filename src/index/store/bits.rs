@@ -28,6 +28,7 @@
 //!   results) and copy shared data only when it changes.
 
 mod chunked;
+mod size;
 
 use std::ops::{BitOrAssign, Deref, RangeInclusive};
 use std::sync::Arc;
@@ -36,6 +37,7 @@ use roaring::RoaringBitmap;
 
 use super::packed::{Write, sets, slot_of, winners};
 use chunked::{chunks_of_sorted, roaring_of_sorted, roaring_of_words};
+pub(crate) use size::roaring_bytes;
 
 /// Bits of slot id that select the chunk: chunks hold 2^20 slots.
 pub(crate) const CHUNK_BITS: u32 = 20;

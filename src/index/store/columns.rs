@@ -11,6 +11,7 @@
 use super::keymap::KeyHashMap;
 use super::keys::Key;
 use super::prefetch;
+use super::size::{map_bytes, vec_bytes};
 
 /// Bits of a slot that select its page.
 pub(crate) const PAGE_BITS: u32 = 16;
@@ -85,6 +86,21 @@ pub(crate) struct Column {
 }
 
 impl Column {
+    /// Heap bytes of the column: its page table and pages, at their widths.
+    pub(crate) fn heap_bytes(&self) -> u64 {
+        let pages: u64 = self
+            .pages
+            .iter()
+            .flatten()
+            .map(|p| match p {
+                Page::U8(_) => vec_bytes::<u8>(PAGE),
+                Page::U16(_) => vec_bytes::<u16>(PAGE),
+                Page::U32(_) => vec_bytes::<u32>(PAGE),
+            })
+            .sum();
+        vec_bytes::<Option<Page>>(self.pages.capacity()) + pages
+    }
+
     /// The slot's value (0 when never written).
     pub(crate) fn get(&self, slot: u32) -> u32 {
         let (p, o) = ((slot >> PAGE_BITS) as usize, slot as usize & (PAGE - 1));
@@ -200,6 +216,11 @@ pub(crate) struct CodeTable {
 }
 
 impl CodeTable {
+    /// Heap bytes of the table: its keys and their codes.
+    pub(crate) fn heap_bytes(&self) -> u64 {
+        vec_bytes::<Key>(self.keys.capacity()) + map_bytes::<Key, u32>(self.codes.capacity())
+    }
+
     /// The code of `k`, assigning one if new.
     pub(crate) fn intern(&mut self, k: Key) -> u32 {
         if let Some(&c) = self.codes.get(&k) {
@@ -213,7 +234,6 @@ impl CodeTable {
     }
 
     /// The code of `k`, if it has one.
-    #[cfg(test)]
     pub(crate) fn code(&self, k: &Key) -> Option<u32> {
         self.codes.get(k).copied()
     }
@@ -233,6 +253,13 @@ pub(crate) struct KeyColumn {
     pub col: Column,
     /// Key ↔ code.
     pub table: CodeTable,
+}
+
+impl KeyColumn {
+    /// Heap bytes of the column and its code table.
+    pub(crate) fn heap_bytes(&self) -> u64 {
+        self.col.heap_bytes() + self.table.heap_bytes()
+    }
 }
 
 #[cfg(test)]

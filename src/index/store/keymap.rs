@@ -17,6 +17,7 @@ use std::sync::Arc;
 use super::bits::Bits;
 use super::keys::Key;
 use super::packed::{Write, sets, slot_of, winners};
+use super::size::{ARC, vec_bytes};
 use crate::hash::{KeyHash, seed};
 
 /// A map keyed by [`Key`] with the fast [`KeyHash`].
@@ -96,9 +97,19 @@ impl KeyMap {
     }
 
     /// Number of keys with at least one slot.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// Heap bytes of the map: its shards and every key's bitmap (see [`super::size`]).
+    pub(crate) fn heap_bytes(&self) -> u64 {
+        let shards = vec_bytes::<Shard>(self.shards.len());
+        let entries: u64 = self
+            .shards
+            .iter()
+            .map(|s| ARC + vec_bytes::<(Key, Bits)>(s.len()))
+            .sum();
+        shards + entries + self.iter().map(|(_, b)| b.heap_bytes()).sum::<u64>()
     }
 
     /// Whether this map alone owns shard `i` (and so may change it without copying).

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+use super::size::{ARC, map_bytes, vec_bytes};
 use crate::ops::Value;
 use crate::schema::{FilterKind, SortField};
 
@@ -184,6 +185,14 @@ pub(crate) struct Dict {
 }
 
 impl Dict {
+    /// Heap bytes of the dictionary: each text once, its id table and its list.
+    pub(crate) fn heap_bytes(&self) -> u64 {
+        let texts: u64 = self.texts.iter().map(|t| ARC + t.len() as u64).sum();
+        texts
+            + vec_bytes::<Arc<str>>(self.texts.capacity())
+            + map_bytes::<Arc<str>, u32>(self.ids.capacity())
+    }
+
     /// The id of `text`, if it has one.
     pub(crate) fn get(&self, text: &str) -> Option<u32> {
         self.ids.get(text).copied()

@@ -280,6 +280,10 @@ async fn trigger_ops_posted_to_a_second_pgroar_build_the_streamed_index() {
     posted.applied = streamed.applied;
     assert_eq!(posted, streamed);
     assert!(!posted.alive.contains(&999), "a rejected batch wrote");
+    assert_memory_matches(&stream.base, None, &streamed).await;
+    let memory_url = format!("{}/status/memory", fed.base);
+    assert_eq!(call("GET", memory_url, None, None).await.0, 401);
+    assert_memory_matches(&fed.base, Some(TOKEN), &streamed).await;
     let log = std::fs::read_to_string(&fed.log).unwrap();
     assert!(!log.contains(TOKEN), "the token leaked into the log");
     // And the streaming server passes `pgroar check` as a user runs it.
@@ -310,6 +314,32 @@ async fn trigger_ops_posted_to_a_second_pgroar_build_the_streamed_index() {
     assert_eq!(tailed.len(), written.len());
     assert!(tailed == written, "ops tail differs from the trigger table");
     drop((s_child, t_child));
+}
+
+/// `GET /status/memory` of the server at `base` reports the dumped index's live slots, and
+/// each single-value or bool field's distinct keys, with the fields' bytes adding up.
+async fn assert_memory_matches(base: &str, token: Option<&str>, state: &IndexState) {
+    let (code, report) = call("GET", format!("{base}/status/memory"), None, token).await;
+    assert_eq!(code, 200, "{report}");
+    assert_eq!(report["slots"], state.alive.len(), "{report}");
+    let fields = report["fields"].as_array().unwrap();
+    let sum: u64 = fields
+        .iter()
+        .map(|f| {
+            ["bitmaps", "columns", "other"]
+                .map(|k| f[k].as_u64().unwrap())
+                .iter()
+                .sum::<u64>()
+        })
+        .sum();
+    assert_eq!(report["total"].as_u64(), Some(sum), "{report}");
+    for (name, dump) in &state.filters {
+        let field = fields.iter().find(|f| f["name"] == name.as_str()).unwrap();
+        assert!(field["bitmaps"].as_u64().unwrap() > 0, "{field}");
+        if field["kind"] != "multi" {
+            assert_eq!(field["keys"], dump.values.len(), "{name}: {field}");
+        }
+    }
 }
 
 /// The seed's form of a batch: `{"op":"alive"}` first in a created entity's ops instead of

@@ -50,6 +50,7 @@ use crate::hash::KeyHash;
 use crate::index::Index;
 use crate::index::store::columns::{NONE, NULL};
 use crate::index::store::keys::{self, BadValue, Key, RawKey};
+use crate::index::store::size::{ARC, map_bytes, vec_bytes};
 use crate::index::write::bulk::ParentRow;
 
 /// A parent's value in one target, as the target field files it.
@@ -119,9 +120,22 @@ impl Parents {
     }
 
     /// Number of parents with a value.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// Heap bytes of the parent rows and their tables.
+    pub(crate) fn heap_bytes(&self) -> u64 {
+        let tables: u64 = self
+            .shards
+            .iter()
+            .map(|s| ARC + map_bytes::<Key, Row>(s.capacity()))
+            .sum();
+        let rows: u64 = self
+            .iter()
+            .map(|(_, r)| ARC + vec_bytes::<Cell>(r.len()))
+            .sum();
+        vec_bytes::<Arc<HashMap<Key, Row, KeyHash>>>(self.shards.len()) + tables + rows
     }
 
     /// Every parent, in no particular order.
