@@ -218,6 +218,8 @@ pub struct Index {
     /// Per filter field: whether a `delete` takes the slot out of it
     /// ([`Schema::deleted_with_slot`]).
     wiped: Arc<[bool]>,
+    /// The sort columns and link keys are still to be rebuilt ([`Index::finish_load`]).
+    unfinished: bool,
 }
 
 /// A clone shares every bitmap with the original (copy-on-write), so it is cheap; the writer
@@ -247,6 +249,7 @@ impl Clone for Index {
             cleaned: Mutex::new(None),
             stats: self.stats,
             wiped: Arc::clone(&self.wiped),
+            unfinished: self.unfinished,
         }
     }
 }
@@ -277,6 +280,7 @@ impl Index {
             cleaned: Mutex::new(None),
             stats: IndexStats::default(),
             wiped: schema_wiped.into(),
+            unfinished: false,
         }
     }
 

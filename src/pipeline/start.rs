@@ -68,7 +68,8 @@ async fn load_index(
         let started = std::time::Instant::now();
         let index = match preloaded {
             Some(index) => Some(index),
-            None => Index::load_checkpoint(&index_dir, schema)?,
+            // Queries are served once the bitmaps are in; the index writer rebuilds the rest.
+            None => Index::load_checkpoint_lazy(&index_dir, schema)?,
         };
         Ok::<_, PipelineError>((index, started.elapsed()))
     })

@@ -237,6 +237,8 @@ struct Writer {
 
 impl Writer {
     fn run(mut self) -> Index {
+        // Readers have the first snapshot already; what only writes need is rebuilt now.
+        self.index.finish_load();
         let mut waiting: Vec<crossbeam_channel::Sender<Snapshot>> = Vec::new();
         'publish: while let Some(first) = self.recv() {
             let started = Instant::now();

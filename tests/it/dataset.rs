@@ -241,16 +241,5 @@ async fn the_generated_feed_streams_and_checks_equal_to_sql() {
 
 /// `pgroar check --config <dir>/pgroar.toml`: whether it succeeded, and what it printed.
 fn check_binary(dir: &TempDir) -> (bool, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgroar"))
-        .arg("check")
-        .arg("--config")
-        .arg(dir.path().join("pgroar.toml"))
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    crate::it::support::feed::check_output(&dir.path().join("pgroar.toml"))
 }

@@ -470,12 +470,26 @@ fn check_crc(path: &Path, file: &File, len: u64) -> Result<(), CheckpointError> 
 impl Index {
     /// Loads the checkpoint in `dir` for `schema`; `None` when there is none. The writer's
     /// columns are rebuilt from the bitmaps.
+    pub fn load_checkpoint(
+        dir: &Path,
+        schema: Arc<Schema>,
+    ) -> Result<Option<Index>, CheckpointError> {
+        let mut index = Index::load_checkpoint_lazy(dir, schema)?;
+        if let Some(index) = index.as_mut() {
+            index.finish_load();
+        }
+        Ok(index)
+    }
+
+    /// [`Index::load_checkpoint`], but returns as soon as the index can be queried: the sort
+    /// columns and link keys the writer needs are rebuilt by [`Index::finish_load`] (or the first
+    /// write).
     ///
     /// A newest checkpoint that is missing (killed between two renames) or damaged (CRC,
     /// structure, a read error) gives way to the previous one: the damaged file is moved to
     /// [`DAMAGED_CHECKPOINT_FILE`] and the WAL replay starts from the previous checkpoint. A
     /// checkpoint of another version or schema is an error either way.
-    pub fn load_checkpoint(
+    pub fn load_checkpoint_lazy(
         dir: &Path,
         schema: Arc<Schema>,
     ) -> Result<Option<Index>, CheckpointError> {

@@ -2,7 +2,14 @@
 //! filter field's code per slot, each sort field's value per slot) and the multi-value links'
 //! per-slot keys, rebuilt from them. Each column is filled into plain pages first (a store per
 //! bit, through roaring's internal iteration), then put in place page by page; one field per
-//! rayon task, the link keys beside the key columns. Does no I/O.
+//! rayon task. Does no I/O.
+//!
+//! In two steps: the load rebuilds the single/bool columns (which also find a corrupt
+//! checkpoint: a slot in two keys of one field, so the previous checkpoint can be loaded
+//! instead); the sort columns and link keys — half of a load's time, and needed only to write —
+//! wait for [`Index::finish_load`], which the index writer runs once it starts while readers are
+//! already served, and which every write runs first if nobody did. Readers never see the writer's
+//! columns, so nothing they see depends on when the second step runs.
 
 use std::path::Path;
 
@@ -13,28 +20,44 @@ use crate::index::store::columns::{Column, ColumnBuilder, KeyColumn, NONE, NULL}
 use crate::index::write::join::LinkKeys;
 use crate::index::{Index, State};
 
-/// Builds the writer around a loaded state, rebuilding the per-slot columns.
+/// Builds the writer around a loaded state, rebuilding the single/bool columns; the rest waits
+/// for [`Index::finish_load`].
 pub(super) fn rebuild(state: State, path: &Path) -> Result<Index, CheckpointError> {
     let mut index = Index::from_state(state);
-    // Each column from its bitmaps into plain pages first (a store per bit), then put in place
-    // page by page; the fields, and the link keys beside them, in parallel.
-    let state = &index.state;
-    let links = &mut index.joins.links;
-    let key_cols = &mut index.key_cols;
-    let sort_cols = &mut index.sort_cols;
-    let (columns, ()) = rayon::join(
-        || key_columns(state, key_cols, path),
-        || {
-            links.par_iter_mut().enumerate().for_each(|(fi, l)| {
-                if let Some(l) = l {
-                    *l = LinkKeys::from_bitmaps(&state.filters[fi].values);
-                }
-            });
-        },
-    );
-    columns?;
-    sort_columns(state, sort_cols);
+    key_columns(&index.state, &mut index.key_cols, path)?;
+    index.unfinished = true;
     Ok(index)
+}
+
+impl Index {
+    /// Rebuilds what a checkpoint load left for later (see [`Index::load_checkpoint_lazy`]): the
+    /// sort columns and the link keys, the fields in parallel. A no-op on any other index; every
+    /// write runs it first.
+    pub fn finish_load(&mut self) {
+        if !std::mem::take(&mut self.unfinished) {
+            return;
+        }
+        crate::failpoint::hit("checkpoint-finish");
+        let started = std::time::Instant::now();
+        let _small_pages = crate::index::huge_pages::NoHugePages::new();
+        let state = &self.state;
+        let links = &mut self.joins.links;
+        let sort_cols = &mut self.sort_cols;
+        rayon::join(
+            || {
+                links.par_iter_mut().enumerate().for_each(|(fi, l)| {
+                    if let Some(l) = l {
+                        *l = LinkKeys::from_bitmaps(&state.filters[fi].values);
+                    }
+                });
+            },
+            || sort_columns(state, sort_cols),
+        );
+        tracing::info!(
+            ms = started.elapsed().as_millis() as u64,
+            "the index writer's sort columns and link keys are rebuilt"
+        );
+    }
 }
 
 /// Each single/bool field's column from its bitmaps (a slot in two keys is corrupt).

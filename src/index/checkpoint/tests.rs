@@ -208,3 +208,30 @@ fn a_key_written_twice_in_a_field_is_refused() {
         });
     assert!(refused, "no duplicate key refused");
 }
+
+#[test]
+fn a_lazy_load_serves_at_once_and_rebuilds_the_rest_before_the_first_write() {
+    let (dir, _, _) = sample_checkpoint();
+    let mut a = sample();
+    let mut lazy = Index::load_checkpoint_lazy(dir.path(), schema())
+        .unwrap()
+        .unwrap();
+    // Queryable now: the bitmaps are in, the writer's sort columns are not.
+    assert_eq!(lazy.snapshot().debug_state(), a.debug_state());
+    assert!(lazy.unfinished && lazy.sort_cols.iter().all(|c| c.get(0) == 0));
+    // A write rebuilds them first: a slot's old sort bits and key leave as on the original.
+    for idx in [&mut a, &mut lazy] {
+        idx.apply(&EntityOps::new(
+            0,
+            vec![Op::set("existedAt", 5), Op::set("postId", 4)],
+        ));
+    }
+    assert!(!lazy.unfinished);
+    assert_eq!(a.debug_state(), lazy.debug_state());
+    lazy.finish_load();
+    assert_eq!(
+        a.debug_state(),
+        lazy.debug_state(),
+        "a second finish is a no-op"
+    );
+}

@@ -68,6 +68,7 @@ impl Index {
     /// its previous key / sort bits first. When the accumulator holds one slot under two keys of
     /// a single-value field, the greater key (integers before text, then by value) wins.
     pub fn merge_bulk(&mut self, acc: crate::index::write::bulk::BulkAccumulator) {
+        self.finish_load();
         self.flush_pending();
         let parts = acc.into_parts();
         self.stats.add(&parts.stats);

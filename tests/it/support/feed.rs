@@ -506,3 +506,24 @@ pub async fn assert_server_matches(client: &Client, base: &str, context: &str) {
         assert_eq!(got, want, "{filter} ({context})");
     }
 }
+
+/// `pgroar check --config <config>` as a user runs it: whether it succeeded, and what it said.
+pub fn check_output(config: &std::path::Path) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgroar"))
+        .args(["check", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// [`check_output`] passes: exit 0 and "the index equals SQL".
+pub fn assert_check_passes(config: &std::path::Path) {
+    let (ok, text) = check_output(config);
+    assert!(ok && text.contains("the index equals SQL at LSN"), "{text}");
+}

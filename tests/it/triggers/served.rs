@@ -15,7 +15,7 @@ use tokio_postgres::Client;
 
 use super::workload::{fixed, run};
 use super::{feed_config, feed_config_text, prepare, prepare_with};
-use crate::it::support::feed::Runner;
+use crate::it::support::feed::{Runner, assert_check_passes};
 use crate::it::support::follow::{current_lsn, nudge};
 
 pub const TOKEN: &str = "t0ps3cret-for-tests";
@@ -130,24 +130,6 @@ pub async fn dump(base: &str, token: Option<&str>, client: &Client) -> IndexStat
     assert_eq!(code, 200, "{state}");
     call("DELETE", format!("{base}/check/pin"), None, token).await;
     serde_json::from_value(state).expect("an index state")
-}
-
-/// `pgroar check --config <config>` as a user runs it: exit 0 and "the index equals SQL".
-fn assert_check_passes(config: &std::path::Path) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgroar"))
-        .args(["check", "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && text.contains("the index equals SQL at LSN"),
-        "{text}"
-    );
 }
 
 /// The rows the triggers wrote, one batch per transaction (id order: the workload is serial).

@@ -123,6 +123,7 @@ impl Index {
     /// `creates_slot` are skipped and counted; its `queryOpSet`s (which address other slots) and
     /// `truncate`s (which address every slot) still apply.
     pub fn apply(&mut self, e: &EntityOps) {
+        self.finish_load();
         self.settle();
         let slot = u32::try_from(e.entity_id).ok();
         let slot_op = |op: &Op| !matches!(op, Op::QueryOpSet { .. } | Op::Truncate { .. });

@@ -553,6 +553,7 @@ impl Index {
     /// targets of every slot whose single-value link holds NULL or a key no parent row has (the
     /// dump gave values only to the slots of the parents it saw).
     pub fn finish_joins(&mut self) {
+        self.finish_load();
         self.rebuild_links();
         let order = self.state.schema.join_order().unwrap_or_default();
         for j in order {
