@@ -347,7 +347,9 @@ async fn memory_handler(State(state): State<ServerState>) -> Response {
     };
     match tokio::task::spawn_blocking(move || probe.report(MEMORY_WAIT)).await {
         Ok(Some(report)) => Json::<MemoryReport>(report).into_response(),
-        _ => unavailable("the index writer did not answer within 10 s (is the pipeline stopping?)"),
+        _ => unavailable(
+            "the index writer did not answer within 10 s (busy rebuilding its columns after a restart, or stopping)",
+        ),
     }
 }
 

@@ -81,15 +81,20 @@ enum Command {
     Sync(crossbeam_channel::Sender<Snapshot>),
 }
 
+/// A memory report request: the reply channel and when its asker stops waiting.
+type MemoryRequest = (Sender<MemoryReport>, Instant);
+
 /// Asks the index writer for the index's memory by field ([`Index::memory`]).
 #[derive(Clone)]
-pub struct MemoryProbe(Sender<Sender<MemoryReport>>);
+pub struct MemoryProbe(Sender<MemoryRequest>);
 
 impl MemoryProbe {
-    /// The writer's report, or `None` when it is gone or does not answer within `timeout`.
+    /// The writer's report, or `None` when it is gone or does not answer within `timeout`. A
+    /// request the writer reaches after `timeout` is dropped unanswered, so requests that piled
+    /// up while it was busy cost it nothing.
     pub fn report(&self, timeout: Duration) -> Option<MemoryReport> {
         let (tx, rx) = bounded(1);
-        self.0.send(tx).ok()?;
+        self.0.send((tx, Instant::now() + timeout)).ok()?;
         rx.recv_timeout(timeout).ok()
     }
 }
@@ -228,7 +233,7 @@ struct Writer {
     index: Index,
     rx: Receiver<Command>,
     /// Memory report requests (see [`MemoryProbe`]).
-    memory: Receiver<Sender<MemoryReport>>,
+    memory: Receiver<MemoryRequest>,
     published: Arc<ArcSwap<Snapshot>>,
     applied: watch::Sender<WalKey>,
     options: SinkOptions,
@@ -282,8 +287,10 @@ impl Writer {
             crossbeam_channel::select! {
                 recv(self.rx) -> cmd => return cmd.ok(),
                 recv(self.memory) -> request => match request {
-                    Ok(reply) => {
-                        let _ = reply.send(self.index.memory());
+                    Ok((reply, until)) => {
+                        if Instant::now() < until {
+                            let _ = reply.send(self.index.memory());
+                        }
                     }
                     // No probe left: wait for commands alone.
                     Err(_) => return self.rx.recv().ok(),

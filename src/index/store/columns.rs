@@ -211,8 +211,9 @@ pub(crate) const NULL: u32 = 1;
 /// Codes from here on stand for integer keys directly: `DIRECT + i` is `Key::Int(i)`.
 const DIRECT: u32 = 1 << 31;
 
-/// Keys a code table holds before it codes integer keys directly.
-const TABLE_MAX: usize = 1 << 16;
+/// Keys a code table holds before it codes integer keys directly (its codes then still fit in
+/// 16 bits).
+const TABLE_MAX: usize = (1 << 16) - 2;
 
 /// The direct code of `k`: non-negative integers below 2^31.
 fn direct(k: &Key) -> Option<u32> {
@@ -225,7 +226,7 @@ fn direct(k: &Key) -> Option<u32> {
     }
 }
 
-/// The codes of a field's keys (append-only; codes start at 2). The first 2^16 keys get the
+/// The codes of a field's keys (append-only; codes start at 2). The first 2^16 − 2 keys get the
 /// next free code, so a field of few keys has narrow codes (a column of 1 or 2 bytes a slot);
 /// past that, codes need 4 bytes anyway and integer keys are coded directly, without an entry
 /// (an id field of 1.5M keys kept ≈ 56 bytes a key in the table: 84 MiB at 10M images).

@@ -3,7 +3,7 @@
 //!
 //! Most slots hold one or two keys (an image and its model versions), so the first two keys live
 //! in paged columns of codes (1 to 4 bytes a slot each), and only the slots with three or more
-//! have an entry in a hash map (their further codes). The slots with two or more keys are also a
+//! have an entry in a hash map (a list of their further codes). The slots with two or more keys are also a
 //! bitmap, [`LinkKeys::several`]: a parent change rewrites the one-key slots with two bitmap
 //! operations and checks only the others one by one. Not part of snapshots or checkpoints:
 //! rebuilt from the link's bitmaps on load.
@@ -33,7 +33,7 @@ pub(crate) struct LinkKeys {
     /// Per slot, the code of a second key ([`NONE`]: it holds at most one).
     second: Column,
     /// Per slot holding three keys or more, the codes besides the first two (never empty).
-    rest: HashMap<u32, Box<[u32]>, KeyHash>,
+    rest: HashMap<u32, Vec<u32>, KeyHash>,
     /// The slots holding two keys or more.
     several: RoaringBitmap,
 }
@@ -63,17 +63,22 @@ impl LinkKeys {
         }
         links.first = first.build();
         links.second = second.build();
-        links.rest = rest.into_iter().map(|(s, v)| (s, v.into())).collect();
+        rest.values_mut().for_each(Vec::shrink_to_fit);
+        links.rest = rest;
         links
     }
 
     /// Heap bytes: the code table, both columns, the further codes and the bitmap.
     pub(crate) fn heap_bytes(&self) -> u64 {
-        let lists: u64 = self.rest.values().map(|v| vec_bytes::<u32>(v.len())).sum();
+        let lists: u64 = self
+            .rest
+            .values()
+            .map(|v| vec_bytes::<u32>(v.capacity()))
+            .sum();
         self.table.heap_bytes()
             + self.first.heap_bytes()
             + self.second.heap_bytes()
-            + map_bytes::<u32, Box<[u32]>>(self.rest.capacity())
+            + map_bytes::<u32, Vec<u32>>(self.rest.capacity())
             + lists
             + roaring_bytes(&self.several)
     }
@@ -126,9 +131,7 @@ impl LinkKeys {
                 self.second.set(slot, code);
                 self.several.insert(slot);
             } else {
-                let rest = self.rest.remove(&slot).unwrap_or_default();
-                let grown: Box<[u32]> = rest.iter().copied().chain([code]).collect();
-                self.rest.insert(slot, grown);
+                self.rest.entry(slot).or_default().push(code);
             }
             return true;
         }
@@ -152,12 +155,12 @@ impl LinkKeys {
 
     /// `slot` no longer holds its second key: a further one takes its place, if any.
     fn drop_second(&mut self, slot: u32) {
-        let next = match self.rest.remove(&slot) {
+        let next = match self.rest.get_mut(&slot) {
             None => NONE,
             Some(rest) => {
-                let (&last, others) = rest.split_last().expect("never empty");
-                if !others.is_empty() {
-                    self.rest.insert(slot, others.into());
+                let last = rest.pop().expect("never empty");
+                if rest.is_empty() {
+                    self.rest.remove(&slot);
                 }
                 last
             }
@@ -170,17 +173,15 @@ impl LinkKeys {
 
     /// Takes `code` out of `slot`'s further codes; `true` when it was there.
     fn drop_rest(&mut self, slot: u32, code: u32) -> bool {
-        let Some(rest) = self.rest.get(&slot) else {
+        let Some(rest) = self.rest.get_mut(&slot) else {
             return false;
         };
-        if !rest.contains(&code) {
+        let Some(at) = rest.iter().position(|&c| c == code) else {
             return false;
-        }
-        let kept: Box<[u32]> = rest.iter().copied().filter(|&c| c != code).collect();
-        if kept.is_empty() {
+        };
+        rest.swap_remove(at);
+        if rest.is_empty() {
             self.rest.remove(&slot);
-        } else {
-            self.rest.insert(slot, kept);
         }
         true
     }
