@@ -8,7 +8,8 @@
 //! 1. a sequential raw `psql COPY … TO STDOUT > /dev/null` of the six tables;
 //! 2. `pgroar bootstrap` (release binary) until its first `/query` answer: wall time, rows/s,
 //!    CPU, peak RSS, the phases and the checkpoint's size on disk;
-//! 3. a restart (`pgroar run`) until its first `/query` answer;
+//! 3. a restart (`pgroar run`) until its first `/query` answer (`PGROAR_SCALE_COLD_RESTART=1`:
+//!    with the page cache dropped first, as after a reboot; needs root);
 //! 4. the dataset's writer (one session) at `PGROAR_SCALE_WRITE_RATE` transactions per
 //!    second in all (default 10,000; the writer's mix of small changes; the rate reached is
 //!    printed) for `PGROAR_SCALE_WRITE_SECS` (default 60), while
@@ -144,7 +145,13 @@ fn main() {
     );
     eprintln!("index memory by field after the bootstrap:\n{boot_memory}");
 
-    // 3. Restart to serving.
+    // 3. Restart to serving (after a reboot's empty page cache, with PGROAR_SCALE_COLD_RESTART=1;
+    // needs root).
+    if std::env::var_os("PGROAR_SCALE_COLD_RESTART").is_some() {
+        let dropped = Command::new("sync").status().is_ok_and(|s| s.success())
+            && std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok();
+        eprintln!("restart with an empty page cache: {dropped}");
+    }
     let t = Instant::now();
     let mut child = pgroar.spawn(&bin, &["run"], "info");
     pgroar.wait_query(&mut child, r#"{"limit": 1}"#);
