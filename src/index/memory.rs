@@ -49,26 +49,6 @@ pub struct MemoryReport {
     pub fields: Vec<FieldMemory>,
 }
 
-impl MemoryReport {
-    /// One line: the total, bytes per live slot, and the `top` largest fields.
-    pub fn summary(&self, top: usize) -> String {
-        let mut fields: Vec<&FieldMemory> = self.fields.iter().collect();
-        fields.sort_by_key(|f| std::cmp::Reverse(f.total()));
-        let mib = |b: u64| b as f64 / f64::from(1 << 20);
-        let largest: Vec<String> = fields
-            .iter()
-            .take(top)
-            .map(|f| format!("{} {:.1}", f.name, mib(f.total())))
-            .collect();
-        format!(
-            "{:.1} MiB, {:.1} B per slot; largest (MiB): {}",
-            mib(self.total),
-            self.total as f64 / self.slots.max(1) as f64,
-            largest.join(", ")
-        )
-    }
-}
-
 fn kind_name(kind: FilterKind) -> &'static str {
     match kind {
         FilterKind::Single => "single",
@@ -211,6 +191,5 @@ mod tests {
             tags.columns == 0 && tags.bitmaps > 2 * kind.bitmaps,
             "{tags:?}"
         );
-        assert!(r.summary(3).contains("MiB"), "{}", r.summary(3));
     }
 }

@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::ServerState;
-use super::query::ErrorBody;
+use super::query::error_response as error;
 use crate::Lsn;
 use crate::index::IndexState;
 use crate::pipeline::PinError;
@@ -50,16 +50,6 @@ pub struct PinAnswer {
 pub struct Range {
     from: u32,
     to: u32,
-}
-
-fn error(status: StatusCode, code: &str, error: String) -> Response {
-    let body = ErrorBody {
-        error,
-        code: code.into(),
-        position: None,
-        applied_lsn: None,
-    };
-    (status, Json(body)).into_response()
 }
 
 pub(super) async fn pin(State(state): State<ServerState>, Json(req): Json<PinRequest>) -> Response {

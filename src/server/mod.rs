@@ -334,13 +334,7 @@ const MEMORY_WAIT: Duration = Duration::from_secs(10);
 
 async fn memory_handler(State(state): State<ServerState>) -> Response {
     let unavailable = |error: &str| {
-        let body = ErrorBody {
-            error: error.into(),
-            code: "unavailable".into(),
-            position: None,
-            applied_lsn: None,
-        };
-        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        query::error_response(StatusCode::SERVICE_UNAVAILABLE, "unavailable", error.into())
     };
     let Some(probe) = state.inner.memory.clone() else {
         return unavailable("this server has no index writer to ask");

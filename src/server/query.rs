@@ -108,6 +108,17 @@ pub struct ErrorBody {
     pub applied_lsn: Option<Lsn>,
 }
 
+/// A response of `status` with an [`ErrorBody`] of `code` and `error` (no position or LSN).
+pub(super) fn error_response(status: StatusCode, code: &str, error: String) -> Response {
+    let body = ErrorBody {
+        error,
+        code: code.into(),
+        position: None,
+        applied_lsn: None,
+    };
+    (status, Json(body)).into_response()
+}
+
 /// An error response: status and body.
 #[derive(Debug)]
 pub(crate) struct ApiError {
