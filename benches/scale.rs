@@ -14,7 +14,8 @@
 //!    second in all (default 10,000; the writer's mix of small changes; the rate reached is
 //!    printed) for `PGROAR_SCALE_WRITE_SECS` (default 60), while
 //!    a reader runs top-50 queries back to back: their p50/p99/max, the apply rate, the
-//!    checkpoints written meanwhile (size, time), resident memory at the start and the end.
+//!    checkpoints written meanwhile (size, time), resident memory at the start and the end,
+//!    and every `PGROAR_SCALE_SAMPLE_SECS` (default 300) a line of rates, lag and memory.
 //!
 //! ```sh
 //! cargo bench --bench scale                                      # 10M images
@@ -63,6 +64,7 @@ fn main() {
     let images = env("PGROAR_SCALE_IMAGES", 10_000_000.0) as u32;
     let rate = env("PGROAR_SCALE_WRITE_RATE", 10_000.0);
     let write_secs = env("PGROAR_SCALE_WRITE_SECS", 60.0);
+    let sample_secs = env("PGROAR_SCALE_SAMPLE_SECS", 300.0);
     let (cluster, url, rt) = schemas::cluster("scale");
     let t = Instant::now();
     schemas::load_feed(&rt, &url, images, Identity::Default);
@@ -180,6 +182,7 @@ fn main() {
     let t = Instant::now();
     let mut lat = Vec::new();
     let mut i = 0;
+    let mut sample = Sample::new(&pgroar, sample_secs);
     while t.elapsed().as_secs_f64() < write_secs {
         let q = Instant::now();
         let answer = pgroar.query(QUERIES[i % QUERIES.len()]);
@@ -190,6 +193,7 @@ fn main() {
         );
         lat.push(q.elapsed());
         i += 1;
+        sample.tick(&pgroar, child.id(), &stats, &lat);
     }
     let _ = stop_tx.send(true);
     for w in writing {
@@ -223,6 +227,69 @@ fn main() {
     let t = Instant::now();
     process::stop(child);
     eprintln!("stopped in {:.1} s", t.elapsed().as_secs_f64());
+}
+
+/// A line every `every` seconds of the writes: the writer's and the apply's rates since the
+/// last line, the lag, resident memory beside the index's own estimate, the queries' p50/p99.
+struct Sample {
+    every: f64,
+    start: Instant,
+    next: f64,
+    applied: u64,
+    tx: u64,
+    queries: usize,
+}
+
+impl Sample {
+    fn new(pgroar: &Pgroar, every: f64) -> Self {
+        Sample {
+            every,
+            start: Instant::now(),
+            next: every,
+            applied: ops_applied(pgroar),
+            tx: 0,
+            queries: 0,
+        }
+    }
+
+    fn tick(
+        &mut self,
+        pgroar: &Pgroar,
+        pid: u32,
+        stats: &WriterStats,
+        lat: &[std::time::Duration],
+    ) {
+        let now = self.start.elapsed().as_secs_f64();
+        if now < self.next {
+            return;
+        }
+        let (applied, tx) = (ops_applied(pgroar), stats.total());
+        let mut window = lat[self.queries..].to_vec();
+        window.sort();
+        let index_mib = memory_total_mib(pgroar);
+        eprintln!(
+            "  [{:>5.0} s] writer {:.0} tx/s, applied {:.0} ops/s, lag {} s; RSS {:.0} MiB, \
+             index {index_mib:.0} MiB; queries p50 {:.2} / p99 {:.2} ms",
+            now,
+            (tx - self.tx) as f64 / self.every,
+            (applied - self.applied) as f64 / self.every,
+            status_field(pgroar, "lag_seconds"),
+            process::rss_mib(pid),
+            percentile_ms(&window, 50.0),
+            percentile_ms(&window, 99.0),
+        );
+        (self.applied, self.tx, self.queries) = (applied, tx, lat.len());
+        self.next += self.every;
+    }
+}
+
+/// The index's own estimate of its heap bytes (`GET /status/memory`), in MiB.
+fn memory_total_mib(pgroar: &Pgroar) -> f64 {
+    let mut resp = ureq::get(&format!("{}/status/memory", pgroar.base))
+        .call()
+        .unwrap();
+    let report: serde_json::Value = resp.body_mut().read_json().unwrap();
+    report["total"].as_u64().unwrap() as f64 / f64::from(1 << 20)
 }
 
 /// Total bytes of the files in `dir`.
