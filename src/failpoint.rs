@@ -3,7 +3,9 @@
 //!
 //! Points: `wal-write`, `wal-fsync`, `checkpoint-fsync` (an injected I/O error: `return` gives
 //! EIO, `return(28)` errno 28), `apply-send` (`sleep(ms)` slows the index writer),
-//! `checkpoint-load` (`sleep(ms)` slows loading the checkpoint at start-up),
+//! `checkpoint-load` (`sleep(ms)` slows loading the checkpoint at start-up), `checkpoint-finish`
+//! (`sleep(ms)` slows the index writer's deferred rebuild), `bootstrap-checkpoint` (`sleep(ms)`
+//! slows writing a bootstrap's checkpoint),
 //! `bootstrap-before-marker`, `checkpoint-before-truncate` (`return` kills the process there).
 
 /// The I/O error injected at `name`, if that point is on.

@@ -14,8 +14,10 @@
 //!    row's query against a snapshot of that index, into a second accumulator merged the same
 //!    way ([`dump`]; row by row through the index when a fan-out writes a field a fan-out query
 //!    reads).
-//! 5. Set the index's cursor to the end of the consistent point, write the checkpoint, then the
-//!    marker. `run` then opens the WAL at that point and streams from the slot.
+//! 5. Set the index's cursor to the end of the consistent point, hand a snapshot of it to the
+//!    caller (which may answer queries from it: they are SQL's answers at that point), write
+//!    the checkpoint, then the marker. `run` then opens the WAL at that point and streams from
+//!    the slot.
 //!
 //! # Guarantees and crash windows
 //! The dump sees exactly the transactions committed before the consistent point; the stream
@@ -43,7 +45,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::index::bulk::BulkAccumulator;
-use crate::index::{CheckpointError, Index};
+use crate::index::{CheckpointError, Index, Snapshot};
 use crate::source::{ConnInfo, ConnInfoError};
 use crate::status::{Progress, TableProgress, TableReport};
 use crate::translate::{TranslateError, TranslateStats, Translator};
@@ -404,6 +406,18 @@ pub async fn bootstrap_keep(
     options: &BootstrapOptions,
     progress: &Arc<Progress>,
 ) -> Result<(BootstrapSummary, Index), BootstrapError> {
+    bootstrap_serving(config, options, progress, |_| ()).await
+}
+
+/// [`bootstrap_keep`], handing `complete` a snapshot of the finished index (its cursor at the
+/// consistent point) before the checkpoint is written: it answers queries as SQL does at that
+/// point while the checkpoint is made durable. Nothing streams until the marker is written.
+pub async fn bootstrap_serving(
+    config: &Config,
+    options: &BootstrapOptions,
+    progress: &Arc<Progress>,
+    complete: impl FnOnce(Snapshot) + Send,
+) -> Result<(BootstrapSummary, Index), BootstrapError> {
     let started = Instant::now();
     // Small pages until the checkpoint is written (see [`crate::index::huge_pages`]).
     let _small_pages = crate::index::huge_pages::NoHugePages::new();
@@ -443,7 +457,7 @@ pub async fn bootstrap_keep(
     }
     progress.set_phase("writing the checkpoint");
     let alive = index.alive_count();
-    let index = commit(config, index, consistent_point, rows).await?;
+    let index = commit(config, index, consistent_point, rows, complete).await?;
     progress.set_phase("done");
     progress.finish();
     let report = progress.report();
@@ -618,13 +632,14 @@ async fn load(
     Ok((index, translate, rows))
 }
 
-/// Sets the index's cursor at the consistent point, writes its checkpoint, then the marker
-/// (the commit point of the bootstrap).
+/// Sets the index's cursor at the consistent point, hands its snapshot to `complete`, writes
+/// its checkpoint, then the marker (the commit point of the bootstrap).
 async fn commit(
     config: &Config,
     mut index: Index,
     consistent_point: Lsn,
     rows: u64,
+    complete: impl FnOnce(Snapshot),
 ) -> Result<Index, BootstrapError> {
     // The snapshot holds every transaction that committed before the consistent point; one
     // whose commit record starts exactly at it is streamed. The cursor says "everything
@@ -633,7 +648,9 @@ async fn commit(
     let data_dir = &config.storage.data_dir;
     let index_dir = data_dir.join("index");
     let snapshot = index.snapshot();
+    complete(snapshot.clone());
     tokio::task::spawn_blocking(move || {
+        crate::failpoint::hit("bootstrap-checkpoint");
         std::fs::create_dir_all(&index_dir).map_err(|source| BootstrapError::Io {
             what: "creating the index directory",
             source,

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use pgroar::bootstrap::{self, BootstrapOptions};
 use pgroar::config::Config;
-use pgroar::server::bootstrapping::serve_progress;
+use pgroar::server::bootstrapping::{Preview, serve_progress};
 use pgroar::status::Progress;
 use tokio::net::TcpListener;
 use tracing::info;
@@ -83,17 +83,22 @@ pub(crate) async fn bootstrap_then_stream(
         .await
         .with_context(|| format!("cannot listen on {}", config.http.listen))?;
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let preview = Preview::default();
     let server = tokio::spawn(serve_progress(
         listener,
         Arc::clone(&progress),
         config.postgres.slot.clone(),
         config.postgres.publication.clone(),
+        preview.clone(),
         async move {
             let _ = server_stopped.await;
         },
     ));
     let result = tokio::select! {
-        r = bootstrap::bootstrap_keep(&config, &options, &progress) => Some(r),
+        r = bootstrap::bootstrap_serving(&config, &options, &progress, |snapshot| {
+            info!("the index is complete: answering queries while its checkpoint is written");
+            preview.publish(&config, snapshot);
+        }) => Some(r),
         _ = shutdown_signal() => None,
     };
     progress.finish();

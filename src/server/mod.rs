@@ -104,6 +104,22 @@ impl ServerOptions {
     pub const MAX_BODY_BYTES: usize = 16 << 20;
 }
 
+impl ServerOptions {
+    /// The options `[http]` sets; the rest at their defaults.
+    pub fn from_config(config: &crate::config::Config) -> ServerOptions {
+        let http = &config.http;
+        ServerOptions {
+            token: http.token.clone(),
+            ready_max_lag: Some(Duration::from_secs(http.ready_max_lag_secs))
+                .filter(|d| !d.is_zero()),
+            query_timeout: Some(Duration::from_millis(http.query_timeout_ms))
+                .filter(|d| !d.is_zero()),
+            max_connections: http.max_connections,
+            ..ServerOptions::default()
+        }
+    }
+}
+
 impl Default for ServerOptions {
     /// Defaults: the constants above, and one running query per CPU.
     fn default() -> Self {

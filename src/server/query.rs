@@ -325,7 +325,8 @@ async fn wait_for(state: &ServerState, min: Lsn, timeout: Duration) -> Result<()
                 Err(unavailable(
                     state,
                     format!(
-                        "the index writer has stopped at {} before reaching {min}",
+                        "the index is not being written (it stopped, or streaming has not \
+                         started yet) at {}: it cannot reach {min} now; retry later",
                         last.lsn
                     ),
                 ))

@@ -59,19 +59,7 @@ pub async fn run_with_index(
     let intake = ConnInfo::parse(&config.postgres.url)
         .ok()
         .map(|conn| OpsIntake::new(conn, &config.postgres.slot, config.schema()));
-    let server_options = ServerOptions {
-        token: config.http.token.clone(),
-        ready_max_lag: Some(std::time::Duration::from_secs(
-            config.http.ready_max_lag_secs,
-        ))
-        .filter(|d| !d.is_zero()),
-        query_timeout: Some(std::time::Duration::from_millis(
-            config.http.query_timeout_ms,
-        ))
-        .filter(|d| !d.is_zero()),
-        max_connections: config.http.max_connections,
-        ..ServerOptions::default()
-    };
+    let server_options = ServerOptions::from_config(&config);
     let pipeline = Pipeline::start_with_index(config, translator, options, preloaded).await?;
     let mut state = ServerState::new(
         Arc::clone(pipeline.status()),

@@ -427,3 +427,74 @@ async fn sigkill_in_the_middle_of_the_dump_then_bootstrap_or_run_starts_over() {
     runner.wait_caught_up(&client).await;
     assert_server_matches(&client, &runner.base, "after a killed dump and a restart").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_are_answered_from_the_dump_while_its_checkpoint_is_written() {
+    let b = Boot::new("boot_preview");
+    let client = b.client().await;
+    load_feed(&client, 20_000).await;
+    let (mut runner, port) = Runner::in_dir(b.dir.path());
+    std::fs::write(
+        &runner.config,
+        feed::config_text(&b.db.url(), &b.slot, &b.data(), port, 64 << 20),
+    )
+    .unwrap();
+    // Writing the checkpoint takes 6 s (a failpoint): the dump's index answers meanwhile.
+    runner.env = vec![(
+        "FAILPOINTS".into(),
+        "bootstrap-checkpoint=sleep(6000)".into(),
+    )];
+    let mut child = runner.spawn(&["bootstrap"]);
+    let deadline = Instant::now() + PATIENCE;
+    let query = serde_json::json!({"limit": 1});
+    loop {
+        assert!(
+            child.0.try_wait().unwrap().is_none(),
+            "{}",
+            runner.log_tail()
+        );
+        if let Some((200, _)) =
+            feed::http(format!("{}/query", runner.base), Some(query.clone())).await
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no answer:\n{}",
+            runner.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Every answer equals SQL at the consistent point, before the bootstrap is durable.
+    assert_server_matches(&client, &runner.base, "while the checkpoint is written").await;
+    let (_, status) = feed::http(format!("{}/status", runner.base), None)
+        .await
+        .unwrap();
+    assert_eq!(status["phase"], "bootstrapping", "{status}");
+    assert!(
+        !matches!(
+            bootstrap::marker::state(&b.data()).unwrap(),
+            DataDir::Complete(_)
+        ),
+        "the answers must come before the marker"
+    );
+    // A read-your-writes wait past the dump is refused, not hung: nothing streams yet.
+    client
+        .batch_execute(&feed::insert_sql(30_001, 30_010, 3))
+        .await
+        .unwrap();
+    let after = current_lsn(&client).await;
+    let wait = serde_json::json!({"limit": 1, "min_lsn": after.to_string(), "timeout_ms": 200});
+    let (code, answer) = feed::http(format!("{}/query", runner.base), Some(wait))
+        .await
+        .unwrap();
+    assert_eq!(
+        (code, &answer["code"]),
+        (503, &"unavailable".into()),
+        "{answer}"
+    );
+    // Then the bootstrap completes, streams, and catches up with the rows added meanwhile.
+    runner.wait_ready(&mut child).await;
+    runner.wait_caught_up(&client).await;
+    assert_server_matches(&client, &runner.base, "streaming after the preview").await;
+}
