@@ -1,24 +1,27 @@
 //! Checkpoints: the whole index (bitmaps, dictionaries, applied cursor) in one file.
 //!
-//! Layout of `index.ckpt`, version 2 (integers little-endian):
+//! Layout of `index.ckpt`, version 3 (integers little-endian):
 //!
 //! | part | encoding |
 //! |---|---|
 //! | magic | 8 bytes `PGROARCK` |
-//! | version | u32 = 2 |
+//! | version | u32 = 3 |
 //! | applied | u64 commit LSN, u32 seq |
 //! | schema | u32 n, n × (str name, u8 kind: 0 single, 1 multi, 2 bool); u32 m, m × (str name, u8 bits); u32 j, j × (str link, u32 t, t × str target) |
 //! | alive | bits |
 //! | per filter field, schema order | u32 d, d × str (dictionary, id order); bits (NULL); u64 k, k × (key, bits) |
 //! | per sort field, schema order | `bits` × bits (layer 0 first) |
 //! | per join, schema order | u64 p, p × (key, t × cell): the parent rows, keys in the link field's key space |
+//! | sections | u32 s, s × u64: the file offset of each section above from alive on (alive, each filter field, each sort layer, each join), so that a load reads them in parallel |
+//! | sections at | u64: the offset of the section table |
 //! | crc | u32 CRC32 of every byte before it |
 //!
 //! `str` = u32 length + UTF-8 bytes; `bits` = u32 chunk count, then per chunk u32 chunk id
 //! (slot >> 20), u32 byte length, and the chunk's bitmap in roaring's portable serialization;
 //! `key` = u8 tag 0 int / 1 text, then i64 or u32 dictionary id; `cell` = u8 tag 0 NULL / 1 int /
 //! 2 text, then i64 or u32 dictionary id (of the target field) unless NULL, then u32 sort value.
-//! Version 1 (no joins in the schema, no parent rows) is still read for a schema without joins.
+//! Version 2 (the same without the section table) is still read, one section after the other;
+//! version 1 (no joins in the schema, no parent rows) too, for a schema without joins.
 //!
 //! Crash safety: the file is written to a temporary file in the same directory, fsynced, renamed
 //! over `index.ckpt`, and the directory fsynced. A crash leaves the old checkpoint or the new one,
@@ -52,7 +55,9 @@ pub const PREVIOUS_CHECKPOINT_FILE: &str = "index.ckpt.prev";
 pub const DAMAGED_CHECKPOINT_FILE: &str = "index.ckpt.damaged";
 const TMP_PREFIX: &str = "index.ckpt.tmp";
 const MAGIC: &[u8; 8] = b"PGROARCK";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
+/// The version before the section table, still read (sequentially).
+const VERSION_2: u32 = 2;
 /// The version before joins, still read for schemas without them.
 const VERSION_1: u32 = 1;
 
@@ -103,7 +108,7 @@ pub enum CheckpointError {
     },
     /// A format version this build does not read.
     #[error(
-        "checkpoint {path} has format version {found}, this build reads {VERSION}; the index must be re-bootstrapped"
+        "checkpoint {path} has format version {found}, this build reads versions 1 to {VERSION}; the index must be re-bootstrapped"
     )]
     Version {
         /// The file.
@@ -322,11 +327,13 @@ impl Snapshot {
             }
         }
         w.put(&head.0)?;
+        let mut at = head.0.len() as u64;
         let sections: Vec<Section> = std::iter::once(Section::Bits(&s.alive))
             .chain(s.filters.iter().map(Section::Filter))
             .chain(s.sorts.iter().flat_map(|l| l.iter().map(Section::Bits)))
             .chain(s.joins.iter().map(Section::Parents))
             .collect();
+        let mut offsets = Vec::with_capacity(sections.len());
         // A few parts per thread at a time: memory holds a window, not the whole checkpoint.
         for window in sections.chunks(2 * rayon::current_num_threads()) {
             let parts: Vec<io::Result<Part>> = window
@@ -342,10 +349,19 @@ impl Snapshot {
                 })
                 .collect();
             for part in parts {
-                w.put(&part?.0)?;
+                let part = part?;
+                offsets.push(at);
+                at += part.0.len() as u64;
+                w.put(&part.0)?;
             }
         }
-        Ok(())
+        let mut table = Part::default();
+        table.len(offsets.len())?;
+        for o in offsets {
+            table.put(&o.to_le_bytes());
+        }
+        table.put(&at.to_le_bytes());
+        w.put(&table.0)
     }
 }
 

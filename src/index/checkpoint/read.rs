@@ -10,7 +10,19 @@ struct Reader<'p> {
     path: &'p Path,
 }
 
-impl Reader<'_> {
+impl<'p> Reader<'p> {
+    /// A reader of the bytes `start..end` of `path`, on a file handle of its own.
+    fn at(path: &'p Path, start: u64, end: u64) -> Result<Self, CheckpointError> {
+        let mut file = File::open(path).map_err(io_at(path))?;
+        io::Seek::seek(&mut file, io::SeekFrom::Start(start)).map_err(io_at(path))?;
+        let left = end.saturating_sub(start);
+        Ok(Reader {
+            inner: BufReader::with_capacity(left.clamp(64, 1 << 20) as usize, file),
+            left,
+            path,
+        })
+    }
+
     fn corrupt(&self, detail: impl Into<String>) -> CheckpointError {
         CheckpointError::Corrupt {
             path: self.path.to_path_buf(),
@@ -209,10 +221,32 @@ impl Index {
             left: len - 4,
             path: &path,
         };
-        let state = read_state(&mut r, schema)?;
-        if r.left != 0 {
-            return Err(r.corrupt(format!("{} bytes after the last bitmap", r.left)));
-        }
+        let (version, applied) = read_header(&mut r)?;
+        let jobs = read_schema(&mut r, &schema, version)?;
+        let parsed = if version == VERSION {
+            let ranges = read_table(&r, len - 4 - r.left, len, jobs.len())?;
+            jobs.par_iter()
+                .zip(ranges)
+                .map(|(job, (start, end))| {
+                    let mut r = Reader::at(&path, start, end)?;
+                    let parsed = read_section(&mut r, &schema, job)?;
+                    match r.left {
+                        0 => Ok(parsed),
+                        n => Err(r.corrupt(format!("{n} bytes left after a section"))),
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            let parsed = jobs
+                .iter()
+                .map(|job| read_section(&mut r, &schema, job))
+                .collect::<Result<Vec<_>, _>>()?;
+            if r.left != 0 {
+                return Err(r.corrupt(format!("{} bytes after the last bitmap", r.left)));
+            }
+            parsed
+        };
+        let state = assemble(&path, schema, applied, parsed)?;
         rebuild::rebuild(state, &path).map(Some)
     }
 }
@@ -228,9 +262,29 @@ fn remove_leftovers(dir: &Path) {
     }
 }
 
-fn read_state(r: &mut Reader<'_>, schema: Arc<Schema>) -> Result<State, CheckpointError> {
-    let (version, applied) = read_header(r)?;
-    read_fields(r, &schema)?;
+/// One section of the body, in file order.
+enum Job<'s> {
+    Alive,
+    Filter(&'s FilterField),
+    Layer,
+    Join(&'s crate::schema::Join),
+}
+
+/// A section read back. A join's parent rows come with, per filter field, one past the largest
+/// dictionary id they use (checked once every dictionary is in).
+enum Parsed {
+    Bits(Bits),
+    Filter(FilterState),
+    Parents(Parents, Vec<u32>),
+}
+
+/// Checks the schema part against `schema`; the sections that follow it.
+fn read_schema<'s>(
+    r: &mut Reader<'_>,
+    schema: &'s Schema,
+    version: u32,
+) -> Result<Vec<Job<'s>>, CheckpointError> {
+    read_fields(r, schema)?;
     if version == VERSION_1 {
         if !schema.joins.is_empty() {
             return Err(r.mismatch(
@@ -240,27 +294,118 @@ fn read_state(r: &mut Reader<'_>, schema: Arc<Schema>) -> Result<State, Checkpoi
             ));
         }
     } else {
-        read_joins(r, &schema)?;
+        read_joins(r, schema)?;
     }
-    let alive = r.bits("alive")?;
-    let filters = schema
-        .filters
-        .iter()
-        .map(|f| read_filter(r, f))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut sorts = Vec::with_capacity(schema.sorts.len());
-    for f in &schema.sorts {
-        let mut layers = Vec::with_capacity(usize::from(f.bits));
-        for _ in 0..f.bits {
-            layers.push(r.bits("sort layer")?);
+    let layers = schema.sorts.iter().map(|f| usize::from(f.bits)).sum();
+    Ok(std::iter::once(Job::Alive)
+        .chain(schema.filters.iter().map(Job::Filter))
+        .chain(std::iter::repeat_with(|| Job::Layer).take(layers))
+        .chain(schema.joins.iter().map(Job::Join))
+        .collect())
+}
+
+/// The section table of a version 3 file (`body_at`: where the first section starts): each
+/// section's byte range, checked to tile the body up to the table.
+fn read_table(
+    r: &Reader<'_>,
+    body_at: u64,
+    len: u64,
+    sections: usize,
+) -> Result<Vec<(u64, u64)>, CheckpointError> {
+    let corrupt = |detail: &str| r.corrupt(format!("section table: {detail}"));
+    let table_end = len.checked_sub(12).ok_or_else(|| corrupt("no room"))?;
+    let table_at = Reader::at(r.path, table_end, len - 4)?.u64("section table offset")?;
+    if table_at < body_at || table_at > table_end {
+        return Err(corrupt("its offset is outside the body"));
+    }
+    let mut t = Reader::at(r.path, table_at, table_end)?;
+    let n = t.u32("section count")? as usize;
+    if n != sections || t.left != 8 * n as u64 {
+        return Err(corrupt(&format!(
+            "{n} sections where {sections} were expected"
+        )));
+    }
+    let mut starts = Vec::with_capacity(n);
+    for _ in 0..n {
+        starts.push(t.u64("section offset")?);
+    }
+    let ends = starts.iter().skip(1).copied().chain([table_at]);
+    let ranges: Vec<(u64, u64)> = starts.iter().copied().zip(ends).collect();
+    if starts.first().is_some_and(|&s| s != body_at) || ranges.iter().any(|(s, e)| s > e) {
+        return Err(corrupt("sections out of order"));
+    }
+    Ok(ranges)
+}
+
+fn read_section(
+    r: &mut Reader<'_>,
+    schema: &Schema,
+    job: &Job<'_>,
+) -> Result<Parsed, CheckpointError> {
+    Ok(match job {
+        Job::Alive => Parsed::Bits(r.bits("alive")?),
+        Job::Layer => Parsed::Bits(r.bits("sort layer")?),
+        Job::Filter(f) => Parsed::Filter(read_filter(r, f)?),
+        Job::Join(j) => {
+            let (parents, ids) = read_parents(r, schema, j)?;
+            Parsed::Parents(parents, ids)
         }
+    })
+}
+
+/// The state from its sections in file order, checking the parent rows' dictionary ids.
+fn assemble(
+    path: &Path,
+    schema: Arc<Schema>,
+    applied: WalKey,
+    parsed: Vec<Parsed>,
+) -> Result<State, CheckpointError> {
+    let mut parsed = parsed.into_iter();
+    let mut bits = || match parsed.next() {
+        Some(Parsed::Bits(b)) => b,
+        _ => unreachable!("sections come in the order of their jobs"),
+    };
+    let alive = bits();
+    let mut sorts = Vec::with_capacity(schema.sorts.len());
+    let mut filters = Vec::with_capacity(schema.filters.len());
+    let mut joins = Vec::with_capacity(schema.joins.len());
+    for p in parsed.by_ref().take(schema.filters.len()) {
+        let Parsed::Filter(f) = p else {
+            unreachable!("sections come in the order of their jobs")
+        };
+        filters.push(f);
+    }
+    for f in &schema.sorts {
+        let layers: Vec<Bits> = parsed
+            .by_ref()
+            .take(usize::from(f.bits))
+            .map(|p| match p {
+                Parsed::Bits(b) => b,
+                _ => unreachable!("sections come in the order of their jobs"),
+            })
+            .collect();
         sorts.push(Arc::new(layers));
     }
-    let mut joins = Vec::with_capacity(schema.joins.len());
-    if version != VERSION_1 {
-        for j in &schema.joins {
-            joins.push(read_parents(r, &schema, j, &filters)?);
+    for (p, j) in parsed.zip(&schema.joins) {
+        let Parsed::Parents(parents, ids) = p else {
+            unreachable!("sections come in the order of their jobs")
+        };
+        if let Some((fi, id)) = ids
+            .iter()
+            .enumerate()
+            .find(|&(fi, &n)| n as usize > filters[fi].dict.len())
+        {
+            return Err(CheckpointError::Corrupt {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "join on {:?}: dictionary id {} of {:?} out of range",
+                    j.link,
+                    id - 1,
+                    schema.filters[fi].name
+                ),
+            });
         }
+        joins.push(parents);
     }
     Ok(State {
         schema,
@@ -278,7 +423,7 @@ fn read_header(r: &mut Reader<'_>) -> Result<(u32, WalKey), CheckpointError> {
         return Err(r.corrupt("not a pgroar checkpoint (bad magic)"));
     }
     let version = r.u32("version")?;
-    if version != VERSION && version != VERSION_1 {
+    if ![VERSION, VERSION_2, VERSION_1].contains(&version) {
         return Err(CheckpointError::Version {
             path: r.path.to_path_buf(),
             found: version,
@@ -400,35 +545,26 @@ fn read_joins(r: &mut Reader<'_>, schema: &Schema) -> Result<(), CheckpointError
     Ok(())
 }
 
-/// Reads one join's parent rows (checking every key and dictionary id).
+/// Reads one join's parent rows, and per filter field one past the largest dictionary id they
+/// use (0: none), for the caller to check against the dictionaries.
 fn read_parents(
     r: &mut Reader<'_>,
     schema: &Schema,
     join: &crate::schema::Join,
-    filters: &[FilterState],
-) -> Result<Parents, CheckpointError> {
+) -> Result<(Parents, Vec<u32>), CheckpointError> {
     let link = schema
         .filter(&join.link)
         .expect("the schema checked its joins");
-    let dict_len = |fi: usize| filters[fi].dict.len();
-    let text = |r: &Reader<'_>, fi: usize, id: u32| {
-        if (id as usize) < dict_len(fi) {
-            Ok(Key::Str(id))
-        } else {
-            Err(r.corrupt(format!(
-                "join on {:?}: dictionary id {id} out of range",
-                join.link
-            )))
-        }
+    let mut ids = vec![0u32; schema.filters.len()];
+    let mut text = |fi: usize, id: u32| {
+        ids[fi] = ids[fi].max(id.saturating_add(1));
+        Key::Str(id)
     };
     let mut parents = Parents::default();
     for _ in 0..r.u64("parent count")? {
         let key = match r.u8("parent key tag")? {
             0 => Key::Int(i64::from_le_bytes(r.array("parent key")?)),
-            1 => {
-                let id = r.u32("parent key")?;
-                text(r, link, id)?
-            }
+            1 => text(link, r.u32("parent key")?),
             t => return Err(r.corrupt(format!("join on {:?}: key tag {t}", join.link))),
         };
         let mut row = Vec::with_capacity(join.targets.len());
@@ -437,10 +573,7 @@ fn read_parents(
             let cell_key = match (r.u8("cell tag")?, fi) {
                 (0, _) => None,
                 (1, _) => Some(Key::Int(i64::from_le_bytes(r.array("cell key")?))),
-                (2, Some(fi)) => {
-                    let id = r.u32("cell key")?;
-                    Some(text(r, fi, id)?)
-                }
+                (2, Some(fi)) => Some(text(fi, r.u32("cell key")?)),
                 (t, _) => return Err(r.corrupt(format!("join target {target:?}: cell tag {t}"))),
             };
             row.push(Cell {
@@ -453,5 +586,5 @@ fn read_parents(
         }
         parents.set(key, Some(row.into()));
     }
-    Ok(parents)
+    Ok((parents, ids))
 }

@@ -235,3 +235,126 @@ fn a_lazy_load_serves_at_once_and_rebuilds_the_rest_before_the_first_write() {
         "a second finish is a no-op"
     );
 }
+
+/// The section table's offset, from the last 8 bytes before the CRC.
+fn table_at(bytes: &[u8]) -> usize {
+    let end = bytes.len() - 4;
+    u64::from_le_bytes(bytes[end - 8..end].try_into().unwrap()) as usize
+}
+
+#[test]
+fn a_version_2_checkpoint_without_a_section_table_still_loads() {
+    let (dir, path, good) = sample_checkpoint();
+    // Version 3 is version 2 plus the section table: cut it off and mark the file version 2.
+    let v2 = forged(&good, |b| {
+        b.truncate(table_at(&good));
+        b[8..12].copy_from_slice(&VERSION_2.to_le_bytes());
+    });
+    std::fs::write(&path, &v2).unwrap();
+    let loaded = Index::load_checkpoint(dir.path(), schema())
+        .unwrap()
+        .unwrap();
+    assert_eq!(loaded.debug_state(), sample().debug_state());
+    // The same bytes claiming version 3 have no table: refused, not misread.
+    let no_table = forged(&v2, |b| b[8..12].copy_from_slice(&VERSION.to_le_bytes()));
+    std::fs::write(&path, &no_table).unwrap();
+    assert!(matches!(
+        Index::load_checkpoint(dir.path(), schema()),
+        Err(CheckpointError::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn a_forged_section_table_is_refused() {
+    let (dir, path, good) = sample_checkpoint();
+    let at = table_at(&good);
+    let count = u32::from_le_bytes(good[at..at + 4].try_into().unwrap()) as usize;
+    let offset = |i: usize| at + 4 + 8 * i;
+    let set =
+        |b: &mut Vec<u8>, pos: usize, v: u64| b[pos..pos + 8].copy_from_slice(&v.to_le_bytes());
+    let get = |i: usize| u64::from_le_bytes(good[offset(i)..offset(i) + 8].try_into().unwrap());
+    let end = good.len() - 12;
+    let forgeries: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "table past the end",
+            forged(&good, |b| set(b, end, good.len() as u64)),
+        ),
+        (
+            "table inside the header",
+            forged(&good, |b| set(b, end, 10)),
+        ),
+        (
+            "two sections swapped",
+            forged(&good, |b| {
+                let (x, y) = (get(1), get(2));
+                set(b, offset(1), y);
+                set(b, offset(2), x);
+            }),
+        ),
+        (
+            "a section one byte late",
+            forged(&good, |b| set(b, offset(count / 2), get(count / 2) + 1)),
+        ),
+        (
+            "a section one byte early",
+            forged(&good, |b| set(b, offset(count - 1), get(count - 1) - 1)),
+        ),
+        (
+            "the first section moved",
+            forged(&good, |b| set(b, offset(0), get(0) + 4)),
+        ),
+        // A stray byte at the end of a section, every later offset moved past it: each section
+        // still parses, but one does not end where the table says.
+        (
+            "a stray byte inside a section",
+            forged(&good, |b| {
+                let i = count / 2;
+                let stray = get(i + 1) as usize;
+                for j in i + 1..count {
+                    set(b, offset(j), get(j) + 1);
+                }
+                set(b, end, at as u64 + 1);
+                b.insert(stray, 0);
+            }),
+        ),
+        (
+            "a section too many",
+            forged(&good, |b| {
+                b[at..at + 4].copy_from_slice(&(count as u32 + 1).to_le_bytes());
+            }),
+        ),
+    ];
+    for (what, bytes) in forgeries {
+        std::fs::write(&path, &bytes).unwrap();
+        let err = Index::load_checkpoint(dir.path(), schema()).err();
+        assert!(
+            matches!(err, Some(CheckpointError::Corrupt { .. })),
+            "{what}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn a_parent_row_naming_a_missing_dictionary_entry_is_refused() {
+    let (dir, path, good) = sample_checkpoint();
+    // The last sections hold the joins' parent rows; their text cells (tag 2) name dictionary
+    // entries (`availability`'s) by id.
+    let at = table_at(&good);
+    let count = u32::from_le_bytes(good[at..at + 4].try_into().unwrap()) as usize;
+    let last = at + 4 + 8 * (count - schema().joins.len());
+    let join_at = u64::from_le_bytes(good[last..last + 8].try_into().unwrap()) as usize;
+    let refused = (join_at..at - 5)
+        .filter(|&p| good[p] == 2 && u32::from_le_bytes(good[p + 1..p + 5].try_into().unwrap()) < 4)
+        .any(|p| {
+            std::fs::write(
+                &path,
+                forged(&good, |b| {
+                    b[p + 1..p + 5].copy_from_slice(&999u32.to_le_bytes());
+                }),
+            )
+            .unwrap();
+            let err = Index::load_checkpoint(dir.path(), schema()).err();
+            err.is_some_and(|e| e.to_string().contains("dictionary id 999"))
+        });
+    assert!(refused, "no out-of-range dictionary id refused");
+}
