@@ -94,12 +94,24 @@ pub(crate) async fn bootstrap_then_stream(
             let _ = server_stopped.await;
         },
     ));
-    let result = tokio::select! {
-        r = bootstrap::bootstrap_serving(&config, &options, &progress, |snapshot| {
+    let (result, stopping) = {
+        let boot = bootstrap::bootstrap_serving(&config, &options, &progress, |snapshot| {
             info!("the index is complete: answering queries while its checkpoint is written");
             preview.publish(&config, snapshot);
-        }) => Some(r),
-        _ = shutdown_signal() => None,
+        });
+        tokio::pin!(boot);
+        tokio::select! {
+            r = &mut boot => (Some(r), false),
+            () = shutdown_signal() => {
+                // A complete dump is kept: its checkpoint takes seconds, redoing it minutes.
+                if preview.is_published() {
+                    info!("stopping once the index's checkpoint is durable");
+                    (Some(boot.await), true)
+                } else {
+                    (None, false)
+                }
+            }
+        }
     };
     progress.finish();
     let _ = stop_server.send(());
@@ -137,7 +149,7 @@ pub(crate) async fn bootstrap_then_stream(
         unparsable_values = summary.translate.unparsable_values,
         "bootstrap complete"
     );
-    if !stream {
+    if !stream || stopping {
         return Ok(());
     }
     // The index just checkpointed is what loading the checkpoint would give: serve it as is.

@@ -47,6 +47,11 @@ impl Preview {
         );
         let _ = self.0.set(state);
     }
+
+    /// Whether the finished index has been published (the dump is complete).
+    pub fn is_published(&self) -> bool {
+        self.0.get().is_some()
+    }
 }
 
 #[derive(Clone)]

@@ -493,8 +493,31 @@ async fn queries_are_answered_from_the_dump_while_its_checkpoint_is_written() {
         (503, &"unavailable".into()),
         "{answer}"
     );
-    // Then the bootstrap completes, streams, and catches up with the rows added meanwhile.
+    // A stop now lets the checkpoint finish and keeps the complete index; `run` streams from it
+    // and catches up with the rows added meanwhile.
+    // SAFETY: kill takes a pid and a signal number, no pointers.
+    assert_eq!(
+        unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let exit = child.0.wait().unwrap();
+    assert!(exit.success(), "{exit:?}\n{}", runner.log_tail());
+    assert!(
+        matches!(
+            bootstrap::marker::state(&b.data()).unwrap(),
+            DataDir::Complete(_)
+        ),
+        "{}",
+        runner.log_tail()
+    );
+    runner.env.clear();
+    let mut child = runner.spawn(&["run"]);
     runner.wait_ready(&mut child).await;
     runner.wait_caught_up(&client).await;
     assert_server_matches(&client, &runner.base, "streaming after the preview").await;
+    assert!(
+        !runner.log_tail().contains("did not finish"),
+        "{}",
+        runner.log_tail()
+    );
 }
