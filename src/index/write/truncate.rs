@@ -66,10 +66,12 @@ impl Index {
         self.stats.applied_ops += 1;
     }
 
-    /// Every slot deleted: everything per slot emptied, the deferred work forgotten.
+    /// Every slot deleted: everything per slot emptied, the deferred work forgotten. Writes still
+    /// in the log are applied first: a field a join table feeds is not emptied (its rows are not
+    /// the truncated table's), and keeps them.
     fn truncate_all(&mut self) {
         self.settle();
-        self.log.clear();
+        self.flush_log();
         self.pending.clear();
         self.revived.clear();
         self.resurrected.clear();
@@ -214,6 +216,49 @@ mod tests {
         // The snapshot taken before still sees the old index.
         assert_eq!(before.alive_count(), 3);
         assert_eq!(before.count(Some("tags eq 7")).unwrap(), 1);
+    }
+
+    #[test]
+    fn truncating_everything_keeps_what_a_join_table_fed_even_if_not_yet_published() {
+        let mut schema =
+            Schema::from_pairs(&[("p", FilterKind::Single), ("j", FilterKind::Multi)], &[])
+                .unwrap();
+        schema.join_tables = vec![Arc::from("j")];
+        let schema = Arc::new(schema);
+        let writes = [
+            EntityOps::alive(0, vec![Op::set("p", 1)]),
+            EntityOps::new(
+                101,
+                vec![Op::QueryOpSet {
+                    query: Some("p eq 1".into()),
+                    ops: vec![Op::add("j", 0)],
+                }],
+            ),
+            EntityOps::new(4, vec![Op::add("j", 5)]),
+        ];
+        // The same writes and truncate, with and without a snapshot taken before the truncate:
+        // the join table's values stay in both (they come back with their slot, as in SQL).
+        let states: Vec<_> = [false, true]
+            .into_iter()
+            .map(|snapshot| {
+                let mut ix = Index::new(Arc::clone(&schema));
+                for w in &writes {
+                    ix.apply(w);
+                }
+                if snapshot {
+                    let _ = ix.snapshot();
+                }
+                ix.apply(&truncate(None));
+                ix.apply(&EntityOps::alive(0, vec![Op::set("p", 2)]));
+                ix.debug_state()
+            })
+            .collect();
+        assert_eq!(states[0], states[1]);
+        let j = &states[0].filters["j"].values;
+        assert_eq!(
+            (&j[&DumpKey::Int(0)], &j[&DumpKey::Int(5)]),
+            (&vec![0], &vec![4])
+        );
     }
 
     #[test]
