@@ -116,6 +116,8 @@ pub(crate) async fn bootstrap_then_stream(
     progress.finish();
     let _ = stop_server.send(());
     let _ = server.await;
+    // The preview's snapshot would keep every chunk the writer copies from now on: let it go.
+    drop(preview);
     let _ = tokio::task::spawn_blocking(move || reporter.join()).await;
     let (summary, index) = match result {
         None => anyhow::bail!(
@@ -150,6 +152,8 @@ pub(crate) async fn bootstrap_then_stream(
         "bootstrap complete"
     );
     if !stream || stopping {
+        // Freeing a large index takes a while: off the async threads.
+        let _ = tokio::task::spawn_blocking(move || drop(index)).await;
         return Ok(());
     }
     // The index just checkpointed is what loading the checkpoint would give: serve it as is.

@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
@@ -124,6 +124,7 @@ pub async fn serve_progress(
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(unavailable))
         .route("/query", post(preview_query))
+        .layer(DefaultBodyLimit::max(ServerOptions::MAX_BODY_BYTES))
         .with_state(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)

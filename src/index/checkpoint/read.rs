@@ -3,24 +3,40 @@
 //! columns are rebuilt in `rebuild`).
 
 use super::*;
-/// Reads the body, never past the bytes left before the trailing CRC.
+/// A file read from a position of its own (`pread`): readers in parallel share the one handle
+/// whose CRC was checked.
+struct FileAt<'f> {
+    file: &'f File,
+    pos: u64,
+}
+
+impl Read for FileAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = std::os::unix::fs::FileExt::read_at(self.file, buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// Reads a range of the file, never past its end (at most the bytes before the trailing CRC).
 struct Reader<'p> {
-    inner: BufReader<File>,
+    inner: BufReader<FileAt<'p>>,
     left: u64,
     path: &'p Path,
 }
 
 impl<'p> Reader<'p> {
-    /// A reader of the bytes `start..end` of `path`, on a file handle of its own.
-    fn at(path: &'p Path, start: u64, end: u64) -> Result<Self, CheckpointError> {
-        let mut file = File::open(path).map_err(io_at(path))?;
-        io::Seek::seek(&mut file, io::SeekFrom::Start(start)).map_err(io_at(path))?;
+    /// A reader of the bytes `start..end` of `file` (at `path`).
+    fn at(file: &'p File, path: &'p Path, start: u64, end: u64) -> Self {
         let left = end.saturating_sub(start);
-        Ok(Reader {
-            inner: BufReader::with_capacity(left.clamp(64, 1 << 20) as usize, file),
+        Reader {
+            inner: BufReader::with_capacity(
+                left.clamp(64, 1 << 20) as usize,
+                FileAt { file, pos: start },
+            ),
             left,
             path,
-        })
+        }
     }
 
     fn corrupt(&self, detail: impl Into<String>) -> CheckpointError {
@@ -196,11 +212,7 @@ impl Index {
         let path = dir.join(CHECKPOINT_FILE);
         let file = File::open(&path).ok()?;
         let len = file.metadata().ok()?.len();
-        let mut r = Reader {
-            inner: BufReader::with_capacity(64, file),
-            left: len.checked_sub(4)?,
-            path: &path,
-        };
+        let mut r = Reader::at(&file, &path, 0, len.checked_sub(4)?);
         read_header(&mut r).ok().map(|(_, applied)| applied)
     }
 
@@ -214,21 +226,15 @@ impl Index {
         };
         let len = file.metadata().map_err(io_at(&path))?.len();
         check_crc(&path, &file, len)?;
-        let mut body = file;
-        io::Seek::rewind(&mut body).map_err(io_at(&path))?;
-        let mut r = Reader {
-            inner: BufReader::with_capacity(1 << 20, body),
-            left: len - 4,
-            path: &path,
-        };
+        let mut r = Reader::at(&file, &path, 0, len - 4);
         let (version, applied) = read_header(&mut r)?;
         let jobs = read_schema(&mut r, &schema, version)?;
         let parsed = if version == VERSION {
-            let ranges = read_table(&r, len - 4 - r.left, len, jobs.len())?;
+            let ranges = read_table(&file, &r, len - 4 - r.left, len, jobs.len())?;
             jobs.par_iter()
                 .zip(ranges)
                 .map(|(job, (start, end))| {
-                    let mut r = Reader::at(&path, start, end)?;
+                    let mut r = Reader::at(&file, &path, start, end);
                     let parsed = read_section(&mut r, &schema, job)?;
                     match r.left {
                         0 => Ok(parsed),
@@ -307,6 +313,7 @@ fn read_schema<'s>(
 /// The section table of a version 3 file (`body_at`: where the first section starts): each
 /// section's byte range, checked to tile the body up to the table.
 fn read_table(
+    file: &File,
     r: &Reader<'_>,
     body_at: u64,
     len: u64,
@@ -314,16 +321,19 @@ fn read_table(
 ) -> Result<Vec<(u64, u64)>, CheckpointError> {
     let corrupt = |detail: &str| r.corrupt(format!("section table: {detail}"));
     let table_end = len.checked_sub(12).ok_or_else(|| corrupt("no room"))?;
-    let table_at = Reader::at(r.path, table_end, len - 4)?.u64("section table offset")?;
+    let table_at = Reader::at(file, r.path, table_end, len - 4).u64("section table offset")?;
     if table_at < body_at || table_at > table_end {
         return Err(corrupt("its offset is outside the body"));
     }
-    let mut t = Reader::at(r.path, table_at, table_end)?;
+    let mut t = Reader::at(file, r.path, table_at, table_end);
     let n = t.u32("section count")? as usize;
-    if n != sections || t.left != 8 * n as u64 {
+    if n != sections {
         return Err(corrupt(&format!(
             "{n} sections where {sections} were expected"
         )));
+    }
+    if t.left != 8 * n as u64 {
+        return Err(corrupt(&format!("{} bytes for {n} offsets", t.left)));
     }
     let mut starts = Vec::with_capacity(n);
     for _ in 0..n {
@@ -400,7 +410,7 @@ fn assemble(
                 detail: format!(
                     "join on {:?}: dictionary id {} of {:?} out of range",
                     j.link,
-                    id - 1,
+                    id.saturating_sub(1),
                     schema.filters[fi].name
                 ),
             });

@@ -20,8 +20,9 @@
 //! The writer's deferred work is settled first, so none of it lands after the truncate: a
 //! snapshot's settled copy is adopted, and for a field truncate the write log is applied and the
 //! pending multi-value cleanup run (the values revived slots were given go back before the field
-//! is emptied); a whole-index truncate simply forgets all three. Snapshots taken before keep
-//! their view (every emptied part is replaced, not changed in place).
+//! is emptied); a whole-index truncate applies the write log (the fields it does not empty keep
+//! those writes) and forgets the pending cleanup and the revived values. Snapshots taken before
+//! keep their view (every emptied part is replaced, not changed in place).
 //!
 //! Crash windows: none of its own; the index lives in memory, and after a crash the `truncate`
 //! is replayed from the ops WAL like any op the last checkpoint does not reflect.
