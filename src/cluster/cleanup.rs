@@ -14,13 +14,14 @@ use std::os::unix::process::CommandExt;
 /// the postmaster SIGQUIT (Postgres's "immediate" shutdown, what `pg_ctl stop -m immediate`
 /// sends), escalates to SIGKILL after 10 s, and removes the directory. The postmaster is
 /// only signalled when its working directory is our data directory, so a stale pid file can
-/// never make it signal an unrelated process. Arguments: parent pid, cluster dir, data dir.
+/// never make it signal an unrelated process. Arguments: parent pid, directory to remove, the
+/// server's working directory, its pid file.
 const WATCHDOG: &str = r#"
 PATH="${PATH:+$PATH:}/usr/bin:/bin"
-parent="$1"; dir="$2"; data="$3"
+parent="$1"; dir="$2"; data="$3"; pidfile="$4"
 while kill -0 "$parent" 2>/dev/null && [ -d "$dir" ]; do sleep 1; done
-if [ -f "$data/postmaster.pid" ]; then
-  pid=$(head -n 1 "$data/postmaster.pid")
+if [ -f "$pidfile" ]; then
+  pid=$(head -n 1 "$pidfile")
   if [ -n "$pid" ] && [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$data" ]; then
     kill -QUIT "$pid" 2>/dev/null
     i=0
@@ -31,13 +32,13 @@ fi
 rm -rf "$dir"
 "#;
 
-/// Spawns the watchdog for a cluster living in `dir` with its data directory at `data`.
+/// Spawns the watchdog for a server living in `dir`, working in `data`, its pid in `pid_file`.
 ///
 /// The watchdog runs as the current user (it must be able to see the parent with `kill -0`;
 /// root can signal the postmaster of another user), in its own process group so a Ctrl-C
 /// aimed at the test run does not kill it before it has cleaned up, with no standard streams
 /// so it never holds a pipe of the caller open. A thread reaps it, so it leaves no zombie.
-pub(super) fn spawn_watchdog(dir: &Path, data: &Path) -> std::io::Result<()> {
+pub(super) fn spawn_watchdog(dir: &Path, data: &Path, pid_file: &Path) -> std::io::Result<()> {
     let mut child = Command::new("/bin/sh")
         .arg("-c")
         .arg(WATCHDOG)
@@ -45,6 +46,7 @@ pub(super) fn spawn_watchdog(dir: &Path, data: &Path) -> std::io::Result<()> {
         .arg(std::process::id().to_string())
         .arg(dir)
         .arg(data)
+        .arg(pid_file)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -25,6 +25,7 @@
 mod binaries;
 mod cleanup;
 mod error;
+pub mod nats;
 mod test_db;
 
 use std::fmt::Write as _;
@@ -143,7 +144,8 @@ impl Cluster {
             dir: Mutex::new(Some(tmp)),
         };
         // From here on, returning early drops `cluster`, which stops whatever was started.
-        cleanup::spawn_watchdog(&cluster.root, &cluster.data_dir).map_err(|source| {
+        let pid_file = cluster.data_dir.join("postmaster.pid");
+        cleanup::spawn_watchdog(&cluster.root, &cluster.data_dir, &pid_file).map_err(|source| {
             ClusterError::Io {
                 what: "spawning the cluster watchdog",
                 path: PathBuf::from("/bin/sh"),

@@ -16,6 +16,7 @@ mod join_model;
 mod joins;
 mod layers;
 mod migrations;
+mod nats_smoke;
 mod pg_smoke;
 mod pgoutput_capture;
 mod server;
