@@ -290,11 +290,15 @@ impl Sample {
 
 /// The index's own estimate of its heap bytes (`GET /status/memory`), in MiB.
 fn memory_total_mib(pgroar: &Pgroar) -> f64 {
+    memory_report(pgroar)["total"].as_u64().unwrap() as f64 / f64::from(1 << 20)
+}
+
+/// `GET /status/memory`.
+fn memory_report(pgroar: &Pgroar) -> serde_json::Value {
     let mut resp = ureq::get(&format!("{}/status/memory", pgroar.base))
         .call()
         .unwrap();
-    let report: serde_json::Value = resp.body_mut().read_json().unwrap();
-    report["total"].as_u64().unwrap() as f64 / f64::from(1 << 20)
+    resp.body_mut().read_json().unwrap()
 }
 
 /// Total bytes of the files in `dir`.
@@ -317,10 +321,7 @@ fn ops_applied(pgroar: &Pgroar) -> u64 {
 
 /// `GET /status/memory` as a table: each field's keys and bytes, then the total per live slot.
 fn memory_table(pgroar: &Pgroar) -> String {
-    let mut resp = ureq::get(&format!("{}/status/memory", pgroar.base))
-        .call()
-        .unwrap();
-    let report: serde_json::Value = resp.body_mut().read_json().unwrap();
+    let report = memory_report(pgroar);
     let slots = report["slots"].as_u64().unwrap().max(1) as f64;
     let mib = |v: &serde_json::Value| v.as_u64().unwrap() as f64 / f64::from(1 << 20);
     let mut out = String::from(

@@ -102,9 +102,7 @@ impl ServerOptions {
     pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
     /// Default request size cap: room for filters with very long `in [...]` lists.
     pub const MAX_BODY_BYTES: usize = 16 << 20;
-}
 
-impl ServerOptions {
     /// The options `[http]` sets; the rest at their defaults.
     pub fn from_config(config: &crate::config::Config) -> ServerOptions {
         let http = &config.http;

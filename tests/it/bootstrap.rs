@@ -445,26 +445,9 @@ async fn queries_are_answered_from_the_dump_while_its_checkpoint_is_written() {
         "bootstrap-checkpoint=sleep(6000)".into(),
     )];
     let mut child = runner.spawn(&["bootstrap"]);
-    let deadline = Instant::now() + PATIENCE;
-    let query = serde_json::json!({"limit": 1});
-    loop {
-        assert!(
-            child.0.try_wait().unwrap().is_none(),
-            "{}",
-            runner.log_tail()
-        );
-        if let Some((200, _)) =
-            feed::http(format!("{}/query", runner.base), Some(query.clone())).await
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no answer:\n{}",
-            runner.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    runner
+        .wait_ok(&mut child, "/query", Some(serde_json::json!({"limit": 1})))
+        .await;
     // A body as large as the streaming server reads (past axum's 2 MiB default) is read here
     // too, and refused for what it says, not for its size.
     let list: Vec<String> = (0..400_000).map(|i| i.to_string()).collect();

@@ -284,6 +284,32 @@ enum Parsed {
     Parents(Parents, Vec<u32>),
 }
 
+/// Sections come back in the order of their jobs, so each is the kind its place says.
+const IN_JOB_ORDER: &str = "sections come in the order of their jobs";
+
+impl Parsed {
+    fn bits(self) -> Bits {
+        let Parsed::Bits(b) = self else {
+            unreachable!("{IN_JOB_ORDER}")
+        };
+        b
+    }
+
+    fn filter(self) -> FilterState {
+        let Parsed::Filter(f) = self else {
+            unreachable!("{IN_JOB_ORDER}")
+        };
+        f
+    }
+
+    fn parents(self) -> (Parents, Vec<u32>) {
+        let Parsed::Parents(p, ids) = self else {
+            unreachable!("{IN_JOB_ORDER}")
+        };
+        (p, ids)
+    }
+}
+
 /// Checks the schema part against `schema`; the sections that follow it.
 fn read_schema<'s>(
     r: &mut Reader<'_>,
@@ -371,35 +397,23 @@ fn assemble(
     parsed: Vec<Parsed>,
 ) -> Result<State, CheckpointError> {
     let mut parsed = parsed.into_iter();
-    let mut bits = || match parsed.next() {
-        Some(Parsed::Bits(b)) => b,
-        _ => unreachable!("sections come in the order of their jobs"),
-    };
-    let alive = bits();
-    let mut sorts = Vec::with_capacity(schema.sorts.len());
-    let mut filters = Vec::with_capacity(schema.filters.len());
+    let alive = parsed.next().expect(IN_JOB_ORDER).bits();
+    let filters: Vec<FilterState> = parsed
+        .by_ref()
+        .take(schema.filters.len())
+        .map(Parsed::filter)
+        .collect();
+    let sorts = schema
+        .sorts
+        .iter()
+        .map(|f| {
+            let layers = parsed.by_ref().take(usize::from(f.bits));
+            Arc::new(layers.map(Parsed::bits).collect::<Vec<_>>())
+        })
+        .collect();
     let mut joins = Vec::with_capacity(schema.joins.len());
-    for p in parsed.by_ref().take(schema.filters.len()) {
-        let Parsed::Filter(f) = p else {
-            unreachable!("sections come in the order of their jobs")
-        };
-        filters.push(f);
-    }
-    for f in &schema.sorts {
-        let layers: Vec<Bits> = parsed
-            .by_ref()
-            .take(usize::from(f.bits))
-            .map(|p| match p {
-                Parsed::Bits(b) => b,
-                _ => unreachable!("sections come in the order of their jobs"),
-            })
-            .collect();
-        sorts.push(Arc::new(layers));
-    }
     for (p, j) in parsed.zip(&schema.joins) {
-        let Parsed::Parents(parents, ids) = p else {
-            unreachable!("sections come in the order of their jobs")
-        };
+        let (parents, ids) = p.parents();
         if let Some((fi, id)) = ids
             .iter()
             .enumerate()

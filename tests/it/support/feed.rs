@@ -309,20 +309,25 @@ impl Runner {
     }
 
     pub async fn wait_ready(&self, child: &mut Guard) {
+        self.wait_ok(child, "/readyz", None).await;
+    }
+
+    /// Waits until `path` (GET, or POST of `body`) answers 200 while the child runs.
+    pub async fn wait_ok(&self, child: &mut Guard, path: &str, body: Option<serde_json::Value>) {
         let deadline = Instant::now() + PATIENCE;
         loop {
             if let Some(exit) = child.0.try_wait().unwrap() {
                 panic!("exited early: {exit:?}\n{}", self.log_tail());
             }
-            if let Some((200, _)) = http(format!("{}/readyz", self.base), None).await {
+            if let Some((200, _)) = http(format!("{}{path}", self.base), body.clone()).await {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "never ready:\n{}",
+                "{path} never answered 200:\n{}",
                 self.log_tail()
             );
-            tokio::time::sleep(Duration::from_millis(30)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
