@@ -33,6 +33,7 @@ pub mod lsn;
 pub mod ops;
 pub mod oracle;
 pub mod pipeline;
+pub mod replicate;
 pub mod schema;
 pub mod server;
 pub mod sink;

@@ -76,6 +76,7 @@ pub(crate) async fn bootstrap_then_stream(
     options: BootstrapOptions,
     stream: bool,
 ) -> anyhow::Result<()> {
+    pgroar::pipeline::replication::check_new_history(&config).await?;
     let progress = Progress::new();
     let reporter =
         bootstrap::progress::spawn_reporter(Arc::clone(&progress), Duration::from_secs(5));

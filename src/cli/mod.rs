@@ -4,6 +4,7 @@ mod bootstrap;
 mod check;
 #[cfg(feature = "demo")]
 mod demo;
+mod follow;
 mod generate;
 mod logging;
 mod ops;
@@ -44,6 +45,14 @@ enum Command {
     /// SQL as it runs. Ctrl-C removes everything.
     #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
+    /// Serve queries as a read replica of a leader (`[replication]`): load the newest
+    /// checkpoint from the stream's bucket, replay the stream, keep following. Never connects
+    /// to Postgres.
+    Follow {
+        /// The TOML config file (every key can be overridden as PGROAR_<SECTION>_<KEY>).
+        #[arg(long, short, env = "PGROAR_CONFIG")]
+        config: PathBuf,
+    },
     /// Load the image-feed dataset into a throwaway database (and optionally keep changing it).
     Generate(generate::GenerateArgs),
     /// Read the ops of a data directory as the trigger pipeline's JSON.
@@ -95,6 +104,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Check(args) => check::run(&args),
         #[cfg(feature = "demo")]
         Command::Demo(args) => demo::run(&args),
+        Command::Follow { config } => follow::run(&config),
         Command::Generate(args) => generate::run(args),
         Command::Ops { command } => ops::run(command),
         Command::Query(args) => query::run(args),

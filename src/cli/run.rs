@@ -14,6 +14,12 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
     let config =
         Config::load(path).with_context(|| format!("config {} is not valid", path.display()))?;
     let data_dir = &config.storage.data_dir;
+    if config.replication.is_some() {
+        // A standby (or a leader whose data directory is behind the stream) starts from the
+        // bucket's newest checkpoint; the first leader bootstraps.
+        let runtime = super::runtime()?;
+        runtime.block_on(super::follow::seed(&config))?;
+    }
     match bootstrap::marker::state(data_dir)? {
         DataDir::Empty => anyhow::bail!(
             "{} holds no index yet: run `pgroar bootstrap --config {}` first (it copies the \

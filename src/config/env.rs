@@ -27,6 +27,10 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("http", "max_connections"),
     ("forward", "url"),
     ("forward", "token"),
+    ("replication", "url"),
+    ("replication", "stream"),
+    ("replication", "credentials"),
+    ("replication", "lease_ttl_ms"),
     ("wal", "segment_bytes"),
     ("wal", "group_commit_max_ms"),
     ("wal", "group_commit_max_bytes"),
@@ -47,6 +51,7 @@ const SECTIONS: &[(&str, &str)] = &[
         "listen, token, ready_max_lag_secs, query_timeout_ms, max_connections",
     ),
     ("forward", "url, token"),
+    ("replication", "url, stream, credentials, lease_ttl_ms"),
     (
         "wal",
         "segment_bytes, group_commit_max_ms, group_commit_max_bytes, max_backlog_bytes",
@@ -123,6 +128,16 @@ fn set(
         }
         ("forward", "url") => file.forward.url = Some(value),
         ("forward", "token") => file.forward.token = Some(value),
+        ("replication", "url") => file.replication.url = Some(value),
+        ("replication", "stream") => file.replication.stream = Some(value),
+        ("replication", "credentials") => {
+            file.replication.credentials = Some(PathBuf::from(value));
+        }
+        ("replication", "lease_ttl_ms") => {
+            let mut ttl = 0u64;
+            parsed(&mut ttl, "replication.lease_ttl_ms")?;
+            file.replication.lease_ttl_ms = Some(ttl);
+        }
         ("wal", "segment_bytes") => parsed(&mut file.wal.segment_bytes, "wal.segment_bytes")?,
         ("wal", "group_commit_max_ms") => {
             parsed(&mut file.wal.group_commit_max_ms, "wal.group_commit_max_ms")?;

@@ -10,6 +10,7 @@
 mod env;
 mod error;
 mod forward;
+mod replication;
 mod sources;
 mod template;
 
@@ -25,6 +26,7 @@ use crate::schema::{FilterField, FilterKind, Schema, SchemaError, SortField};
 pub use env::{ENV_KEYS, ENV_PREFIX};
 pub use error::{ConfigError, Origin, Problem, SourceProblem};
 pub use forward::ForwardConfig;
+pub use replication::{ReplicationConfig, default_stream};
 pub use sources::{DEFAULT_SLOT_FIELD, DEFAULT_VALUE_FIELD, Source, SourceKind};
 pub use template::{
     PlaceholderError, QueryClause, QueryOp, QueryTemplate, QueryTemplateError, TrackField,
@@ -87,6 +89,8 @@ pub struct Config {
     pub wal: WalConfig,
     /// `[forward]` (optional): `Some` when `forward.url` is set.
     pub forward: Option<ForwardConfig>,
+    /// `[replication]` (optional): `Some` when `replication.url` is set.
+    pub replication: Option<ReplicationConfig>,
     /// `[index]`: the index's fields.
     pub index: IndexConfig,
     /// `[[sources]]`: the tables that feed the index.
@@ -340,6 +344,8 @@ struct ConfigFile {
     #[serde(default)]
     forward: forward::ForwardFile,
     #[serde(default)]
+    replication: replication::ReplicationFile,
+    #[serde(default)]
     index: IndexFile,
     #[serde(default)]
     sources: Vec<sources::SourceFile>,
@@ -522,24 +528,7 @@ impl Config {
             .index
             .sorts
             .into_iter()
-            .map(|s| {
-                // The schema stores widths as u8; widths that do not fit are reported here
-                // (with the value as written) and clamped so later checks stay quiet.
-                let bits = u8::try_from(s.bits)
-                    .ok()
-                    .filter(|b| (1..=32).contains(b))
-                    .unwrap_or_else(|| {
-                        problems.push(Problem::Schema(SchemaError::Bits {
-                            name: s.name.clone(),
-                            bits: s.bits,
-                        }));
-                        32
-                    });
-                SortField {
-                    name: Arc::from(s.name),
-                    bits,
-                }
-            })
+            .map(|s| sort_field(s, &mut problems))
             .collect();
         let converted: Vec<sources::Converted> = file
             .sources
@@ -547,6 +536,9 @@ impl Config {
             .enumerate()
             .map(|(i, s)| s.into_source(i))
             .collect();
+        let replication = file
+            .replication
+            .into_config(&file.postgres.slot, &mut problems);
         let mut config = Config {
             postgres: PostgresConfig {
                 url,
@@ -566,6 +558,7 @@ impl Config {
             },
             wal: file.wal,
             forward: file.forward.into_config(&mut problems),
+            replication,
             index: IndexConfig {
                 schema: Arc::new(Schema {
                     filters,
@@ -756,6 +749,25 @@ fn schema_problems(schema: &Schema) -> Vec<SchemaError> {
         out.push(e);
     }
     out
+}
+
+/// A sort field as written: the schema stores widths as u8; widths that do not fit are reported
+/// (with the value as written) and clamped so later checks stay quiet.
+fn sort_field(s: SortFile, problems: &mut Vec<Problem>) -> SortField {
+    let bits = u8::try_from(s.bits)
+        .ok()
+        .filter(|b| (1..=32).contains(b))
+        .unwrap_or_else(|| {
+            problems.push(Problem::Schema(SchemaError::Bits {
+                name: s.name.clone(),
+                bits: s.bits,
+            }));
+            32
+        });
+    SortField {
+        name: Arc::from(s.name),
+        bits,
+    }
 }
 
 #[cfg(test)]

@@ -82,7 +82,7 @@ pub(super) struct Checkpointer {
     /// The cursor of the newest checkpoint on disk.
     pub last: WalKey,
     /// The forwarding sink's cursor: segments it still needs stay (`u64::MAX`: none held).
-    pub floor: crate::forward::Floor,
+    pub floors: Vec<crate::forward::Floor>,
     /// Signalled when a checkpoint's fsync fails: the pipeline stops.
     pub stop: Arc<tokio::sync::watch::Sender<bool>>,
     /// The fsync failure that stopped the pipeline (no final checkpoint is tried then).
@@ -158,7 +158,12 @@ impl Checkpointer {
         let covered = covered_lsn(applied);
         self.status.set_checkpointed(covered);
         crate::failpoint::crash("checkpoint-before-truncate");
-        let floor = Lsn(self.floor.load(std::sync::atomic::Ordering::SeqCst));
+        let floor = Lsn(self
+            .floors
+            .iter()
+            .map(|f| f.load(std::sync::atomic::Ordering::SeqCst))
+            .min()
+            .unwrap_or(u64::MAX));
         let removed = lock(&self.wal).remove_segments_below(previous.min(floor))?;
         info!(
             applied = %applied.lsn,
@@ -199,7 +204,7 @@ mod tests {
             wal: Arc::new(Mutex::new(wal)),
             status: Arc::new(Status::new("slot", "publication")),
             last: WalKey::ZERO,
-            floor: Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
+            floors: vec![Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX))],
             stop: Arc::new(tokio::sync::watch::channel(false).0),
             fatal: None,
             policy,

@@ -29,6 +29,7 @@
 mod apply;
 pub mod checkpoint;
 pub mod pin;
+pub mod replication;
 mod start;
 
 use std::future::Future;
@@ -58,6 +59,7 @@ use crate::{Lsn, WalKey};
 pub use checkpoint::CheckpointPolicy;
 use checkpoint::Checkpointer;
 pub use pin::{PinError, Pins};
+pub use start::Feed;
 use start::{Shared, Started, open_wal};
 
 /// Why the pipeline could not start, or stopped.
@@ -95,6 +97,9 @@ pub enum PipelineError {
     /// The replication source stopped with an error.
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// Replication over NATS JetStream failed.
+    #[error(transparent)]
+    Replication(#[from] crate::replicate::ReplicationError),
     /// The forwarding sink's cursor could not be set up.
     #[error(transparent)]
     Forward(#[from] crate::forward::ForwardError),
@@ -200,6 +205,18 @@ impl Pipeline {
         options: PipelineOptions,
         preloaded: Option<Index>,
     ) -> Result<Pipeline, PipelineError> {
+        Self::start_with_feed(config, Feed::Postgres(translator), options, preloaded).await
+    }
+
+    /// [`Pipeline::start_with_index`] from any [`Feed`]: a follower's is the stream.
+    pub async fn start_with_feed<T: Translate>(
+        config: Config,
+        feed: Feed<T>,
+        options: PipelineOptions,
+        preloaded: Option<Index>,
+    ) -> Result<Pipeline, PipelineError> {
+        let link = replication::link(&config).await?;
+        let publish_floor = crate::forward::no_floor();
         let data_dir = config.storage.data_dir.clone();
         let wal = open_wal(&config, &options).await?;
         let status = Arc::new(Status::new(
@@ -227,8 +244,10 @@ impl Pipeline {
             phase: &phase,
             stop: &stop,
             stop_rx: &stop_rx,
+            link: link.as_ref(),
+            publish_floor: &publish_floor,
         };
-        let (source, source_applied) = shared.source(translator, peeked, stream_early)?;
+        let (source, source_applied) = shared.source(feed, peeked, stream_early)?;
         let threads = match shared.threads(preloaded, source_applied).await {
             Ok(threads) => threads,
             Err(e) => {
@@ -241,7 +260,7 @@ impl Pipeline {
         };
         let source = match source {
             Started::Running(task) => task,
-            Started::Waiting(source) => tokio::spawn(source.run(stop_rx)),
+            Started::Waiting(task) => tokio::spawn(task),
         };
         let supervisor = tokio::spawn(supervise(Supervised {
             source,
@@ -326,7 +345,7 @@ impl Pipeline {
 
 /// The parts the supervisor joins at the end.
 struct Supervised {
-    source: JoinHandle<Result<(), SourceError>>,
+    source: JoinHandle<Result<(), PipelineError>>,
     apply: std::thread::JoinHandle<(CoalescingSink, Result<(), PipelineError>)>,
     finish: Arc<AtomicBool>,
     checkpointer: std::thread::JoinHandle<Checkpointer>,
@@ -340,7 +359,7 @@ struct Supervised {
 /// Waits for the source to end, then drains and checkpoints; the first error wins.
 async fn supervise(s: Supervised) -> Result<RunSummary, PipelineError> {
     let source = match s.source.await {
-        Ok(r) => r.map_err(PipelineError::from),
+        Ok(r) => r,
         Err(_) => Err(PipelineError::Panicked("replication source")),
     };
     s.stop.send_replace(true);

@@ -11,13 +11,16 @@ use tracing::info;
 
 use super::apply::ApplyLoop;
 use super::checkpoint::{self, Checkpointer, covered_lsn};
+use super::replication::{self, Leader, Leading};
 use super::{Pins, PipelineError, PipelineOptions, spawn_catalog_watch};
 use crate::WalKey;
 use crate::config::Config;
 use crate::dedup::Deduper;
+use crate::forward::Floor;
 use crate::index::{Index, Snapshot};
+use crate::replicate::{Follower, Link, ReplicationError};
 use crate::sink::coalescing::{CoalescingSink, MemoryProbe};
-use crate::source::{Source, SourceError, Translate, lock};
+use crate::source::{Source, Translate, lock};
 use crate::status::{PhaseTracker, Status};
 use crate::wal::{RecoveryMode, Wal, WalOptions};
 
@@ -101,12 +104,26 @@ async fn load_index(
     Ok((index, loaded))
 }
 
+/// The source task, boxed (the replication source, a leader's or a follower's feed).
+pub(super) type SourceTask = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(), PipelineError>> + Send + 'static>,
+>;
+
 /// The source at start-up: streaming already, or waiting for the index to load.
-pub(super) enum Started<T: Translate> {
+pub(super) enum Started {
     /// Streaming already.
-    Running(JoinHandle<Result<(), SourceError>>),
-    /// Waiting for the index to load.
-    Waiting(Box<Source<T>>),
+    Running(JoinHandle<Result<(), PipelineError>>),
+    /// Waiting for the index to load (not yet polled).
+    Waiting(SourceTask),
+}
+
+/// Where the pipeline's changes come from.
+pub enum Feed<T: Translate> {
+    /// The replication slot, through the translator (with `[replication]`: as the leader, or a
+    /// standby until it takes the lease).
+    Postgres(T),
+    /// The stream a leader publishes (`pgroar follow`): never Postgres.
+    Follow,
 }
 
 /// What the start-up steps share.
@@ -118,6 +135,10 @@ pub(super) struct Shared<'a> {
     pub(super) phase: &'a Arc<PhaseTracker>,
     pub(super) stop: &'a Arc<watch::Sender<bool>>,
     pub(super) stop_rx: &'a watch::Receiver<bool>,
+    /// The stream, with `[replication]`.
+    pub(super) link: Option<&'a Link>,
+    /// The publisher's WAL floor (holds nothing unless this process leads).
+    pub(super) publish_floor: &'a Floor,
 }
 
 /// The pipeline's threads once the index is loaded.
@@ -133,32 +154,72 @@ pub(super) struct Threads {
 }
 
 impl Shared<'_> {
-    /// Builds the source and starts it now (`early`) or leaves it for after the load; returns
-    /// it with the sender of its view of the applied cursor (`peeked` until the index writer
-    /// takes the sender over).
+    /// Builds the source task and starts it now (`early`) or leaves it for after the load;
+    /// returns it with the sender of its view of the applied cursor (`peeked` until the index
+    /// writer takes the sender over).
     pub(super) fn source<T: Translate>(
         &self,
-        translator: T,
+        feed: Feed<T>,
         peeked: Option<WalKey>,
         early: bool,
-    ) -> Result<(Started<T>, watch::Sender<WalKey>), PipelineError> {
-        let mut source = Source::new(
-            self.config,
-            Arc::clone(self.wal),
-            translator,
-            Arc::clone(self.status),
-            Arc::clone(self.phase),
-            self.options.source.clone(),
-        )?;
+    ) -> Result<(Started, watch::Sender<WalKey>), PipelineError> {
         let (applied, applied_rx) = watch::channel(peeked.unwrap_or(WalKey::ZERO));
-        source.watch_applied(applied_rx);
-        spawn_catalog_watch(&mut source, self.config, self.status, self.stop_rx);
+        let stop = self.stop_rx.clone();
+        let task: SourceTask = match (feed, self.link) {
+            (Feed::Follow, Some(link)) => Box::pin(replication::follow(self.follower(link), stop)),
+            (Feed::Follow, None) => {
+                return Err(ReplicationError::Gap(
+                    "following needs a [replication] section with the stream's url".into(),
+                )
+                .into());
+            }
+            (Feed::Postgres(translator), link) => {
+                let mut source = Source::new(
+                    self.config,
+                    Arc::clone(self.wal),
+                    translator,
+                    Arc::clone(self.status),
+                    Arc::clone(self.phase),
+                    self.options.source.clone(),
+                )?;
+                source.watch_applied(applied_rx);
+                spawn_catalog_watch(&mut source, self.config, self.status, self.stop_rx);
+                match link {
+                    None => Box::pin(async move { source.run(stop).await.map_err(Into::into) }),
+                    Some(link) => {
+                        let ceiling = Arc::new(std::sync::atomic::AtomicU64::new(0));
+                        source.ack_ceiling(Arc::clone(&ceiling));
+                        let leader = Leader {
+                            link: link.clone(),
+                            wal: Arc::clone(self.wal),
+                            status: Arc::clone(self.status),
+                            phase: Arc::clone(self.phase),
+                            data_dir: self.config.storage.data_dir.clone(),
+                            schema: self.config.schema(),
+                            ceiling,
+                            floor: Arc::clone(self.publish_floor),
+                        };
+                        let leading = Leading { leader, source };
+                        Box::pin(leading.run(self.config.clone(), stop))
+                    }
+                }
+            }
+        };
         let started = if early {
-            Started::Running(tokio::spawn(source.run(self.stop_rx.clone())))
+            Started::Running(tokio::spawn(task))
         } else {
-            Started::Waiting(Box::new(source))
+            Started::Waiting(task)
         };
         Ok((started, applied))
+    }
+
+    fn follower(&self, link: &Link) -> Follower {
+        Follower {
+            link: link.clone(),
+            wal: Arc::clone(self.wal),
+            status: Arc::clone(self.status),
+            phase: Arc::clone(self.phase),
+        }
     }
 
     /// Loads the index, then starts the index writer, the apply loop, the forwarder and the
@@ -217,7 +278,7 @@ impl Shared<'_> {
             wal: Arc::clone(self.wal),
             status: Arc::clone(status),
             last: applied,
-            floor,
+            floors: vec![floor, Arc::clone(self.publish_floor)],
             stop: Arc::clone(self.stop),
             fatal: None,
             policy: options.checkpoint_policy,

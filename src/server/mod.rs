@@ -61,7 +61,7 @@ use crate::status::{Phase, Status};
 
 pub use ops::{BatchError, OpsIntake, parse_batch};
 pub use query::{ErrorBody, QueryRequest, QueryResponse, SortRequest};
-pub use run::{RunError, run, run_with_index};
+pub use run::{RunError, run, run_follower, run_with_index};
 pub use status::{ErrorReport, History, RATE_WINDOW, StageLags, StageLsns, StatusReport};
 
 use metrics::ServerMetrics;

@@ -8,7 +8,9 @@ use tracing::{info, warn};
 
 use super::{OpsIntake, ServerOptions, ServerState, serve};
 use crate::config::Config;
-use crate::pipeline::{Pipeline, PipelineError, PipelineOptions, RunSummary, check_identities};
+use crate::pipeline::{
+    Feed, Pipeline, PipelineError, PipelineOptions, RunSummary, check_identities,
+};
 use crate::source::{ConnInfo, error_chain};
 use crate::translate::Translator;
 
@@ -48,6 +50,27 @@ pub async fn run_with_index(
 ) -> Result<RunSummary, RunError> {
     let translator = Translator::new(&config).map_err(PipelineError::from)?;
     check_identities(&config).await?;
+    serve_feed(config, Feed::Postgres(translator), preloaded, shutdown).await
+}
+
+/// `pgroar follow`: the same HTTP surface over a pipeline fed by the leader's stream
+/// (`[replication]`), never connecting to Postgres; `POST /ops` is not offered.
+pub async fn run_follower(
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunSummary, RunError> {
+    Translator::new(&config).map_err(PipelineError::from)?;
+    serve_feed(config, Feed::<Translator>::Follow, None, shutdown).await
+}
+
+/// Serves HTTP over a pipeline started from `feed` until `shutdown`.
+async fn serve_feed<T: crate::source::Translate>(
+    config: Config,
+    feed: Feed<T>,
+    preloaded: Option<crate::index::Index>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunSummary, RunError> {
+    let follower = matches!(feed, Feed::Follow);
     let listener = TcpListener::bind(config.http.listen)
         .await
         .map_err(|source| RunError::Listen {
@@ -58,9 +81,10 @@ pub async fn run_with_index(
     let options = PipelineOptions::from_config(&config);
     let intake = ConnInfo::parse(&config.postgres.url)
         .ok()
+        .filter(|_| !follower)
         .map(|conn| OpsIntake::new(conn, &config.postgres.slot, config.schema()));
     let server_options = ServerOptions::from_config(&config);
-    let pipeline = Pipeline::start_with_index(config, translator, options, preloaded).await?;
+    let pipeline = Pipeline::start_with_feed(config, feed, options, preloaded).await?;
     let mut state = ServerState::new(
         Arc::clone(pipeline.status()),
         pipeline.published(),

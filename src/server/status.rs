@@ -66,6 +66,10 @@ impl History {
     }
 }
 
+fn single() -> crate::status::Role {
+    crate::status::Role::Single
+}
+
 /// The body of `GET /status`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StatusReport {
@@ -98,6 +102,12 @@ pub struct StatusReport {
     /// The process's resident memory, in bytes (Linux).
     #[serde(default)]
     pub rss_bytes: Option<u64>,
+    /// This process's part in replication (`single` without `[replication]`).
+    #[serde(default = "single")]
+    pub role: crate::status::Role,
+    /// The epoch of the leader this process is or follows (0 without replication).
+    #[serde(default)]
+    pub leader_epoch: u64,
     /// The last error reported by the pipeline.
     pub last_error: Option<ErrorReport>,
     /// Seconds since start.
@@ -120,6 +130,9 @@ pub struct StageLsns {
     /// Acknowledged by the forwarding sink's remote (`0/0` without one).
     #[serde(default)]
     pub forwarded: Lsn,
+    /// Acknowledged by the replication stream (`0/0` unless this is its leader).
+    #[serde(default)]
+    pub published: Lsn,
 }
 
 /// Bytes behind the server's WAL position, per stage (saturating at 0).
@@ -167,6 +180,7 @@ impl StatusReport {
             checkpointed: status.checkpointed(),
             server: server_lsn,
             forwarded: status.forwarded(),
+            published: status.published(),
         };
         let counts = status.counts();
         let ops = counts.get(Counter::OpsApplied);
@@ -188,6 +202,8 @@ impl StatusReport {
             counts,
             alive_slots,
             slot_state: status.slot_state(),
+            role: status.role().0,
+            leader_epoch: status.role().1,
             rss_bytes: rss_bytes(),
             last_error: status.last_error().map(|e| ErrorReport {
                 at_unix_seconds: e

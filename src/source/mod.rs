@@ -289,6 +289,9 @@ pub struct Source<T: Translate> {
     catalog: Option<watch::Receiver<Option<String>>>,
     /// The index's applied cursor, for the backlog bound (`None`: unbounded).
     applied: Option<watch::Receiver<crate::WalKey>>,
+    /// With `[replication]`: what the stream has acknowledged; the slot is acknowledged no
+    /// further (`None`: up to the durable WAL).
+    ack_ceiling: Option<Arc<std::sync::atomic::AtomicU64>>,
     scratch: Vec<EntityOps>,
 }
 
@@ -428,6 +431,7 @@ impl<T: Translate> Source<T> {
             relations_written,
             catalog: None,
             applied: None,
+            ack_ceiling: None,
             scratch: Vec::new(),
         })
     }
@@ -440,6 +444,21 @@ impl<T: Translate> Source<T> {
     /// Bounds the backlog by the index's applied cursor (see [`SourceOptions::max_backlog_bytes`]).
     pub fn watch_applied(&mut self, applied: watch::Receiver<crate::WalKey>) {
         self.applied = Some(applied);
+    }
+
+    /// Acknowledges the slot no further than `ceiling` (what the replication stream holds).
+    pub fn ack_ceiling(&mut self, ceiling: Arc<std::sync::atomic::AtomicU64>) {
+        self.ack_ceiling = Some(ceiling);
+    }
+
+    /// What is acknowledged to the server for a durable LSN (see [`ack`]), held at the
+    /// stream's ceiling with `[replication]`.
+    pub(crate) fn ack_of(&self, durable: Lsn) -> Lsn {
+        let ceiling = self
+            .ack_ceiling
+            .as_ref()
+            .map_or(u64::MAX, |c| c.load(std::sync::atomic::Ordering::SeqCst));
+        ack(Lsn(durable.0.min(ceiling)))
     }
 
     /// A fault the catalog watcher reported, if any (no waiting).
@@ -568,7 +587,7 @@ impl<T: Translate> Source<T> {
             .replication_config(&self.slot, &self.publication)
             .with_binary(self.binary)
             .with_start_lsn(to_wire(durable))
-            .with_ack_lsn(to_wire(ack(durable)))
+            .with_ack_lsn(to_wire(self.ack_of(durable)))
             .with_status_interval(self.options.status_interval)
             .with_wakeup_interval(self.options.status_interval.max(Duration::from_secs(1)));
         let target = self.conn.display();

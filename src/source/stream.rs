@@ -247,7 +247,7 @@ impl<T: Translate> Source<T> {
 
     /// Tells the server everything up to `durable` is flushed.
     fn acknowledge(&mut self, client: &ReplicationClient, durable: Lsn) {
-        client.update_applied_lsn(to_wire(super::ack(durable)));
+        client.update_applied_lsn(to_wire(self.ack_of(durable)));
         // Our own time does not count as the stream's silence.
         self.silent_since = Instant::now();
     }
@@ -604,7 +604,7 @@ impl<T: Translate> Source<T> {
     /// After a requested stop: make sure the last acknowledgement reached the server, then end
     /// the session cleanly.
     async fn finish(&mut self, mut client: ReplicationClient, durable: Lsn) {
-        let durable = super::ack(durable);
+        let durable = self.ack_of(durable);
         client.update_applied_lsn(to_wire(durable));
         let deadline = Instant::now() + self.options.status_interval + Duration::from_secs(1);
         let metrics = client.metrics();

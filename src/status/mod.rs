@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwapOption;
+use serde::{Deserialize, Serialize};
 
 use crate::Lsn;
 
@@ -37,6 +38,32 @@ pub use counters::{BAD_DATA_HELP, BAD_DATA_METRIC, COUNTERS, Counter, CounterSpe
 pub use demand::{ReadDemand, ReadWait};
 pub use phase::{Phase, PhaseTracker};
 pub use slot::SlotState;
+
+/// A process's part in replication (`[replication]`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[repr(u8)]
+pub enum Role {
+    /// No `[replication]`: the only index of its slot.
+    Single = 0,
+    /// Holds the lease: reads the slot and publishes.
+    Leader = 1,
+    /// Follows the stream and waits for the lease.
+    Standby = 2,
+    /// `pgroar follow`: follows the stream.
+    Follower = 3,
+}
+
+impl Role {
+    fn from_u8(v: u8) -> Role {
+        match v {
+            1 => Role::Leader,
+            2 => Role::Standby,
+            3 => Role::Follower,
+            _ => Role::Single,
+        }
+    }
+}
 
 /// The last error the pipeline reported.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,6 +86,10 @@ pub struct Status {
     durable: AtomicU64,
     checkpointed: AtomicU64,
     forwarded: AtomicU64,
+    published: AtomicU64,
+    /// [`Role`] as a byte.
+    role: AtomicU8,
+    epoch: AtomicU64,
     server_lsn: AtomicU64,
     /// Nanoseconds after `started` at which `server_lsn` was read, plus one; 0 = never.
     server_read_at: AtomicU64,
@@ -81,6 +112,9 @@ impl Status {
             durable: AtomicU64::new(0),
             checkpointed: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
+            published: AtomicU64::new(0),
+            role: AtomicU8::new(Role::Single as u8),
+            epoch: AtomicU64::new(0),
             server_lsn: AtomicU64::new(0),
             server_read_at: AtomicU64::new(0),
             counts: Default::default(),
@@ -125,6 +159,30 @@ impl Status {
     /// The forwarding sink's remote has acknowledged everything up to `lsn`.
     pub fn set_forwarded(&self, lsn: Lsn) {
         self.forwarded.fetch_max(lsn.0, Ordering::Relaxed);
+    }
+
+    /// The replication stream has acknowledged everything up to `lsn` (leader).
+    pub fn set_published(&self, lsn: Lsn) {
+        self.published.fetch_max(lsn.0, Ordering::Relaxed);
+    }
+
+    /// This process's part in replication, and the leader's epoch it follows or holds.
+    pub fn set_role(&self, role: Role, epoch: u64) {
+        self.role.store(role as u8, Ordering::Relaxed);
+        self.epoch.store(epoch, Ordering::Relaxed);
+    }
+
+    /// The role and epoch set by [`Status::set_role`].
+    pub fn role(&self) -> (Role, u64) {
+        (
+            Role::from_u8(self.role.load(Ordering::Relaxed)),
+            self.epoch.load(Ordering::Relaxed),
+        )
+    }
+
+    /// What the replication stream has acknowledged (leader).
+    pub fn published(&self) -> Lsn {
+        Lsn(self.published.load(Ordering::Relaxed))
     }
 
     /// A checkpoint reflecting everything up to `lsn` is on disk.

@@ -19,6 +19,7 @@ mod migrations;
 mod nats_smoke;
 mod pg_smoke;
 mod pgoutput_capture;
+mod replication;
 mod server;
 mod sinks;
 mod stream;

@@ -1,0 +1,194 @@
+//! The scenarios: followers under a live writer (one killed and restarted, one started late
+//! from the checkpoint bucket), and a leader SIGKILLed with a standby taking over, then the
+//! NATS server restarted.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use pgroar::Lsn;
+use pgroar::cluster::TestDb;
+use pgroar::cluster::nats::NatsServer;
+
+use super::{Node, assert_stream_cursors, wait_published};
+use crate::it::support::feed::{
+    IDS, SCHEMA, assert_check_passes, assert_server_matches, load_feed, workload,
+};
+use crate::it::support::follow::current_lsn;
+
+/// Every node has applied everything committed so far, and answers as SQL does; `pgroar check`
+/// passes against each.
+async fn assert_all_match(db: &TestDb, leader: &Node, nodes: &[&Node], context: &str) {
+    let client = db.client().await.unwrap();
+    let target = current_lsn(&client).await;
+    wait_published(leader, &client, target).await;
+    for node in nodes.iter().chain([&leader]) {
+        node.wait_applied(target).await;
+        assert_server_matches(&client, &node.runner.base, context).await;
+        assert_check_passes(&node.runner.config);
+    }
+}
+
+/// A leader bootstraps and publishes; two followers start from its checkpoint; a random writer
+/// runs; one follower is SIGKILLed and restarted, a third starts late (the stream purged behind
+/// the bucket's checkpoints by then); all end equal to SQL.
+pub async fn leader_and_followers() {
+    let nats = NatsServer::start().unwrap();
+    let db = TestDb::new("replicas");
+    db.execute(SCHEMA).unwrap();
+    let client = db.client().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let slot = format!("s_{}", db.name());
+    let stream = format!("T_{}", db.name());
+    let node = |name: &str| Node::new(dir.path(), name, &db.url(), &slot, &nats.url(), &stream);
+    let mut leader = node("leader");
+    leader.start("bootstrap");
+    leader.ready().await;
+    load_feed(&client, IDS as u64).await;
+
+    let (mut a, mut b) = (node("a"), node("b"));
+    a.start("follow");
+    b.start("follow");
+    a.ready().await;
+    b.ready().await;
+    assert_eq!(a.status().await["role"], "follower");
+    assert_eq!(leader.status().await["role"], "leader");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let rows = Arc::new(AtomicU64::new(0));
+    let seed = 0x5EED_u64 ^ u64::from(std::process::id());
+    eprintln!("replication test seed {seed}");
+    let work = tokio::spawn(workload(
+        db.client().await.unwrap(),
+        seed,
+        stop.clone(),
+        rows.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    a.kill();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    a.start("follow");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut late = node("late");
+    late.start("follow");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let txns = work.await.unwrap();
+    assert!(txns > 20, "the writer barely ran: {txns}");
+    a.ready().await;
+    late.ready().await;
+    let late_log = std::fs::read_to_string(&late.runner.log).unwrap();
+    assert!(
+        late_log.contains("starting from the bucket's checkpoint"),
+        "{late_log}"
+    );
+
+    assert_all_match(&db, &leader, &[&a, &b, &late], &format!("seed {seed}")).await;
+    // Purged behind the bucket's two checkpoints: what is left still reads whole and in order.
+    let (_, published) = assert_stream_cursors(&nats.url(), &stream).await;
+    assert!(published > 20, "{published} messages published");
+    for n in [&mut a, &mut b, &mut late, &mut leader] {
+        n.stop().await;
+    }
+    // A new bootstrap onto the same stream would start a second history: refused, naming why.
+    let mut again = node("again");
+    again.start("bootstrap");
+    let exit = again.child.as_mut().unwrap().0.wait().unwrap();
+    let log = std::fs::read_to_string(&again.runner.log).unwrap();
+    assert!(!exit.success(), "{log}");
+    assert!(
+        log.contains("already holds an earlier index's history"),
+        "{log}"
+    );
+}
+
+/// A leader and a standby (`pgroar run` twice, one slot) with a follower: the leader is
+/// SIGKILLed under the writer, the standby takes over within the lease's time and goes on from
+/// the stream's last cursor; the old leader comes back as the standby; the NATS server is
+/// restarted; everything ends equal to SQL and the stream holds every transaction once.
+pub async fn standby_takes_over() {
+    let nats = NatsServer::start().unwrap();
+    let db = TestDb::new("standby");
+    db.execute(SCHEMA).unwrap();
+    let client = db.client().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let slot = format!("s_{}", db.name());
+    let stream = format!("T_{}", db.name());
+    // Nothing purged: the whole history, takeover included, is checked.
+    let node = |name: &str| {
+        let extra = "keep_checkpoints = 100000";
+        Node::with(
+            dir.path(),
+            name,
+            &db.url(),
+            &slot,
+            &nats.url(),
+            &stream,
+            extra,
+        )
+    };
+    let mut first = node("first");
+    first.start("bootstrap");
+    first.ready().await;
+    load_feed(&client, IDS as u64).await;
+    let mut second = node("second");
+    second.start("run");
+    let mut follower = node("follower");
+    follower.start("follow");
+    second.ready().await;
+    follower.ready().await;
+    assert_eq!(second.status().await["role"], "standby");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let rows = Arc::new(AtomicU64::new(0));
+    let seed = 0xFA11_u64 ^ u64::from(std::process::id());
+    eprintln!("failover test seed {seed}");
+    let work = tokio::spawn(workload(
+        db.client().await.unwrap(),
+        seed,
+        stop.clone(),
+        rows.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    first.kill();
+    let killed = Instant::now();
+    let took_over = loop {
+        if second.status().await["role"] == "leader" {
+            break killed.elapsed();
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "no takeover:\n{}",
+            second.runner.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    eprintln!("takeover after {took_over:?}");
+    assert!(
+        took_over < Duration::from_secs(10),
+        "takeover took {took_over:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    first.start("run");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    nats.restart().unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let txns = work.await.unwrap();
+    assert!(txns > 20, "the writer barely ran: {txns}");
+    first.ready().await;
+    assert_eq!(first.status().await["role"], "standby");
+
+    let target: Lsn = current_lsn(&client).await;
+    wait_published(&second, &client, target).await;
+    assert_all_match(&db, &second, &[&follower, &first], &format!("seed {seed}")).await;
+    let (commits, _) = assert_stream_cursors(&nats.url(), &stream).await;
+    assert!(
+        commits.len() as u64 > txns / 2,
+        "{} of {txns} transactions in the stream",
+        commits.len()
+    );
+    for n in [&mut follower, &mut first, &mut second] {
+        n.stop().await;
+    }
+}
