@@ -5,7 +5,8 @@
 //! EIO, `return(28)` errno 28), `apply-send` (`sleep(ms)` slows the index writer),
 //! `checkpoint-load` (`sleep(ms)` slows loading the checkpoint at start-up), `checkpoint-finish`
 //! (`sleep(ms)` slows the index writer's deferred rebuild), `bootstrap-checkpoint` (`sleep(ms)`
-//! slows writing a bootstrap's checkpoint),
+//! slows writing a bootstrap's checkpoint), `publish-send` (`sleep(ms)` slows the leader's
+//! publishing to the stream),
 //! `bootstrap-before-marker`, `checkpoint-before-truncate` (`return` kills the process there).
 
 /// The I/O error injected at `name`, if that point is on.

@@ -261,7 +261,7 @@ impl Publisher {
         for (name, value) in headers {
             publish = publish.header(name, value.as_str());
         }
-        crate::failpoint::crash("publish-before-send");
+        crate::failpoint::hit("publish-send");
         let ack = self
             .handle
             .block_on(

@@ -12,9 +12,48 @@ use pgroar::cluster::nats::NatsServer;
 
 use super::{Node, assert_stream_cursors, wait_published};
 use crate::it::support::feed::{
-    IDS, SCHEMA, assert_check_passes, assert_server_matches, load_feed, workload,
+    IDS, PATIENCE, SCHEMA, assert_check_passes, assert_server_matches, load_feed, workload,
 };
-use crate::it::support::follow::current_lsn;
+use crate::it::support::follow::{current_lsn, slot_confirmed};
+
+/// Waits until the leader's WAL is durable past what the stream has acknowledged; returns by
+/// how many bytes.
+async fn wait_behind(leader: &Node) -> u64 {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let s = leader.status().await;
+        let lsn = |k: &str| s["lsn"][k].as_str().unwrap().parse::<Lsn>().unwrap();
+        let (durable, published) = (lsn("durable"), lsn("published"));
+        if durable > published {
+            return durable.0 - published.0;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "publishing never fell behind: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Everything at or below this LSN is in the stream.
+async fn stream_covered(nats: &str, stream: &str) -> Lsn {
+    let link = pgroar::replicate::Link::open(
+        &pgroar::config::ReplicationConfig {
+            url: nats.into(),
+            stream: stream.into(),
+            credentials: None,
+            tls_ca: None,
+            tls_required: false,
+            replicas: 1,
+            lease_ttl_ms: 3000,
+            keep_checkpoints: 2,
+        },
+        pgroar::schema::FieldIds::default(),
+    )
+    .await
+    .unwrap();
+    link.tail().await.unwrap().covered()
+}
 
 /// Every node has applied everything committed so far, and answers as SQL does; `pgroar check`
 /// passes against each.
@@ -128,6 +167,8 @@ pub async fn standby_takes_over() {
         )
     };
     let mut first = node("first");
+    // Publishing slowed: the leader's WAL runs ahead of the stream, and the slot must not.
+    first.runner.env = vec![("FAILPOINTS".into(), "publish-send=sleep(100)".into())];
     first.start("bootstrap");
     first.ready().await;
     load_feed(&client, IDS as u64).await;
@@ -149,9 +190,18 @@ pub async fn standby_takes_over() {
         stop.clone(),
         rows.clone(),
     ));
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let behind = wait_behind(&first).await;
     first.kill();
     let killed = Instant::now();
+    first.runner.env.clear();
+    // Postgres keeps everything the stream lacks: the slot is not past the stream's end.
+    let confirmed = slot_confirmed(&client, &slot).await.unwrap();
+    let covered = stream_covered(&nats.url(), &stream).await;
+    assert!(
+        confirmed.0 <= covered.0 + 1,
+        "slot confirmed {confirmed}, the stream ends at {covered} (durable ran {behind} bytes ahead)"
+    );
     let took_over = loop {
         if second.status().await["role"] == "leader" {
             break killed.elapsed();
@@ -191,4 +241,86 @@ pub async fn standby_takes_over() {
     for n in [&mut follower, &mut first, &mut second] {
         n.stop().await;
     }
+}
+
+/// A leader paused (SIGSTOP) past its lease: the standby takes over; resumed, the old leader
+/// must not publish another part — its renewal or its next publish is refused — and it exits
+/// with an error saying so. The stream stays one history and every node equals SQL.
+pub async fn a_paused_leader_is_fenced() {
+    let nats = NatsServer::start().unwrap();
+    let db = TestDb::new("fenced");
+    db.execute(SCHEMA).unwrap();
+    let client = db.client().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let slot = format!("s_{}", db.name());
+    let stream = format!("T_{}", db.name());
+    let node = |name: &str| {
+        let extra = "keep_checkpoints = 100000";
+        Node::with(
+            dir.path(),
+            name,
+            &db.url(),
+            &slot,
+            &nats.url(),
+            &stream,
+            extra,
+        )
+    };
+    let mut first = node("first");
+    first.start("bootstrap");
+    first.ready().await;
+    load_feed(&client, IDS as u64).await;
+    let mut second = node("second");
+    second.start("run");
+    second.ready().await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let rows = Arc::new(AtomicU64::new(0));
+    let seed = 0xF3_u64 ^ u64::from(std::process::id());
+    let work = tokio::spawn(workload(
+        db.client().await.unwrap(),
+        seed,
+        stop.clone(),
+        rows.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pid = first.child.as_ref().unwrap().0.id() as libc::pid_t;
+    // SAFETY: kill takes a pid and a signal number, no pointers.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let paused = Instant::now();
+    while second.status().await["role"] != "leader" {
+        assert!(paused.elapsed() < Duration::from_secs(30), "no takeover");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let child = &mut first.child.as_mut().unwrap().0;
+    let deadline = Instant::now() + PATIENCE;
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the old leader kept running:\n{}",
+            first.runner.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    first.child = None;
+    let log = std::fs::read_to_string(&first.runner.log).unwrap();
+    assert!(!exit.success(), "{log}");
+    assert!(
+        log.contains("another leader took over")
+            || log.contains("stepping down")
+            || log.contains("taken by another process"),
+        "{log}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    work.await.unwrap();
+    assert_all_match(&db, &second, &[], &format!("seed {seed}")).await;
+    assert_stream_cursors(&nats.url(), &stream).await;
+    second.stop().await;
 }

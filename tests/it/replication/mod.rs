@@ -237,3 +237,8 @@ async fn followers_serve_what_sql_says_through_kills_and_a_late_start() {
 async fn a_standby_takes_over_from_a_killed_leader_and_survives_a_nats_restart() {
     failover::standby_takes_over().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_resumed_after_a_takeover_publishes_nothing_and_exits() {
+    failover::a_paused_leader_is_fenced().await;
+}
