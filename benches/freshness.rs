@@ -31,12 +31,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use pgroar::Lsn;
 use process::{Pgroar, free_port, percentile_ms, pgroar_bin};
-use tokio_postgres::Client;
 
-/// Rows each writer transaction changes.
-const PER_TX: i64 = 10;
 /// Writer sessions.
 const WRITERS: usize = 4;
 /// Rows at the end of the table kept for the probe.
@@ -93,7 +89,15 @@ fn main() {
                 let (url, stop, changes) = (url.clone(), Arc::clone(&stop), Arc::clone(&changes));
                 let per_writer = rate.map(|r| r / WRITERS as f64);
                 rt.spawn(async move {
-                    writer(&url, w, rows - PROBE_ROWS, per_writer, &stop, &changes).await;
+                    schemas::rate_writer(
+                        &url,
+                        (w, WRITERS),
+                        rows - PROBE_ROWS,
+                        per_writer,
+                        &stop,
+                        &changes,
+                    )
+                    .await;
                 })
             })
             .collect();
@@ -107,7 +111,7 @@ fn main() {
         while started.elapsed().as_secs_f64() < secs {
             marker += 1;
             let id = rows - (marker % PROBE_ROWS);
-            let lsn = rt.block_on(probe_commit(&probe, marker, id));
+            let lsn = rt.block_on(schemas::probe_commit(&probe, marker, id));
             let committed = Instant::now();
             if stages {
                 let mut at = [None; 3];
@@ -189,57 +193,5 @@ fn main() {
             percentile_ms(lags, 99.0),
             percentile_ms(lags, 100.0),
         );
-    }
-}
-
-/// Sets the probe row `id` to `marker` in a transaction of its own; returns the WAL insert
-/// position read just before its `COMMIT` (at or before the commit record).
-async fn probe_commit(client: &Client, marker: i64, id: i64) -> Lsn {
-    client.batch_execute("BEGIN").await.unwrap();
-    client
-        .execute(
-            r#"UPDATE "Image" SET "nsfwLevel" = $1 WHERE id = $2"#,
-            &[&(marker as i32), &(id as i32)],
-        )
-        .await
-        .unwrap();
-    schemas::commit_at(client).await
-}
-
-/// Updates `nsfwLevel` of `PER_TX` consecutive rows per transaction (one statement), at `rate`
-/// changes per second (`None`: as fast as it goes) until `stop`.
-async fn writer(
-    url: &str,
-    w: usize,
-    rows: i64,
-    rate: Option<f64>,
-    stop: &AtomicBool,
-    changes: &AtomicU64,
-) {
-    let client = schemas::connect(url).await;
-    let statement = client
-        .prepare(
-            r#"UPDATE "Image" SET "nsfwLevel" = ("nsfwLevel" + 1) % 6 WHERE id BETWEEN $1 AND $2"#,
-        )
-        .await
-        .unwrap();
-    let started = Instant::now();
-    let mut done = 0u64;
-    let mut next = 1 + (w as i64 * rows / WRITERS as i64);
-    while !stop.load(Ordering::Relaxed) {
-        if let Some(rate) = rate {
-            let due = started + Duration::from_secs_f64(done as f64 / rate);
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                tokio::time::sleep(wait).await;
-            }
-        }
-        if next + PER_TX > rows {
-            next = 1;
-        }
-        let (a, b) = (next as i32, (next + PER_TX - 1) as i32);
-        client.execute(&statement, &[&a, &b]).await.unwrap();
-        next += PER_TX;
-        done += PER_TX as u64;
-        changes.fetch_add(PER_TX as u64, Ordering::Relaxed);
     }
 }

@@ -170,3 +170,60 @@ pub fn cluster(name: &str) -> (pgroar::cluster::Cluster, String, tokio::runtime:
         .unwrap();
     (cluster, url, rt)
 }
+
+/// Rows each rate writer transaction changes.
+pub const PER_TX: i64 = 10;
+
+/// Sets the probe row `id` to `marker` in a transaction of its own; returns the WAL insert
+/// position read just before its `COMMIT` (at or before the commit record).
+pub async fn probe_commit(client: &Client, marker: i64, id: i64) -> Lsn {
+    client.batch_execute("BEGIN").await.unwrap();
+    client
+        .execute(
+            r#"UPDATE "Image" SET "nsfwLevel" = $1 WHERE id = $2"#,
+            &[&(marker as i32), &(id as i32)],
+        )
+        .await
+        .unwrap();
+    commit_at(client).await
+}
+
+/// Writer `w` of `writers`: updates `nsfwLevel` of `PER_TX` consecutive rows per transaction
+/// (one statement) among ids `1..=rows`, at `rate` changes per second (`None`: as fast as it
+/// goes) until `stop`.
+pub async fn rate_writer(
+    url: &str,
+    (w, writers): (usize, usize),
+    rows: i64,
+    rate: Option<f64>,
+    stop: &std::sync::atomic::AtomicBool,
+    changes: &std::sync::atomic::AtomicU64,
+) {
+    use std::sync::atomic::Ordering;
+    let client = connect(url).await;
+    let statement = client
+        .prepare(
+            r#"UPDATE "Image" SET "nsfwLevel" = ("nsfwLevel" + 1) % 6 WHERE id BETWEEN $1 AND $2"#,
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut done = 0u64;
+    let mut next = 1 + (w as i64 * rows / writers as i64);
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(rate) = rate {
+            let due = started + std::time::Duration::from_secs_f64(done as f64 / rate);
+            if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        if next + PER_TX > rows {
+            next = 1;
+        }
+        let (a, b) = (next as i32, (next + PER_TX - 1) as i32);
+        client.execute(&statement, &[&a, &b]).await.unwrap();
+        next += PER_TX;
+        done += PER_TX as u64;
+        changes.fetch_add(PER_TX as u64, Ordering::Relaxed);
+    }
+}

@@ -43,9 +43,7 @@ pub struct BootstrapArgs {
 pub fn run(args: BootstrapArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)
         .with_context(|| format!("config {} is not valid", args.config.display()))?;
-    if args.if_needed
-        && let bootstrap::DataDir::Complete(_) = bootstrap::marker::state(&config.storage.data_dir)?
-    {
+    if args.if_needed && complete_or_seeded(&config)? {
         info!(
             data_dir = %config.storage.data_dir.display(),
             "the data directory already holds a complete index: nothing to bootstrap"
@@ -71,6 +69,19 @@ pub fn run(args: BootstrapArgs) -> anyhow::Result<()> {
 }
 
 /// Bootstraps (serving progress on `[http].listen`), then streams unless `stream` is false.
+/// Whether the data directory holds a complete index — with `[replication]`, an empty one is
+/// first given the stream's newest checkpoint when the stream has a history (a standby's or a
+/// replaced leader's first start): only the first leader bootstraps.
+fn complete_or_seeded(config: &Config) -> anyhow::Result<bool> {
+    match bootstrap::marker::state(&config.storage.data_dir)? {
+        bootstrap::DataDir::Complete(_) => Ok(true),
+        bootstrap::DataDir::Empty if config.replication.is_some() => {
+            super::runtime()?.block_on(super::follow::seed(config))
+        }
+        _ => Ok(false),
+    }
+}
+
 pub(crate) async fn bootstrap_then_stream(
     config: Config,
     options: BootstrapOptions,

@@ -754,6 +754,7 @@ fn the_deploy_files_parse_and_name_only_metrics_that_exist() {
         "prometheus/alerts.yml",
         "prometheus/prometheus.yml",
         "kubernetes/pgroar.yaml",
+        "kubernetes/pgroar-replicated.yaml",
     ] {
         let docs = yaml_rust2::YamlLoader::load_from_str(&read(file))
             .unwrap_or_else(|e| panic!("{file}: {e}"));
@@ -766,7 +767,18 @@ fn the_deploy_files_parse_and_name_only_metrics_that_exist() {
         }
         if file.starts_with("kubernetes") {
             let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
-            assert_eq!(kinds, ["ConfigMap", "Service", "StatefulSet"], "{file}");
+            let want: &[&str] = if file.contains("replicated") {
+                &[
+                    "ConfigMap",
+                    "Service",
+                    "Service",
+                    "StatefulSet",
+                    "Deployment",
+                ]
+            } else {
+                &["ConfigMap", "Service", "StatefulSet"]
+            };
+            assert_eq!(kinds, want, "{file}");
             let config = docs[0]["data"]["pgroar.toml"].as_str().unwrap();
             let config = config.replace("[postgres]", "[postgres]\nurl = \"postgres://x@h/db\"");
             pgroar::config::Config::from_toml_str(&config, std::iter::empty())
