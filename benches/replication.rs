@@ -251,7 +251,7 @@ fn main() {
         for p in order {
             let mut c = p.spawn(&bin, &["bootstrap", "--if-needed"], "warn");
             p.wait_status(&mut c, |s| s["phase"] == "streaming");
-            process::stop(c);
+            stop_logged(p, c);
         }
         let end = rt.block_on(schemas::chunked(&client, backlog, |a, b| {
             format!(r#"UPDATE "Image" SET flags = flags + 1 WHERE id BETWEEN {a} AND {b}"#)
@@ -265,7 +265,7 @@ fn main() {
                 stage(s, "applied") >= end && (!publishing || stage(s, "published") >= end)
             });
             times.push((publishing, t.elapsed()));
-            process::stop(c);
+            stop_logged(p, c);
         }
         let get = |want: bool| times.iter().find(|(p, _)| *p == want).unwrap().1;
         let (t_on, t_off) = (get(true), get(false));
@@ -296,4 +296,17 @@ fn main() {
         backlog as f64 / follower_took.as_secs_f64() / drain_on_rate
     );
     println!("{takeover_line}");
+}
+
+/// SIGTERM and a clean stop, or a panic with the process's log.
+fn stop_logged(p: &Pgroar, mut child: std::process::Child) {
+    // SAFETY: plain kill(2) on the pid of a child we spawned and have not reaped.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "pgroar {} did not stop cleanly: {status}\n{}",
+        p.name,
+        std::fs::read_to_string(&p.log).unwrap_or_default()
+    );
 }

@@ -56,6 +56,15 @@ fn render(r: &StatusReport) -> String {
     let l = &r.lsn;
     let secs = |s: Option<f64>| s.map_or_else(|| "unknown".to_string(), |s| format!("{s:.1} s"));
     let _ = writeln!(out, "{:<28} {}", "phase", r.phase);
+    if r.role != pgroar::status::Role::Single {
+        let _ = writeln!(
+            out,
+            "{:<28} {} (leader epoch {})",
+            "role",
+            r.role.as_str(),
+            r.leader_epoch
+        );
+    }
     let _ = writeln!(
         out,
         "{:<28} {} / {}",
@@ -68,6 +77,7 @@ fn render(r: &StatusReport) -> String {
         ("checkpointed", l.checkpointed),
         ("server", l.server),
         ("forwarded", l.forwarded),
+        ("published", l.published),
     ] {
         let _ = writeln!(out, "{:<28} {lsn}", format!("lsn {stage}"));
     }

@@ -189,6 +189,8 @@ impl Shared<'_> {
                     Some(link) => {
                         let ceiling = Arc::new(std::sync::atomic::AtomicU64::new(0));
                         source.ack_ceiling(Arc::clone(&ceiling));
+                        // A leader's history is the stream's: only a bootstrap creates the slot.
+                        source.never_create_slot();
                         let leader = Leader {
                             link: link.clone(),
                             wal: Arc::clone(self.wal),

@@ -106,7 +106,11 @@ impl Publisher {
                         Ok(tail) if tail.epoch > self.epoch => {
                             return Err(self.fenced(tail.epoch));
                         }
-                        Ok(tail) => self.tail = tail,
+                        // A stream holding only fences keeps the start this leader had.
+                        Ok(tail) => {
+                            let after = tail.after.or(self.tail.after);
+                            self.tail = Tail { after, ..tail };
+                        }
                         Err(e) => warn!(error = %e, "reading the stream's tail failed"),
                     }
                 }

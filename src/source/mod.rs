@@ -446,6 +446,13 @@ impl<T: Translate> Source<T> {
         self.applied = Some(applied);
     }
 
+    /// Never creates (or adopts) the slot: a standby or a leader of a stream streams only from
+    /// the slot its history came from, and a missing one is an error naming the fix.
+    pub fn never_create_slot(&mut self) {
+        self.may_create = false;
+        self.may_adopt = false;
+    }
+
     /// Acknowledges the slot no further than `ceiling` (what the replication stream holds).
     pub fn ack_ceiling(&mut self, ceiling: Arc<std::sync::atomic::AtomicU64>) {
         self.ack_ceiling = Some(ceiling);

@@ -55,6 +55,16 @@ pub enum Role {
 }
 
 impl Role {
+    /// The lower-case name used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Single => "single",
+            Role::Leader => "leader",
+            Role::Standby => "standby",
+            Role::Follower => "follower",
+        }
+    }
+
     fn from_u8(v: u8) -> Role {
         match v {
             1 => Role::Leader,
