@@ -105,6 +105,16 @@ impl<T: Translate> Leading<T> {
 }
 
 impl Leader {
+    fn follower(&self, floor: bool) -> Follower {
+        Follower::new(
+            self.link.clone(),
+            Arc::clone(&self.wal),
+            Arc::clone(&self.status),
+            Arc::clone(&self.phase),
+            floor.then(|| Arc::clone(&self.floor)),
+        )
+    }
+
     async fn run<T: Translate>(
         self,
         source: Source<T>,
@@ -112,37 +122,117 @@ impl Leader {
         mut stop: watch::Receiver<bool>,
     ) -> Result<(), PipelineError> {
         self.status.set_role(Role::Standby, 0);
-        let follower = Follower {
-            link: self.link.clone(),
-            wal: Arc::clone(&self.wal),
-            status: Arc::clone(&self.status),
-            phase: Arc::clone(&self.phase),
-        };
+        // Standing by, the WAL keeps what the stream may lack (a restarted leader's unpublished
+        // transactions): the floor follows what the stream is seen to hold.
+        self.floor.store(0, Ordering::SeqCst);
         let (promote_tx, promote_rx) = watch::channel(false);
-        let following = tokio::spawn(follower.run_until(stop.clone(), Some(promote_rx)));
-        let me = holder(&config);
-        let lease = Lease::acquire(&self.link, &me, &mut stop).await;
+        let following = tokio::spawn(
+            self.follower(true)
+                .run_until(stop.clone(), Some(promote_rx)),
+        );
+        let lease = Lease::acquire(&self.link, &holder(&config), &mut stop).await;
         promote_tx.send_replace(true);
-        let last_seq = following
-            .await
-            .map_err(|_| PipelineError::Panicked("stream follower"))??;
-        let Some(lease) = lease? else {
-            return Ok(()); // stopped while standing by
-        };
-        let Some(last_seq) = last_seq else {
-            return Ok(());
-        };
-        let epoch = lease.epoch;
-        self.fence(epoch, last_seq).await?;
+        // Renewed from the moment it is taken: catching up may outlast its TTL.
         let (leading_tx, leading) = watch::channel(true);
         let leading_tx = Arc::new(leading_tx);
-        tokio::spawn(lease.keep(Arc::clone(&leading_tx), stop.clone()));
+        let (released_tx, released) = watch::channel(false);
+        let epoch = match lease {
+            Ok(Some(lease)) => {
+                let epoch = lease.epoch;
+                tokio::spawn(lease.keep(Arc::clone(&leading_tx), stop.clone(), released));
+                Some(epoch)
+            }
+            Ok(None) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let caught_up = following.await;
+        let last_seq = match (epoch, caught_up) {
+            (Some(_), Ok(Ok(Some(seq)))) if *leading.borrow() => seq,
+            (_, caught_up) => {
+                released_tx.send_replace(true);
+                caught_up.map_err(|_| PipelineError::Panicked("stream follower"))??;
+                return self.lost(epoch.unwrap_or(0), &leading, &stop, None);
+            }
+        };
+        let epoch = epoch.unwrap_or(0);
+        if let Err(e) = self.fence(epoch, last_seq, &stop, &leading).await {
+            released_tx.send_replace(true);
+            return Err(e);
+        }
+        if *stop.borrow() || !*leading.borrow() {
+            released_tx.send_replace(true);
+            return self.lost(epoch, &leading, &stop, None);
+        }
         self.status.set_role(Role::Leader, epoch);
-        let tail = self.start_tail().await?;
+        let tail = match self.start_tail().await {
+            Ok(tail) => tail,
+            Err(e) => {
+                released_tx.send_replace(true);
+                return Err(e);
+            }
+        };
         self.ceiling.store(tail.covered().0, Ordering::SeqCst);
         self.floor.store(tail.covered().0, Ordering::SeqCst);
         self.status.set_published(tail.covered());
         info!(epoch, from = %tail.covered(), seq = tail.seq, "leading: publishing and streaming from the slot");
+        let failure = Arc::new(std::sync::Mutex::new(None));
+        self.spawn_publisher(
+            tail,
+            epoch,
+            (&leading_tx, &leading),
+            released_tx,
+            &failure,
+            &stop,
+        )?;
+        tokio::spawn(upload_loop(
+            self.link.clone(),
+            self.data_dir.join("index"),
+            Arc::clone(&self.ceiling),
+            stop.clone(),
+            leading.clone(),
+        ));
+        let result = source.run(either(stop.clone(), leading.clone())).await;
+        let failed = failure.lock().map(|mut f| f.take()).unwrap_or(None);
+        self.lost(epoch, &leading, &stop, failed)?;
+        result.map_err(PipelineError::from)
+    }
+
+    /// `Ok` when the pipeline was asked to stop; else why this process no longer leads.
+    fn lost(
+        &self,
+        epoch: u64,
+        leading: &watch::Receiver<bool>,
+        stop: &watch::Receiver<bool>,
+        failed: Option<ReplicationError>,
+    ) -> Result<(), PipelineError> {
+        if *stop.borrow() {
+            return Ok(());
+        }
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        if !*leading.borrow() {
+            return Err(ReplicationError::LeaseLost {
+                stream: self.link.names.stream.clone(),
+                epoch,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Starts the publishing thread. When it ends — stopped, fenced, failed or panicked — this
+    /// process stops leading (`leading` false), its error is kept in `failure`, and `released`
+    /// lets the lease go.
+    fn spawn_publisher(
+        &self,
+        tail: crate::replicate::Tail,
+        epoch: u64,
+        (leading_tx, leading): (&Arc<watch::Sender<bool>>, &watch::Receiver<bool>),
+        released: watch::Sender<bool>,
+        failure: &Arc<std::sync::Mutex<Option<ReplicationError>>>,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<(), PipelineError> {
         let publisher = Publisher {
             link: self.link.clone(),
             handle: tokio::runtime::Handle::current(),
@@ -157,41 +247,47 @@ impl Leader {
             leading: leading.clone(),
             stop: stop.clone(),
         };
-        let fenced = Arc::clone(&leading_tx);
+        /// Ends leadership and releases the lease however the thread ends.
+        struct Ended(Arc<watch::Sender<bool>>, watch::Sender<bool>);
+        impl Drop for Ended {
+            fn drop(&mut self) {
+                self.0.send_replace(false);
+                self.1.send_replace(true);
+            }
+        }
+        let ended = Ended(Arc::clone(leading_tx), released);
+        let failure = Arc::clone(failure);
         std::thread::Builder::new()
             .name("pgroar-publish".into())
             .spawn(move || {
-                if publisher.run().is_err() {
-                    fenced.send_replace(false);
+                let _ended = ended;
+                if let Err(e) = publisher.run()
+                    && let Ok(mut f) = failure.lock()
+                {
+                    *f = Some(e);
                 }
             })
             .map_err(|source| PipelineError::Io {
                 path: self.data_dir.clone(),
                 source,
             })?;
-        tokio::spawn(upload_loop(
-            self.link.clone(),
-            self.data_dir.join("index"),
-            stop.clone(),
-            leading.clone(),
-        ));
-        let source_stop = either(stop.clone(), leading.clone());
-        let result = source.run(source_stop).await;
-        if !*leading.borrow() && !*stop.borrow() {
-            return Err(ReplicationError::Fenced {
-                stream: self.link.names.stream.clone(),
-                ours: epoch,
-                theirs: 0,
-            }
-            .into());
-        }
-        result.map_err(PipelineError::from)
+        Ok(())
     }
 
-    /// Publishes the fence of `epoch` after `last_seq`; if anything was published since, reads
-    /// it into the WAL and tries again.
-    async fn fence(&self, epoch: u64, mut last_seq: u64) -> Result<(), PipelineError> {
+    /// Publishes the fence of `epoch` after `last_seq`; if anything was published since by an
+    /// older leader, reads it into the WAL and tries again; a newer leader's message means
+    /// this process is fenced already.
+    async fn fence(
+        &self,
+        epoch: u64,
+        mut last_seq: u64,
+        stop: &watch::Receiver<bool>,
+        leading: &watch::Receiver<bool>,
+    ) -> Result<(), PipelineError> {
         for _ in 0..10 {
+            if *stop.borrow() || !*leading.borrow() {
+                return Ok(());
+            }
             let m = Message {
                 body: Body::Leader,
                 epoch,
@@ -222,16 +318,22 @@ impl Leader {
                     return Ok(());
                 }
                 Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                    let tail = self.link.tail().await?;
+                    if tail.epoch > epoch {
+                        return Err(ReplicationError::Fenced {
+                            stream: self.link.names.stream.clone(),
+                            ours: epoch,
+                            theirs: tail.epoch,
+                        }
+                        .into());
+                    }
                     warn!(epoch, "the stream moved while taking over; reading on");
-                    let follower = Follower {
-                        link: self.link.clone(),
-                        wal: Arc::clone(&self.wal),
-                        status: Arc::clone(&self.status),
-                        phase: Arc::clone(&self.phase),
-                    };
                     let (_promote, promote_rx) = watch::channel(true);
-                    let (_stop, stop_rx) = watch::channel(false);
-                    match follower.run_until(stop_rx, Some(promote_rx)).await? {
+                    match self
+                        .follower(false)
+                        .run_until(stop.clone(), Some(promote_rx))
+                        .await?
+                    {
                         Some(seq) => last_seq = seq,
                         None => return Ok(()),
                     }
@@ -262,6 +364,7 @@ impl Leader {
 async fn upload_loop(
     link: Link,
     index_dir: PathBuf,
+    ceiling: Arc<AtomicU64>,
     mut stop: watch::Receiver<bool>,
     leading: watch::Receiver<bool>,
 ) {
@@ -275,7 +378,11 @@ async fn upload_loop(
         if *stop.borrow() || !*leading.borrow() {
             return;
         }
-        if Index::peek_checkpoint(&index_dir) == uploaded {
+        let local = Index::peek_checkpoint(&index_dir);
+        // Only a checkpoint the stream covers: a follower or standby starting from it must
+        // find what follows in the stream, not in this process's unpublished WAL.
+        let covered = Lsn(ceiling.load(Ordering::SeqCst));
+        if local == uploaded || local.is_some_and(|k| k.lsn > covered) {
             continue;
         }
         let done = async {
@@ -304,15 +411,9 @@ pub async fn seed_from_bucket(config: &Config) -> Result<Option<Lsn>, PipelineEr
     let Some(&newest) = checkpoints::list(&store).await?.last() else {
         return Ok(None);
     };
-    let (first, last) = link.bounds().await?;
-    let first_pos = if first <= last && first > 0 {
-        link.message(first).await?.lsn()
-    } else {
-        None
-    };
-    // The stream must hold what follows the local position; else the local state is too old.
-    let gap = first_pos.is_some_and(|p| p > local) && first > 1;
-    if newest > local || gap || local == Lsn::ZERO {
+    // The stream is purged only up to the oldest checkpoint kept: a local position it no
+    // longer follows from is older than the newest checkpoint too.
+    if newest > local || local == Lsn::ZERO {
         info!(checkpoint = %newest, local = %local, "starting from the bucket's checkpoint");
         checkpoints::download(&store, newest, &index_dir).await?;
         Ok(Some(newest))

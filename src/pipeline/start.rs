@@ -216,12 +216,13 @@ impl Shared<'_> {
     }
 
     fn follower(&self, link: &Link) -> Follower {
-        Follower {
-            link: link.clone(),
-            wal: Arc::clone(self.wal),
-            status: Arc::clone(self.status),
-            phase: Arc::clone(self.phase),
-        }
+        Follower::new(
+            link.clone(),
+            Arc::clone(self.wal),
+            Arc::clone(self.status),
+            Arc::clone(self.phase),
+            None,
+        )
     }
 
     /// Loads the index, then starts the index writer, the apply loop, the forwarder and the

@@ -47,6 +47,11 @@ pub struct Follower {
     pub status: Arc<Status>,
     /// The phase tracker (connected = caught up with the stream).
     pub phase: Arc<PhaseTracker>,
+    /// A standby's WAL floor: raised to what the stream is seen to hold, so that the WAL
+    /// keeps what the stream may lack (`None`: a follower, which never publishes).
+    pub floor: Option<crate::forward::Floor>,
+    /// The open transaction's next record, as the last part read says.
+    next_record: Option<(Lsn, u32)>,
 }
 
 /// How a session ended.
@@ -58,6 +63,24 @@ enum End {
 }
 
 impl Follower {
+    /// A feed of `link` into `wal` (`floor`: a standby's; `None` for a follower).
+    pub fn new(
+        link: Link,
+        wal: Arc<Mutex<Wal>>,
+        status: Arc<Status>,
+        phase: Arc<PhaseTracker>,
+        floor: Option<crate::forward::Floor>,
+    ) -> Follower {
+        Follower {
+            link,
+            wal,
+            status,
+            phase,
+            floor,
+            next_record: None,
+        }
+    }
+
     /// Follows until `stop` turns true (`Ok(None)`, with what was written synced), or — once
     /// `promote` turns true — until it has read the stream to its end (`Ok(Some(last sequence))`:
     /// a standby taking over); `Err` when the stream holds something this follower cannot take.
@@ -101,6 +124,7 @@ impl Follower {
 
     /// Drops a half-written transaction and makes the rest durable.
     async fn close(&mut self) -> Result<(), ReplicationError> {
+        self.next_record = None;
         {
             let mut wal = lock(&self.wal);
             if wal.open_transaction().is_some() {
@@ -195,6 +219,7 @@ impl Follower {
                 Ok(Some(Ok(m))) => m,
             };
             let seq = message.info().map_or(read + 1, |i| i.stream_sequence);
+            self.check_next(read, seq)?;
             let empty = async_nats::HeaderMap::new();
             let headers = message.headers.as_ref().unwrap_or(&empty);
             let m = self.link.decode(seq, headers, &message.payload)?;
@@ -263,6 +288,25 @@ impl Follower {
         }
     }
 
+    /// One subject and no deleted messages: a jump in sequence is a purge past this reader.
+    fn check_next(&self, read: u64, seq: u64) -> Result<(), ReplicationError> {
+        if seq == read + 1 {
+            return Ok(());
+        }
+        Err(ReplicationError::Gap(format!(
+            "the stream {} skipped from {read} to {seq} (purged past this data directory's \
+             position): restart the process to load the newest checkpoint from the bucket",
+            self.link.names.stream
+        )))
+    }
+
+    /// Everything at or below `lsn` is in the stream: a standby's WAL need not keep it.
+    fn raise_floor(&self, lsn: Lsn) {
+        if let Some(floor) = &self.floor {
+            floor.fetch_max(lsn.0, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
     /// Writes one message into the WAL.
     fn write(&mut self, body: Body, epoch: u64) -> Result<(), ReplicationError> {
         let mut wal = lock(&self.wal);
@@ -270,15 +314,24 @@ impl Follower {
             Body::Ops {
                 lsn,
                 first,
+                last,
                 end,
                 ops,
-                ..
             } => {
                 if lsn <= wal.written_lsn() {
+                    self.raise_floor(if end { lsn } else { Lsn(lsn.0 - 1) });
                     return Ok(());
                 }
                 match wal.open_transaction() {
-                    Some(open) if open == lsn && first > 0 => {}
+                    Some(open) if open == lsn && first > 0 => {
+                        if self.next_record != Some((lsn, first)) {
+                            return Err(ReplicationError::Gap(format!(
+                                "the stream {} holds a part of the transaction at {lsn} from \
+                                 record {first}, not following the last part read ({:?})",
+                                self.link.names.stream, self.next_record
+                            )));
+                        }
+                    }
                     open => {
                         if open.is_some() {
                             wal.abort()?;
@@ -299,6 +352,8 @@ impl Follower {
                 if end {
                     wal.commit()?;
                 }
+                self.next_record = (!end).then_some((lsn, last + 1));
+                self.raise_floor(if end { lsn } else { Lsn(lsn.0 - 1) });
                 self.status.set_received(lsn);
                 self.status.set_server_lsn(lsn);
             }
@@ -306,6 +361,7 @@ impl Follower {
                 if lsn > wal.written_lsn() && wal.open_transaction().is_none() {
                     wal.mark(lsn)?;
                 }
+                self.raise_floor(lsn);
                 self.status.set_received(lsn);
                 self.status.set_server_lsn(lsn);
             }

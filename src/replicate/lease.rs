@@ -29,6 +29,8 @@ pub struct Lease {
     pub epoch: u64,
     ttl: Duration,
     holder: String,
+    /// When the lease was taken (the renewal clock starts there).
+    taken: Instant,
 }
 
 /// The lease bucket, created when missing (history 1, entries expiring after the TTL). The
@@ -95,6 +97,7 @@ impl Lease {
             if *stop.borrow() {
                 return Ok(None);
             }
+            let attempt = Instant::now();
             match store.create(KEY, holder.to_owned().into()).await {
                 Ok(revision) => {
                     info!(epoch = revision, holder, "lease taken: this process leads");
@@ -104,6 +107,7 @@ impl Lease {
                         epoch: revision,
                         ttl,
                         holder: holder.to_owned(),
+                        taken: attempt,
                     }));
                 }
                 Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
@@ -127,29 +131,43 @@ impl Lease {
         }
     }
 
-    /// Renews until the lease is lost (`leading` turns false) or `stop` turns true (the key
-    /// is then deleted, so a standby takes over without waiting for the TTL).
+    /// Renews until the lease is lost (`leading` turns false) or `stop` turns true; then,
+    /// once `released` turns true (the publisher has stopped), the key is deleted so a standby
+    /// takes over without waiting for the TTL. Leadership ends by this process's clock
+    /// `ttl − margin` after the last renewal began, before the key can expire on the server.
     pub async fn keep(
         mut self,
         leading: std::sync::Arc<watch::Sender<bool>>,
         mut stop: watch::Receiver<bool>,
+        released: watch::Receiver<bool>,
     ) {
         let margin = (self.ttl / 4).max(Duration::from_millis(500));
-        let mut renewed = Instant::now();
+        let mut renewed = self.taken;
         loop {
+            let deadline = renewed + self.ttl.saturating_sub(margin);
+            let next = (Instant::now() + self.ttl / 4).min(deadline);
             tokio::select! {
-                () = tokio::time::sleep(self.ttl / 4) => {}
-                _ = stop.changed() => {
-                    if *stop.borrow() {
-                        let _ = self.store.delete_expect_revision(KEY, Some(self.revision)).await;
-                        info!(epoch = self.epoch, "lease released");
+                () = tokio::time::sleep_until(next.into()) => {}
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        leading.send_replace(false);
+                        self.release(released).await;
                         return;
                     }
+                    continue;
                 }
             }
             let attempt = Instant::now();
+            if attempt >= deadline {
+                warn!(
+                    epoch = self.epoch,
+                    "the lease could not be renewed in time: stepping down"
+                );
+                leading.send_replace(false);
+                return;
+            }
             let renew = tokio::time::timeout(
-                self.ttl / 4,
+                (deadline - attempt).min(self.ttl / 4),
                 self.store
                     .update(KEY, self.holder.clone().into(), self.revision),
             )
@@ -160,22 +178,27 @@ impl Lease {
                     renewed = attempt;
                 }
                 Ok(Err(e)) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                    warn!(epoch = self.epoch, "the lease was taken by another process");
+                    warn!(
+                        epoch = self.epoch,
+                        "the lease was taken by another process: stepping down"
+                    );
                     leading.send_replace(false);
                     return;
                 }
                 Ok(Err(e)) => warn!(error = %e, "renewing the lease failed"),
                 Err(_) => warn!("renewing the lease timed out"),
             }
-            if renewed.elapsed() + margin >= self.ttl {
-                warn!(
-                    epoch = self.epoch,
-                    "the lease could not be renewed in time: stepping down"
-                );
-                leading.send_replace(false);
-                return;
-            }
         }
+    }
+
+    /// Deletes the key once the publisher has stopped (at most 30 s of waiting).
+    async fn release(self, mut released: watch::Receiver<bool>) {
+        let _ = tokio::time::timeout(Duration::from_secs(30), released.wait_for(|r| *r)).await;
+        let _ = self
+            .store
+            .delete_expect_revision(KEY, Some(self.revision))
+            .await;
+        info!(epoch = self.epoch, "lease released");
     }
 }
 

@@ -87,6 +87,18 @@ pub enum ReplicationError {
         /// The newer leader's (0 when unknown).
         theirs: u64,
     },
+    /// This process lost the leader's lease (it could not renew it in time, or another
+    /// process holds it).
+    #[error(
+        "lost the lease of stream {stream} (epoch {epoch}): another process may lead now; this \
+         one stops publishing and acknowledging the slot (restart it to stand by)"
+    )]
+    LeaseLost {
+        /// The stream.
+        stream: String,
+        /// Our epoch.
+        epoch: u64,
+    },
     /// The stream holds nothing this process can continue from.
     #[error("{0}")]
     Gap(String),

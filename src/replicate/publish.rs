@@ -89,30 +89,33 @@ impl Publisher {
     pub fn run(mut self) -> Result<(), ReplicationError> {
         let mut delay = Duration::from_millis(100);
         loop {
-            match self.session() {
+            let why = match self.session() {
                 Ok(()) => return Ok(()),
                 Err(Failure::Fatal(e)) => {
                     error!(error = %crate::source::error_chain(&e), "publishing stopped");
                     self.status.set_error(format!("publishing stopped: {e}"));
                     return Err(e);
                 }
-                Err(Failure::Retry(why)) => {
-                    warn!(error = %why, retry_in_ms = delay.as_millis() as u64, "publishing to the stream failed; retrying");
-                    if self.sleep(delay) {
-                        return Ok(());
-                    }
-                    delay = (delay * 2).min(MAX_BACKOFF);
-                    match self.handle.block_on(self.link.tail()) {
-                        Ok(tail) if tail.epoch > self.epoch => {
-                            return Err(self.fenced(tail.epoch));
-                        }
+                Err(Failure::Retry(why)) => why,
+            };
+            warn!(error = %why, retry_in_ms = delay.as_millis() as u64, "publishing to the stream failed; retrying");
+            self.status
+                .set_error(format!("publishing to the stream failed (retrying): {why}"));
+            // The next session starts from the stream's tail as it is now: read it first.
+            loop {
+                if self.sleep(delay) {
+                    return Ok(());
+                }
+                delay = (delay * 2).min(MAX_BACKOFF);
+                match self.handle.block_on(self.link.tail()) {
+                    Ok(tail) if tail.epoch > self.epoch => return Err(self.fenced(tail.epoch)),
+                    Ok(tail) => {
                         // A stream holding only fences keeps the start this leader had.
-                        Ok(tail) => {
-                            let after = tail.after.or(self.tail.after);
-                            self.tail = Tail { after, ..tail };
-                        }
-                        Err(e) => warn!(error = %e, "reading the stream's tail failed"),
+                        let after = tail.after.or(self.tail.after);
+                        self.tail = Tail { after, ..tail };
+                        break;
                     }
+                    Err(e) => warn!(error = %e, "reading the stream's tail failed"),
                 }
             }
         }
@@ -314,9 +317,20 @@ impl Publisher {
         Ok(())
     }
 
+    /// A refused expected sequence is checked against the stream's tail before the next
+    /// session (fenced only if a newer leader wrote it); a part too large for the server or a
+    /// stream that is gone cannot be cured by retrying.
     fn classify(&self, kind: PublishErrorKind, text: String) -> Failure {
         match kind {
-            PublishErrorKind::WrongLastSequence => Failure::Fatal(self.fenced(0)),
+            PublishErrorKind::MaxPayloadExceeded => Failure::Fatal(ReplicationError::Gap(format!(
+                "a part exceeds the NATS server's max_payload ({text}): raise max_payload in \
+                 the server's configuration"
+            ))),
+            PublishErrorKind::StreamNotFound => Failure::Fatal(ReplicationError::Gap(format!(
+                "the stream {} is gone ({text}): it was deleted while this leader published; \
+                 restart the leader to recreate it from its checkpoint",
+                self.link.names.stream
+            ))),
             _ => Failure::Retry(text),
         }
     }
