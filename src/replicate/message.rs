@@ -7,8 +7,9 @@
 //!   Ops record (CRC-checked). `Pgroar-End: 1` on the part that ends the transaction. A large
 //!   transaction is cut into parts of about [`PART_BYTES`]; where it is cut depends only on the
 //!   records, so a part published again after a crash is the same part.
-//! * `mark` — a durable position without ops (the leader's idle keepalives), so that a
-//!   follower's `min_lsn` and lag move while nothing changes.
+//! * `mark` — a durable position without ops (a commit's end, an idle keepalive), published
+//!   once nothing follows it yet, so that a follower's `min_lsn` (a position read after a
+//!   commit) and lag move as the leader's do.
 //! * `leader` — a new leader's first message: its lease epoch, published with the stream's
 //!   last sequence expected, so that it fences off every earlier leader (their next publish
 //!   expects an older last sequence and is refused).

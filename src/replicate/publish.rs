@@ -32,9 +32,6 @@ use crate::{Lsn, WalKey};
 /// Parts awaiting the stream's acknowledgement at most.
 const MAX_IN_FLIGHT: usize = 512;
 
-/// How often a mark is published while no transaction is.
-const MARK_EVERY: Duration = Duration::from_secs(1);
-
 /// Longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -164,7 +161,10 @@ impl Publisher {
         let mut expected = self.tail.seq;
         let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         let mut open = Open::default();
-        let mut last_mark = Instant::now();
+        // The newest mark read and not yet published: published once nothing follows it for
+        // now (a commit after it says more), so a follower's `min_lsn` for a position read
+        // after a commit is answered as on the leader.
+        let mut mark: Option<Lsn> = None;
         info!(from = %after.lsn, seq = expected, epoch = self.epoch, "publishing to the stream");
         while !self.stopped() {
             let durable = self.durable.get();
@@ -176,6 +176,7 @@ impl Publisher {
                 read_any = true;
                 match entry {
                     WalEntry::Ops { key, ops } => {
+                        mark = None;
                         if open.ops.is_empty() && open.lsn != key.lsn {
                             open = Open {
                                 lsn: key.lsn,
@@ -203,19 +204,17 @@ impl Publisher {
                             lsn,
                             ..Open::default()
                         };
-                        last_mark = Instant::now();
+                        mark = None;
                     }
-                    WalEntry::Mark { lsn } => {
-                        if last_mark.elapsed() >= MARK_EVERY {
-                            let mark = self.message(Body::Mark { lsn });
-                            self.send(mark, Some(lsn), &mut expected, &mut in_flight)?;
-                            last_mark = Instant::now();
-                        }
-                    }
+                    WalEntry::Mark { lsn } => mark = Some(lsn),
                 }
                 if in_flight.len() >= MAX_IN_FLIGHT {
                     self.settle(&mut in_flight, MAX_IN_FLIGHT / 2)?;
                 }
+            }
+            if let Some(lsn) = mark.take() {
+                let m = self.message(Body::Mark { lsn });
+                self.send(m, Some(lsn), &mut expected, &mut in_flight)?;
             }
             self.settle(&mut in_flight, 0)?;
             if !read_any {

@@ -68,6 +68,33 @@ async fn assert_all_match(db: &TestDb, leader: &Node, nodes: &[&Node], context: 
     }
 }
 
+/// An application's write, then a `min_lsn` read on a follower with the position read after
+/// its commit: the follower waits until it has the write, and answers with it (✗ publishing
+/// marks at most once a second after a commit: 30 s and a 504).
+async fn read_your_write_on(client: &tokio_postgres::Client, follower: &Node) {
+    client
+        .batch_execute(r#"INSERT INTO "Image"(id, "nsfwLevel") VALUES (900001, 977)"#)
+        .await
+        .unwrap();
+    let lsn = current_lsn(client).await;
+    let asked = Instant::now();
+    let (code, answer) = crate::it::support::feed::http(
+        format!("{}/query", follower.runner.base),
+        Some(serde_json::json!({
+            "filter": "nsfwLevel eq 977", "min_lsn": lsn.to_string(), "timeout_ms": 30000
+        })),
+    )
+    .await
+    .unwrap();
+    let took = asked.elapsed();
+    eprintln!("min_lsn on a follower answered after {took:?}");
+    assert_eq!(code, 200, "{answer}");
+    // Within the leader's next mark (its status interval, 1 s), not its next keepalive.
+    assert!(took < Duration::from_secs(5), "min_lsn took {took:?}");
+    let ids: Vec<u32> = serde_json::from_value(answer["ids"].clone()).unwrap();
+    assert!(ids.contains(&900_001), "{answer}");
+}
+
 /// A leader bootstraps and publishes; two followers start from its checkpoint; a random writer
 /// runs; one follower is SIGKILLed and restarted, a third starts late (the stream purged behind
 /// the bucket's checkpoints by then); all end equal to SQL.
@@ -123,6 +150,7 @@ pub async fn leader_and_followers() {
     );
 
     assert_all_match(&db, &leader, &[&a, &b, &late], &format!("seed {seed}")).await;
+    read_your_write_on(&client, &b).await;
     // Purged behind the bucket's two checkpoints: what is left still reads whole and in order.
     let (_, published) = assert_stream_cursors(&nats.url(), &stream).await;
     assert!(published > 20, "{published} messages published");
