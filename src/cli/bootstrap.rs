@@ -88,6 +88,9 @@ pub(crate) async fn bootstrap_then_stream(
     stream: bool,
 ) -> anyhow::Result<()> {
     pgroar::pipeline::replication::check_new_history(&config).await?;
+    // Installed before anything answers: a SIGTERM from then on is a clean stop.
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
     let progress = Progress::new();
     let reporter =
         bootstrap::progress::spawn_reporter(Arc::clone(&progress), Duration::from_secs(5));
@@ -114,7 +117,7 @@ pub(crate) async fn bootstrap_then_stream(
         tokio::pin!(boot);
         tokio::select! {
             r = &mut boot => (Some(r), false),
-            () = shutdown_signal() => {
+            () = &mut shutdown => {
                 // A complete dump is kept: its checkpoint takes seconds, redoing it minutes.
                 if preview.is_published() {
                     info!("stopping once the index's checkpoint is durable");

@@ -12,8 +12,8 @@ use pgroar::pipeline::replication::seed_from_bucket;
 use tracing::info;
 
 pub fn run(path: &Path) -> anyhow::Result<()> {
-    let config =
-        Config::load(path).with_context(|| format!("config {} is not valid", path.display()))?;
+    let config = Config::load_for_follower(path)
+        .with_context(|| format!("config {} is not valid", path.display()))?;
     if config.replication.is_none() {
         anyhow::bail!(
             "{} has no [replication] section: set replication.url (or PGROAR_REPLICATION_URL) to \

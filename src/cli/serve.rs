@@ -26,15 +26,22 @@ pub(crate) async fn stream_from(
 
 /// Completes at the first SIGTERM or SIGINT. A second one exits at once: everything
 /// acknowledged is already in the WAL, so skipping the drain and final checkpoint loses nothing.
-pub(crate) async fn shutdown_signal() {
+///
+/// The SIGTERM handler is installed when this is called (inside the runtime), not when the
+/// future is first polled: a SIGTERM arriving between a server's first answer and its first
+/// poll of this future would otherwise meet the default action and kill the process without
+/// its final checkpoint.
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     let mut term = signal(SignalKind::terminate()).ok();
-    next_signal(&mut term).await;
-    info!("signal received: stopping (send it again to exit at once)");
-    tokio::spawn(async move {
+    async move {
         next_signal(&mut term).await;
-        warn!("second signal: exiting without the final checkpoint");
-        std::process::exit(130);
-    });
+        info!("signal received: stopping (send it again to exit at once)");
+        tokio::spawn(async move {
+            next_signal(&mut term).await;
+            warn!("second signal: exiting without the final checkpoint");
+            std::process::exit(130);
+        });
+    }
 }
 
 /// The next SIGINT, or SIGTERM when its handler could be installed.

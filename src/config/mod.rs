@@ -437,6 +437,16 @@ fn default_sort_bits() -> u32 {
 impl Config {
     /// Reads `path` and applies the overrides from the process environment.
     pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        Config::load_as(path, true)
+    }
+
+    /// [`Config::load`] for `pgroar follow`, which never connects to Postgres:
+    /// `postgres.url` may be left out.
+    pub fn load_for_follower(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        Config::load_as(path, false)
+    }
+
+    fn load_as(path: impl AsRef<Path>, need_url: bool) -> Result<Config, ConfigError> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
@@ -457,6 +467,18 @@ impl Config {
                     expected: "valid UTF-8",
                 }),
             }
+        }
+        let has_url = |env: &[(String, String)]| {
+            env.iter().any(|(n, _)| n == "PGROAR_POSTGRES_URL")
+                || toml::from_str::<toml::Table>(&text)
+                    .ok()
+                    .is_some_and(|t| t.get("postgres").and_then(|p| p.get("url")).is_some())
+        };
+        if !need_url && !has_url(&env) {
+            env.push((
+                "PGROAR_POSTGRES_URL".into(),
+                "postgresql://never-connected.invalid/follower".into(),
+            ));
         }
         Config::build(&text, env, Origin(Some(path.to_path_buf())), problems)
     }
