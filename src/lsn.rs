@@ -62,6 +62,17 @@ impl WalKey {
         WalKey { lsn, seq: u32::MAX }
     }
 
+    /// The LSN at or below which every record is reflected by an index (or held by a stream)
+    /// that has reached this key: the transaction's own LSN at a boundary, the one before it
+    /// mid-transaction.
+    pub fn covered(self) -> Lsn {
+        if self.seq == u32::MAX {
+            self.lsn
+        } else {
+            Lsn(self.lsn.0.saturating_sub(1))
+        }
+    }
+
     /// Whether the key falls between transactions (after a whole one, or before any), the only
     /// places a reader may see; a key inside a transaction ends a part of it.
     pub fn is_boundary(&self) -> bool {

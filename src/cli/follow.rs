@@ -36,12 +36,7 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
             }
         }
         let summary = pgroar::server::run_follower(config, shutdown).await?;
-        info!(
-            durable = %summary.durable,
-            applied = %summary.applied.lsn,
-            checkpointed = %summary.checkpointed.lsn,
-            "stopped cleanly"
-        );
+        super::serve::log_stopped(&summary);
         Ok(())
     })
 }

@@ -15,13 +15,18 @@ pub(crate) async fn stream_from(
     index: Option<pgroar::index::Index>,
 ) -> anyhow::Result<()> {
     let summary = pgroar::server::run_with_index(config, index, shutdown_signal()).await?;
+    log_stopped(&summary);
+    Ok(())
+}
+
+/// Logs where a pipeline stood when it stopped cleanly.
+pub(crate) fn log_stopped(summary: &pgroar::pipeline::RunSummary) {
     info!(
         durable = %summary.durable,
         applied = %summary.applied.lsn,
         checkpointed = %summary.checkpointed.lsn,
         "stopped cleanly"
     );
-    Ok(())
 }
 
 /// Completes at the first SIGTERM or SIGINT. A second one exits at once: everything

@@ -36,11 +36,7 @@ use crate::{Lsn, WalKey};
 /// The LSN below which every record is reflected by an index applied up to `applied`: the
 /// transaction's own LSN at a transaction boundary, the one before it mid-transaction.
 pub fn covered_lsn(applied: WalKey) -> Lsn {
-    if applied.seq == u32::MAX {
-        applied.lsn
-    } else {
-        Lsn(applied.lsn.0.saturating_sub(1))
-    }
+    applied.covered()
 }
 
 /// When a periodic checkpoint is due (see the module note).

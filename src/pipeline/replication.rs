@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_nats::jetstream::context::PublishErrorKind;
-use async_nats::jetstream::message::PublishMessage;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -27,7 +26,7 @@ use crate::index::Index;
 use crate::replicate::checkpoints;
 use crate::replicate::lease::Lease;
 use crate::replicate::message::{Body, Message};
-use crate::replicate::{Follower, Link, Publisher, ReplicationError, js_err, now_ms};
+use crate::replicate::{Follower, Link, Publisher, ReplicationError, js_err, now_ms, to_publish};
 use crate::source::{Source, Translate, lock};
 use crate::status::{PhaseTracker, Role, Status};
 use crate::wal::Wal;
@@ -293,16 +292,9 @@ impl Leader {
                 epoch,
                 time_ms: now_ms(),
             };
-            let (headers, payload) = m.encode().map_err(|e| {
+            let publish = to_publish(&m, last_seq).map_err(|e| {
                 PipelineError::from(ReplicationError::Gap(format!("encoding the fence: {e}")))
             })?;
-            let mut publish = PublishMessage::build()
-                .payload(payload.into())
-                .message_id(m.id())
-                .expected_last_sequence(last_seq);
-            for (name, value) in headers {
-                publish = publish.header(name, value.as_str());
-            }
             let sent = self
                 .link
                 .js

@@ -223,7 +223,11 @@ impl Follower {
             let empty = async_nats::HeaderMap::new();
             let headers = message.headers.as_ref().unwrap_or(&empty);
             let m = self.link.decode(seq, headers, &message.payload)?;
+            let reached = m.cursor();
             self.write(m.body, m.epoch)?;
+            if let Some(cursor) = reached {
+                self.raise_floor(cursor.covered());
+            }
             read = seq;
             unsynced.get_or_insert_with(Instant::now);
             if !caught_up && seq >= tail.seq {
@@ -319,7 +323,6 @@ impl Follower {
                 ops,
             } => {
                 if lsn <= wal.written_lsn() {
-                    self.raise_floor(if end { lsn } else { Lsn(lsn.0 - 1) });
                     return Ok(());
                 }
                 match wal.open_transaction() {
@@ -353,7 +356,6 @@ impl Follower {
                     wal.commit()?;
                 }
                 self.next_record = (!end).then_some((lsn, last + 1));
-                self.raise_floor(if end { lsn } else { Lsn(lsn.0 - 1) });
                 self.status.set_received(lsn);
                 self.status.set_server_lsn(lsn);
             }
@@ -361,7 +363,6 @@ impl Follower {
                 if lsn > wal.written_lsn() && wal.open_transaction().is_none() {
                     wal.mark(lsn)?;
                 }
-                self.raise_floor(lsn);
                 self.status.set_received(lsn);
                 self.status.set_server_lsn(lsn);
             }

@@ -18,11 +18,11 @@
 //! the Unix epoch). The message id (`Nats-Msg-Id`, deduplicated by the server) is the cursor
 //! `LSN:seq` of the part's last record, `LSN:mark` for a mark, `leader:epoch` for a fence.
 
-use crate::Lsn;
 use crate::ops::EntityOps;
 use crate::schema::FieldIds;
 use crate::wal::format::encode_record;
 use crate::wal::{DecodeError, EncodeError, RecordKind, decode_entity_ops_with, decode_record};
+use crate::{Lsn, WalKey};
 
 /// Target payload size of one part of a transaction (the server's default limit is 1 MiB).
 pub const PART_BYTES: usize = 256 << 10;
@@ -121,6 +121,17 @@ impl Message {
     pub fn lsn(&self) -> Option<Lsn> {
         match &self.body {
             Body::Ops { lsn, .. } | Body::Mark { lsn } => Some(*lsn),
+            Body::Leader => None,
+        }
+    }
+
+    /// The cursor a reader stands at after this message: a part's last record (the end of
+    /// its transaction when it ends it), a mark's position; `None` for a fence.
+    pub fn cursor(&self) -> Option<WalKey> {
+        match &self.body {
+            Body::Ops { lsn, end: true, .. } => Some(WalKey::end_of(*lsn)),
+            Body::Ops { lsn, last, .. } => Some(WalKey::new(*lsn, *last)),
+            Body::Mark { lsn } => Some(WalKey::end_of(*lsn)),
             Body::Leader => None,
         }
     }
@@ -301,6 +312,13 @@ mod tests {
         };
         assert_eq!(round_trip(&part), part);
         assert_eq!(part.id(), "0/16B3748:4");
+        assert_eq!(part.cursor(), Some(WalKey::end_of(Lsn(0x16B_3748))));
+        let mut open = part.clone();
+        if let Body::Ops { end, .. } = &mut open.body {
+            *end = false;
+        }
+        assert_eq!(open.cursor(), Some(WalKey::new(Lsn(0x16B_3748), 4)));
+        assert_eq!(open.cursor().map(WalKey::covered), Some(Lsn(0x16B_3747)));
         let mark = Message {
             body: Body::Mark { lsn: Lsn(42) },
             epoch: 7,

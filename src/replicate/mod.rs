@@ -30,6 +30,7 @@ pub mod publish;
 
 use std::time::Duration;
 
+use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, stream};
 use tracing::info;
 
@@ -182,11 +183,7 @@ pub struct Tail {
 impl Tail {
     /// Everything at or below this LSN is in the stream.
     pub fn covered(&self) -> Lsn {
-        match self.after {
-            Some(k) if k.is_boundary() => k.lsn,
-            Some(k) => Lsn(k.lsn.0.saturating_sub(1)),
-            None => Lsn::ZERO,
-        }
+        self.after.map_or(Lsn::ZERO, WalKey::covered)
     }
 }
 
@@ -299,20 +296,12 @@ impl Link {
             if tail.epoch == 0 {
                 tail.epoch = m.epoch;
             }
-            match m.body {
-                Body::Ops { lsn, last, end, .. } => {
-                    tail.after = Some(if end {
-                        WalKey::end_of(lsn)
-                    } else {
-                        WalKey::new(lsn, last)
-                    });
+            match m.cursor() {
+                Some(after) => {
+                    tail.after = Some(after);
                     break;
                 }
-                Body::Mark { lsn } => {
-                    tail.after = Some(WalKey::end_of(lsn));
-                    break;
-                }
-                Body::Leader => seq -= 1,
+                None => seq -= 1,
             }
         }
         Ok(tail)
@@ -351,6 +340,20 @@ impl Link {
             seq -= 1;
         }
     }
+}
+
+/// `m` as a JetStream publish: its headers, its cursor as the message id, and the stream
+/// sequence it must follow (the fence against a second publisher).
+pub(crate) fn to_publish(m: &Message, expected: u64) -> Result<PublishMessage, MessageError> {
+    let (headers, payload) = m.encode()?;
+    let mut publish = PublishMessage::build()
+        .payload(payload.into())
+        .message_id(m.id())
+        .expected_last_sequence(expected);
+    for (name, value) in headers {
+        publish = publish.header(name, value.as_str());
+    }
+    Ok(publish)
 }
 
 /// Milliseconds since the Unix epoch.

@@ -16,13 +16,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
-use async_nats::jetstream::message::PublishMessage;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use super::message::{Body, Message, PART_BYTES};
-use super::{Link, ReplicationError, Tail, now_ms};
+use super::{Link, ReplicationError, Tail, now_ms, to_publish};
 use crate::dedup::Deduper;
 use crate::ops::EntityOps;
 use crate::status::Status;
@@ -78,6 +77,18 @@ struct Open {
     last: u32,
     bytes: usize,
     ops: Vec<EntityOps>,
+    /// Reused to measure each record's encoded size.
+    scratch: Vec<u8>,
+}
+
+impl Open {
+    /// Starts over at `lsn`'s record `first` (the ops are empty: each part takes them).
+    fn restart(&mut self, lsn: Lsn, first: u32) {
+        self.lsn = lsn;
+        self.first = first;
+        self.last = first;
+        self.bytes = 0;
+    }
 }
 
 impl Publisher {
@@ -178,13 +189,9 @@ impl Publisher {
                     WalEntry::Ops { key, ops } => {
                         mark = None;
                         if open.ops.is_empty() && open.lsn != key.lsn {
-                            open = Open {
-                                lsn: key.lsn,
-                                first: key.seq,
-                                ..Open::default()
-                            };
+                            open.restart(key.lsn, key.seq);
                         }
-                        let size = encoded_len(&ops);
+                        let size = encoded_len(&ops, &mut open.scratch);
                         if !open.ops.is_empty() && open.bytes + size > PART_BYTES {
                             let part = self.part(&mut open, false, key.seq);
                             self.send(part, None, &mut expected, &mut in_flight)?;
@@ -200,10 +207,7 @@ impl Publisher {
                             let part = self.part(&mut open, true, 0);
                             self.send(part, Some(lsn), &mut expected, &mut in_flight)?;
                         }
-                        open = Open {
-                            lsn,
-                            ..Open::default()
-                        };
+                        open.restart(lsn, 0);
                         mark = None;
                     }
                     WalEntry::Mark { lsn } => mark = Some(lsn),
@@ -257,16 +261,8 @@ impl Publisher {
         expected: &mut u64,
         in_flight: &mut VecDeque<InFlight>,
     ) -> Result<(), Failure> {
-        let (headers, payload) = m
-            .encode()
+        let publish = to_publish(&m, *expected)
             .map_err(|e| Failure::Fatal(ReplicationError::Gap(format!("encoding a part: {e}"))))?;
-        let mut publish = PublishMessage::build()
-            .payload(payload.into())
-            .message_id(m.id())
-            .expected_last_sequence(*expected);
-        for (name, value) in headers {
-            publish = publish.header(name, value.as_str());
-        }
         crate::failpoint::hit("publish-send");
         let ack = self
             .handle
@@ -344,8 +340,8 @@ enum Failure {
 }
 
 /// The encoded size of one entity's ops (the part size bound's measure).
-fn encoded_len(ops: &EntityOps) -> usize {
-    let mut buf = Vec::new();
-    let _ = crate::wal::encode_entity_ops(ops, &mut buf);
-    buf.len() + crate::wal::format::RECORD_OVERHEAD
+fn encoded_len(ops: &EntityOps, scratch: &mut Vec<u8>) -> usize {
+    scratch.clear();
+    let _ = crate::wal::encode_entity_ops(ops, scratch);
+    scratch.len() + crate::wal::format::RECORD_OVERHEAD
 }

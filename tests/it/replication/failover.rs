@@ -16,6 +16,86 @@ use crate::it::support::feed::{
 };
 use crate::it::support::follow::{current_lsn, slot_confirmed};
 
+/// What every scenario starts from: a throwaway NATS server, a database with the feed's tables,
+/// a temporary directory, and the slot's and stream's names; `extra` goes into every node's
+/// `[replication]`.
+struct Scene {
+    nats: NatsServer,
+    db: TestDb,
+    client: tokio_postgres::Client,
+    dir: tempfile::TempDir,
+    slot: String,
+    stream: String,
+    extra: &'static str,
+}
+
+impl Scene {
+    async fn new(topic: &str, extra: &'static str) -> Scene {
+        let nats = NatsServer::start().unwrap();
+        let db = TestDb::new(topic);
+        db.execute(SCHEMA).unwrap();
+        let client = db.client().await.unwrap();
+        let (slot, stream) = (format!("s_{}", db.name()), format!("T_{}", db.name()));
+        Scene {
+            nats,
+            db,
+            client,
+            dir: tempfile::tempdir().unwrap(),
+            slot,
+            stream,
+            extra,
+        }
+    }
+
+    fn node(&self, name: &str) -> Node {
+        let (dir, url, nats) = (self.dir.path(), self.db.url(), self.nats.url());
+        Node::new(dir, name, &url, &self.slot, &nats, &self.stream, self.extra)
+    }
+
+    /// The first leader (`env`: its extra environment), bootstrapped over empty tables, then
+    /// the feed's images loaded.
+    async fn leader(&self, name: &str, env: Vec<(String, String)>) -> Node {
+        let mut leader = self.node(name);
+        leader.runner.env = env;
+        leader.start("bootstrap");
+        leader.ready().await;
+        load_feed(&self.client, IDS as u64).await;
+        leader
+    }
+
+    /// The feed's random writer, seeded by `salt` and the process id (printed).
+    async fn writer(&self, salt: u64) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seed = salt ^ u64::from(std::process::id());
+        eprintln!("replication test seed {seed}");
+        let client = self.db.client().await.unwrap();
+        let work = tokio::spawn(workload(
+            client,
+            seed,
+            Arc::clone(&stop),
+            Arc::new(AtomicU64::new(0)),
+        ));
+        Writer { stop, work, seed }
+    }
+}
+
+/// A running writer.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    work: tokio::task::JoinHandle<u64>,
+    seed: u64,
+}
+
+impl Writer {
+    /// Stops it; returns how many transactions it committed (at least 20).
+    async fn finish(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        let txns = self.work.await.unwrap();
+        assert!(txns > 20, "the writer barely ran: {txns}");
+        txns
+    }
+}
+
 /// Waits until the leader's WAL is durable past what the stream has acknowledged; returns by
 /// how many bytes.
 async fn wait_behind(leader: &Node) -> u64 {
@@ -99,18 +179,9 @@ async fn read_your_write_on(client: &tokio_postgres::Client, follower: &Node) {
 /// runs; one follower is SIGKILLed and restarted, a third starts late (the stream purged behind
 /// the bucket's checkpoints by then); all end equal to SQL.
 pub async fn leader_and_followers() {
-    let nats = NatsServer::start().unwrap();
-    let db = TestDb::new("replicas");
-    db.execute(SCHEMA).unwrap();
-    let client = db.client().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let slot = format!("s_{}", db.name());
-    let stream = format!("T_{}", db.name());
-    let node = |name: &str| Node::new(dir.path(), name, &db.url(), &slot, &nats.url(), &stream);
-    let mut leader = node("leader");
-    leader.start("bootstrap");
-    leader.ready().await;
-    load_feed(&client, IDS as u64).await;
+    let scene = Scene::new("replicas", "").await;
+    let (client, node) = (&scene.client, |name: &str| scene.node(name));
+    let mut leader = scene.leader("leader", Vec::new()).await;
 
     let (mut a, mut b) = (node("a"), node("b"));
     a.start("follow");
@@ -120,16 +191,7 @@ pub async fn leader_and_followers() {
     assert_eq!(a.status().await["role"], "follower");
     assert_eq!(leader.status().await["role"], "leader");
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let rows = Arc::new(AtomicU64::new(0));
-    let seed = 0x5EED_u64 ^ u64::from(std::process::id());
-    eprintln!("replication test seed {seed}");
-    let work = tokio::spawn(workload(
-        db.client().await.unwrap(),
-        seed,
-        stop.clone(),
-        rows.clone(),
-    ));
+    let writer = scene.writer(0x5EED).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     a.kill();
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -146,9 +208,8 @@ pub async fn leader_and_followers() {
     std::fs::write(&late.runner.config, without.join("\n")).unwrap();
     late.start("follow");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
-    let txns = work.await.unwrap();
-    assert!(txns > 20, "the writer barely ran: {txns}");
+    let seed = writer.seed;
+    writer.finish().await;
     a.ready().await;
     late.ready().await;
     // `pgroar check` compares with the database: it reads the URL from the same file.
@@ -159,10 +220,16 @@ pub async fn leader_and_followers() {
         "{late_log}"
     );
 
-    assert_all_match(&db, &leader, &[&a, &b, &late], &format!("seed {seed}")).await;
-    read_your_write_on(&client, &b).await;
+    assert_all_match(
+        &scene.db,
+        &leader,
+        &[&a, &b, &late],
+        &format!("seed {seed}"),
+    )
+    .await;
+    read_your_write_on(client, &b).await;
     // Purged behind the bucket's two checkpoints: what is left still reads whole and in order.
-    let (_, published) = assert_stream_cursors(&nats.url(), &stream).await;
+    let (_, published) = assert_stream_cursors(&scene.nats.url(), &scene.stream).await;
     assert!(published > 20, "{published} messages published");
     for n in [&mut a, &mut b, &mut late, &mut leader] {
         n.stop().await;
@@ -184,73 +251,35 @@ pub async fn leader_and_followers() {
 /// the stream's last cursor; the old leader comes back as the standby; the NATS server is
 /// restarted; everything ends equal to SQL and the stream holds every transaction once.
 pub async fn standby_takes_over() {
-    let nats = NatsServer::start().unwrap();
-    let db = TestDb::new("standby");
-    db.execute(SCHEMA).unwrap();
-    let client = db.client().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let slot = format!("s_{}", db.name());
-    let stream = format!("T_{}", db.name());
     // Nothing purged: the whole history, takeover included, is checked.
-    let node = |name: &str| {
-        let extra = "keep_checkpoints = 100000";
-        Node::with(
-            dir.path(),
-            name,
-            &db.url(),
-            &slot,
-            &nats.url(),
-            &stream,
-            extra,
-        )
-    };
-    let mut first = node("first");
+    let scene = Scene::new("standby", "keep_checkpoints = 100000").await;
+    let client = &scene.client;
     // Publishing slowed: the leader's WAL runs ahead of the stream, and the slot must not.
-    first.runner.env = vec![("FAILPOINTS".into(), "publish-send=sleep(100)".into())];
-    first.start("bootstrap");
-    first.ready().await;
-    load_feed(&client, IDS as u64).await;
-    let mut second = node("second");
+    let slow = vec![("FAILPOINTS".into(), "publish-send=sleep(100)".into())];
+    let mut first = scene.leader("first", slow).await;
+    let mut second = scene.node("second");
     second.start("run");
-    let mut follower = node("follower");
+    let mut follower = scene.node("follower");
     follower.start("follow");
     second.ready().await;
     follower.ready().await;
     assert_eq!(second.status().await["role"], "standby");
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let rows = Arc::new(AtomicU64::new(0));
-    let seed = 0xFA11_u64 ^ u64::from(std::process::id());
-    eprintln!("failover test seed {seed}");
-    let work = tokio::spawn(workload(
-        db.client().await.unwrap(),
-        seed,
-        stop.clone(),
-        rows.clone(),
-    ));
+    let writer = scene.writer(0xFA11).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let behind = wait_behind(&first).await;
     first.kill();
     let killed = Instant::now();
     first.runner.env.clear();
     // Postgres keeps everything the stream lacks: the slot is not past the stream's end.
-    let confirmed = slot_confirmed(&client, &slot).await.unwrap();
-    let covered = stream_covered(&nats.url(), &stream).await;
+    let confirmed = slot_confirmed(client, &scene.slot).await.unwrap();
+    let covered = stream_covered(&scene.nats.url(), &scene.stream).await;
     assert!(
         confirmed.0 <= covered.0 + 1,
         "slot confirmed {confirmed}, the stream ends at {covered} (durable ran {behind} bytes ahead)"
     );
-    let took_over = loop {
-        if second.status().await["role"] == "leader" {
-            break killed.elapsed();
-        }
-        assert!(
-            killed.elapsed() < Duration::from_secs(30),
-            "no takeover:\n{}",
-            second.runner.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    second.wait_role("leader").await;
+    let took_over = killed.elapsed();
     eprintln!("takeover after {took_over:?}");
     assert!(
         took_over < Duration::from_secs(10),
@@ -259,18 +288,18 @@ pub async fn standby_takes_over() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     first.start("run");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    nats.restart().unwrap();
+    scene.nats.restart().unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
-    let txns = work.await.unwrap();
-    assert!(txns > 20, "the writer barely ran: {txns}");
+    let seed = writer.seed;
+    let txns = writer.finish().await;
     first.ready().await;
     assert_eq!(first.status().await["role"], "standby");
 
-    let target: Lsn = current_lsn(&client).await;
-    wait_published(&second, &client, target).await;
-    assert_all_match(&db, &second, &[&follower, &first], &format!("seed {seed}")).await;
-    let (commits, _) = assert_stream_cursors(&nats.url(), &stream).await;
+    let target: Lsn = current_lsn(client).await;
+    wait_published(&second, client, target).await;
+    let context = format!("seed {seed}");
+    assert_all_match(&scene.db, &second, &[&follower, &first], &context).await;
+    let (commits, _) = assert_stream_cursors(&scene.nats.url(), &scene.stream).await;
     assert!(
         commits.len() as u64 > txns / 2,
         "{} of {txns} transactions in the stream",
@@ -285,68 +314,22 @@ pub async fn standby_takes_over() {
 /// must not publish another part — its renewal or its next publish is refused — and it exits
 /// with an error saying so. The stream stays one history and every node equals SQL.
 pub async fn a_paused_leader_is_fenced() {
-    let nats = NatsServer::start().unwrap();
-    let db = TestDb::new("fenced");
-    db.execute(SCHEMA).unwrap();
-    let client = db.client().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let slot = format!("s_{}", db.name());
-    let stream = format!("T_{}", db.name());
-    let node = |name: &str| {
-        let extra = "keep_checkpoints = 100000";
-        Node::with(
-            dir.path(),
-            name,
-            &db.url(),
-            &slot,
-            &nats.url(),
-            &stream,
-            extra,
-        )
-    };
-    let mut first = node("first");
-    first.start("bootstrap");
-    first.ready().await;
-    load_feed(&client, IDS as u64).await;
-    let mut second = node("second");
+    let scene = Scene::new("fenced", "keep_checkpoints = 100000").await;
+    let mut first = scene.leader("first", Vec::new()).await;
+    let mut second = scene.node("second");
     second.start("run");
     second.ready().await;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let rows = Arc::new(AtomicU64::new(0));
-    let seed = 0xF3_u64 ^ u64::from(std::process::id());
-    let work = tokio::spawn(workload(
-        db.client().await.unwrap(),
-        seed,
-        stop.clone(),
-        rows.clone(),
-    ));
+    let writer = scene.writer(0xF3).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let pid = first.child.as_ref().unwrap().0.id() as libc::pid_t;
     // SAFETY: kill takes a pid and a signal number, no pointers.
     unsafe { libc::kill(pid, libc::SIGSTOP) };
-    let paused = Instant::now();
-    while second.status().await["role"] != "leader" {
-        assert!(paused.elapsed() < Duration::from_secs(30), "no takeover");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    second.wait_role("leader").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGCONT) };
-    let child = &mut first.child.as_mut().unwrap().0;
-    let deadline = Instant::now() + PATIENCE;
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the old leader kept running:\n{}",
-            first.runner.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    first.child = None;
+    let exit = first.wait_exit().await;
     let log = std::fs::read_to_string(&first.runner.log).unwrap();
     assert!(!exit.success(), "{log}");
     assert!(
@@ -356,9 +339,9 @@ pub async fn a_paused_leader_is_fenced() {
         "{log}"
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
-    stop.store(true, Ordering::Relaxed);
-    work.await.unwrap();
-    assert_all_match(&db, &second, &[], &format!("seed {seed}")).await;
-    assert_stream_cursors(&nats.url(), &stream).await;
+    let seed = writer.seed;
+    writer.finish().await;
+    assert_all_match(&scene.db, &second, &[], &format!("seed {seed}")).await;
+    assert_stream_cursors(&scene.nats.url(), &scene.stream).await;
     second.stop().await;
 }

@@ -6,7 +6,7 @@
 
 mod failover;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
@@ -17,23 +17,16 @@ use tokio_postgres::Client;
 
 use super::support::feed::{Guard, PATIENCE, Runner, config_text, http};
 
-/// One pgroar process of the test: its runner (config, log, port) and data directory.
+/// One pgroar process of the test: its runner (config, log, port) and the running child.
 pub struct Node {
     pub runner: Runner,
-    #[allow(dead_code)]
-    pub data: PathBuf,
     pub child: Option<Guard>,
 }
 
 impl Node {
     /// A node named `name` under `dir`, configured for `db_url`/`slot` and the NATS server at
-    /// `nats` (stream `stream`), with WAL segments of `segment_bytes`.
-    pub fn new(dir: &Path, name: &str, db_url: &str, slot: &str, nats: &str, stream: &str) -> Node {
-        Self::with(dir, name, db_url, slot, nats, stream, "")
-    }
-
-    /// [`Node::new`] with more `[replication]` keys.
-    pub fn with(
+    /// `nats` (stream `stream`), with `extra` more `[replication]` keys.
+    pub fn new(
         dir: &Path,
         name: &str,
         db_url: &str,
@@ -53,7 +46,6 @@ impl Node {
         std::fs::write(&runner.config, text).unwrap();
         Node {
             runner,
-            data,
             child: None,
         }
     }
@@ -79,24 +71,43 @@ impl Node {
 
     /// SIGTERM, and the exit status must be success.
     pub async fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
+        let Some(child) = self.child.as_ref() else {
             return;
         };
         // SAFETY: kill takes a pid and a signal number, no pointers.
         unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) };
+        let exit = self.wait_exit().await;
+        assert!(exit.success(), "{exit:?}\n{}", self.runner.log_tail());
+    }
+
+    /// Waits for the process to exit by itself (within [`PATIENCE`]); returns how it did.
+    pub async fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("started");
         let deadline = Instant::now() + PATIENCE;
-        let exit = loop {
-            if let Some(s) = child.0.try_wait().unwrap() {
-                break s;
+        loop {
+            if let Some(exit) = child.0.try_wait().unwrap() {
+                return exit;
             }
             assert!(
                 Instant::now() < deadline,
-                "did not stop:\n{}",
+                "still running:\n{}",
                 self.runner.log_tail()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        assert!(exit.success(), "{exit:?}\n{}", self.runner.log_tail());
+        }
+    }
+
+    /// Waits (30 s at most) until `/status` reports `role`.
+    pub async fn wait_role(&self, role: &str) {
+        let since = Instant::now();
+        while self.status().await["role"] != role {
+            assert!(
+                since.elapsed() < Duration::from_secs(30),
+                "never {role}:\n{}",
+                self.runner.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The `/status` body.
