@@ -317,8 +317,22 @@ impl WalReader {
         let dir = dir.as_ref().to_path_buf();
         let segments = list_segments(&dir).map_err(WalError::io("list", &dir))?;
         let mut start = segments.first().map(|(n, _)| *n).unwrap_or(1);
-        if let Some((_, oldest)) = segments.first() {
-            let first = read_header(oldest)?.prev_lsn;
+        let newest = segments.last().map(|(n, _)| *n);
+        // The newest segment may have just been created by the writer, its header not yet
+        // written: it holds no record yet, and is read once the durable end reaches it.
+        let header = |n: u64, path: &Path| -> Result<Option<SegmentHeader>, WalError> {
+            match read_header(path) {
+                Err(WalError::Corrupt {
+                    source: DecodeError::Truncated("segment header"),
+                    ..
+                }) if Some(n) == newest => Ok(None),
+                other => other.map(Some),
+            }
+        };
+        if let Some((n, oldest)) = segments.first()
+            && let Some(h) = header(*n, oldest)?
+        {
+            let first = h.prev_lsn;
             if first > Lsn::ZERO && WalKey::end_of(first) > after {
                 return Err(WalError::Gap { after, first });
             }
@@ -326,7 +340,7 @@ impl WalReader {
         // Every committed record before a segment has an LSN at or below its `prev_lsn`: start at
         // the newest segment whose `prev_lsn` is below `after.lsn`.
         for (n, path) in segments.iter().rev() {
-            if read_header(path)?.prev_lsn < after.lsn {
+            if header(*n, path)?.is_some_and(|h| h.prev_lsn < after.lsn) {
                 start = *n;
                 break;
             }
@@ -452,5 +466,32 @@ fn header_of(reader: &mut SegmentReader) -> Result<SegmentHeader, WalError> {
         HeaderRead::Ok(h) => Ok(h),
         HeaderRead::Torn => Err(corrupt(DecodeError::Truncated("segment header"))),
         HeaderRead::Bad(e) => Err(corrupt(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::{EntityOps, Op};
+    use crate::wal::{Wal, WalOptions};
+
+    #[test]
+    fn a_reader_opens_beside_a_segment_the_writer_has_just_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+        wal.begin(Lsn(0x1000)).unwrap();
+        wal.append(&EntityOps::new(1, vec![Op::set("nsfwLevel", 1)]))
+            .unwrap();
+        wal.commit().unwrap();
+        wal.sync().unwrap();
+        // A rotation creates the next file before its header is written out.
+        let next = wal.segments().last().unwrap().number + 1;
+        std::fs::File::create(dir.path().join(segment_file_name(next))).unwrap();
+        let mut r = WalReader::open(dir.path(), WalKey::ZERO).unwrap();
+        let mut read = Vec::new();
+        while let Some(e) = r.next(wal.durable_end()).unwrap() {
+            read.push(e);
+        }
+        assert_eq!(read.last(), Some(&WalEntry::Commit { lsn: Lsn(0x1000) }));
     }
 }

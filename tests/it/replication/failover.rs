@@ -228,6 +228,22 @@ pub async fn leader_and_followers() {
     )
     .await;
     read_your_write_on(client, &b).await;
+    // Followers write checkpoints of their own (what a restart loads when the bucket's is
+    // not newer).
+    for f in [&a, &b, &late] {
+        let status = f.status().await;
+        let checkpointed: Lsn = status["lsn"]["checkpointed"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(checkpointed > Lsn::ZERO, "{status}");
+        let files = std::fs::read_dir(f.runner.config.with_file_name("data").join("index"));
+        assert!(
+            files.is_ok_and(|mut d| d.next().is_some()),
+            "no local checkpoint"
+        );
+    }
     // Purged behind the bucket's two checkpoints: what is left still reads whole and in order.
     let (_, published) = assert_stream_cursors(&scene.nats.url(), &scene.stream).await;
     assert!(published > 20, "{published} messages published");
